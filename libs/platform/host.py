@@ -1,0 +1,170 @@
+"""The gRPC host: one grpc.aio server carrying one or more service modules.
+
+Start-up: every health name answers NOT_SERVING until the modules have started; then SERVING.
+Shutdown (SIGTERM/SIGINT or :meth:`Host.stop`): health flips to NOT_SERVING, the host waits
+``drain_seconds`` so load balancers notice, background tasks stop, and the server stops with
+``grace_seconds`` for in-flight calls. Streams end themselves when ``runtime.stopping`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from libs.platform.interceptors import ServerInterceptor
+from libs.platform.logs import get_logger
+from libs.platform.settings import Settings
+
+_log = get_logger("medsettle.host")
+
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.so_reuseport", 0),
+]
+
+
+@dataclass
+class Runtime:
+    """What a module learns once the server is bound."""
+
+    settings: Settings
+    port: int
+    hosted: frozenset[str]
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def self_target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def peer_target(self, service: str) -> str:
+        """The configured target of a peer; a peer hosted here is reached on our own port."""
+        return self.settings.target(service, self.self_target if service in self.hosted else None)
+
+
+class ServiceModule(Protocol):
+    name: str
+    grpc_service_names: tuple[str, ...]
+
+    def register(self, server: grpc.aio.Server) -> None: ...
+
+    async def start(self, runtime: Runtime) -> None: ...
+
+    async def stop_tasks(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Host:
+    def __init__(
+        self,
+        settings: Settings,
+        modules: Sequence[ServiceModule],
+        *,
+        port: int,
+        bind_host: str = "[::]",
+    ) -> None:
+        self.settings = settings
+        self.modules = list(modules)
+        self.requested_port = port
+        self.bind_host = bind_host
+        self.port = 0
+        self.runtime: Runtime | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._stopped = asyncio.Event()
+        self._stop_lock = asyncio.Lock()
+
+    @property
+    def health_names(self) -> list[str]:
+        return ["", *[n for m in self.modules for n in m.grpc_service_names]]
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        s = self.settings
+        if s.tls_cert_file is None or s.tls_key_file is None:
+            return None
+        return grpc.ssl_server_credentials(
+            [(s.tls_key_file.read_bytes(), s.tls_cert_file.read_bytes())],
+            root_certificates=s.tls_client_ca_file.read_bytes() if s.tls_client_ca_file else None,
+            require_client_auth=s.tls_client_ca_file is not None,
+        )
+
+    async def start(self) -> None:
+        creds = self._credentials()
+        server = grpc.aio.server(
+            interceptors=[
+                ServerInterceptor(
+                    trust_institution_header=self.settings.trust_institution_header,
+                    tls_identity=creds is not None and self.settings.tls_client_ca_file is not None,
+                )
+            ],
+            options=SERVER_OPTIONS,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        for module in self.modules:
+            module.register(server)
+        reflection.enable_server_reflection(
+            [
+                *self.health_names[1:],
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
+            server,
+        )
+        for name in self.health_names:
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        address = f"{self.bind_host}:{self.requested_port}"
+        self.port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+        await server.start()
+        self._server = server
+        self.runtime = Runtime(self.settings, self.port, frozenset(m.name for m in self.modules))
+        try:
+            for module in self.modules:
+                await module.start(self.runtime)
+        except BaseException:
+            await self.stop(drain=False)
+            raise
+        for name in self.health_names:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        _log.info("server_started", port=self.port, services=[m.name for m in self.modules], tls=creds is not None)
+
+    async def stop(self, *, drain: bool = True) -> None:
+        async with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            await self._health.enter_graceful_shutdown()
+            _log.info("server_draining", port=self.port, drain_seconds=self.settings.drain_seconds)
+            if drain and self.settings.drain_seconds:
+                await asyncio.sleep(self.settings.drain_seconds)
+            if self.runtime is not None:
+                self.runtime.stopping.set()
+            for module in reversed(self.modules):
+                await module.stop_tasks()
+            if self._server is not None:
+                await self._server.stop(self.settings.grace_seconds)
+            for module in reversed(self.modules):
+                await module.close()
+            self._stopped.set()
+            _log.info("server_stopped", port=self.port)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def run_until_signal(self) -> None:
+        """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_requested.set)
+        await self.start()
+        await stop_requested.wait()
+        _log.info("shutdown_requested")
+        await self.stop()

@@ -1,0 +1,78 @@
+"""Exactly-once writes: every mutating request carries ``request_id``.
+
+A service keeps one ``idempotency_keys`` table (primary key = request_id). The use case looks the
+key up inside its transaction: same fingerprint -> return the stored result reference; other
+fingerprint -> REQUEST_ID_REUSED. Concurrent duplicates both miss the lookup, but only one
+insert of the key can commit (primary key); the loser's transaction rolls back and the caller
+retries the lookup (see :func:`run_once`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.core.errors import DomainError, Reason
+
+T = TypeVar("T")
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    return Table(
+        "idempotency_keys",
+        metadata,
+        Column("request_id", String(128), primary_key=True),
+        Column("operation", String(64), nullable=False),
+        Column("fingerprint", String(64), nullable=False),
+        Column("result_ref", String(128), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+class Replay(Exception):
+    """Raised inside a unit of work to say: this request already ran; its result is ``ref``."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(ref)
+        self.ref = ref
+
+
+async def check(session: AsyncSession, table: Table, request_id: str, operation: str, fp: str) -> str | None:
+    row = (
+        await session.execute(
+            select(table.c.operation, table.c.fingerprint, table.c.result_ref).where(table.c.request_id == request_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.operation != operation or row.fingerprint != fp:
+        raise DomainError(
+            Reason.REQUEST_ID_REUSED,
+            "request_id was already used for a different request",
+            metadata={"operation": row.operation},
+        )
+    return str(row.result_ref)
+
+
+async def record(session: AsyncSession, table: Table, request_id: str, operation: str, fp: str, ref: str) -> None:
+    await session.execute(
+        insert(table).values(request_id=request_id, operation=operation, fingerprint=fp, result_ref=ref)
+    )
+
+
+async def run_once(attempt: Callable[[], Awaitable[T]], replay: Callable[[str], Awaitable[T]], *, tries: int = 3) -> T:
+    """Runs a unit of work; if it lost an insert race (IntegrityError) or found its key already
+    recorded (Replay), answers from the stored result instead."""
+    last: Exception | None = None
+    for _ in range(tries):
+        try:
+            return await attempt()
+        except Replay as r:
+            return await replay(r.ref)
+        except IntegrityError as exc:
+            last = exc  # a concurrent duplicate committed first: look again
+    raise DomainError(Reason.CONCURRENT_UPDATE, "request raced with a concurrent one; retry") from last

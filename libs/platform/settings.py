@@ -1,0 +1,125 @@
+"""Settings from environment variables (prefix ``MEDSETTLE_``), read once and validated at start-up.
+
+Nothing reads the environment at import time; the composition root calls :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("filing", "eligibility", "settlement", "clearing")
+ServiceName = Literal["filing", "eligibility", "settlement", "clearing"]
+
+
+class SettingsError(Exception):
+    """Start-up configuration is wrong; the message names every bad variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEDSETTLE_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path("data")
+    filing_database_url: str | None = None
+    eligibility_database_url: str | None = None
+    settlement_database_url: str | None = None
+    clearing_database_url: str | None = None
+    # gRPC targets of peers; in all-in-one mode they default to the host's own port.
+    filing_target: str | None = None
+    eligibility_target: str | None = None
+    settlement_target: str | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    # Seconds the server answers NOT_SERVING before it stops accepting calls (lets probes see it).
+    drain_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Seconds in-flight calls get to finish once the server stops.
+    grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_echo: bool = False
+
+    # Server TLS (mTLS when a client CA is given) for meshes without a sidecar.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # Client TLS towards peers.
+    peer_ca_file: Path | None = None
+    peer_cert_file: Path | None = None
+    peer_key_file: Path | None = None
+    # Trust the gateway's x-medsettle-institution header (the gateway overwrites it).
+    trust_institution_header: bool = True
+
+    # E-certificates (eligibility): Ed25519 private key PEM; older public keys still accepted.
+    ecert_signing_key_file: Path | None = None
+    ecert_verify_key_files: str = ""
+    ecert_ttl_seconds: int = Field(default=300, ge=10, le=86400)
+
+    # Clearing follows the settlement feed from this service when true.
+    clearing_follow_feed: bool = True
+
+    @field_validator(
+        "filing_database_url",
+        "eligibility_database_url",
+        "settlement_database_url",
+        "clearing_database_url",
+    )
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("MEDSETTLE_TLS_CERT_FILE and MEDSETTLE_TLS_KEY_FILE go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("MEDSETTLE_TLS_CLIENT_CA_FILE needs MEDSETTLE_TLS_CERT_FILE")
+        if (self.peer_cert_file is None) != (self.peer_key_file is None):
+            raise ValueError("MEDSETTLE_PEER_CERT_FILE and MEDSETTLE_PEER_KEY_FILE go together")
+        for name in (
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_client_ca_file",
+            "peer_ca_file",
+            "peer_cert_file",
+            "peer_key_file",
+            "ecert_signing_key_file",
+        ):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"MEDSETTLE_{name.upper()}: no such file: {path}")
+        return self
+
+    def database_url(self, service: str) -> str:
+        explicit: str | None = getattr(self, f"{service}_database_url")
+        if explicit:
+            return explicit
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def target(self, service: str, default: str | None) -> str:
+        explicit: str | None = getattr(self, f"{service}_target", None)
+        if explicit:
+            return explicit
+        if default is None:
+            raise SettingsError(f"MEDSETTLE_{service.upper()}_TARGET is not set")
+        return default
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Reads the environment (overrides win) and fails with every bad variable named."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = f"MEDSETTLE_{loc.upper()}" if loc != "settings" else loc
+            lines.append(f"{name}: {err['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
