@@ -1,0 +1,57 @@
+"""Wires the clearing service together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+
+from libs.platform.db import Database
+from libs.platform.host import Runtime
+from libs.platform.peers import open_channel
+from libs.platform.settings import Settings
+from medsettle.clearing.v1 import clearing_pb2
+from services.clearing.adapters.peers import GrpcSettlementFeed
+from services.clearing.adapters.rpc import ClearingServicer, register
+from services.clearing.application.service import ClearingService
+
+SERVICE_NAME = clearing_pb2.DESCRIPTOR.services_by_name["ClearingService"].full_name
+
+
+class ClearingModule:
+    name = "clearing"
+    grpc_service_names = (SERVICE_NAME,)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url("clearing"), pool_size=settings.db_pool_size, echo=settings.db_echo)
+        self.service = ClearingService(self.db)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channel: grpc.aio.Channel | None = None
+
+    def register(self, server: grpc.aio.Server) -> None:
+        register(server, ClearingServicer(self.service))
+
+    async def start(self, runtime: Runtime) -> None:
+        if self.settings.clearing_follow_feed:
+            self._channel = open_channel(runtime.peer_target("settlement"), self.settings)
+            feed = GrpcSettlementFeed(self._channel)
+            self._tasks.append(asyncio.create_task(self.service.follow(feed, runtime.stopping)))
+
+    async def stop_tasks(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def create(settings: Settings) -> ClearingModule:
+    return ClearingModule(settings)

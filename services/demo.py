@@ -1,0 +1,380 @@
+"""``medsettle demo``: start the whole suite (all-in-one, SQLite) and drive a realistic run.
+
+Every step is a real gRPC call on a real socket; every write lands in the owning service's own
+database. The story: a retiree insured in Beijing lives with her daughter in Shanghai (long-term
+filing), is admitted to a tier-3 hospital there, and settles at the desk; a Chengdu resident on a
+referral gets outpatient care in the same hospital; clearing ingests both through the feed and
+the month's statements show what Beijing and Sichuan owe Shanghai.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from libs.platform.identity import INSTITUTION_HEADER
+from libs.platform.settings import Settings
+from libs.policy import default_books
+from medsettle.clearing.v1 import clearing_pb2, clearing_pb2_grpc
+from medsettle.common.v1 import types_pb2
+from medsettle.eligibility.v1 import eligibility_pb2 as el
+from medsettle.eligibility.v1 import eligibility_pb2_grpc
+from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
+from medsettle.settlement.v1 import settlement_pb2 as st
+from medsettle.settlement.v1 import settlement_pb2_grpc
+
+HOSPITAL = "H31010400001"
+CST = dt.timezone(dt.timedelta(hours=8))
+PROVINCES = {"11": "Beijing", "31": "Shanghai", "44": "Guangdong", "51": "Sichuan", "42": "Hubei"}
+REGIONS = {"110100": "Beijing", "310100": "Shanghai", "440100": "Guangzhou", "510100": "Chengdu", "420100": "Wuhan"}
+
+
+def yuan(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100:,}.{abs(fen) % 100:02d}"
+
+
+def _date(d: dt.date) -> types_pb2.Date:
+    return types_pb2.Date(year=d.year, month=d.month, day=d.day)
+
+
+class Clients:
+    """Stubs for the four services: one target for all (all-in-one) or one per service."""
+
+    def __init__(self, targets: str | dict[str, str]) -> None:
+        if isinstance(targets, str):
+            targets = dict.fromkeys(("filing", "eligibility", "settlement", "clearing"), targets)
+        self._channels = {name: grpc.aio.insecure_channel(t) for name, t in targets.items()}
+        self.filing = filing_pb2_grpc.FilingServiceStub(self._channels["filing"])
+        self.eligibility = eligibility_pb2_grpc.EligibilityServiceStub(self._channels["eligibility"])
+        self.settlement = settlement_pb2_grpc.SettlementServiceStub(self._channels["settlement"])
+        self.clearing = clearing_pb2_grpc.ClearingServiceStub(self._channels["clearing"])
+
+    async def close(self) -> None:
+        for ch in self._channels.values():
+            await ch.close()
+
+
+async def seed_registry(c: Clients, tag: str) -> None:
+    for code, name in REGIONS.items():
+        await c.eligibility.UpsertRegion(
+            el.UpsertRegionRequest(request_id=f"{tag}-region-{code}", region=el.Region(region_code=code, name=name))
+        )
+    await c.eligibility.UpsertInstitution(
+        el.UpsertInstitutionRequest(
+            request_id=f"{tag}-inst",
+            institution=el.Institution(
+                institution_code=HOSPITAL,
+                name="Shanghai Renji Hospital (demo)",
+                region_code="310100",
+                level=el.INSTITUTION_LEVEL_TIER_3,
+                networked_services=[
+                    types_pb2.SERVICE_TYPE_INPATIENT,
+                    types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
+                    types_pb2.SERVICE_TYPE_CHRONIC_OUTPATIENT,
+                ],
+                special_disease_codes=["M03900"],
+            ),
+        )
+    )
+    await c.eligibility.UpsertInsuredPerson(
+        el.UpsertInsuredPersonRequest(
+            request_id=f"{tag}-p1",
+            person=el.InsuredPerson(
+                person_no="P110100000001",
+                id_number="110105195403120027",
+                name="Wang Fang",
+                insured_region_code="110100",
+                insurance_type=types_pb2.INSURANCE_TYPE_EMPLOYEE,
+                person_type=types_pb2.PERSON_TYPE_RETIRED,
+                status=el.PERSON_STATUS_ACTIVE,
+                has_personal_account=True,
+                account_balance_fen=268_450,
+                card_number="110100C0001",
+                card_serial="S9A1B2C3",
+                sex="F",
+                birth_date=types_pb2.Date(year=1954, month=3, day=12),
+            ),
+        )
+    )
+    await c.eligibility.UpsertInsuredPerson(
+        el.UpsertInsuredPersonRequest(
+            request_id=f"{tag}-p2",
+            person=el.InsuredPerson(
+                person_no="P510100000002",
+                id_number="510104198811230016",
+                name="Li Wei",
+                insured_region_code="510100",
+                insurance_type=types_pb2.INSURANCE_TYPE_RESIDENT,
+                person_type=types_pb2.PERSON_TYPE_RESIDENT_ADULT,
+                status=el.PERSON_STATUS_ACTIVE,
+                card_number="510100C0002",
+                card_serial="S7F6E5D4",
+                sex="M",
+                birth_date=types_pb2.Date(year=1988, month=11, day=23),
+            ),
+        )
+    )
+
+
+async def wait_eligible(
+    c: Clients, req: el.CheckEligibilityRequest, wait_seconds: float = 10.0
+) -> el.EligibilityDecision:
+    """The filing reaches eligibility's in-memory index through WatchFilings; wait for it."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        d = (await c.eligibility.CheckEligibility(req)).decision
+        if d.eligible or asyncio.get_running_loop().time() > deadline:
+            return d
+        await asyncio.sleep(0.05)
+
+
+def fee_lines(n: int, seed: int, treatment_region: str, day: dt.date) -> list[st.FeeLine]:
+    _, catalogues = default_books()
+    cat = catalogues.find(treatment_region, day)
+    # mostly covered items (class A and B), the occasional self-pay (class C) one
+    covered = sorted(code for code, item in cat.items.items() if item.item_class.value in ("A", "B"))
+    self_pay = sorted(code for code, item in cat.items.items() if item.item_class.value == "C")
+    lines = []
+    for i in range(n):
+        pool = self_pay if i % 8 == 7 and self_pay else covered
+        item = cat.items[pool[(seed * 7919 + i * 104729) % len(pool)]]
+        ceiling = item.ceiling_fen or 5_000
+        price = max(1, ceiling + (ceiling // 10 if i % 5 == 0 else -(ceiling // 20)))
+        lines.append(
+            st.FeeLine(
+                line_no=i + 1,
+                item_code=item.code,
+                item_name=item.name,
+                quantity_milli=1000 * (1 + i % 3),
+                unit_price_fen=price,
+                fee_date=_date(day),
+            )
+        )
+    return lines
+
+
+def print_breakdown(title: str, b: st.Breakdown) -> None:
+    print(f"  {title}")
+    rows = [
+        ("total", b.total_fen),
+        ("  full self-pay", b.full_self_pay_fen),
+        ("  over-limit", b.over_limit_fen),
+        ("  pre-self-pay", b.pre_self_pay_fen),
+        ("  in scope", b.in_scope_fen),
+        ("deductible borne", b.deductible_fen),
+        ("pooled fund", b.pooled_fund_fen),
+        ("large-amount subsidy", b.large_amount_fen),
+        ("critical illness", b.critical_illness_fen),
+        ("medical assistance", b.assistance_fen),
+        ("fund total", b.fund_total_fen),
+        ("personal account", b.personal_account_fen),
+        ("cash at the desk", b.cash_fen),
+    ]
+    for name, fen in rows:
+        print(f"    {name:<22}{yuan(fen):>14}")
+    print(f"    policy {b.policy_version}; catalogue {b.catalogue_version}")
+
+
+async def drive(targets: str | dict[str, str], *, tag: str = "demo", out: Any = print) -> dict[str, Any]:
+    """The scripted run; returns what it saw (the tests assert on it)."""
+    c = Clients(targets)
+    try:
+        return await _drive(c, tag, out)
+    finally:
+        await c.close()
+
+
+async def _drive(c: Clients, tag: str, out: Any) -> dict[str, Any]:
+    today = dt.datetime.now(CST).date()
+    md = ((INSTITUTION_HEADER, HOSPITAL),)
+    await seed_registry(c, tag)
+    out("1. registry: 5 coordinating regions, 1 tier-3 hospital in Shanghai, 2 insured persons")
+
+    filing = (
+        await c.filing.CreateFiling(
+            filing_pb2.CreateFilingRequest(
+                request_id=f"{tag}-filing-1",
+                person_no="P110100000001",
+                insured_region_code="110100",
+                treatment_region_code="310100",
+                filing_type=types_pb2.FILING_TYPE_RELOCATED_RETIREE,
+                insurance_type=types_pb2.INSURANCE_TYPE_EMPLOYEE,
+                channel=filing_pb2.CHANNEL_APP,
+                commitment_signed=True,
+                start_date=_date(today),
+            )
+        )
+    ).filing
+    referral = (
+        await c.filing.CreateFiling(
+            filing_pb2.CreateFilingRequest(
+                request_id=f"{tag}-filing-2",
+                person_no="P510100000002",
+                insured_region_code="510100",
+                treatment_region_code="310100",
+                filing_type=types_pb2.FILING_TYPE_REFERRAL,
+                insurance_type=types_pb2.INSURANCE_TYPE_RESIDENT,
+                channel=filing_pb2.CHANNEL_WINDOW,
+                commitment_signed=True,
+                start_date=_date(today),
+                end_date=_date(today + dt.timedelta(days=200)),
+            )
+        )
+    ).filing
+    out(
+        f"2. filings: {filing.filing_id} (relocated retiree, Beijing -> Shanghai), "
+        f"{referral.filing_id} (referral, Chengdu -> Shanghai)"
+    )
+
+    cert = await c.eligibility.IssueECertificate(
+        el.IssueECertificateRequest(
+            request_id=f"{tag}-ecert-1", person_no="P110100000001", id_number="110105195403120027"
+        )
+    )
+    decision = await wait_eligible(
+        c,
+        el.CheckEligibilityRequest(
+            credential=types_pb2.Credential(ecert_token=cert.token),
+            institution_code=HOSPITAL,
+            service_type=types_pb2.SERVICE_TYPE_INPATIENT,
+            service_date=_date(today),
+        ),
+    )
+    out(f"3. e-certificate checked at the desk: eligible={decision.eligible}, filing {decision.filing_id}")
+    if not decision.eligible:
+        raise RuntimeError(f"not eligible: {list(decision.reasons)}")
+
+    visit = (
+        await c.settlement.OpenVisit(
+            st.OpenVisitRequest(
+                request_id=f"{tag}-open-1",
+                institution_code=HOSPITAL,
+                hospital_visit_no=f"{tag}-ZY0001",
+                credential=types_pb2.Credential(ecert_token=cert.token),
+                service_type=types_pb2.SERVICE_TYPE_INPATIENT,
+                admission_date=_date(today),
+                diagnosis_codes=["I63.900"],
+            ),
+            metadata=md,
+        )
+    ).visit
+    lines = fee_lines(24, 1, "310100", today)
+    await c.settlement.UploadFees(
+        st.UploadFeesRequest(
+            request_id=f"{tag}-fees-1", institution_code=HOSPITAL, visit_id=visit.visit_id, lines=lines
+        ),
+        metadata=md,
+    )
+    pre = (
+        await c.settlement.PreSettle(
+            st.PreSettleRequest(institution_code=HOSPITAL, visit_id=visit.visit_id, use_personal_account=True),
+            metadata=md,
+        )
+    ).breakdown
+    settled = (
+        await c.settlement.Settle(
+            st.SettleRequest(
+                request_id=f"{tag}-settle-1",
+                institution_code=HOSPITAL,
+                visit_id=visit.visit_id,
+                use_personal_account=True,
+                discharge_date=_date(today),
+            ),
+            metadata=md,
+        )
+    ).settlement
+    out(
+        f"4. inpatient visit {visit.visit_id}: {len(lines)} fee lines uploaded, pre-settled "
+        f"{yuan(pre.total_fen)}, settled as {settled.settlement_id}"
+    )
+    if out is print:
+        print_breakdown("settlement (yuan):", settled.breakdown)
+
+    outpatient = (
+        await c.settlement.SettleOutpatient(
+            st.SettleOutpatientRequest(
+                request_id=f"{tag}-op-1",
+                institution_code=HOSPITAL,
+                hospital_visit_no=f"{tag}-MZ0001",
+                credential=types_pb2.Credential(
+                    card=types_pb2.SocialSecurityCard(card_number="510100C0002", card_serial="S7F6E5D4")
+                ),
+                service_type=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
+                visit_date=_date(today),
+                diagnosis_codes=["J06.900"],
+                lines=fee_lines(5, 2, "310100", today),
+            ),
+            metadata=md,
+        )
+    ).settlement
+    out(
+        f"5. outpatient (card, one round trip): {outpatient.settlement_id}, total "
+        f"{yuan(outpatient.breakdown.total_fen)}, funds {yuan(outpatient.breakdown.fund_total_fen)}, "
+        f"cash {yuan(outpatient.breakdown.cash_fen)}"
+    )
+
+    expected = 2
+    deadline = asyncio.get_running_loop().time() + 10
+    status = await c.clearing.GetIngestStatus(clearing_pb2.GetIngestStatusRequest())
+    while status.settlements_ingested < expected and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+        status = await c.clearing.GetIngestStatus(clearing_pb2.GetIngestStatusRequest())
+    out(f"6. clearing ingested {status.settlements_ingested} settlements from the feed (position {status.position})")
+
+    month = types_pb2.Month(year=today.year, month=today.month)
+    run = await c.clearing.RunMonthlyClearing(
+        clearing_pb2.RunMonthlyClearingRequest(request_id=f"{tag}-clearing-{today:%Y%m}-{status.position}", month=month)
+    )
+    statements = []
+    for ip, tp in (("11", "31"), ("51", "31")):
+        stmt = (
+            await c.clearing.GetStatement(
+                clearing_pb2.GetStatementRequest(insured_province_code=ip, treatment_province_code=tp, month=month)
+            )
+        ).statement
+        statements.append(stmt)
+    out(f"7. monthly clearing {today:%Y-%m}: {len(run.statements)} statement(s)")
+    for stmt in statements:
+        out(
+            f"   {stmt.statement_id}: {stmt.settlement_count} settlement(s), "
+            f"{PROVINCES.get(stmt.insured_province_code, stmt.insured_province_code)} owes "
+            f"{PROVINCES.get(stmt.treatment_province_code, stmt.treatment_province_code)} "
+            f"{yuan(stmt.amount_due_fen)} yuan"
+        )
+        for ln in stmt.lines:
+            out(
+                f"     {types_pb2.ClearingCategory.Name(ln.category).removeprefix('CLEARING_CATEGORY_').lower():<11}"
+                f" count {ln.count}  medical {yuan(ln.medical_total_fen):>12}  fund {yuan(ln.fund_total_fen):>12}"
+            )
+    return {
+        "settlement": settled,
+        "outpatient": outpatient,
+        "statements": statements,
+        "ingested": status.settlements_ingested,
+    }
+
+
+async def run_demo(settings: Settings, *, port: int = 0, keep_data: bool = False) -> int:
+    from libs.platform.settings import SERVICES
+    from services.suite import start
+
+    data_dir = Path(tempfile.mkdtemp(prefix="medsettle-demo-")) if not keep_data else settings.data_dir
+    settings = settings.model_copy(update={"data_dir": data_dir, "drain_seconds": 0.0, "grace_seconds": 2.0})
+    print(f"medsettle demo: all four services in one process, SQLite databases in {data_dir}")
+    host = await start(settings, SERVICES, port=port)
+    try:
+        print(f"serving on 127.0.0.1:{host.port} (health + reflection on)\n")
+        await drive(f"127.0.0.1:{host.port}")
+        print("\ndone: a settled visit and the clearing statement that contains it.")
+        return 0
+    finally:
+        await host.stop(drain=False)
+        if not keep_data:
+            shutil.rmtree(data_dir, ignore_errors=True)

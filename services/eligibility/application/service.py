@@ -1,0 +1,287 @@
+"""Eligibility use cases. CheckEligibility is answered from memory: the registry is loaded at
+start and refreshed, filings arrive from filing's WatchFilings stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from libs.core.errors import DomainError, Reason
+from libs.platform import idempotency
+from libs.platform.db import Database
+from libs.platform.logs import get_logger
+from services.eligibility.adapters import db as tables
+from services.eligibility.domain.credentials import TokenClaims, TokenSigner, id_hash
+from services.eligibility.domain.model import (
+    Decision,
+    FilingView,
+    Institution,
+    InsuredPerson,
+    Region,
+    ServiceType,
+    decide,
+)
+
+_log = get_logger("medsettle.eligibility")
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialInput:
+    ecert_token: str = ""
+    card_number: str = ""
+    card_serial: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FilingChange:
+    position: int
+    filing: FilingView
+
+
+class Registry:
+    """The in-memory index the hot path reads."""
+
+    def __init__(self) -> None:
+        self.regions: dict[str, Region] = {}
+        self.institutions: dict[str, Institution] = {}
+        self.persons: dict[str, InsuredPerson] = {}
+        self.by_card: dict[str, str] = {}
+        self.filings: dict[str, dict[str, FilingView]] = {}  # person_no -> filing_id -> view
+        self.filing_position = 0
+
+    def put_person(self, p: InsuredPerson) -> None:
+        old = self.persons.get(p.person_no)
+        if old is not None and old.card_number:
+            self.by_card.pop(old.card_number, None)
+        self.persons[p.person_no] = p
+        if p.card_number:
+            self.by_card[p.card_number] = p.person_no
+
+    def put_filing(self, change: FilingChange) -> None:
+        if change.position <= self.filing_position:
+            return  # already applied (a resumed stream never double-applies)
+        f = change.filing
+        self.filings.setdefault(f.person_no, {})[f.filing_id] = f
+        self.filing_position = change.position
+
+
+FilingFeed = Callable[[int], AsyncIterator[FilingChange]]
+
+
+class EligibilityService:
+    def __init__(
+        self,
+        db: Database,
+        signer: TokenSigner,
+        *,
+        token_ttl_seconds: int = 300,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.db = db
+        self.signer = signer
+        self.ttl = token_ttl_seconds
+        self.registry = Registry()
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._revoked: set[str] = set()
+        self._last_refresh = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+    # -- loading and freshness ------------------------------------------------------------
+    async def load(self) -> None:
+        async with self.db.read() as s:
+            regs, insts, ps = await tables.load_all(s)
+            revoked = (
+                (
+                    await s.execute(
+                        select(tables.issued_tokens.c.token_id).where(tables.issued_tokens.c.revoked.is_(True))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for r in regs:
+            self.registry.regions[r.region_code] = r
+        for i in insts:
+            self.registry.institutions[i.institution_code] = i
+        for p in ps:
+            self.registry.put_person(p)
+        self._revoked = set(revoked)
+        self._last_refresh = self._clock()
+
+    async def refresh(self) -> None:
+        """Picks up registry rows changed by other replicas (overlapping window, idempotent)."""
+        since = self._last_refresh - dt.timedelta(seconds=5)
+        now = self._clock()
+        async with self.db.read() as s:
+            insts, ps = await tables.changed_since(s, since)
+            revoked = (
+                (
+                    await s.execute(
+                        select(tables.issued_tokens.c.token_id).where(tables.issued_tokens.c.revoked.is_(True))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for i in insts:
+            self.registry.institutions[i.institution_code] = i
+        for p in ps:
+            self.registry.put_person(p)
+        self._revoked = set(revoked)
+        self._last_refresh = now
+
+    async def follow_filings(self, feed: FilingFeed, stopping: asyncio.Event) -> None:
+        """Keeps the filing index fresh; reconnects from the last applied position."""
+        backoff = 0.05
+        while not stopping.is_set():
+            try:
+                async for change in feed(self.registry.filing_position):
+                    self.registry.put_filing(change)
+                    backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning(
+                    "filing_watch_interrupted", error_type=type(exc).__name__, position=self.registry.filing_position
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    # -- admin writes ---------------------------------------------------------------------
+    async def upsert_region(self, request_id: str, fp: str, region: Region) -> Region:
+        await self._write(
+            request_id,
+            fp,
+            "region",
+            region.region_code,
+            tables.regions,
+            "region_code",
+            tables.region_row(region, self._clock()),
+        )
+        self.registry.regions[region.region_code] = region
+        return region
+
+    async def upsert_institution(self, request_id: str, fp: str, inst: Institution) -> Institution:
+        await self._write(
+            request_id,
+            fp,
+            "institution",
+            inst.institution_code,
+            tables.institutions,
+            "institution_code",
+            tables.institution_row(inst, self._clock()),
+        )
+        self.registry.institutions[inst.institution_code] = inst
+        return inst
+
+    async def upsert_person(self, request_id: str, fp: str, person: InsuredPerson) -> InsuredPerson:
+        await self._write(
+            request_id,
+            fp,
+            "person",
+            person.person_no,
+            tables.persons,
+            "person_no",
+            tables.person_row(person, self._clock()),
+        )
+        self.registry.put_person(person)
+        return person
+
+    async def _write(self, request_id: str, fp: str, op: str, ref: str, table, key: str, row) -> None:  # type: ignore[no-untyped-def]
+        async def attempt() -> None:
+            async with self.db.transaction() as s:
+                if await idempotency.check(s, tables.idempotency_keys, request_id, op, fp):
+                    return
+                await tables.upsert(s, table, key, row)
+                await idempotency.record(s, tables.idempotency_keys, request_id, op, fp, ref)
+
+        async def replay(_: str) -> None:
+            return None
+
+        await idempotency.run_once(attempt, replay)
+
+    # -- credentials ----------------------------------------------------------------------
+    async def issue_ecert(self, request_id: str, person_no: str, id_number: str) -> tuple[str, TokenClaims]:
+        person = self.registry.persons.get(person_no)
+        if person is None:
+            raise DomainError(Reason.PERSON_NOT_FOUND, "no insured person with that number")
+        if person.id_number.upper() != id_number.upper():
+            raise DomainError(Reason.CREDENTIAL_PERSON_MISMATCH, "the ID number does not belong to the person")
+        now = self._clock()
+        token, claims = self.signer.issue(person_no, id_number, int(now.timestamp()), self.ttl)
+        async with self.db.transaction() as s:
+            await s.execute(
+                tables.issued_tokens.insert().values(
+                    token_id=claims.token_id,
+                    person_no=person_no,
+                    revoked=False,
+                    issued_at=now,
+                    expires_at=dt.datetime.fromtimestamp(claims.expires_at, dt.UTC),
+                )
+            )
+        return token, claims
+
+    async def revoke_ecert(self, token_id: str) -> None:
+        async with self.db.transaction() as s:
+            result = await s.execute(
+                update(tables.issued_tokens).where(tables.issued_tokens.c.token_id == token_id).values(revoked=True)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                raise DomainError(Reason.CREDENTIAL_INVALID, "no such e-certificate")
+        self._revoked.add(token_id)
+
+    def identify(self, cred: CredentialInput) -> InsuredPerson:
+        if cred.ecert_token:
+            claims = self.signer.verify(cred.ecert_token, int(self._clock().timestamp()))
+            if claims.token_id in self._revoked:
+                raise DomainError(Reason.CREDENTIAL_REVOKED, "the e-certificate was revoked")
+            person = self.registry.persons.get(claims.person_no)
+            if person is None:
+                raise DomainError(Reason.PERSON_NOT_FOUND, "the e-certificate's person is not insured here")
+            if id_hash(person.id_number) != claims.id_hash:
+                raise DomainError(Reason.CREDENTIAL_PERSON_MISMATCH, "the e-certificate is bound to another person")
+            return person
+        if cred.card_number:
+            person_no = self.registry.by_card.get(cred.card_number)
+            if person_no is None:
+                raise DomainError(Reason.PERSON_NOT_FOUND, "no insured person holds that card")
+            person = self.registry.persons[person_no]
+            if person.card_serial != cred.card_serial:
+                raise DomainError(Reason.CARD_SERIAL_MISMATCH, "the card serial does not match the card")
+            return person
+        raise DomainError(Reason.CREDENTIAL_INVALID, "credential: an e-certificate token or a card is required")
+
+    # -- the hot query --------------------------------------------------------------------
+    def check(
+        self,
+        cred: CredentialInput,
+        institution_code: str,
+        service: ServiceType,
+        day: dt.date,
+        *,
+        special_disease_code: str = "",
+        emergency: bool = False,
+    ) -> Decision:
+        person = self.identify(cred)
+        institution = self.registry.institutions.get(institution_code)
+        filings = list(self.registry.filings.get(person.person_no, {}).values())
+        return decide(
+            person, institution, filings, service, day, special_disease_code=special_disease_code, emergency=emergency
+        )
+
+    def person(self, person_no: str) -> InsuredPerson:
+        p = self.registry.persons.get(person_no)
+        if p is None:
+            raise DomainError(Reason.PERSON_NOT_FOUND, "no insured person with that number")
+        return p
+
+    def institution(self, code: str) -> Institution:
+        i = self.registry.institutions.get(code)
+        if i is None:
+            raise DomainError(Reason.INSTITUTION_NOT_FOUND, f"no institution {code}")
+        return i

@@ -1,0 +1,104 @@
+"""Wires the eligibility service together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from pathlib import Path
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
+
+from libs.platform.db import Database
+from libs.platform.host import Runtime
+from libs.platform.logs import get_logger
+from libs.platform.peers import open_channel
+from libs.platform.settings import Settings
+from medsettle.eligibility.v1 import eligibility_pb2
+from services.eligibility.adapters.peers import GrpcFilingFeed
+from services.eligibility.adapters.rpc import EligibilityServicer, register
+from services.eligibility.application.service import EligibilityService
+from services.eligibility.domain.credentials import TokenSigner
+
+SERVICE_NAME = eligibility_pb2.DESCRIPTOR.services_by_name["EligibilityService"].full_name
+_log = get_logger("medsettle.eligibility")
+REFRESH_SECONDS = 2.0
+
+
+def load_signer(settings: Settings) -> TokenSigner:
+    """The signing key comes from a Secret in production; locally one is created in the data dir."""
+    path = settings.ecert_signing_key_file
+    if path is None:
+        path = settings.data_dir / "ecert-signing-key.pem"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+    key = load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path}: not an Ed25519 private key")
+    verify: list[Ed25519PublicKey] = []
+    for item in filter(None, (p.strip() for p in settings.ecert_verify_key_files.split(","))):
+        pub = load_pem_public_key(Path(item).read_bytes())
+        if not isinstance(pub, Ed25519PublicKey):
+            raise ValueError(f"{item}: not an Ed25519 public key")
+        verify.append(pub)
+    return TokenSigner(key, verify)
+
+
+class EligibilityModule:
+    name = "eligibility"
+    grpc_service_names = (SERVICE_NAME,)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url("eligibility"), pool_size=settings.db_pool_size, echo=settings.db_echo)
+        self.service = EligibilityService(self.db, load_signer(settings), token_ttl_seconds=settings.ecert_ttl_seconds)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channel: grpc.aio.Channel | None = None
+
+    def register(self, server: grpc.aio.Server) -> None:
+        register(server, EligibilityServicer(self.service))
+
+    async def start(self, runtime: Runtime) -> None:
+        await self.service.load()
+        self._channel = open_channel(runtime.peer_target("filing"), self.settings)
+        feed = GrpcFilingFeed(self._channel)
+        self._tasks.append(asyncio.create_task(self.service.follow_filings(feed, runtime.stopping)))
+        self._tasks.append(asyncio.create_task(self._refresh_loop(runtime.stopping)))
+
+    async def _refresh_loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=REFRESH_SECONDS)
+            try:
+                await self.service.refresh()
+            except Exception as exc:
+                _log.warning("registry_refresh_failed", error_type=type(exc).__name__)
+
+    async def stop_tasks(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def create(settings: Settings) -> EligibilityModule:
+    return EligibilityModule(settings)

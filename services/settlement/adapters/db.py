@@ -1,0 +1,402 @@
+"""Settlement tables and repository (SQLAlchemy Core). Repositories never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, fields, replace
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.platform.idempotency import idempotency_table
+from libs.platform.outbox import outbox_table
+from libs.policy import Accumulators, FeeLine, FilingType, InsuranceType, PersonType, ServiceType
+from services.settlement.domain.model import (
+    ClearingCategory,
+    Decision,
+    MonitoringFlag,
+    SettlementKind,
+    SettlementRecord,
+    UploadedLine,
+    VisitRecord,
+    VisitStatus,
+)
+
+metadata = MetaData()
+
+visits = Table(
+    "visits",
+    metadata,
+    Column("visit_id", String(40), primary_key=True),
+    Column("institution_code", String(32), nullable=False),
+    Column("hospital_visit_no", String(64), nullable=False),
+    Column("service_type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("person_no", String(40), nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("admission_date", Date, nullable=False),
+    Column("discharge_date", Date, nullable=True),
+    Column("diagnosis_codes", Text, nullable=False),
+    Column("special_disease_code", String(32), nullable=False),
+    Column("fee_line_count", Integer, nullable=False, default=0),
+    Column("fee_total_fen", BigInteger, nullable=False, default=0),
+    Column("settled_stays", Integer, nullable=False, default=0),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+)
+Index("ux_visits_institution_visit_no", visits.c.institution_code, visits.c.hospital_visit_no, unique=True)
+Index("ix_visits_person", visits.c.person_no)
+
+fee_lines = Table(
+    "fee_lines",
+    metadata,
+    Column("visit_id", String(40), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("item_code", String(64), nullable=False),
+    Column("item_name", String(200), nullable=False),
+    Column("quantity_milli", BigInteger, nullable=False),
+    Column("unit_price_fen", BigInteger, nullable=False),
+    Column("fee_date", Date, nullable=True),
+    Column("refund_of_line_no", Integer, nullable=True),
+)
+
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("settlement_id", String(40), primary_key=True),
+    Column("request_id", String(128), nullable=False, unique=True),
+    Column("visit_id", String(40), nullable=False),
+    Column("kind", String(16), nullable=False),
+    # A settlement can be cancelled once: the database refuses a second cancellation.
+    Column("cancels_settlement_id", String(40), nullable=True, unique=True),
+    Column("institution_code", String(32), nullable=False),
+    Column("person_no", String(40), nullable=False),
+    Column("insured_region", String(6), nullable=False),
+    Column("treatment_region", String(6), nullable=False),
+    Column("service_type", String(32), nullable=False),
+    Column("clearing_category", String(16), nullable=False),
+    Column("settle_date", Date, nullable=False),
+    Column("settled_at", DateTime(timezone=True), nullable=False),
+    Column("interim", Boolean, nullable=False),
+    Column("total_fen", BigInteger, nullable=False),
+    Column("fund_total_fen", BigInteger, nullable=False),
+    Column("personal_account_fen", BigInteger, nullable=False),
+    Column("cash_fen", BigInteger, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("flags", Text, nullable=False),
+)
+Index("ix_settlements_visit", settlements.c.visit_id)
+Index("ix_settlements_institution_date", settlements.c.institution_code, settlements.c.settle_date)
+
+_ACC_FIELDS = tuple(f.name for f in fields(Accumulators) if f.name not in ("year", "account_balance_fen"))
+accumulators = Table(
+    "person_year_accumulators",
+    metadata,
+    Column("person_no", String(40), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    *[Column(name, BigInteger, nullable=False, default=0) for name in _ACC_FIELDS],
+)
+accounts = Table(
+    "personal_accounts",
+    metadata,
+    Column("person_no", String(40), primary_key=True),
+    Column("balance_fen", BigInteger, nullable=False),
+)
+
+settlement_events = outbox_table(metadata, "settlement_events")
+idempotency_keys = idempotency_table(metadata)
+
+
+# -- mapping -------------------------------------------------------------------------------
+def decision_to_json(d: Decision) -> str:
+    doc = asdict(d)
+    doc["birth_date"] = d.birth_date.isoformat() if d.birth_date else None
+    doc["reasons"] = list(d.reasons)
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def decision_from_json(raw: str) -> Decision:
+    d = json.loads(raw)
+    d["reasons"] = tuple(d["reasons"])
+    d["birth_date"] = dt.date.fromisoformat(d["birth_date"]) if d["birth_date"] else None
+    d["insurance_type"] = InsuranceType(d["insurance_type"]) if d["insurance_type"] else None
+    d["person_type"] = PersonType(d["person_type"]) if d["person_type"] else None
+    d["filing_type"] = FilingType(d["filing_type"]) if d["filing_type"] else None
+    return Decision(**d)
+
+
+def _utc(v: dt.datetime) -> dt.datetime:
+    return v if v.tzinfo else v.replace(tzinfo=dt.UTC)
+
+
+def visit_from_row(r: Any) -> VisitRecord:
+    return VisitRecord(
+        visit_id=r.visit_id,
+        institution_code=r.institution_code,
+        hospital_visit_no=r.hospital_visit_no,
+        service_type=ServiceType(r.service_type),
+        status=VisitStatus(r.status),
+        decision=decision_from_json(r.decision),
+        admission_date=r.admission_date,
+        discharge_date=r.discharge_date,
+        diagnosis_codes=tuple(json.loads(r.diagnosis_codes)),
+        special_disease_code=r.special_disease_code,
+        opened_at=_utc(r.opened_at),
+        fee_line_count=r.fee_line_count,
+        fee_total_fen=r.fee_total_fen,
+        settled_stays=r.settled_stays,
+    )
+
+
+def settlement_from_row(r: Any) -> SettlementRecord:
+    return SettlementRecord(
+        settlement_id=r.settlement_id,
+        request_id=r.request_id,
+        visit_id=r.visit_id,
+        kind=SettlementKind(r.kind),
+        cancels_settlement_id=r.cancels_settlement_id or "",
+        institution_code=r.institution_code,
+        person_no=r.person_no,
+        insured_region=r.insured_region,
+        treatment_region=r.treatment_region,
+        service_type=ServiceType(r.service_type),
+        category=ClearingCategory(r.clearing_category),
+        settle_date=r.settle_date,
+        settled_at=_utc(r.settled_at),
+        interim=r.interim,
+        result_json=r.result,
+        flags=tuple(MonitoringFlag(**f) for f in json.loads(r.flags)),
+    )
+
+
+class SettlementRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    # visits
+    async def add_visit(self, v: VisitRecord) -> None:
+        await self.s.execute(
+            insert(visits).values(
+                visit_id=v.visit_id,
+                institution_code=v.institution_code,
+                hospital_visit_no=v.hospital_visit_no,
+                service_type=v.service_type.value,
+                status=v.status.value,
+                person_no=v.decision.person_no,
+                decision=decision_to_json(v.decision),
+                admission_date=v.admission_date,
+                discharge_date=v.discharge_date,
+                diagnosis_codes=json.dumps(list(v.diagnosis_codes)),
+                special_disease_code=v.special_disease_code,
+                fee_line_count=0,
+                fee_total_fen=0,
+                settled_stays=0,
+                opened_at=v.opened_at,
+            )
+        )
+
+    async def visit(self, visit_id: str, *, for_update: bool = False) -> VisitRecord | None:
+        q = select(visits).where(visits.c.visit_id == visit_id)
+        if for_update:
+            q = q.with_for_update()
+        row = (await self.s.execute(q)).first()
+        return visit_from_row(row) if row else None
+
+    async def visit_by_hospital_no(self, institution: str, visit_no: str) -> VisitRecord | None:
+        row = (
+            await self.s.execute(
+                select(visits).where(
+                    and_(visits.c.institution_code == institution, visits.c.hospital_visit_no == visit_no)
+                )
+            )
+        ).first()
+        return visit_from_row(row) if row else None
+
+    async def set_visit_status(
+        self, visit_id: str, status: VisitStatus, *, discharge_date: dt.date | None = None, settled_stays_delta: int = 0
+    ) -> None:
+        values: dict[str, Any] = {"status": status.value, "settled_stays": visits.c.settled_stays + settled_stays_delta}
+        if discharge_date is not None:
+            values["discharge_date"] = discharge_date
+        await self.s.execute(update(visits).where(visits.c.visit_id == visit_id).values(**values))
+
+    # fee lines
+    async def replace_lines(self, visit_id: str, lines: list[UploadedLine]) -> None:
+        numbers = [u.line.line_no for u in lines]
+        await self.s.execute(
+            fee_lines.delete().where(and_(fee_lines.c.visit_id == visit_id, fee_lines.c.line_no.in_(numbers)))
+        )
+        await self.s.execute(
+            insert(fee_lines),
+            [
+                {
+                    "visit_id": visit_id,
+                    "line_no": u.line.line_no,
+                    "item_code": u.line.item_code,
+                    "item_name": u.item_name,
+                    "quantity_milli": u.line.quantity_milli,
+                    "unit_price_fen": u.line.unit_price_fen,
+                    "fee_date": u.fee_date,
+                    "refund_of_line_no": u.line.refund_of_line_no,
+                }
+                for u in lines
+            ],
+        )
+        count, total = await self._line_totals(visit_id)
+        await self.s.execute(
+            update(visits).where(visits.c.visit_id == visit_id).values(fee_line_count=count, fee_total_fen=total)
+        )
+
+    async def _line_totals(self, visit_id: str) -> tuple[int, int]:
+        rows = (
+            await self.s.execute(
+                select(fee_lines.c.quantity_milli, fee_lines.c.unit_price_fen).where(fee_lines.c.visit_id == visit_id)
+            )
+        ).all()
+        # display only: the policy engine computes the exact per-line amounts
+        return len(rows), sum((q * p + (500 if q * p >= 0 else -500)) // 1000 for q, p in rows)
+
+    async def lines(self, visit_id: str) -> list[UploadedLine]:
+        rows = (
+            await self.s.execute(
+                select(fee_lines).where(fee_lines.c.visit_id == visit_id).order_by(fee_lines.c.line_no)
+            )
+        ).all()
+        return [
+            UploadedLine(
+                FeeLine(r.line_no, r.item_code, r.quantity_milli, r.unit_price_fen, r.refund_of_line_no),
+                r.item_name,
+                r.fee_date,
+            )
+            for r in rows
+        ]
+
+    # settlements
+    async def add_settlement(self, rec: SettlementRecord, total: int, fund: int, account: int, cash: int) -> None:
+        await self.s.execute(
+            insert(settlements).values(
+                settlement_id=rec.settlement_id,
+                request_id=rec.request_id,
+                visit_id=rec.visit_id,
+                kind=rec.kind.value,
+                cancels_settlement_id=rec.cancels_settlement_id or None,
+                institution_code=rec.institution_code,
+                person_no=rec.person_no,
+                insured_region=rec.insured_region,
+                treatment_region=rec.treatment_region,
+                service_type=rec.service_type.value,
+                clearing_category=rec.category.value,
+                settle_date=rec.settle_date,
+                settled_at=rec.settled_at,
+                interim=rec.interim,
+                total_fen=total,
+                fund_total_fen=fund,
+                personal_account_fen=account,
+                cash_fen=cash,
+                result=rec.result_json,
+                flags=json.dumps([asdict(f) for f in rec.flags], separators=(",", ":")),
+            )
+        )
+
+    async def settlement(self, settlement_id: str) -> SettlementRecord | None:
+        row = (await self.s.execute(select(settlements).where(settlements.c.settlement_id == settlement_id))).first()
+        if row is None:
+            return None
+        rec = settlement_from_row(row)
+        cancel_id = (
+            await self.s.execute(
+                select(settlements.c.settlement_id).where(settlements.c.cancels_settlement_id == settlement_id)
+            )
+        ).scalar()
+        if cancel_id:
+            rec = replace(rec, cancelled_by=cancel_id)
+        return rec
+
+    async def settlements_by_ids(self, ids: list[str]) -> dict[str, SettlementRecord]:
+        rows = (await self.s.execute(select(settlements).where(settlements.c.settlement_id.in_(ids)))).all()
+        return {r.settlement_id: settlement_from_row(r) for r in rows}
+
+    async def settlement_by_request(self, request_id: str) -> SettlementRecord | None:
+        row = (await self.s.execute(select(settlements).where(settlements.c.request_id == request_id))).first()
+        return settlement_from_row(row) if row else None
+
+    async def settlements_of_visit(self, visit_id: str) -> list[SettlementRecord]:
+        rows = (
+            await self.s.execute(
+                select(settlements).where(settlements.c.visit_id == visit_id).order_by(settlements.c.settled_at)
+            )
+        ).all()
+        return [settlement_from_row(r) for r in rows]
+
+    # accumulators: locked for the whole unit of work (row lock on PostgreSQL; SQLite has one writer)
+    async def lock_accumulators(self, person_no: str, year: int, seed_balance_fen: int) -> Accumulators:
+        await self._ensure(
+            accumulators,
+            {"person_no": person_no, "year": year, **dict.fromkeys(_ACC_FIELDS, 0)},
+            and_(accumulators.c.person_no == person_no, accumulators.c.year == year),
+        )
+        await self._ensure(
+            accounts, {"person_no": person_no, "balance_fen": seed_balance_fen}, accounts.c.person_no == person_no
+        )
+        acc = (
+            await self.s.execute(
+                select(accumulators)
+                .where(and_(accumulators.c.person_no == person_no, accumulators.c.year == year))
+                .with_for_update()
+            )
+        ).one()
+        balance = (
+            await self.s.execute(
+                select(accounts.c.balance_fen).where(accounts.c.person_no == person_no).with_for_update()
+            )
+        ).scalar_one()
+        return Accumulators(year=year, account_balance_fen=balance, **{n: getattr(acc, n) for n in _ACC_FIELDS})
+
+    async def read_accumulators(self, person_no: str, year: int, seed_balance_fen: int) -> Accumulators:
+        acc = (
+            await self.s.execute(
+                select(accumulators).where(and_(accumulators.c.person_no == person_no, accumulators.c.year == year))
+            )
+        ).first()
+        balance = (
+            await self.s.execute(select(accounts.c.balance_fen).where(accounts.c.person_no == person_no))
+        ).scalar()
+        values = {n: getattr(acc, n) for n in _ACC_FIELDS} if acc else {}
+        return Accumulators(year=year, account_balance_fen=seed_balance_fen if balance is None else balance, **values)
+
+    async def save_accumulators(self, person_no: str, acc: Accumulators) -> None:
+        await self.s.execute(
+            update(accumulators)
+            .where(and_(accumulators.c.person_no == person_no, accumulators.c.year == acc.year))
+            .values(**{n: getattr(acc, n) for n in _ACC_FIELDS})
+        )
+        await self.s.execute(
+            update(accounts).where(accounts.c.person_no == person_no).values(balance_fen=acc.account_balance_fen)
+        )
+
+    async def _ensure(self, table: Table, row: dict[str, Any], where: Any) -> None:
+        exists = (await self.s.execute(select(table.c.person_no).where(where))).first()
+        if exists is None:
+            try:
+                async with self.s.begin_nested():
+                    await self.s.execute(insert(table).values(**row))
+            except IntegrityError:
+                pass  # a concurrent transaction created it first; we lock it next

@@ -1,0 +1,109 @@
+"""Eligibility over gRPC: the one call settlement makes, before its transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import grpc
+
+from libs.core.errors import DomainError, Reason
+from libs.platform.convert import date_to_proto
+from libs.platform.errors import domain_error_from_rpc
+from libs.policy import FilingType, InsuranceType, PersonType, ServiceType
+from medsettle.common.v1 import types_pb2
+from medsettle.eligibility.v1 import eligibility_pb2, eligibility_pb2_grpc
+from services.settlement.domain.model import CredentialRef, Decision
+
+SERVICE_OUT = {
+    ServiceType.INPATIENT: types_pb2.SERVICE_TYPE_INPATIENT,
+    ServiceType.GENERAL_OUTPATIENT: types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
+    ServiceType.CHRONIC_OUTPATIENT: types_pb2.SERVICE_TYPE_CHRONIC_OUTPATIENT,
+    ServiceType.PHARMACY: types_pb2.SERVICE_TYPE_PHARMACY,
+}
+INSURANCE_IN = {
+    types_pb2.INSURANCE_TYPE_EMPLOYEE: InsuranceType.EMPLOYEE,
+    types_pb2.INSURANCE_TYPE_RESIDENT: InsuranceType.RESIDENT,
+}
+PERSON_IN = {
+    types_pb2.PERSON_TYPE_IN_SERVICE: PersonType.IN_SERVICE,
+    types_pb2.PERSON_TYPE_RETIRED: PersonType.RETIRED,
+    types_pb2.PERSON_TYPE_RESIDENT_ADULT: PersonType.RESIDENT_ADULT,
+    types_pb2.PERSON_TYPE_RESIDENT_MINOR: PersonType.RESIDENT_MINOR,
+}
+FILING_IN = {
+    types_pb2.FILING_TYPE_RELOCATED_RETIREE: FilingType.RELOCATED_RETIREE,
+    types_pb2.FILING_TYPE_LONG_TERM_RESIDENT: FilingType.LONG_TERM_RESIDENT,
+    types_pb2.FILING_TYPE_STATIONED_STAFF: FilingType.STATIONED_STAFF,
+    types_pb2.FILING_TYPE_REFERRAL: FilingType.REFERRAL,
+    types_pb2.FILING_TYPE_EMERGENCY: FilingType.EMERGENCY,
+    types_pb2.FILING_TYPE_OTHER_TEMPORARY: FilingType.OTHER_TEMPORARY,
+}
+LEVEL_IN = {
+    eligibility_pb2.INSTITUTION_LEVEL_UNRATED: 0,
+    eligibility_pb2.INSTITUTION_LEVEL_TIER_1: 1,
+    eligibility_pb2.INSTITUTION_LEVEL_TIER_2: 2,
+    eligibility_pb2.INSTITUTION_LEVEL_TIER_3: 3,
+}
+TIMEOUT_SECONDS = 2.0
+
+
+def credential_to_proto(cred: CredentialRef) -> types_pb2.Credential:
+    if cred.ecert_token:
+        return types_pb2.Credential(ecert_token=cred.ecert_token)
+    return types_pb2.Credential(
+        card=types_pb2.SocialSecurityCard(card_number=cred.card_number, card_serial=cred.card_serial)
+    )
+
+
+class GrpcEligibility:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = eligibility_pb2_grpc.EligibilityServiceStub(channel)
+
+    async def check(
+        self,
+        cred: CredentialRef,
+        institution_code: str,
+        service: ServiceType,
+        day: dt.date,
+        *,
+        special_disease_code: str,
+        emergency: bool,
+        trauma: bool,
+    ) -> Decision:
+        req = eligibility_pb2.CheckEligibilityRequest(
+            credential=credential_to_proto(cred),
+            institution_code=institution_code,
+            service_type=SERVICE_OUT[service],
+            special_disease_code=special_disease_code,
+            emergency=emergency,
+            trauma_no_third_party_declared=trauma,
+        )
+        date_to_proto(day, req.service_date)
+        try:
+            resp = await self._stub.CheckEligibility(req, timeout=TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise DomainError(Reason.DEPENDENCY_UNAVAILABLE, "eligibility is unavailable; retry") from exc
+            raise domain_error_from_rpc(exc) from exc
+        d = resp.decision
+        return Decision(
+            eligible=d.eligible,
+            reasons=tuple(d.reasons),
+            guidance=d.guidance,
+            person_no=d.person_no,
+            insured_region=d.insured_region_code,
+            treatment_region=d.treatment_region_code,
+            insurance_type=INSURANCE_IN.get(d.insurance_type),
+            person_type=PERSON_IN.get(d.person_type),
+            filing_id=d.filing_id,
+            filing_type=FILING_IN.get(d.filing_type),
+            emergency_deemed_filed=d.emergency_deemed_filed,
+            hospital_level=LEVEL_IN.get(d.institution_level, 0),
+            assistance_category=d.assistance_category,
+            hardship=d.hardship,
+            has_personal_account=d.has_personal_account,
+            sex=d.sex,
+            birth_date=dt.date(d.birth_date.year, d.birth_date.month, d.birth_date.day) if d.birth_date.year else None,
+            retro_filing=d.retro_filing,
+            account_balance_fen=d.account_balance_fen,
+        )

@@ -1,0 +1,342 @@
+"""SettlementService servicer: proto -> command -> use case -> proto."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from libs.core.errors import Violations
+from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, timestamp
+from libs.platform.host import Runtime
+from libs.platform.identity import caller_institution
+from libs.policy import FeeLine, ServiceType, SettlementResult
+from medsettle.common.v1 import types_pb2
+from medsettle.settlement.v1 import settlement_pb2 as pb
+from medsettle.settlement.v1 import settlement_pb2_grpc
+from services.settlement.adapters.peers import FILING_IN, SERVICE_OUT
+from services.settlement.application.service import Committed, OpenVisitCommand, SettlementService
+from services.settlement.domain.model import (
+    ClearingCategory,
+    CredentialRef,
+    SettlementKind,
+    SettlementRecord,
+    UploadedLine,
+    VisitRecord,
+    VisitStatus,
+)
+
+SERVICE_IN = {v: k for k, v in SERVICE_OUT.items()}
+FILING_OUT = {v: k for k, v in FILING_IN.items()}
+STATUS_OUT = {
+    VisitStatus.OPEN: pb.VISIT_STATUS_OPEN,
+    VisitStatus.SETTLED: pb.VISIT_STATUS_SETTLED,
+    VisitStatus.CANCELLED: pb.VISIT_STATUS_CANCELLED,
+}
+KIND_OUT = {
+    SettlementKind.SETTLEMENT: pb.SETTLEMENT_KIND_SETTLEMENT,
+    SettlementKind.CANCELLATION: pb.SETTLEMENT_KIND_CANCELLATION,
+}
+CATEGORY_OUT = {
+    ClearingCategory.OUTPATIENT: types_pb2.CLEARING_CATEGORY_OUTPATIENT,
+    ClearingCategory.INPATIENT: types_pb2.CLEARING_CATEGORY_INPATIENT,
+    ClearingCategory.PHARMACY: types_pb2.CLEARING_CATEGORY_PHARMACY,
+}
+MAX_LINES_PER_UPLOAD = 2000
+
+
+def _rid(request_id: str, v: Violations) -> None:
+    v.check(0 < len(request_id) <= 128, "request_id", "required, 1-128 characters (the idempotency key)")
+
+
+def _credential(c: types_pb2.Credential, v: Violations) -> CredentialRef:
+    kind = c.WhichOneof("kind")
+    if kind == "ecert_token":
+        return CredentialRef(ecert_token=c.ecert_token)
+    if kind == "card":
+        v.check(bool(c.card.card_number), "credential.card.card_number", "required")
+        return CredentialRef(card_number=c.card.card_number, card_serial=c.card.card_serial)
+    v.add("credential", "an e-certificate token or a social security card is required")
+    return CredentialRef()
+
+
+def lines_from_proto(lines: Any, v: Violations, prefix: str = "lines") -> list[UploadedLine]:
+    v.check(0 < len(lines) <= MAX_LINES_PER_UPLOAD, prefix, f"1 to {MAX_LINES_PER_UPLOAD} lines")
+    seen: set[int] = set()
+    out = []
+    for i, ln in enumerate(lines):
+        f = f"{prefix}[{i}]"
+        v.check(ln.line_no > 0, f"{f}.line_no", "must be > 0")
+        v.check(ln.line_no not in seen, f"{f}.line_no", "duplicate line number in this upload")
+        seen.add(ln.line_no)
+        v.check(bool(ln.item_code), f"{f}.item_code", "required")
+        v.check(ln.quantity_milli != 0, f"{f}.quantity_milli", "must not be zero")
+        v.check(ln.unit_price_fen >= 0, f"{f}.unit_price_fen", "must be >= 0")
+        v.check(
+            ln.quantity_milli > 0 or ln.refund_of_line_no > 0,
+            f"{f}.refund_of_line_no",
+            "a refund line (negative quantity) must name the line it refunds",
+        )
+        fee_date = date_from_proto(ln.fee_date if ln.HasField("fee_date") else None, f"{f}.fee_date", v, required=False)
+        out.append(
+            UploadedLine(
+                FeeLine(ln.line_no, ln.item_code, ln.quantity_milli, ln.unit_price_fen, ln.refund_of_line_no or None),
+                ln.item_name,
+                fee_date,
+            )
+        )
+    return out
+
+
+def visit_to_proto(v: VisitRecord) -> pb.Visit:
+    d = v.decision
+    msg = pb.Visit(
+        visit_id=v.visit_id,
+        institution_code=v.institution_code,
+        hospital_visit_no=v.hospital_visit_no,
+        service_type=SERVICE_OUT[v.service_type],
+        status=STATUS_OUT[v.status],
+        person_no=d.person_no,
+        insured_region_code=d.insured_region,
+        treatment_region_code=d.treatment_region,
+        filing_id=d.filing_id,
+        filing_type=FILING_OUT.get(d.filing_type, 0) if d.filing_type else 0,
+        diagnosis_codes=list(v.diagnosis_codes),
+        fee_line_count=v.fee_line_count,
+        fee_total_fen=v.fee_total_fen,
+        open_time=timestamp(v.opened_at),
+    )
+    date_to_proto(v.admission_date, msg.admission_date)
+    date_to_proto(v.discharge_date, msg.discharge_date)
+    return msg
+
+
+def breakdown_to_proto(r: SettlementResult) -> pb.Breakdown:
+    return pb.Breakdown(
+        total_fen=r.total_fen,
+        full_self_pay_fen=r.full_self_pay_fen,
+        over_limit_fen=r.over_limit_fen,
+        pre_self_pay_fen=r.pre_self_pay_fen,
+        in_scope_fen=r.in_scope_fen,
+        deductible_fen=r.deductible_fen,
+        pooled_fund_fen=r.pooled_fund_fen,
+        large_amount_fen=r.large_amount_fen,
+        critical_illness_fen=r.critical_illness_fen,
+        assistance_fen=r.assistance_fen,
+        other_fund_fen=r.other_fund_fen,
+        fund_total_fen=r.fund_total_fen,
+        hospital_borne_fen=r.hospital_borne_fen,
+        personal_part_fen=r.personal_part_fen,
+        personal_account_fen=r.personal_account_fen,
+        cash_fen=r.cash_fen,
+        lines=[
+            pb.LineSplit(
+                line_no=ln.line_no,
+                item_code=ln.item_code,
+                item_class=ln.item_class.value if ln.item_class else "",
+                amount_fen=ln.amount_fen,
+                full_self_pay_fen=ln.full_self_pay_fen,
+                over_limit_fen=ln.over_limit_fen,
+                pre_self_pay_fen=ln.pre_self_pay_fen,
+                in_scope_fen=ln.in_scope_fen,
+                catalogue_version=ln.catalogue_version,
+            )
+            for ln in r.lines
+        ],
+        funds=[
+            pb.FundDetail(
+                fund=f.fund,
+                base_fen=f.base_fen,
+                remaining_limit_before_fen=f.remaining_limit_before_fen or 0,
+                paid_fen=f.paid_fen,
+            )
+            for f in r.funds
+        ],
+        trace=[
+            pb.TraceStep(step=t.step, rule=t.rule, parameter=t.parameter, amount_fen=t.amount_fen, note=t.note)
+            for t in r.trace
+        ],
+        policy_version=r.policy_version,
+        catalogue_version=r.catalogue_version,
+        account_balance_after_fen=r.accumulators_after.account_balance_fen,
+    )
+
+
+def settlement_to_proto(rec: SettlementRecord, result: SettlementResult) -> pb.Settlement:
+    msg = pb.Settlement(
+        settlement_id=rec.settlement_id,
+        visit_id=rec.visit_id,
+        kind=KIND_OUT[rec.kind],
+        cancels_settlement_id=rec.cancels_settlement_id,
+        institution_code=rec.institution_code,
+        person_no=rec.person_no,
+        insured_region_code=rec.insured_region,
+        treatment_region_code=rec.treatment_region,
+        service_type=SERVICE_OUT[rec.service_type],
+        clearing_category=CATEGORY_OUT[rec.category],
+        breakdown=breakdown_to_proto(result),
+        settle_time=timestamp(rec.settled_at),
+        interim=rec.interim,
+        flags=[pb.MonitoringFlag(code=f.code, detail=f.detail, line_no=f.line_no) for f in rec.flags],
+        request_id=rec.request_id,
+        cancelled_by_settlement_id=rec.cancelled_by,
+    )
+    date_to_proto(rec.settle_date, msg.settle_date)
+    return msg
+
+
+def _committed(c: Committed) -> pb.Settlement:
+    return settlement_to_proto(c.record, c.result)
+
+
+class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
+    def __init__(self, service: SettlementService, runtime_ref: list[Runtime]) -> None:
+        self.service = service
+        self._runtime = runtime_ref
+
+    def _open_command(self, req: Any, v: Violations, date_field: str) -> OpenVisitCommand | None:
+        v.check(bool(req.institution_code), "institution_code", "required")
+        v.check(0 < len(req.hospital_visit_no) <= 64, "hospital_visit_no", "required, at most 64 characters")
+        cred = _credential(req.credential, v)
+        service = SERVICE_IN.get(req.service_type)
+        v.check(service is not None, "service_type", "required")
+        if service is ServiceType.CHRONIC_OUTPATIENT:
+            v.check(bool(req.special_disease_code), "special_disease_code", "required for chronic outpatient")
+        day = date_from_proto(getattr(req, date_field) if req.HasField(date_field) else None, date_field, v)
+        if service is None or day is None:
+            return None
+        return OpenVisitCommand(
+            institution_code=req.institution_code,
+            hospital_visit_no=req.hospital_visit_no,
+            credential=cred,
+            service_type=service,
+            admission_date=day,
+            diagnosis_codes=tuple(req.diagnosis_codes),
+            special_disease_code=req.special_disease_code,
+            emergency=getattr(req, "emergency", False),
+            trauma=getattr(req, "trauma_no_third_party_declared", False),
+        )
+
+    async def OpenVisit(self, request: pb.OpenVisitRequest, context: Any) -> pb.OpenVisitResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        cmd = self._open_command(request, v, "admission_date")
+        v.raise_if_any()
+        assert cmd is not None
+        visit = await self.service.open_visit(request.request_id, fingerprint(request), caller_institution(), cmd)
+        return pb.OpenVisitResponse(visit=visit_to_proto(visit))
+
+    async def UploadFees(self, request: pb.UploadFeesRequest, context: Any) -> pb.UploadFeesResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.visit_id), "visit_id", "required")
+        lines = lines_from_proto(request.lines, v)
+        v.raise_if_any()
+        visit, n = await self.service.upload_fees(
+            request.request_id, fingerprint(request), caller_institution(), request.visit_id, lines
+        )
+        return pb.UploadFeesResponse(visit=visit_to_proto(visit), lines_accepted=n)
+
+    async def PreSettle(self, request: pb.PreSettleRequest, context: Any) -> pb.PreSettleResponse:
+        v = Violations()
+        v.check(bool(request.visit_id), "visit_id", "required")
+        v.raise_if_any()
+        result = await self.service.pre_settle(caller_institution(), request.visit_id, request.use_personal_account)
+        return pb.PreSettleResponse(breakdown=breakdown_to_proto(result))
+
+    async def Settle(self, request: pb.SettleRequest, context: Any) -> pb.SettleResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.visit_id), "visit_id", "required")
+        discharge = date_from_proto(
+            request.discharge_date if request.HasField("discharge_date") else None, "discharge_date", v, required=False
+        )
+        v.raise_if_any()
+        c = await self.service.settle(
+            request.request_id,
+            fingerprint(request),
+            caller_institution(),
+            request.visit_id,
+            use_account=request.use_personal_account,
+            interim=request.interim,
+            discharge_date=discharge,
+        )
+        return pb.SettleResponse(settlement=_committed(c))
+
+    async def CancelSettlement(self, request: pb.CancelSettlementRequest, context: Any) -> pb.CancelSettlementResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.settlement_id), "settlement_id", "required")
+        v.raise_if_any()
+        c = await self.service.cancel(
+            request.request_id, fingerprint(request), caller_institution(), request.settlement_id
+        )
+        return pb.CancelSettlementResponse(cancellation=_committed(c))
+
+    async def ReverseTransaction(
+        self, request: pb.ReverseTransactionRequest, context: Any
+    ) -> pb.ReverseTransactionResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(0 < len(request.original_request_id) <= 128, "original_request_id", "required")
+        v.check(request.original_request_id != request.request_id, "original_request_id", "must differ from request_id")
+        v.raise_if_any()
+        c = await self.service.reverse_transaction(
+            request.request_id, fingerprint(request), caller_institution(), request.original_request_id
+        )
+        if c is None:
+            return pb.ReverseTransactionResponse(reversed=False)
+        return pb.ReverseTransactionResponse(reversed=True, cancellation=_committed(c))
+
+    async def SettleOutpatient(self, request: pb.SettleOutpatientRequest, context: Any) -> pb.SettleOutpatientResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        cmd = self._open_command(request, v, "visit_date")
+        if cmd is not None and cmd.service_type is ServiceType.INPATIENT:
+            v.add("service_type", "SettleOutpatient is for outpatient, chronic outpatient and pharmacy visits")
+        lines = lines_from_proto(request.lines, v)
+        v.raise_if_any()
+        assert cmd is not None
+        c = await self.service.settle_outpatient(
+            request.request_id,
+            fingerprint(request),
+            caller_institution(),
+            cmd,
+            lines,
+            use_account=request.use_personal_account,
+        )
+        return pb.SettleOutpatientResponse(visit=visit_to_proto(c.visit), settlement=_committed(c))
+
+    async def GetVisit(self, request: pb.GetVisitRequest, context: Any) -> pb.GetVisitResponse:
+        visit, lines = await self.service.get_visit(caller_institution(), request.visit_id)
+        out = pb.GetVisitResponse(visit=visit_to_proto(visit))
+        for u in lines:
+            ln = out.lines.add(
+                line_no=u.line.line_no,
+                item_code=u.line.item_code,
+                item_name=u.item_name,
+                quantity_milli=u.line.quantity_milli,
+                unit_price_fen=u.line.unit_price_fen,
+                refund_of_line_no=u.line.refund_of_line_no or 0,
+            )
+            date_to_proto(u.fee_date, ln.fee_date)
+        return out
+
+    async def GetSettlement(self, request: pb.GetSettlementRequest, context: Any) -> pb.GetSettlementResponse:
+        c = await self.service.get_settlement(caller_institution(), request.settlement_id)
+        return pb.GetSettlementResponse(settlement=_committed(c))
+
+    async def StreamSettlements(
+        self, request: pb.StreamSettlementsRequest, context: Any
+    ) -> AsyncIterator[pb.StreamSettlementsResponse]:
+        v = Violations()
+        v.check(request.after_position >= 0, "after_position", "must be >= 0")
+        v.raise_if_any()
+        stopping = self._runtime[0].stopping if self._runtime else None
+        async for position, rec, result in self.service.stream(request.after_position, request.follow, stopping):
+            yield pb.StreamSettlementsResponse(position=position, settlement=settlement_to_proto(rec, result))
+
+
+def register(server: grpc.aio.Server, servicer: SettlementServicer) -> None:
+    settlement_pb2_grpc.add_SettlementServiceServicer_to_server(servicer, server)

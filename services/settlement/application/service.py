@@ -1,0 +1,537 @@
+"""Settlement use cases: the hospital-facing hot path.
+
+Each write owns one transaction: lock the person's accumulators for the year, compute with the
+policy library, insert the settlement and its outbox event, update the accumulators, commit.
+No RPC inside a transaction: the one eligibility call happens before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from libs.core.errors import DomainError, FieldViolation, Reason
+from libs.platform import idempotency, outbox
+from libs.platform.db import Database
+from libs.platform.logs import get_logger
+from libs.policy import (
+    Accumulators,
+    Catalogue,
+    CatalogueBook,
+    FeeLine,
+    PolicyBook,
+    ServiceType,
+    SettlementResult,
+    Visit,
+    reverse,
+    settle,
+    validate_visit,
+)
+from services.settlement.adapters.db import SettlementRepository, idempotency_keys, settlement_events
+from services.settlement.domain import monitoring, results
+from services.settlement.domain.model import (
+    CredentialRef,
+    Decision,
+    SettlementKind,
+    SettlementRecord,
+    UploadedLine,
+    VisitRecord,
+    VisitStatus,
+    check_owner,
+    clearing_category,
+    require_eligible,
+)
+
+_log = get_logger("medsettle.settlement")
+
+
+class EligibilityPort(Protocol):
+    async def check(
+        self,
+        cred: CredentialRef,
+        institution_code: str,
+        service: ServiceType,
+        day: dt.date,
+        *,
+        special_disease_code: str,
+        emergency: bool,
+        trauma: bool,
+    ) -> Decision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OpenVisitCommand:
+    institution_code: str
+    hospital_visit_no: str
+    credential: CredentialRef
+    service_type: ServiceType
+    admission_date: dt.date
+    diagnosis_codes: tuple[str, ...]
+    special_disease_code: str = ""
+    emergency: bool = False
+    trauma: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    record: SettlementRecord
+    result: SettlementResult
+    visit: VisitRecord
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:22].upper()
+
+
+class SettlementService:
+    def __init__(
+        self,
+        db: Database,
+        eligibility: EligibilityPort,
+        policies: PolicyBook,
+        catalogues: CatalogueBook,
+        *,
+        clock: Callable[[], dt.datetime] | None = None,
+        on_commit: Callable[[SettlementRecord, SettlementResult], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.eligibility = eligibility
+        self.policies = policies
+        self.catalogues = catalogues
+        self.notifier = outbox.FeedNotifier()
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._on_commit = on_commit
+
+    def today(self) -> dt.date:
+        return self._clock().astimezone(dt.timezone(dt.timedelta(hours=8))).date()
+
+    # -- visits ---------------------------------------------------------------------------
+    async def open_visit(self, request_id: str, fp: str, caller: str | None, cmd: OpenVisitCommand) -> VisitRecord:
+        check_owner(cmd.institution_code, caller)
+        async with self.db.read() as s:
+            if ref := await idempotency.check(s, idempotency_keys, request_id, "open_visit", fp):
+                return await self._visit_or_fail(ref)
+        decision = await self.eligibility.check(
+            cmd.credential,
+            cmd.institution_code,
+            cmd.service_type,
+            cmd.admission_date,
+            special_disease_code=cmd.special_disease_code,
+            emergency=cmd.emergency,
+            trauma=cmd.trauma,
+        )
+        require_eligible(decision)
+
+        async def attempt() -> VisitRecord:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "open_visit", fp):
+                    raise idempotency.Replay(ref)
+                repo = SettlementRepository(s)
+                visit = await self._insert_visit(repo, cmd, decision)
+                await idempotency.record(s, idempotency_keys, request_id, "open_visit", fp, visit.visit_id)
+            _log.info(
+                "visit_opened",
+                visit_id=visit.visit_id,
+                institution=cmd.institution_code,
+                service_type=cmd.service_type.value,
+                filing_type=str(decision.filing_type or ""),
+            )
+            return visit
+
+        return await idempotency.run_once(attempt, self._visit_or_fail)
+
+    async def _insert_visit(self, repo: SettlementRepository, cmd: OpenVisitCommand, decision: Decision) -> VisitRecord:
+        if await repo.visit_by_hospital_no(cmd.institution_code, cmd.hospital_visit_no):
+            raise DomainError(
+                Reason.VISIT_STATE_INVALID,
+                f"hospital visit {cmd.hospital_visit_no} is already open for direct settlement",
+                violations=[FieldViolation("hospital_visit_no", "already used by another visit")],
+            )
+        visit = VisitRecord(
+            visit_id=_new_id("V"),
+            institution_code=cmd.institution_code,
+            hospital_visit_no=cmd.hospital_visit_no,
+            service_type=cmd.service_type,
+            status=VisitStatus.OPEN,
+            decision=decision,
+            admission_date=cmd.admission_date,
+            discharge_date=None,
+            diagnosis_codes=cmd.diagnosis_codes,
+            special_disease_code=cmd.special_disease_code,
+            opened_at=self._clock(),
+        )
+        await repo.add_visit(visit)
+        return visit
+
+    async def upload_fees(
+        self, request_id: str, fp: str, caller: str | None, visit_id: str, lines: list[UploadedLine]
+    ) -> tuple[VisitRecord, int]:
+        async def attempt() -> tuple[VisitRecord, int]:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "upload_fees", fp):
+                    raise idempotency.Replay(ref)
+                repo = SettlementRepository(s)
+                visit = await self._open_visit_for_write(repo, visit_id, caller)
+                existing = await repo.lines(visit_id)
+                self._validate_lines(visit, lines, existing)
+                await repo.replace_lines(visit_id, lines)
+                await idempotency.record(s, idempotency_keys, request_id, "upload_fees", fp, visit_id)
+                visit = await repo.visit(visit_id)
+                assert visit is not None
+            return visit, len(lines)
+
+        async def replay(ref: str) -> tuple[VisitRecord, int]:
+            return await self._visit_or_fail(ref), len(lines)
+
+        return await idempotency.run_once(attempt, replay)
+
+    def _validate_lines(self, visit: VisitRecord, new: list[UploadedLine], existing: list[UploadedLine]) -> None:
+        """The request's lines first (their indices match the request), then the kept ones."""
+        replaced = {u.line.line_no for u in new}
+        merged = tuple(u.line for u in new) + tuple(u.line for u in existing if u.line.line_no not in replaced)
+        validate_visit(self._policy_visit(visit, merged, use_account=False), self._catalogue(visit))
+
+    async def _open_visit_for_write(self, repo: SettlementRepository, visit_id: str, caller: str | None) -> VisitRecord:
+        visit = await repo.visit(visit_id, for_update=True)
+        if visit is None:
+            raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {visit_id}")
+        check_owner(visit.institution_code, caller)
+        if visit.status is not VisitStatus.OPEN:
+            raise DomainError(Reason.VISIT_STATE_INVALID, f"visit {visit_id} is {visit.status.value}")
+        return visit
+
+    # -- computing ------------------------------------------------------------------------
+    def _catalogue(self, visit: VisitRecord) -> Catalogue:
+        return self.catalogues.find(visit.decision.treatment_region, visit.admission_date)
+
+    def _policy_visit(
+        self, visit: VisitRecord, lines: tuple[FeeLine, ...], *, use_account: bool, settle_date: dt.date | None = None
+    ) -> Visit:
+        d = visit.decision
+        if d.insurance_type is None or d.person_type is None or d.filing_type is None:
+            raise DomainError(Reason.INVARIANT_VIOLATED, "visit decision lacks insurance, person or filing type")
+        return Visit(
+            service_type=visit.service_type,
+            hospital_level=d.hospital_level,
+            insurance_type=d.insurance_type,
+            person_type=d.person_type,
+            filing_type=d.filing_type,
+            settle_date=settle_date or self.today(),
+            lines=lines,
+            use_personal_account=use_account and d.has_personal_account,
+            assistance_category=d.assistance_category or None,
+            hardship=d.hardship,
+            new_admission=visit.settled_stays == 0,
+        )
+
+    def _compute(
+        self, visit: VisitRecord, lines: tuple[FeeLine, ...], acc: Accumulators, *, use_account: bool, day: dt.date
+    ) -> SettlementResult:
+        policy = self.policies.find(visit.decision.insured_region, visit.decision.insurance_type, day)
+        catalogue = self.catalogues.find(visit.decision.treatment_region, visit.admission_date)
+        return settle(
+            policy, catalogue, self._policy_visit(visit, lines, use_account=use_account, settle_date=day), acc
+        )
+
+    async def pre_settle(self, caller: str | None, visit_id: str, use_account: bool) -> SettlementResult:
+        async with self.db.read() as s:
+            repo = SettlementRepository(s)
+            visit = await repo.visit(visit_id)
+            if visit is None:
+                raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {visit_id}")
+            check_owner(visit.institution_code, caller)
+            lines = tuple(u.line for u in await repo.lines(visit_id))
+            if not lines:
+                raise DomainError(Reason.VISIT_HAS_NO_FEES, "upload fee lines before settling")
+            day = self.today()
+            acc = await repo.read_accumulators(visit.decision.person_no, day.year, visit.decision.account_balance_fen)
+        return self._compute(visit, lines, acc, use_account=use_account, day=day)
+
+    # -- settling -------------------------------------------------------------------------
+    async def settle(
+        self,
+        request_id: str,
+        fp: str,
+        caller: str | None,
+        visit_id: str,
+        *,
+        use_account: bool,
+        interim: bool = False,
+        discharge_date: dt.date | None = None,
+    ) -> Committed:
+        async def attempt() -> Committed:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "settle", fp):
+                    raise idempotency.Replay(ref)
+                repo = SettlementRepository(s)
+                visit = await self._open_visit_for_write(repo, visit_id, caller)
+                committed = await self._settle_in_tx(
+                    repo, visit, request_id, use_account=use_account, interim=interim, discharge_date=discharge_date
+                )
+                await idempotency.record(s, idempotency_keys, request_id, "settle", fp, committed.record.settlement_id)
+            self._committed(committed)
+            return committed
+
+        return await idempotency.run_once(attempt, self._committed_or_fail)
+
+    async def _settle_in_tx(
+        self,
+        repo: SettlementRepository,
+        visit: VisitRecord,
+        request_id: str,
+        *,
+        use_account: bool,
+        interim: bool,
+        discharge_date: dt.date | None,
+    ) -> Committed:
+        lines = tuple(u.line for u in await repo.lines(visit.visit_id))
+        if not lines:
+            raise DomainError(Reason.VISIT_HAS_NO_FEES, "upload fee lines before settling")
+        day = discharge_date or self.today()
+        d = visit.decision
+        acc = await repo.lock_accumulators(d.person_no, day.year, d.account_balance_fen)
+        result = self._compute(visit, lines, acc, use_account=use_account, day=day)
+        flags = monitoring.line_flags(lines)
+        record = SettlementRecord(
+            settlement_id=_new_id("S"),
+            request_id=request_id,
+            visit_id=visit.visit_id,
+            kind=SettlementKind.SETTLEMENT,
+            cancels_settlement_id="",
+            institution_code=visit.institution_code,
+            person_no=d.person_no,
+            insured_region=d.insured_region,
+            treatment_region=d.treatment_region,
+            service_type=visit.service_type,
+            category=clearing_category(visit.service_type),
+            settle_date=day,
+            settled_at=self._clock(),
+            interim=interim,
+            result_json=results.dump(result),
+            flags=tuple(flags),
+        )
+        await self._write_settlement(repo, record, result)
+        await repo.save_accumulators(d.person_no, result.accumulators_after)
+        await repo.set_visit_status(
+            visit.visit_id,
+            VisitStatus.OPEN if interim else VisitStatus.SETTLED,
+            discharge_date=None if interim else discharge_date,
+            settled_stays_delta=1,
+        )
+        visit = replace(visit, status=VisitStatus.OPEN if interim else VisitStatus.SETTLED)
+        return Committed(record, result, visit)
+
+    async def _write_settlement(
+        self, repo: SettlementRepository, record: SettlementRecord, result: SettlementResult
+    ) -> None:
+        await repo.add_settlement(
+            record, result.total_fen, result.fund_total_fen, result.personal_account_fen, result.cash_fen
+        )
+        await outbox.append(
+            repo.s, settlement_events, record.kind.value, record.settlement_id, record.settlement_id.encode()
+        )
+
+    async def cancel(self, request_id: str, fp: str, caller: str | None, settlement_id: str) -> Committed:
+        async def attempt() -> Committed:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "cancel", fp):
+                    raise idempotency.Replay(ref)
+                committed = await self._cancel_in_tx(SettlementRepository(s), request_id, caller, settlement_id)
+                await idempotency.record(s, idempotency_keys, request_id, "cancel", fp, committed.record.settlement_id)
+            self._committed(committed)
+            return committed
+
+        return await idempotency.run_once(attempt, self._committed_or_fail)
+
+    async def _cancel_in_tx(
+        self, repo: SettlementRepository, request_id: str, caller: str | None, settlement_id: str
+    ) -> Committed:
+        original = await repo.settlement(settlement_id)
+        if original is None:
+            raise DomainError(Reason.SETTLEMENT_NOT_FOUND, f"no settlement {settlement_id}")
+        check_owner(original.institution_code, caller)
+        if original.kind is not SettlementKind.SETTLEMENT:
+            raise DomainError(Reason.VISIT_STATE_INVALID, "a cancellation cannot itself be cancelled")
+        if original.cancelled_by:
+            raise DomainError(
+                Reason.SETTLEMENT_ALREADY_REVERSED,
+                f"settlement {settlement_id} was already cancelled by {original.cancelled_by}",
+            )
+        visit = await repo.visit(original.visit_id, for_update=True)
+        assert visit is not None
+        orig_result = results.load(original.result_json)
+        acc = await repo.lock_accumulators(
+            original.person_no, original.settle_date.year, visit.decision.account_balance_fen
+        )
+        mirror = reverse(orig_result)
+        # Restore exactly what the original added, whatever happened in between.
+        restored = acc.minus(orig_result.accumulator_delta)
+        mirror = replace(mirror, accumulators_before=acc, accumulators_after=restored)
+        record = SettlementRecord(
+            settlement_id=_new_id("C"),
+            request_id=request_id,
+            visit_id=original.visit_id,
+            kind=SettlementKind.CANCELLATION,
+            cancels_settlement_id=original.settlement_id,
+            institution_code=original.institution_code,
+            person_no=original.person_no,
+            insured_region=original.insured_region,
+            treatment_region=original.treatment_region,
+            service_type=original.service_type,
+            category=original.category,
+            settle_date=self.today(),
+            settled_at=self._clock(),
+            interim=original.interim,
+            result_json=results.dump(mirror),
+        )
+        await self._write_settlement(repo, record, mirror)
+        await repo.save_accumulators(original.person_no, restored)
+        await repo.set_visit_status(original.visit_id, VisitStatus.OPEN, settled_stays_delta=-1)
+        return Committed(record, mirror, replace(visit, status=VisitStatus.OPEN))
+
+    async def reverse_transaction(
+        self, request_id: str, fp: str, caller: str | None, original_request_id: str
+    ) -> Committed | None:
+        """Undo whatever ``original_request_id`` did; if it never arrived, make sure it never will."""
+        if caller is None:
+            raise DomainError(Reason.INSTITUTION_IDENTITY_MISSING, "the calling institution is not authenticated")
+
+        async def attempt() -> Committed | None:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "reverse", fp):
+                    raise idempotency.Replay(ref)
+                repo = SettlementRepository(s)
+                original = await repo.settlement_by_request(original_request_id)
+                committed: Committed | None = None
+                if original is None:
+                    # The original never took effect: tombstone its id so a late arrival is refused.
+                    try:
+                        async with s.begin_nested():
+                            await idempotency.record(s, idempotency_keys, original_request_id, "reversed", "-", "-")
+                    except Exception:
+                        pass
+                else:
+                    committed = await self._cancel_in_tx(repo, request_id, caller, original.settlement_id)
+                ref = committed.record.settlement_id if committed else "-"
+                await idempotency.record(s, idempotency_keys, request_id, "reverse", fp, ref)
+            if committed:
+                self._committed(committed)
+            return committed
+
+        async def replay(ref: str) -> Committed | None:
+            return None if ref == "-" else await self._committed_or_fail(ref)
+
+        return await idempotency.run_once(attempt, replay)
+
+    async def settle_outpatient(
+        self,
+        request_id: str,
+        fp: str,
+        caller: str | None,
+        cmd: OpenVisitCommand,
+        lines: list[UploadedLine],
+        *,
+        use_account: bool,
+    ) -> Committed:
+        check_owner(cmd.institution_code, caller)
+        async with self.db.read() as s:
+            if ref := await idempotency.check(s, idempotency_keys, request_id, "settle_outpatient", fp):
+                return await self._committed_or_fail(ref)
+        decision = await self.eligibility.check(
+            cmd.credential,
+            cmd.institution_code,
+            cmd.service_type,
+            cmd.admission_date,
+            special_disease_code=cmd.special_disease_code,
+            emergency=cmd.emergency,
+            trauma=cmd.trauma,
+        )
+        require_eligible(decision)
+
+        async def attempt() -> Committed:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "settle_outpatient", fp):
+                    raise idempotency.Replay(ref)
+                repo = SettlementRepository(s)
+                visit = await self._insert_visit(repo, cmd, decision)
+                self._validate_lines(visit, lines, [])
+                await repo.replace_lines(visit.visit_id, lines)
+                committed = await self._settle_in_tx(
+                    repo, visit, request_id, use_account=use_account, interim=False, discharge_date=cmd.admission_date
+                )
+                await idempotency.record(
+                    s, idempotency_keys, request_id, "settle_outpatient", fp, committed.record.settlement_id
+                )
+            self._committed(committed)
+            return committed
+
+        return await idempotency.run_once(attempt, self._committed_or_fail)
+
+    def _committed(self, c: Committed) -> None:
+        self.notifier.notify()
+        _log.info(
+            "settlement_committed",
+            settlement_id=c.record.settlement_id,
+            kind=c.record.kind.value,
+            visit_id=c.record.visit_id,
+            total_fen=c.result.total_fen,
+            fund_total_fen=c.result.fund_total_fen,
+        )
+        if self._on_commit is not None:
+            self._on_commit(c.record, c.result)
+
+    # -- reads ----------------------------------------------------------------------------
+    async def _visit_or_fail(self, visit_id: str) -> VisitRecord:
+        async with self.db.read() as s:
+            v = await SettlementRepository(s).visit(visit_id)
+        if v is None:
+            raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {visit_id}")
+        return v
+
+    async def _committed_or_fail(self, settlement_id: str) -> Committed:
+        async with self.db.read() as s:
+            repo = SettlementRepository(s)
+            rec = await repo.settlement(settlement_id)
+            if rec is None:
+                raise DomainError(Reason.SETTLEMENT_NOT_FOUND, f"no settlement {settlement_id}")
+            visit = await repo.visit(rec.visit_id)
+        assert visit is not None
+        return Committed(rec, results.load(rec.result_json), visit)
+
+    async def get_visit(self, caller: str | None, visit_id: str) -> tuple[VisitRecord, list[UploadedLine]]:
+        async with self.db.read() as s:
+            repo = SettlementRepository(s)
+            visit = await repo.visit(visit_id)
+            if visit is None:
+                raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {visit_id}")
+            check_owner(visit.institution_code, caller)
+            return visit, await repo.lines(visit_id)
+
+    async def get_settlement(self, caller: str | None, settlement_id: str) -> Committed:
+        c = await self._committed_or_fail(settlement_id)
+        check_owner(c.record.institution_code, caller)
+        return c
+
+    async def stream(
+        self, after: int, follow: bool, stopping: asyncio.Event | None
+    ) -> AsyncIterator[tuple[int, SettlementRecord, SettlementResult]]:
+        """The outbox feed, in position order; positions are assigned after commit (never skips)."""
+        position = after
+        while stopping is None or not stopping.is_set():
+            await outbox.assign_positions(self.db, settlement_events)
+            rows = await outbox.read_after(self.db, settlement_events, position)
+            if rows:
+                async with self.db.read() as session:
+                    found = await SettlementRepository(session).settlements_by_ids([row.entity_id for row in rows])
+                for row in rows:
+                    position = row.position
+                    rec = found[row.entity_id]
+                    yield row.position, rec, results.load(rec.result_json)
+            else:
+                if not follow:
+                    return
+                await self.notifier.wait(stopping)

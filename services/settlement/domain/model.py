@@ -1,0 +1,143 @@
+"""Settlement domain: visits, eligibility decisions as stored on a visit, settlement records.
+Pure: the money math itself is libs.policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from libs.core.errors import DomainError, Reason
+from libs.policy import FeeLine, FilingType, InsuranceType, PersonType, ServiceType
+
+
+class VisitStatus(StrEnum):
+    OPEN = "open"
+    SETTLED = "settled"
+    CANCELLED = "cancelled"
+
+
+class SettlementKind(StrEnum):
+    SETTLEMENT = "settlement"
+    CANCELLATION = "cancellation"
+
+
+class ClearingCategory(StrEnum):
+    OUTPATIENT = "outpatient"
+    INPATIENT = "inpatient"
+    PHARMACY = "pharmacy"
+
+
+def clearing_category(service: ServiceType) -> ClearingCategory:
+    if service is ServiceType.INPATIENT:
+        return ClearingCategory.INPATIENT
+    if service is ServiceType.PHARMACY:
+        return ClearingCategory.PHARMACY
+    return ClearingCategory.OUTPATIENT
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRef:
+    ecert_token: str = ""
+    card_number: str = ""
+    card_serial: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The eligibility decision, stored on the visit."""
+
+    eligible: bool
+    reasons: tuple[str, ...]
+    guidance: str
+    person_no: str
+    insured_region: str
+    treatment_region: str
+    insurance_type: InsuranceType | None
+    person_type: PersonType | None
+    filing_id: str
+    filing_type: FilingType | None
+    emergency_deemed_filed: bool
+    hospital_level: int
+    assistance_category: str
+    hardship: bool
+    has_personal_account: bool
+    sex: str
+    birth_date: dt.date | None
+    retro_filing: bool
+    account_balance_fen: int = 0
+
+
+def require_eligible(d: Decision) -> None:
+    if d.eligible:
+        return
+    reason = Reason.FILING_REQUIRED
+    for r in d.reasons:
+        try:
+            reason = Reason(r)
+            break
+        except ValueError:
+            continue
+    raise DomainError(
+        reason, d.guidance or "not eligible for direct settlement", metadata={"reasons": ",".join(d.reasons)}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VisitRecord:
+    visit_id: str
+    institution_code: str
+    hospital_visit_no: str
+    service_type: ServiceType
+    status: VisitStatus
+    decision: Decision
+    admission_date: dt.date
+    discharge_date: dt.date | None
+    diagnosis_codes: tuple[str, ...]
+    special_disease_code: str
+    opened_at: dt.datetime
+    fee_line_count: int = 0
+    fee_total_fen: int = 0
+    settled_stays: int = 0  # interim settlements already made for this stay
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedLine:
+    line: FeeLine
+    item_name: str
+    fee_date: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringFlag:
+    code: str
+    detail: str
+    line_no: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRecord:
+    settlement_id: str
+    request_id: str
+    visit_id: str
+    kind: SettlementKind
+    cancels_settlement_id: str
+    institution_code: str
+    person_no: str
+    insured_region: str
+    treatment_region: str
+    service_type: ServiceType
+    category: ClearingCategory
+    settle_date: dt.date
+    settled_at: dt.datetime
+    interim: bool
+    result_json: str
+    flags: tuple[MonitoringFlag, ...] = field(default_factory=tuple)
+    cancelled_by: str = ""
+
+
+def check_owner(visit_institution: str, caller: str | None) -> None:
+    if caller is None:
+        raise DomainError(Reason.INSTITUTION_IDENTITY_MISSING, "the calling institution is not authenticated")
+    if visit_institution != caller:
+        raise DomainError(Reason.NOT_AUTHORISED_FOR_INSTITUTION, "this record belongs to another institution")

@@ -1,0 +1,57 @@
+"""The one composition root: the CLI, the all-in-one host and the tests all build servers here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from libs.platform import migrate
+from libs.platform.host import Host, ServiceModule
+from libs.platform.settings import SERVICES, Settings
+from libs.platform.tracing import configure_tracing
+from services.clearing import server as clearing
+from services.eligibility import server as eligibility
+from services.filing import server as filing
+from services.settlement import server as settlement
+
+FACTORIES: dict[str, Callable[[Settings], ServiceModule]] = {
+    "filing": filing.create,
+    "eligibility": eligibility.create,
+    "settlement": settlement.create,
+    "clearing": clearing.create,
+}
+
+
+def resolve(names: Sequence[str]) -> list[str]:
+    """Service names in dependency order (filing before eligibility before settlement ...)."""
+    unknown = [n for n in names if n not in FACTORIES]
+    if unknown:
+        raise ValueError(f"unknown service(s): {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    return [n for n in SERVICES if n in names]
+
+
+async def migrate_all(settings: Settings, names: Sequence[str]) -> None:
+    for name in resolve(names):
+        await migrate.upgrade_async(name, settings.database_url(name))
+
+
+def build_host(settings: Settings, names: Sequence[str], *, port: int, bind_host: str = "[::]") -> Host:
+    resolved = resolve(names)
+    configure_tracing("medsettle" if len(resolved) > 1 else f"medsettle-{resolved[0]}")
+    modules = [FACTORIES[n](settings) for n in resolve(names)]
+    return Host(settings, modules, port=port, bind_host=bind_host)
+
+
+async def start(
+    settings: Settings,
+    names: Sequence[str],
+    *,
+    port: int = 0,
+    bind_host: str = "127.0.0.1",
+    run_migrations: bool = True,
+) -> Host:
+    """Migrates (optionally) and starts a host; the caller stops it."""
+    if run_migrations:
+        await migrate_all(settings, names)
+    host = build_host(settings, names, port=port, bind_host=bind_host)
+    await host.start()
+    return host
