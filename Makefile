@@ -1,0 +1,57 @@
+# medsettle — one entry point for developers and CI. See README.md.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+BUF     := .tools/node_modules/.bin/buf
+export PYTHONDONTWRITEBYTECODE = 1
+
+.PHONY: setup demo test test-sqlite test-postgres lint protos buf-lint buf-breaking k8s-tools bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python  ## create the venv and install the project with its dev tools
+	$(BIN)/pip install -q -e ".[dev]"
+
+$(BUF):
+	mkdir -p .tools && cd .tools && npm install --silent --no-audit --no-fund --prefix . @bufbuild/buf@1.75.0
+
+demo: setup  ## start the suite on SQLite and drive a realistic run through all four services
+	MEDSETTLE_LOG_LEVEL=WARNING $(BIN)/medsettle demo
+
+test: setup k8s-tools lint test-sqlite test-postgres  ## everything CI runs
+
+test-sqlite:
+	$(BIN)/python -m pytest -q --db=sqlite
+
+test-postgres:  ## the database tests again, against PostgreSQL (skips locally if none runs; fails under CI)
+	$(BIN)/python -m pytest -q -m db --db=postgres
+
+lint: $(BUF) buf-lint buf-breaking
+	$(BIN)/ruff check libs services tests scripts
+	$(BIN)/mypy libs/core libs/platform libs/policy
+
+buf-lint: $(BUF)
+	cd protos && ../$(BUF) lint
+
+# Breaking-change check of the contracts against the previous commit on main (or BUF_AGAINST).
+buf-breaking: $(BUF)
+	@against="$${BUF_AGAINST:-}"; \
+	if [ -z "$$against" ] && git rev-parse -q --verify HEAD~1 >/dev/null && \
+	   git cat-file -e HEAD~1:protos/buf.yaml 2>/dev/null; then against=".git#ref=HEAD~1,subdir=protos"; fi; \
+	if [ -n "$$against" ]; then echo "buf breaking against $$against"; \
+	  $(BUF) breaking protos --against "$$against"; \
+	else echo "buf breaking: no earlier contracts to compare with"; fi
+
+protos: $(BUF) buf-lint  ## regenerate Python code and type stubs from protos/
+	$(BIN)/python scripts/gen_protos.py
+
+k8s-tools:  ## kubectl (kustomize), schema validators and nginx for tests/k8s and the gateway test
+	PYTHON=$(BIN)/python bash scripts/install-k8s-tools.sh
+
+bench:  ## the policy engine benchmark (a script, not a test)
+	$(BIN)/python scripts/bench_policy.py
+
+clean:
+	rm -rf $(VENV) .tools data .pytest_cache .mypy_cache .ruff_cache
