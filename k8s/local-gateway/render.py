@@ -1,0 +1,67 @@
+"""Render the local gateway's nginx.conf from nginx.conf.template.
+
+Importable (``render(template_path, **values) -> str``) for the tests, and a small CLI:
+
+    python k8s/local-gateway/render.py --out /tmp/gw/nginx.conf \
+        listen_port=8443 prefix=/tmp/gw \
+        filing_upstream=127.0.0.1:50051 eligibility_upstream=127.0.0.1:50051 \
+        settlement_upstream=127.0.0.1:50051 \
+        tls_cert=gw.crt tls_key=gw.key client_ca=hospital-ca.crt
+
+Placeholders are ``@@{name}``, so nginx's own ``$variables`` pass through untouched. Every
+placeholder must be given (a missing one raises KeyError) and values may not contain
+characters that would end an nginx directive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import string
+import sys
+from pathlib import Path
+
+TEMPLATE = Path(__file__).with_name("nginx.conf.template")
+_FORBIDDEN = set(";{}\"'\n\r\t ")
+
+
+class NginxTemplate(string.Template):
+    delimiter = "@@"
+
+
+def placeholders(template_path: str | Path = TEMPLATE) -> set[str]:
+    """Names the template expects."""
+    text = Path(template_path).read_text(encoding="utf-8")
+    return {m.group("named") or m.group("braced") for m in NginxTemplate.pattern.finditer(text)} - {None}
+
+
+def render(template_path: str | Path = TEMPLATE, **values: object) -> str:
+    text = Path(template_path).read_text(encoding="utf-8")
+    clean: dict[str, str] = {}
+    for name, value in values.items():
+        value_str = str(value)
+        if not value_str or _FORBIDDEN & set(value_str):
+            raise ValueError(f"{name}={value_str!r}: empty, or would break the nginx syntax")
+        clean[name] = value_str
+    unknown = set(clean) - placeholders(template_path)
+    if unknown:
+        raise KeyError(f"not in the template: {sorted(unknown)}")
+    return NginxTemplate(text).substitute(clean)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--template", default=str(TEMPLATE))
+    parser.add_argument("--out", help="write here (default: stdout)")
+    parser.add_argument("values", nargs="*", metavar="name=value")
+    args = parser.parse_args(argv)
+    values = dict(item.split("=", 1) for item in args.values)
+    text = render(args.template, **values)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
