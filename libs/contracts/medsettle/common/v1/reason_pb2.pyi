@@ -77,6 +77,16 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     REASON_TOP_UP_ABOVE_CAP: _Reason.ValueType  # 52
     REASON_VERIFICATION_NOT_FOUND: _Reason.ValueType  # 53
     REASON_VERIFICATION_DEADLINE_PASSED: _Reason.ValueType  # 54
+    REASON_VERIFICATION_ALREADY_ANSWERED: _Reason.ValueType  # 70
+    REASON_PREPAYMENT_ALREADY_SET: _Reason.ValueType  # 71
+    REASON_INSTITUTION_PAYMENT_EXCEEDS_OUTSTANDING: _Reason.ValueType  # 72
+    REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE: _Reason.ValueType  # 55
+    REASON_FILING_NOT_VALID_ON_DATE: _Reason.ValueType  # 56
+    REASON_FILING_INSURED_RELATION_CHANGED: _Reason.ValueType  # 57
+    REASON_PERSON_IDENTITY_CONFLICT: _Reason.ValueType  # 58
+    REASON_REGISTRY_DATA_INVALID: _Reason.ValueType  # 59
+    REASON_FILING_INDEX_NOT_READY: _Reason.ValueType  # 60
+    REASON_INSTITUTION_REGION_MISMATCH: _Reason.ValueType  # 61
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """The reason catalogue. Every error a medsettle service returns carries a
@@ -140,4 +150,14 @@ REASON_TOP_UP_NOT_ALLOWED: Reason.ValueType  # 51
 REASON_TOP_UP_ABOVE_CAP: Reason.ValueType  # 52
 REASON_VERIFICATION_NOT_FOUND: Reason.ValueType  # 53
 REASON_VERIFICATION_DEADLINE_PASSED: Reason.ValueType  # 54
+REASON_VERIFICATION_ALREADY_ANSWERED: Reason.ValueType  # 70
+REASON_PREPAYMENT_ALREADY_SET: Reason.ValueType  # 71
+REASON_INSTITUTION_PAYMENT_EXCEEDS_OUTSTANDING: Reason.ValueType  # 72
+REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE: Reason.ValueType  # 55
+REASON_FILING_NOT_VALID_ON_DATE: Reason.ValueType  # 56
+REASON_FILING_INSURED_RELATION_CHANGED: Reason.ValueType  # 57
+REASON_PERSON_IDENTITY_CONFLICT: Reason.ValueType  # 58
+REASON_REGISTRY_DATA_INVALID: Reason.ValueType  # 59
+REASON_FILING_INDEX_NOT_READY: Reason.ValueType  # 60
+REASON_INSTITUTION_REGION_MISMATCH: Reason.ValueType  # 61
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
