@@ -54,20 +54,18 @@ async def _pg_exec(sql: list[str]) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_databases(db_kind: str) -> dict[str, str] | None:
-    """Fresh PostgreSQL databases for the session (one per service), migrated to head."""
+def pg_databases(db_kind: str) -> Iterator[dict[str, str] | None]:
+    """Fresh PostgreSQL databases for this pytest session (one per service), migrated to head.
+    Names carry the process id, so concurrent sessions on one server never touch each other's."""
     if db_kind != "postgres":
-        return None
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    names = {s: f"medsettle_test_{worker}_{s}" for s in SERVICES}
+        yield None
+        return
+    tag = f"{os.getpid()}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    names = {s: f"medsettle_test_{tag}_{s}" for s in SERVICES}
+    drop = [f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in names.values()]
     try:
-        asyncio.run(
-            _pg_exec(
-                [f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in names.values()]
-                + [f'CREATE DATABASE "{n}"' for n in names.values()]
-            )
-        )
-    except Exception as exc:
+        asyncio.run(_pg_exec(drop + [f'CREATE DATABASE "{n}"' for n in names.values()]))
+    except Exception as exc:  # noqa: BLE001
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required under CI and is not reachable: {exc}")
         pytest.skip(f"PostgreSQL not reachable: {exc}")
@@ -76,7 +74,8 @@ def pg_databases(db_kind: str) -> dict[str, str] | None:
 
     for s, url in urls.items():
         migrate.upgrade(s, url)
-    return urls
+    yield urls
+    asyncio.run(_pg_exec(drop))
 
 
 async def _truncate(urls: dict[str, str]) -> None:
@@ -158,7 +157,7 @@ def wait_serving(target: str, service: str = "", timeout: float = 30.0) -> None:
                 resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
                 if resp.status == health_pb2.HealthCheckResponse.SERVING:
                     return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure means: not serving yet
             last = exc
         time.sleep(0.1)
     raise TimeoutError(f"{target} not SERVING after {timeout}s: {last}")

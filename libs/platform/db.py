@@ -1,7 +1,9 @@
 """SQLAlchemy 2 async engine per service and the unit of work.
 
-The use case owns the transaction: ``async with db.transaction() as session`` commits when the
-block ends normally and rolls back otherwise. Repositories never commit.
+The use case owns the transaction: ``async with db.transaction() as tx`` commits when the block
+ends normally and rolls back otherwise. Repositories never commit. A unit of work is a Core
+``AsyncConnection``, not an ORM session: the repositories speak SQLAlchemy Core, and skipping the
+ORM layer saves a good part of the per-statement overhead on the hot path.
 
 SQLite (the embedded default) serialises writers. Write transactions start with
 ``BEGIN IMMEDIATE`` so a read-then-write unit of work takes the write lock up front and two of
@@ -15,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 _READONLY = "medsettle_readonly"
 
@@ -45,23 +47,20 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One unit of work: commit on success, roll back on any exception."""
-        async with self._sessions() as session, session.begin():
-            yield session
+        async with self.engine.begin() as conn:
+            yield conn
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session (rolled back at the end)."""
-        async with self._sessions() as session:
-            await session.connection(execution_options={_READONLY: True})
-            try:
-                yield session
-            finally:
-                await session.rollback()
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only unit (rolled back when the block ends)."""
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                await conn.execution_options(**{_READONLY: True})
+            yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.core.errors import DomainError, Reason
 
@@ -41,7 +41,7 @@ class Replay(Exception):
         self.ref = ref
 
 
-async def check(session: AsyncSession, table: Table, request_id: str, operation: str, fp: str) -> str | None:
+async def check(session: AsyncConnection, table: Table, request_id: str, operation: str, fp: str) -> str | None:
     row = (
         await session.execute(
             select(table.c.operation, table.c.fingerprint, table.c.result_ref).where(table.c.request_id == request_id)
@@ -58,7 +58,15 @@ async def check(session: AsyncSession, table: Table, request_id: str, operation:
     return str(row.result_ref)
 
 
-async def record(session: AsyncSession, table: Table, request_id: str, operation: str, fp: str, ref: str) -> None:
+async def lookup(session: AsyncConnection, table: Table, request_id: str) -> tuple[str, str] | None:
+    """(operation, result_ref) of an earlier request, whatever its payload."""
+    row = (
+        await session.execute(select(table.c.operation, table.c.result_ref).where(table.c.request_id == request_id))
+    ).first()
+    return (str(row.operation), str(row.result_ref)) if row else None
+
+
+async def record(session: AsyncConnection, table: Table, request_id: str, operation: str, fp: str, ref: str) -> None:
     await session.execute(
         insert(table).values(request_id=request_id, operation=operation, fingerprint=fp, result_ref=ref)
     )

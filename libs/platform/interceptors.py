@@ -61,10 +61,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def _institution(self, context: grpc.aio.ServicerContext[Any, Any], md: dict[str, Any]) -> str | None:
         if self._tls_identity:
-            auth = context.auth_context()
-            cn = auth.get("x509_common_name")
-            if cn:
-                return bytes(cn[0]).decode()
+            # The server verified the peer's certificate: its CN is the caller, and the header is
+            # never consulted (a client could set it to anything). A service calling a peer
+            # presents its own certificate (CN like svc-settlement): not an institution, so
+            # institution-scoped RPCs refuse it and the peer-facing ones (CheckEligibility,
+            # WatchFilings, StreamSettlements) do not ask.
+            cn = context.auth_context().get("x509_common_name")
+            return bytes(cn[0]).decode() if cn else None
         if self._trust_header:
             value = md.get(INSTITUTION_HEADER)
             if isinstance(value, str) and value:
@@ -87,7 +90,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 except grpc.aio.AbortError:
                     code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
                     raise
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - every unknown error becomes INTERNAL
                     code = await _abort_internal(context, span, method, exc)
                 finally:
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
@@ -111,7 +114,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     code = await _abort_domain(context, span, method, err)
                 except grpc.aio.AbortError:
                     raise
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - every unknown error becomes INTERNAL
                     code = await _abort_internal(context, span, method, exc)
                 finally:
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)

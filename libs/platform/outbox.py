@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform.db import Database
 
@@ -55,7 +55,7 @@ def outbox_table(metadata: MetaData, name: str) -> Table:
     return table
 
 
-async def append(session: AsyncSession, table: Table, event_type: str, entity_id: str, payload: bytes) -> None:
+async def append(session: AsyncConnection, table: Table, event_type: str, entity_id: str, payload: bytes) -> None:
     await session.execute(table.insert().values(event_type=event_type, entity_id=entity_id, payload=payload))
 
 
