@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -17,20 +20,44 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
+from libs.core.errors import DomainError
 from libs.platform.db import Database
 from libs.platform.host import Runtime
 from libs.platform.logs import get_logger
 from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
+from libs.policy import default_books
 from medsettle.eligibility.v1 import eligibility_pb2
 from services.eligibility.adapters.peers import GrpcFilingFeed
 from services.eligibility.adapters.rpc import EligibilityServicer, register
 from services.eligibility.application.service import EligibilityService
 from services.eligibility.domain.credentials import TokenSigner
+from services.eligibility.domain.model import EligibilityRules, parse_rules
 
 SERVICE_NAME = eligibility_pb2.DESCRIPTOR.services_by_name["EligibilityService"].full_name
 _log = get_logger("medsettle.eligibility")
 REFRESH_SECONDS = 2.0
+# How long start-up waits for the filing backlog before serving (then refusals that depend on a
+# filing answer FILING_INDEX_NOT_READY until the index is complete).
+INDEX_WAIT_SECONDS = 5.0
+RULES_FILE = Path(__file__).resolve().parent / "rules.yaml"
+
+
+def load_rules(path: Path = RULES_FILE) -> EligibilityRules:
+    return parse_rules(yaml.safe_load(path.read_text(encoding="utf-8")), path.name)
+
+
+def policy_version_lookup() -> Callable[[str, str, dt.date], str]:
+    """The insured place's policy version in effect (libs/policy data), "" when there is none."""
+    policies, _ = default_books()
+
+    def lookup(insured_region: str, insurance_type: str, day: dt.date) -> str:
+        try:
+            return policies.find(insured_region, insurance_type, day).version
+        except (DomainError, ValueError):
+            return ""
+
+    return lookup
 
 
 def load_signer(settings: Settings) -> TokenSigner:
@@ -63,7 +90,13 @@ class EligibilityModule:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.database_url("eligibility"), pool_size=settings.db_pool_size, echo=settings.db_echo)
-        self.service = EligibilityService(self.db, load_signer(settings), token_ttl_seconds=settings.ecert_ttl_seconds)
+        self.service = EligibilityService(
+            self.db,
+            load_signer(settings),
+            token_ttl_seconds=settings.ecert_ttl_seconds,
+            rules=load_rules(),
+            policy_version=policy_version_lookup(),
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._channel: grpc.aio.Channel | None = None
 
@@ -76,6 +109,12 @@ class EligibilityModule:
         feed = GrpcFilingFeed(self._channel)
         self._tasks.append(asyncio.create_task(self.service.follow_filings(feed, runtime.stopping)))
         self._tasks.append(asyncio.create_task(self._refresh_loop(runtime.stopping)))
+        # The index is rebuilt from position 0 on every start (no cursor is persisted): wait for
+        # the backlog so the first decisions are not made from a half-built index.
+        try:
+            await asyncio.wait_for(self.service.registry.filings_ready.wait(), timeout=INDEX_WAIT_SECONDS)
+        except TimeoutError:
+            _log.warning("filing_index_not_ready_at_start", position=self.service.registry.filing_position)
 
     async def _refresh_loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -83,7 +122,7 @@ class EligibilityModule:
                 await asyncio.wait_for(stopping.wait(), timeout=REFRESH_SECONDS)
             try:
                 await self.service.refresh()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - keep serving from memory; log and retry
                 _log.warning("registry_refresh_failed", error_type=type(exc).__name__)
 
     async def stop_tasks(self) -> None:

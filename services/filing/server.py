@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
+import yaml
 
 from libs.platform.db import Database
 from libs.platform.host import Runtime
+from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
 from medsettle.filing.v1 import filing_pb2
+from services.filing.adapters.peers import GrpcInstitutionDirectory
 from services.filing.adapters.rpc import FilingServicer, register
 from services.filing.application.service import FilingService
+from services.filing.domain.model import MinPeriodRules, parse_min_period_rules
 
 SERVICE_NAME = filing_pb2.DESCRIPTOR.services_by_name["FilingService"].full_name
+MIN_PERIOD_FILE = Path(__file__).resolve().parent / "min_period.yaml"
+
+
+def load_min_period_rules(path: Path = MIN_PERIOD_FILE) -> MinPeriodRules:
+    """Policy data, checked at start-up: a bad file stops the service with the entry named."""
+    return parse_min_period_rules(yaml.safe_load(path.read_text(encoding="utf-8")), path.name)
 
 
 class FilingModule:
@@ -20,19 +32,28 @@ class FilingModule:
 
     def __init__(self, settings: Settings) -> None:
         self.db = Database(settings.database_url("filing"), pool_size=settings.db_pool_size, echo=settings.db_echo)
-        self.service = FilingService(self.db)
+        self.settings = settings
+        self.service = FilingService(self.db, min_period=load_min_period_rules())
         self._runtime: list[Runtime] = []
+        self._channel: grpc.aio.Channel | None = None
 
     def register(self, server: grpc.aio.Server) -> None:
         register(server, FilingServicer(self.service, self._runtime))
 
     async def start(self, runtime: Runtime) -> None:
         self._runtime.append(runtime)
+        # Special-disease filings are checked against eligibility's institution registry.
+        self._channel = open_channel(runtime.peer_target("eligibility"), self.settings)
+        self.service.institutions = GrpcInstitutionDirectory(self._channel)
 
     async def stop_tasks(self) -> None:
         return None
 
     async def close(self) -> None:
+        # After the server stopped: in-flight filings may still have been using the channel.
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
         await self.db.dispose()
 
 

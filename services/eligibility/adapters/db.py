@@ -161,7 +161,13 @@ async def load_all(session: AsyncSession) -> tuple[list[Region], list[Institutio
     return regs, insts, ps
 
 
-async def changed_since(session: AsyncSession, since: dt.datetime) -> tuple[list[Institution], list[InsuredPerson]]:
+async def changed_since(
+    session: AsyncSession, since: dt.datetime
+) -> tuple[list[Region], list[Institution], list[InsuredPerson]]:
+    regs = [
+        Region(r.region_code, r.name)
+        for r in (await session.execute(select(regions).where(regions.c.updated_at >= since))).all()
+    ]
     insts = [
         institution_from_row(r)
         for r in (await session.execute(select(institutions).where(institutions.c.updated_at >= since))).all()
@@ -169,4 +175,19 @@ async def changed_since(session: AsyncSession, since: dt.datetime) -> tuple[list
     ps = [
         person_from_row(r) for r in (await session.execute(select(persons).where(persons.c.updated_at >= since))).all()
     ]
-    return insts, ps
+    return regs, insts, ps
+
+
+async def identity_clash(session: AsyncSession, p: InsuredPerson) -> str:
+    """The name of the field (id_number, card_number) another person already holds, or ""."""
+    others = persons.c.person_no != p.person_no
+    if (await session.execute(select(persons.c.person_no).where(others, persons.c.id_number == p.id_number))).first():
+        return "id_number"
+    if (
+        p.card_number
+        and (
+            await session.execute(select(persons.c.person_no).where(others, persons.c.card_number == p.card_number))
+        ).first()
+    ):
+        return "card_number"
+    return ""

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
-from services.eligibility.application.service import FilingChange
+from services.eligibility.application.service import FeedCaughtUp, FilingChange
 from services.eligibility.domain.model import FilingView
 
 _FILING_TYPE = {
@@ -19,6 +19,9 @@ _FILING_TYPE = {
     5: "emergency",
     6: "other_temporary",
 }
+
+
+_INSURANCE = {1: "employee", 2: "resident"}
 
 
 def _date(d: object) -> dt.date | None:
@@ -43,6 +46,9 @@ def filing_view(f: filing_pb2.Filing) -> FilingView:
         special_diseases={sd.disease_code: tuple(sd.institution_codes) for sd in f.special_diseases},
         trauma_declared=f.trauma_no_third_party_declared,
         retro=f.retro,
+        insured_region=f.insured_region_code,
+        insurance_type=_INSURANCE.get(f.insurance_type, ""),
+        manual_reimbursement=f.manual_reimbursement,
     )
 
 
@@ -50,7 +56,13 @@ class GrpcFilingFeed:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = filing_pb2_grpc.FilingServiceStub(channel)
 
-    async def __call__(self, after: int) -> AsyncIterator[FilingChange]:
-        call = self._stub.WatchFilings(filing_pb2.WatchFilingsRequest(after_position=after))
-        async for ev in call:
-            yield FilingChange(ev.position, filing_view(ev.filing))
+    async def __call__(self, after: int) -> AsyncIterator[FilingChange | FeedCaughtUp]:
+        call = self._stub.WatchFilings(filing_pb2.WatchFilingsRequest(after_position=after, mark_caught_up=True))
+        try:
+            async for ev in call:
+                if ev.caught_up:
+                    yield FeedCaughtUp(ev.position)
+                else:
+                    yield FilingChange(ev.position, filing_view(ev.filing))
+        finally:
+            call.cancel()

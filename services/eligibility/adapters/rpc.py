@@ -12,8 +12,16 @@ from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, t
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as pb
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
+from medsettle.filing.v1 import filing_pb2
 from services.eligibility.application.service import CredentialInput, EligibilityService
-from services.eligibility.domain.model import Institution, InsuredPerson, PersonStatus, Region, ServiceType
+from services.eligibility.domain.model import (
+    FilingView,
+    Institution,
+    InsuredPerson,
+    PersonStatus,
+    Region,
+    ServiceType,
+)
 
 SERVICE_IN = {
     types_pb2.SERVICE_TYPE_INPATIENT: ServiceType.INPATIENT,
@@ -95,6 +103,32 @@ def person_to_proto(p: InsuredPerson) -> pb.InsuredPerson:
     return msg
 
 
+def filing_view_to_proto(f: FilingView) -> filing_pb2.Filing:
+    """The part of a filing eligibility keeps (from the WatchFilings stream)."""
+    msg = filing_pb2.Filing(
+        filing_id=f.filing_id,
+        person_no=f.person_no,
+        insured_region_code=f.insured_region,
+        treatment_region_code=f.treatment_region,
+        filing_type=FILING_TYPE_OUT[f.filing_type],
+        insurance_type=INSURANCE_OUT.get(f.insurance_type, 0),
+        status=filing_pb2.FILING_STATUS_ACTIVE if f.active else filing_pb2.FILING_STATUS_UNSPECIFIED,
+        retro=f.retro,
+        special_diseases=[
+            filing_pb2.SpecialDiseaseFiling(disease_code=code, institution_codes=list(insts))
+            for code, insts in sorted(f.special_diseases.items())
+        ],
+        trauma_no_third_party_declared=f.trauma_declared,
+        manual_reimbursement=f.manual_reimbursement,
+    )
+    date_to_proto(f.start_date, msg.start_date)
+    date_to_proto(f.end_date, msg.end_date)
+    date_to_proto(f.end_effective_date, msg.end_effective_date)
+    if f.covers_from != f.start_date:
+        date_to_proto(f.covers_from, msg.treatment_start_date)
+    return msg
+
+
 class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
     def __init__(self, service: EligibilityService) -> None:
         self.service = service
@@ -119,13 +153,15 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             v.check(bool(request.special_disease_code), "special_disease_code", "required for chronic outpatient")
         v.raise_if_any()
         assert service is not None
-        d = self.service.check(
+        d, policy_version = self.service.check(
             credential_from_proto(request.credential),
             request.institution_code,
             service,
             day,
             special_disease_code=request.special_disease_code,
             emergency=request.emergency,
+            trauma_declared=request.trauma_no_third_party_declared,
+            expected_person_no=request.expected_person_no,
         )
         out = pb.EligibilityDecision(
             eligible=d.eligible,
@@ -134,6 +170,9 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             treatment_region_code=d.treatment_region,
             emergency_deemed_filed=d.emergency_deemed_filed,
             decision_time=timestamp(dt.datetime.now(dt.UTC)),
+            policy_version=policy_version,
+            manual_reimbursement=d.manual_reimbursement,
+            trauma_no_third_party_declared=d.trauma_declared,
         )
         if d.person is not None:
             p = d.person
@@ -149,6 +188,8 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         if d.filing is not None:
             out.filing_id, out.filing_type = d.filing.filing_id, FILING_TYPE_OUT[d.filing.filing_type]
             out.retro_filing = d.filing.retro
+            date_to_proto(d.filing.start_date, out.filing_start_date)
+            date_to_proto(d.filing.end_date, out.filing_end_date)
         elif d.emergency_deemed_filed:
             out.filing_type = types_pb2.FILING_TYPE_EMERGENCY
         return pb.CheckEligibilityResponse(decision=out)
@@ -179,6 +220,9 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         return pb.RevokeECertificateResponse()
 
     async def GetInstitution(self, request: pb.GetInstitutionRequest, context: Any) -> pb.GetInstitutionResponse:
+        v = Violations()
+        v.check(bool(request.institution_code), "institution_code", "required")
+        v.raise_if_any()
         return pb.GetInstitutionResponse(
             institution=institution_to_proto(self.service.institution(request.institution_code))
         )
@@ -268,7 +312,14 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         return pb.UpsertInsuredPersonResponse(person=person_to_proto(saved))
 
     async def GetInsuredPerson(self, request: pb.GetInsuredPersonRequest, context: Any) -> pb.GetInsuredPersonResponse:
-        return pb.GetInsuredPersonResponse(person=person_to_proto(self.service.person(request.person_no)))
+        v = Violations()
+        v.check(bool(request.person_no), "person_no", "required")
+        v.raise_if_any()
+        person = self.service.person(request.person_no)
+        return pb.GetInsuredPersonResponse(
+            person=person_to_proto(person),
+            active_filings=[filing_view_to_proto(f) for f in self.service.filings_of(person.person_no) if f.active],
+        )
 
 
 def register(server: grpc.aio.Server, servicer: EligibilityServicer) -> None:

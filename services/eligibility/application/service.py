@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.core.errors import DomainError, Reason
+from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency
 from libs.platform.db import Database
 from libs.platform.logs import get_logger
@@ -19,6 +20,7 @@ from services.eligibility.adapters import db as tables
 from services.eligibility.domain.credentials import TokenClaims, TokenSigner, id_hash
 from services.eligibility.domain.model import (
     Decision,
+    EligibilityRules,
     FilingView,
     Institution,
     InsuredPerson,
@@ -43,6 +45,25 @@ class FilingChange:
     filing: FilingView
 
 
+@dataclass(frozen=True, slots=True)
+class FeedCaughtUp:
+    """The feed has sent everything up to ``position``."""
+
+    position: int
+
+
+# Refusals that may only mean "the filing has not reached the index yet".
+_FILING_REASONS = frozenset(
+    {
+        Reason.FILING_REQUIRED,
+        Reason.FILING_NOT_VALID_ON_DATE,
+        Reason.FILING_REGION_MISMATCH,
+        Reason.FILING_INSURED_RELATION_CHANGED,
+        Reason.SPECIAL_DISEASE_NOT_FILED,
+    }
+)
+
+
 class Registry:
     """The in-memory index the hot path reads."""
 
@@ -53,6 +74,8 @@ class Registry:
         self.by_card: dict[str, str] = {}
         self.filings: dict[str, dict[str, FilingView]] = {}  # person_no -> filing_id -> view
         self.filing_position = 0
+        self.filings_applied = 0  # changes applied since start (== position when none was lost)
+        self.filings_ready = asyncio.Event()  # set once the feed's backlog has been applied
 
     def put_person(self, p: InsuredPerson) -> None:
         old = self.persons.get(p.person_no)
@@ -68,9 +91,11 @@ class Registry:
         f = change.filing
         self.filings.setdefault(f.person_no, {})[f.filing_id] = f
         self.filing_position = change.position
+        self.filings_applied += 1
 
 
-FilingFeed = Callable[[int], AsyncIterator[FilingChange]]
+FilingFeed = Callable[[int], AsyncIterator[FilingChange | FeedCaughtUp]]
+PolicyVersionOf = Callable[[str, str, dt.date], str]
 
 
 class EligibilityService:
@@ -81,35 +106,38 @@ class EligibilityService:
         *,
         token_ttl_seconds: int = 300,
         clock: Callable[[], dt.datetime] | None = None,
+        rules: EligibilityRules | None = None,
+        policy_version: PolicyVersionOf | None = None,
     ) -> None:
         self.db = db
         self.signer = signer
         self.ttl = token_ttl_seconds
         self.registry = Registry()
+        self.rules = rules or EligibilityRules()
+        self._policy_version = policy_version or (lambda _region, _insurance, _day: "")
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._revoked: set[str] = set()
         self._last_refresh = dt.datetime.min.replace(tzinfo=dt.UTC)
 
     # -- loading and freshness ------------------------------------------------------------
+    async def _revoked_ids(self, s: AsyncSession) -> set[str]:
+        """Revoked tokens that could still verify (expired ones are refused anyway)."""
+        t = tables.issued_tokens
+        cutoff = self._clock() - dt.timedelta(minutes=5)
+        rows = await s.execute(select(t.c.token_id).where(t.c.revoked.is_(True), t.c.expires_at > cutoff))
+        return set(rows.scalars().all())
+
     async def load(self) -> None:
         async with self.db.read() as s:
             regs, insts, ps = await tables.load_all(s)
-            revoked = (
-                (
-                    await s.execute(
-                        select(tables.issued_tokens.c.token_id).where(tables.issued_tokens.c.revoked.is_(True))
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            revoked = await self._revoked_ids(s)
         for r in regs:
             self.registry.regions[r.region_code] = r
         for i in insts:
             self.registry.institutions[i.institution_code] = i
         for p in ps:
             self.registry.put_person(p)
-        self._revoked = set(revoked)
+        self._revoked = revoked
         self._last_refresh = self._clock()
 
     async def refresh(self) -> None:
@@ -117,21 +145,15 @@ class EligibilityService:
         since = self._last_refresh - dt.timedelta(seconds=5)
         now = self._clock()
         async with self.db.read() as s:
-            insts, ps = await tables.changed_since(s, since)
-            revoked = (
-                (
-                    await s.execute(
-                        select(tables.issued_tokens.c.token_id).where(tables.issued_tokens.c.revoked.is_(True))
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            regs, insts, ps = await tables.changed_since(s, since)
+            revoked = await self._revoked_ids(s)
+        for r in regs:
+            self.registry.regions[r.region_code] = r
         for i in insts:
             self.registry.institutions[i.institution_code] = i
         for p in ps:
             self.registry.put_person(p)
-        self._revoked = set(revoked)
+        self._revoked = revoked
         self._last_refresh = now
 
     async def follow_filings(self, feed: FilingFeed, stopping: asyncio.Event) -> None:
@@ -140,11 +162,25 @@ class EligibilityService:
         while not stopping.is_set():
             try:
                 async for change in feed(self.registry.filing_position):
+                    if isinstance(change, FeedCaughtUp):
+                        if not self.registry.filings_ready.is_set():
+                            _log.info(
+                                "filing_index_ready",
+                                position=self.registry.filing_position,
+                                applied=self.registry.filings_applied,
+                            )
+                        _log.info(
+                            "filing_feed_caught_up",
+                            position=self.registry.filing_position,
+                            applied=self.registry.filings_applied,
+                        )
+                        self.registry.filings_ready.set()
+                        continue
                     self.registry.put_filing(change)
                     backoff = 0.05
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the peer went away: log and reconnect
                 _log.warning(
                     "filing_watch_interrupted", error_type=type(exc).__name__, position=self.registry.filing_position
                 )
@@ -180,6 +216,14 @@ class EligibilityService:
         return inst
 
     async def upsert_person(self, request_id: str, fp: str, person: InsuredPerson) -> InsuredPerson:
+        async with self.db.read() as s:
+            clash = await tables.identity_clash(s, person)
+        if clash:
+            raise DomainError(
+                Reason.PERSON_IDENTITY_CONFLICT,
+                f"the {clash} belongs to another insured person",
+                violations=[FieldViolation(f"person.{clash}", "belongs to another insured person")],
+            )
         await self._write(
             request_id,
             fp,
@@ -207,24 +251,49 @@ class EligibilityService:
 
     # -- credentials ----------------------------------------------------------------------
     async def issue_ecert(self, request_id: str, person_no: str, id_number: str) -> tuple[str, TokenClaims]:
+        """Same request_id + same person: the same token again (Ed25519 signatures are
+        deterministic, so it is re-signed from the stored claims, never stored itself)."""
         person = self.registry.persons.get(person_no)
         if person is None:
             raise DomainError(Reason.PERSON_NOT_FOUND, "no insured person with that number")
         if person.id_number.upper() != id_number.upper():
             raise DomainError(Reason.CREDENTIAL_PERSON_MISMATCH, "the ID number does not belong to the person")
-        now = self._clock()
-        token, claims = self.signer.issue(person_no, id_number, int(now.timestamp()), self.ttl)
-        async with self.db.transaction() as s:
-            await s.execute(
-                tables.issued_tokens.insert().values(
-                    token_id=claims.token_id,
-                    person_no=person_no,
-                    revoked=False,
-                    issued_at=now,
-                    expires_at=dt.datetime.fromtimestamp(claims.expires_at, dt.UTC),
+        fp = id_hash(f"{person_no}|{id_number}")
+        t = tables.issued_tokens
+
+        async def attempt() -> tuple[str, TokenClaims]:
+            now = self._clock()
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, tables.idempotency_keys, request_id, "ecert", fp):
+                    raise idempotency.Replay(ref)
+                token, claims = self.signer.issue(person_no, id_number, int(now.timestamp()), self.ttl)
+                await s.execute(
+                    t.insert().values(
+                        token_id=claims.token_id,
+                        person_no=person_no,
+                        revoked=False,
+                        issued_at=dt.datetime.fromtimestamp(claims.issued_at, dt.UTC),
+                        expires_at=dt.datetime.fromtimestamp(claims.expires_at, dt.UTC),
+                    )
                 )
+                await idempotency.record(s, tables.idempotency_keys, request_id, "ecert", fp, claims.token_id)
+            _log.info("ecert_issued", token_id=claims.token_id, expires_at=claims.expires_at)
+            return token, claims
+
+        async def replay(token_id: str) -> tuple[str, TokenClaims]:
+            async with self.db.read() as s:
+                row = (await s.execute(select(t).where(t.c.token_id == token_id))).one()
+            claims = TokenClaims(
+                token_id,
+                row.person_no,
+                id_hash(id_number),
+                int(_utc(row.issued_at).timestamp()),
+                int(_utc(row.expires_at).timestamp()),
+                self.signer.kid,
             )
-        return token, claims
+            return self.signer.sign(claims), claims
+
+        return await idempotency.run_once(attempt, replay)
 
     async def revoke_ecert(self, token_id: str) -> None:
         async with self.db.transaction() as s:
@@ -235,7 +304,15 @@ class EligibilityService:
                 raise DomainError(Reason.CREDENTIAL_INVALID, "no such e-certificate")
         self._revoked.add(token_id)
 
-    def identify(self, cred: CredentialInput) -> InsuredPerson:
+    def identify(self, cred: CredentialInput, expected_person_no: str = "") -> InsuredPerson:
+        person = self._identify(cred)
+        if expected_person_no and person.person_no != expected_person_no:
+            raise DomainError(
+                Reason.CREDENTIAL_PERSON_MISMATCH, "the credential belongs to another person than the one registered"
+            )
+        return person
+
+    def _identify(self, cred: CredentialInput) -> InsuredPerson:
         if cred.ecert_token:
             claims = self.signer.verify(cred.ecert_token, int(self._clock().timestamp()))
             if claims.token_id in self._revoked:
@@ -266,13 +343,30 @@ class EligibilityService:
         *,
         special_disease_code: str = "",
         emergency: bool = False,
-    ) -> Decision:
-        person = self.identify(cred)
+        trauma_declared: bool = False,
+        expected_person_no: str = "",
+    ) -> tuple[Decision, str]:
+        """The decision and the insured place's policy version. Answered from memory."""
+        person = self.identify(cred, expected_person_no)
         institution = self.registry.institutions.get(institution_code)
-        filings = list(self.registry.filings.get(person.person_no, {}).values())
-        return decide(
-            person, institution, filings, service, day, special_disease_code=special_disease_code, emergency=emergency
+        d = decide(
+            person,
+            institution,
+            self.filings_of(person.person_no),
+            service,
+            day,
+            special_disease_code=special_disease_code,
+            emergency=emergency,
+            emergency_counts_as_filed=self.rules.emergency_counts_as_filed(person.insured_region),
+            trauma_declared=trauma_declared,
         )
+        if not self.registry.filings_ready.is_set() and _FILING_REASONS.intersection(d.reasons):
+            # A refusal from a half-built index would send a filed person away: retry instead.
+            raise DomainError(Reason.FILING_INDEX_NOT_READY, "the filing index is still loading; retry shortly")
+        return d, self._policy_version(person.insured_region, person.insurance_type, day)
+
+    def filings_of(self, person_no: str) -> list[FilingView]:
+        return list(self.registry.filings.get(person_no, {}).values())
 
     def person(self, person_no: str) -> InsuredPerson:
         p = self.registry.persons.get(person_no)
@@ -285,3 +379,7 @@ class EligibilityService:
         if i is None:
             raise DomainError(Reason.INSTITUTION_NOT_FOUND, f"no institution {code}")
         return i
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -56,6 +56,10 @@ class TokenSigner:
 
     def issue(self, person_no: str, id_number: str, now: int, ttl: int) -> tuple[str, TokenClaims]:
         claims = TokenClaims(secrets.token_hex(12), person_no, id_hash(id_number), now, now + ttl, self.kid)
+        return self.sign(claims), claims
+
+    def sign(self, claims: TokenClaims) -> str:
+        """Ed25519 is deterministic: the same claims always give the same token."""
         payload = json.dumps(
             {
                 "v": 1,
@@ -69,7 +73,7 @@ class TokenSigner:
             separators=(",", ":"),
             sort_keys=True,
         ).encode()
-        return _b64(payload) + "." + _b64(self._private.sign(payload)), claims
+        return _b64(payload) + "." + _b64(self._private.sign(payload))
 
     def verify(self, token: str, now: int) -> TokenClaims:
         """Signature first (tampered), then expiry. Revocation and person binding are the caller's."""
@@ -87,9 +91,14 @@ class TokenSigner:
             key.verify(sig, payload)
         except InvalidSignature as exc:
             raise DomainError(Reason.CREDENTIAL_TAMPERED, "the e-certificate signature does not verify") from exc
-        claims = TokenClaims(
-            str(data["tid"]), str(data["pno"]), str(data["idh"]), int(data["iat"]), int(data["exp"]), kid
-        )
+        try:
+            claims = TokenClaims(
+                str(data["tid"]), str(data["pno"]), str(data["idh"]), int(data["iat"]), int(data["exp"]), kid
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DomainError(Reason.CREDENTIAL_INVALID, "the e-certificate token is malformed") from exc
+        if data.get("v") != 1:
+            raise DomainError(Reason.CREDENTIAL_INVALID, "unknown e-certificate version")
         if now >= claims.expires_at:
             raise DomainError(Reason.CREDENTIAL_EXPIRED, "the e-certificate has expired; refresh the QR code")
         return claims

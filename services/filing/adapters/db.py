@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    false,
     insert,
     select,
     update,
@@ -48,6 +49,7 @@ filings = Table(
     Column("end_effective_date", Date, nullable=True),
     Column("treatment_start_date", Date, nullable=True),
     Column("retro", Boolean, nullable=False),
+    Column("manual_reimbursement", Boolean, nullable=False, server_default=false()),
     Column("special_diseases", Text, nullable=False),
     Column("trauma_declared", Boolean, nullable=False),
     Column("employer_name", String(200), nullable=False),
@@ -58,6 +60,7 @@ filings = Table(
 )
 Index("ix_filings_person", filings.c.person_no)
 Index("ix_filings_treatment_region_status", filings.c.treatment_region, filings.c.status)
+Index("ix_filings_insured_region", filings.c.insured_region)
 # At most one active filing per person: the database, not only a check, settles races.
 Index(
     "ux_filings_one_active_per_person",
@@ -108,6 +111,7 @@ def to_row(f: Filing) -> dict[str, Any]:
         "end_effective_date": f.end_effective_date,
         "treatment_start_date": f.treatment_start_date,
         "retro": f.retro,
+        "manual_reimbursement": f.manual_reimbursement,
         "special_diseases": _sd_to_json(f.special_diseases),
         "trauma_declared": f.trauma_declared,
         "employer_name": f.employer_name,
@@ -134,6 +138,7 @@ def from_row(r: Any) -> Filing:
         end_effective_date=r.end_effective_date,
         treatment_start_date=r.treatment_start_date,
         retro=r.retro,
+        manual_reimbursement=bool(getattr(r, "manual_reimbursement", False)),
         special_diseases=_sd_from_json(r.special_diseases),
         trauma_declared=r.trauma_declared,
         employer_name=r.employer_name,
@@ -203,9 +208,18 @@ class FilingRepository:
         return [from_snapshot(r) for r in rows]
 
     async def list(
-        self, *, person_no: str = "", treatment_region: str = "", status: str = "", after_id: str = "", limit: int = 100
+        self,
+        *,
+        person_no: str = "",
+        treatment_region: str = "",
+        status: str = "",
+        after_id: str = "",
+        limit: int = 100,
+        insured_region: str = "",
     ) -> list[Filing]:
         q = select(filings)
+        if insured_region:
+            q = q.where(filings.c.insured_region == insured_region)
         if person_no:
             q = q.where(filings.c.person_no == person_no)
         if treatment_region:

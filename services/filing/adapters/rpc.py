@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, t
 from libs.platform.host import Runtime
 from medsettle.common.v1 import types_pb2
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
-from services.filing.application.service import FilingService
+from services.filing.application.service import CaughtUp, FilingService
 from services.filing.domain.model import (
     Channel,
     Filing,
@@ -59,13 +60,18 @@ def require_request_id(request_id: str, v: Violations, field: str = "request_id"
     v.check(0 < len(request_id) <= 128, field, "required, 1-128 characters (the idempotency key)")
 
 
-def new_filing_from_proto(req: filing_pb2.CreateFilingRequest, v: Violations, prefix: str = "") -> NewFiling | None:
+def new_filing_from_proto(
+    req: filing_pb2.CreateFilingRequest, v: Violations, prefix: str = "", *, today: dt.date
+) -> NewFiling | None:
+    """A pure mapping; an unset start_date is the registration date (today)."""
     p = prefix
     ftype = FILING_TYPE_IN.get(req.filing_type)
     v.check(ftype is not None, f"{p}filing_type", "required")
     channel = CHANNEL_IN.get(req.channel)
     v.check(channel is not None, f"{p}channel", "required")
-    start = date_from_proto(req.start_date if req.HasField("start_date") else None, f"{p}start_date", v)
+    sd = req.start_date
+    given = req.HasField("start_date") and bool(sd.year or sd.month or sd.day)
+    start = date_from_proto(sd, f"{p}start_date", v) if given else today
     end = date_from_proto(req.end_date if req.HasField("end_date") else None, f"{p}end_date", v, required=False)
     treat = date_from_proto(
         req.treatment_start_date if req.HasField("treatment_start_date") else None,
@@ -95,6 +101,7 @@ def new_filing_from_proto(req: filing_pb2.CreateFilingRequest, v: Violations, pr
         ),
         trauma_declared=req.trauma_no_third_party_declared,
         employer_name=req.employer_name,
+        self_paid_discharged=req.self_paid_discharged,
     )
 
 
@@ -120,6 +127,7 @@ def filing_to_proto(f: Filing) -> filing_pb2.Filing:
         create_time=timestamp(f.created_at),
         update_time=timestamp(f.updated_at),
         revision=f.revision,
+        manual_reimbursement=f.manual_reimbursement,
     )
     date_to_proto(f.start_date, msg.start_date)
     if f.end_date is not None:
@@ -141,7 +149,7 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
     ) -> filing_pb2.CreateFilingResponse:
         v = Violations()
         require_request_id(request.request_id, v)
-        new = new_filing_from_proto(request, v)
+        new = new_filing_from_proto(request, v, today=self.service.today())
         v.raise_if_any()
         assert new is not None
         f = await self.service.create(request.request_id, fingerprint(request), new)
@@ -153,7 +161,8 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         v = Violations()
         require_request_id(request.request_id, v)
         v.check(bool(request.filing_id), "filing_id", "required")
-        new = new_filing_from_proto(request.new_filing, v, "new_filing.")
+        v.check(request.HasField("new_filing"), "new_filing", "required")
+        new = new_filing_from_proto(request.new_filing, v, "new_filing.", today=self.service.today())
         v.raise_if_any()
         assert new is not None
         old, created = await self.service.change(request.request_id, fingerprint(request), request.filing_id, new)
@@ -187,6 +196,7 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
             person_no=request.person_no,
             treatment_region=request.treatment_region_code,
             status=STATUS_IN[request.status].value if request.status in STATUS_IN else "",
+            insured_region=request.insured_region_code,
             after_id=request.page_token,
             limit=size + 1,
         )
@@ -196,6 +206,9 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
     async def GetFilingHistory(
         self, request: filing_pb2.GetFilingHistoryRequest, context: Any
     ) -> filing_pb2.GetFilingHistoryResponse:
+        v = Violations()
+        v.check(bool(request.filing_id), "filing_id", "required")
+        v.raise_if_any()
         revs = await self.service.history(request.filing_id)
         return filing_pb2.GetFilingHistoryResponse(revisions=[filing_to_proto(f) for f in revs])
 
@@ -206,7 +219,10 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         v.check(request.after_position >= 0, "after_position", "must be >= 0")
         v.raise_if_any()
         stopping = self._runtime[0].stopping if self._runtime else None
-        async for ev in self.service.watch(request.after_position, stopping):
+        async for ev in self.service.watch(request.after_position, stopping, mark_caught_up=request.mark_caught_up):
+            if isinstance(ev, CaughtUp):
+                yield filing_pb2.WatchFilingsResponse(position=ev.position, caught_up=True)
+                continue
             yield filing_pb2.WatchFilingsResponse(
                 position=ev.position, event_type=EVENT_OUT[ev.event_type], filing=filing_to_proto(ev.filing)
             )

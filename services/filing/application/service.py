@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from libs.core.errors import DomainError, Reason
+from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency, outbox
 from libs.platform.db import Database
 from libs.platform.logs import get_logger
@@ -22,17 +24,34 @@ from services.filing.adapters.db import (
 from services.filing.domain.model import (
     Filing,
     FilingStatus,
+    InstitutionInfo,
+    MinPeriodRules,
     NewFiling,
-    add_months,
     cancel,
+    check_min_period,
+    check_replaces,
+    check_special_disease_institutions,
     supersede,
     validate_new_filing,
 )
 
 _log = get_logger("medsettle.filing")
 
-# The insured place's minimum period before a long-term filing may change (policy data, <= 6).
-DEFAULT_MIN_MONTHS_BEFORE_CHANGE = 6
+
+class InstitutionDirectory(Protocol):
+    """The designated-institution registry (owned by eligibility). Raises DEPENDENCY_UNAVAILABLE
+    when it cannot answer; an unknown code maps to None."""
+
+    async def lookup(self, codes: Iterable[str]) -> Mapping[str, InstitutionInfo | None]: ...
+
+
+class NoInstitutionDirectory:
+    """For a filing service wired without eligibility: special-disease filings cannot be checked."""
+
+    async def lookup(self, codes: Iterable[str]) -> Mapping[str, InstitutionInfo | None]:
+        raise DomainError(
+            Reason.DEPENDENCY_UNAVAILABLE, "the institution registry is not reachable; special-disease filing is off"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +61,11 @@ class FilingEvent:
     filing: Filing
 
 
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    position: int
+
+
 class FilingService:
     def __init__(
         self,
@@ -49,17 +73,34 @@ class FilingService:
         *,
         clock: Callable[[], dt.datetime] | None = None,
         today: Callable[[], dt.date] | None = None,
-        min_months_before_change: Callable[[str], int] | None = None,
+        min_period: MinPeriodRules | None = None,
+        institutions: InstitutionDirectory | None = None,
     ) -> None:
         self.db = db
         self.notifier = outbox.FeedNotifier()
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._today = today or (lambda: dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date())
-        self._min_months = min_months_before_change or (lambda _region: DEFAULT_MIN_MONTHS_BEFORE_CHANGE)
+        self.min_period = min_period or MinPeriodRules()
+        self.institutions: InstitutionDirectory = institutions or NoInstitutionDirectory()
+
+    def today(self) -> dt.date:
+        """The registration date (China Standard Time)."""
+        return self._today()
+
+    def _min_months(self, insured_region: str) -> int:
+        return self.min_period.months_for(insured_region)
+
+    async def _check_institutions(self, new: NewFiling, prefix: str = "") -> None:
+        """Outside the transaction: an RPC never runs while rows are locked."""
+        codes = {c for sd in new.special_diseases for c in sd.institution_codes}
+        if codes:
+            found = await self.institutions.lookup(sorted(codes))
+            check_special_disease_institutions(new, found, prefix=prefix)
 
     # -- writes ---------------------------------------------------------------------------
     async def create(self, request_id: str, fp: str, new: NewFiling) -> Filing:
         validate_new_filing(new, today=self._today())
+        await self._check_institutions(new)
 
         async def attempt() -> Filing:
             async with self.db.transaction() as s:
@@ -71,7 +112,7 @@ class FilingService:
                 old = await repo.active_for_person(new.person_no, for_update=True)
                 if old is not None:
                     # A new filing makes the old one expire automatically (history kept).
-                    self._check_min_period(old, new.start_date)
+                    self._check_replaces(old, new)
                     ended = supersede(old, filing.filing_id, new.start_date, now)
                     await repo.save(ended, now)
                     await outbox.append(s, filing_events, "superseded", ended.filing_id, snapshot_json(ended).encode())
@@ -92,6 +133,7 @@ class FilingService:
 
     async def change(self, request_id: str, fp: str, filing_id: str, new: NewFiling) -> tuple[Filing, Filing]:
         validate_new_filing(new, today=self._today(), prefix="new_filing.")
+        await self._check_institutions(new, "new_filing.")
 
         async def attempt() -> tuple[Filing, Filing]:
             async with self.db.transaction() as s:
@@ -103,9 +145,13 @@ class FilingService:
                     raise DomainError(Reason.FILING_NOT_FOUND, f"no filing {filing_id}")
                 if old.person_no != new.person_no:
                     raise DomainError(
-                        Reason.VALIDATION_FAILED, "new_filing.person_no must match the old filing", violations=[]
+                        Reason.VALIDATION_FAILED,
+                        "new_filing.person_no must match the old filing",
+                        violations=[FieldViolation("new_filing.person_no", "must be the person of the old filing")],
                     )
-                self._check_min_period(old, new.start_date)
+                if old.status is not FilingStatus.ACTIVE:
+                    raise DomainError(Reason.FILING_NOT_ACTIVE, f"filing {old.filing_id} is {old.status.value}")
+                self._check_replaces(old, new, "new_filing.")
                 now = self._clock()
                 filing = self._new_filing(new, now)
                 ended = supersede(old, filing.filing_id, new.start_date, now)
@@ -124,6 +170,13 @@ class FilingService:
         return await idempotency.run_once(attempt, replay)
 
     async def cancel(self, request_id: str, fp: str, filing_id: str, effective: dt.date | None) -> Filing:
+        if effective is not None and effective < self._today():
+            raise DomainError(
+                Reason.VALIDATION_FAILED,
+                "cancel_date cannot be in the past (settled visits stay covered)",
+                violations=[FieldViolation("cancel_date", f"on or after {self._today().isoformat()}")],
+            )
+
         async def attempt() -> Filing:
             async with self.db.transaction() as s:
                 if ref := await idempotency.check(s, idempotency_keys, request_id, "cancel", fp):
@@ -142,15 +195,9 @@ class FilingService:
 
         return await idempotency.run_once(attempt, self._get_or_fail)
 
-    def _check_min_period(self, old: Filing, new_start: dt.date) -> None:
-        if old.filing_type.long_term:
-            months = self._min_months(old.insured_region)
-            if new_start < add_months(old.start_date, months):
-                raise DomainError(
-                    Reason.FILING_MIN_PERIOD_NOT_REACHED,
-                    f"the long-term filing {old.filing_id} can change {months} months after its start",
-                    metadata={"earliest": add_months(old.start_date, months).isoformat()},
-                )
+    def _check_replaces(self, old: Filing, new: NewFiling, prefix: str = "") -> None:
+        check_replaces(old, new, prefix=prefix)
+        check_min_period(old, new.start_date, self._min_months(old.insured_region))
 
     def _new_filing(self, new: NewFiling, now: dt.datetime) -> Filing:
         return Filing(
@@ -165,7 +212,8 @@ class FilingService:
             status=FilingStatus.ACTIVE,
             start_date=new.start_date,
             end_date=new.end_date,
-            retro=new.treatment_start_date is not None and new.treatment_start_date < new.start_date,
+            retro=new.retro,
+            manual_reimbursement=new.retro and new.self_paid_discharged,
             special_diseases=new.special_diseases,
             trauma_declared=new.trauma_declared,
             employer_name=new.employer_name,
@@ -190,28 +238,40 @@ class FilingService:
         return await self._get_or_fail(filing_id)
 
     async def list(
-        self, *, person_no: str, treatment_region: str, status: str, after_id: str, limit: int
-    ) -> list[Filing]:
+        self,
+        *,
+        person_no: str,
+        treatment_region: str,
+        status: str,
+        after_id: str,
+        limit: int,
+        insured_region: str = "",
+    ) -> builtins.list[Filing]:
         async with self.db.read() as s:
             return await FilingRepository(s).list(
                 person_no=person_no,
                 treatment_region=treatment_region,
+                insured_region=insured_region,
                 status=status,
                 after_id=after_id,
                 limit=limit,
             )
 
-    async def history(self, filing_id: str) -> list[Filing]:
+    async def history(self, filing_id: str) -> builtins.list[Filing]:
         async with self.db.read() as s:
             revs = await FilingRepository(s).history(filing_id)
         if not revs:
             raise DomainError(Reason.FILING_NOT_FOUND, f"no filing {filing_id}")
         return revs
 
-    async def watch(self, after: int, stopping: asyncio.Event | None = None) -> AsyncIterator[FilingEvent]:
-        """The backlog after ``after``, then live events, until ``stopping`` is set."""
+    async def watch(
+        self, after: int, stopping: asyncio.Event | None = None, *, mark_caught_up: bool = False
+    ) -> AsyncIterator[FilingEvent | CaughtUp]:
+        """The backlog after ``after``, then live events, until ``stopping`` is set. With
+        ``mark_caught_up``, one :class:`CaughtUp` follows the backlog (the reader is current)."""
         stop = stopping
         position = after
+        marked = not mark_caught_up
         while stop is None or not stop.is_set():
             await outbox.assign_positions(self.db, filing_events)
             rows = await outbox.read_after(self.db, filing_events, position)
@@ -219,4 +279,7 @@ class FilingService:
                 position = row.position
                 yield FilingEvent(row.position, row.event_type, from_snapshot(row.payload.decode()))
             if not rows:
+                if not marked:
+                    marked = True
+                    yield CaughtUp(position)
                 await self.notifier.wait(stop)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from libs.core.errors import DomainError, FieldViolation, Reason, Violations
@@ -77,6 +78,11 @@ class NewFiling:
     special_diseases: tuple[SpecialDisease, ...] = ()
     trauma_declared: bool = False
     employer_name: str = ""
+    self_paid_discharged: bool = False
+
+    @property
+    def retro(self) -> bool:
+        return self.treatment_start_date is not None and self.treatment_start_date < self.start_date
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,7 @@ class Filing:
     superseded_by: str = ""
     end_effective_date: dt.date | None = None
     treatment_start_date: dt.date | None = None
+    manual_reimbursement: bool = False
 
     @property
     def covers_from(self) -> dt.date:
@@ -126,8 +133,15 @@ def is_region_code(code: str) -> bool:
     return len(code) == 6 and code.isdigit()
 
 
+def temporary_min_end(start: dt.date) -> dt.date:
+    """The earliest end date of a temporary filing: six months of validity, both ends included
+    (1 Jan -> 30 Jun; 31 Aug -> 27 Feb or 28 Feb in a leap year)."""
+    return add_months(start, TEMPORARY_MIN_MONTHS) - dt.timedelta(days=1)
+
+
 def validate_new_filing(f: NewFiling, *, today: dt.date, prefix: str = "") -> None:
-    """Raises INVALID_ARGUMENT naming every bad field."""
+    """Raises INVALID_ARGUMENT naming every bad field; then the rule refusals (period, commitment,
+    special-disease institution count) each with its own reason."""
     v = Violations()
     p = prefix
     v.check(bool(f.person_no) and len(f.person_no) <= 40, f"{p}person_no", "required, at most 40 characters")
@@ -140,32 +154,132 @@ def validate_new_filing(f: NewFiling, *, today: dt.date, prefix: str = "") -> No
             "must be in another province than the insured region (cross-province filing)",
         )
     v.check(f.insurance_type in ("employee", "resident"), f"{p}insurance_type", "required")
+    v.check(len(f.employer_name) <= 200, f"{p}employer_name", "at most 200 characters")
     if f.filing_type.long_term:
-        v.check(f.end_date is None, f"{p}end_date", "long-term filings have no end date")
+        v.check(f.end_date is None, f"{p}end_date", "long-term filings have no end date (valid until changed)")
     elif f.end_date is None:
         v.add(f"{p}end_date", "temporary filings need an end date at least 6 months after the start")
-    elif f.end_date < add_months(f.start_date, TEMPORARY_MIN_MONTHS) - dt.timedelta(days=1):
-        v.add(f"{p}end_date", "temporary filings are valid at least 6 months")
     if f.treatment_start_date is not None:
         v.check(f.treatment_start_date <= today, f"{p}treatment_start_date", "cannot be in the future")
         v.check(
             f.treatment_start_date <= f.start_date,
             f"{p}treatment_start_date",
-            "a retro-filing starts on or after the treatment start",
+            "the treatment of a retro-filing starts on or before the filing start",
         )
+    if f.self_paid_discharged:
+        v.check(
+            f.retro,
+            f"{p}self_paid_discharged",
+            "only for a retro-filing (treatment_start_date before start_date)",
+        )
+    seen: set[str] = set()
     for i, sd in enumerate(f.special_diseases):
         v.check(bool(sd.disease_code), f"{p}special_diseases[{i}].disease_code", "required")
+        v.check(sd.disease_code not in seen, f"{p}special_diseases[{i}].disease_code", "filed twice")
+        seen.add(sd.disease_code)
+        v.check(bool(sd.institution_codes), f"{p}special_diseases[{i}].institution_codes", "at least one")
         v.check(
-            1 <= len(sd.institution_codes) <= MAX_SPECIAL_DISEASE_INSTITUTIONS,
+            len(set(sd.institution_codes)) == len(sd.institution_codes),
             f"{p}special_diseases[{i}].institution_codes",
-            f"one or two designated institutions (at most {MAX_SPECIAL_DISEASE_INSTITUTIONS})",
+            "an institution is listed twice",
         )
     v.raise_if_any()
+    if not f.filing_type.long_term and f.end_date is not None and f.end_date < temporary_min_end(f.start_date):
+        raise DomainError(
+            Reason.FILING_PERIOD_INVALID,
+            f"a temporary filing is valid at least {TEMPORARY_MIN_MONTHS} months: "
+            f"end on or after {temporary_min_end(f.start_date).isoformat()}",
+            violations=[FieldViolation(f"{p}end_date", f"on or after {temporary_min_end(f.start_date).isoformat()}")],
+            metadata={"earliest_end_date": temporary_min_end(f.start_date).isoformat()},
+        )
+    for i, sd in enumerate(f.special_diseases):
+        if len(sd.institution_codes) > MAX_SPECIAL_DISEASE_INSTITUTIONS:
+            raise DomainError(
+                Reason.SPECIAL_DISEASE_TOO_MANY_INSTITUTIONS,
+                f"disease {sd.disease_code} is filed with at most {MAX_SPECIAL_DISEASE_INSTITUTIONS} institutions",
+                violations=[
+                    FieldViolation(
+                        f"{p}special_diseases[{i}].institution_codes",
+                        f"at most {MAX_SPECIAL_DISEASE_INSTITUTIONS} designated institutions",
+                    )
+                ],
+            )
     if not f.commitment_signed:
         raise DomainError(
             Reason.FILING_COMMITMENT_MISSING,
             "the personal commitment must be signed",
             violations=[FieldViolation(f"{p}commitment_signed", "must be true")],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstitutionInfo:
+    """What filing needs to know of a designated institution (owned by eligibility)."""
+
+    institution_code: str
+    region_code: str
+    chronic_outpatient_networked: bool
+    special_disease_codes: frozenset[str]
+
+
+def check_special_disease_institutions(
+    f: NewFiling, found: Mapping[str, InstitutionInfo | None], *, prefix: str = ""
+) -> None:
+    """Each institution of a special-disease filing is a designated institution in the treatment
+    region, networked for chronic/special disease outpatient, with this disease opened."""
+    for i, sd in enumerate(f.special_diseases):
+        for j, code in enumerate(sd.institution_codes):
+            where = f"{prefix}special_diseases[{i}].institution_codes[{j}]"
+            info = found.get(code)
+            if info is None:
+                raise DomainError(
+                    Reason.INSTITUTION_NOT_FOUND,
+                    f"no designated institution {code}",
+                    violations=[FieldViolation(where, "not a designated institution")],
+                )
+            if info.region_code != f.treatment_region:
+                raise DomainError(
+                    Reason.INSTITUTION_REGION_MISMATCH,
+                    f"institution {code} is not in the treatment region {f.treatment_region}",
+                    violations=[FieldViolation(where, f"must be in {f.treatment_region}")],
+                )
+            if not info.chronic_outpatient_networked:
+                raise DomainError(
+                    Reason.INSTITUTION_NOT_NETWORKED,
+                    f"institution {code} is not networked for chronic/special disease outpatient settlement",
+                    violations=[FieldViolation(where, "not networked for chronic/special disease outpatient")],
+                )
+            if sd.disease_code not in info.special_disease_codes:
+                raise DomainError(
+                    Reason.SPECIAL_DISEASE_NOT_OPENED,
+                    f"institution {code} has not opened direct settlement for disease {sd.disease_code}",
+                    violations=[FieldViolation(where, f"has not opened disease {sd.disease_code}")],
+                )
+
+
+def check_replaces(old: Filing, new: NewFiling, *, prefix: str = "") -> None:
+    """A new filing replaces the person's current one from its start date onwards."""
+    if new.start_date < old.start_date:
+        raise DomainError(
+            Reason.FILING_PERIOD_INVALID,
+            f"the new filing cannot start before the filing it replaces ({old.start_date.isoformat()})",
+            violations=[FieldViolation(f"{prefix}start_date", f"on or after {old.start_date.isoformat()}")],
+        )
+
+
+def earliest_change(old: Filing, min_months: int) -> dt.date:
+    """The first day a long-term filing may be changed or cancelled (temporary: any day)."""
+    return add_months(old.start_date, min_months) if old.filing_type.long_term else old.start_date
+
+
+def check_min_period(old: Filing, effective: dt.date, min_months: int) -> None:
+    earliest = earliest_change(old, min_months)
+    if effective < earliest:
+        raise DomainError(
+            Reason.FILING_MIN_PERIOD_NOT_REACHED,
+            f"the long-term filing {old.filing_id} can be changed or cancelled {min_months} months after its start, "
+            f"from {earliest.isoformat()}",
+            metadata={"earliest": earliest.isoformat()},
         )
 
 
@@ -185,12 +299,7 @@ def supersede(old: Filing, new_id: str, effective: dt.date, now: dt.datetime) ->
 def cancel(old: Filing, effective: dt.date, now: dt.datetime, *, min_months: int) -> Filing:
     if old.status is not FilingStatus.ACTIVE:
         raise DomainError(Reason.FILING_NOT_ACTIVE, f"filing {old.filing_id} is {old.status.value}")
-    if old.filing_type.long_term and effective < add_months(old.start_date, min_months):
-        raise DomainError(
-            Reason.FILING_MIN_PERIOD_NOT_REACHED,
-            f"a long-term filing can be changed or cancelled {min_months} months after its start",
-            metadata={"earliest": add_months(old.start_date, min_months).isoformat()},
-        )
+    check_min_period(old, effective, min_months)
     return replace(
         old,
         status=FilingStatus.CANCELLED,
@@ -198,3 +307,51 @@ def cancel(old: Filing, effective: dt.date, now: dt.datetime, *, min_months: int
         updated_at=now,
         end_effective_date=effective,
     )
+
+
+# -- policy data: the insured place's minimum period before a long-term filing may change ----
+
+MAX_MIN_MONTHS_BEFORE_CHANGE = 6
+
+
+@dataclass(frozen=True, slots=True)
+class MinPeriodRules:
+    """Months a long-term filing must last before a change or cancellation, per insured
+    coordinating region (the national ceiling is 6; each insured place may set less)."""
+
+    default_months: int = MAX_MIN_MONTHS_BEFORE_CHANGE
+    by_region: Mapping[str, int] = field(default_factory=dict)
+
+    def months_for(self, insured_region: str) -> int:
+        return self.by_region.get(insured_region, self.default_months)
+
+
+def parse_min_period_rules(data: object, source: str = "rules") -> MinPeriodRules:
+    """``{"default": 6, "regions": {"110100": 6, ...}}`` -> rules; every bad entry is named."""
+    v = Violations()
+    if not isinstance(data, dict):
+        raise DomainError(
+            Reason.POLICY_DATA_INVALID,
+            f"{source}: expected a mapping",
+            violations=[FieldViolation(source, "expected a mapping with default and regions")],
+        )
+
+    def months(value: object, where: str) -> int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MIN_MONTHS_BEFORE_CHANGE
+        v.check(ok, where, f"an integer number of months, 0..{MAX_MIN_MONTHS_BEFORE_CHANGE}")
+        return value if ok else 0  # type: ignore[return-value]
+
+    unknown = set(data) - {"default", "regions"}
+    v.check(not unknown, f"{source}", f"unknown keys: {sorted(unknown)}")
+    default = months(data.get("default", MAX_MIN_MONTHS_BEFORE_CHANGE), f"{source}:default")
+    regions = data.get("regions") or {}
+    by_region: dict[str, int] = {}
+    if not isinstance(regions, dict):
+        v.add(f"{source}:regions", "expected a mapping of region code to months")
+    else:
+        for code, value in regions.items():
+            key = str(code)
+            v.check(is_region_code(key), f"{source}:regions.{key}", "must be a 6-digit region code")
+            by_region[key] = months(value, f"{source}:regions.{key}")
+    v.raise_if_any(Reason.POLICY_DATA_INVALID)
+    return MinPeriodRules(default, by_region)

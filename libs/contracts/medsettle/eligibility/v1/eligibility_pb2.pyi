@@ -205,6 +205,7 @@ class CheckEligibilityRequest(_message.Message):
     SPECIAL_DISEASE_CODE_FIELD_NUMBER: _builtins.int
     EMERGENCY_FIELD_NUMBER: _builtins.int
     TRAUMA_NO_THIRD_PARTY_DECLARED_FIELD_NUMBER: _builtins.int
+    EXPECTED_PERSON_NO_FIELD_NUMBER: _builtins.int
     institution_code: _builtins.str
     service_type: _types_pb2.ServiceType.ValueType
     special_disease_code: _builtins.str
@@ -213,6 +214,8 @@ class CheckEligibilityRequest(_message.Message):
     """Treated as an emergency rescue (counts as filed where the policy says so)."""
     trauma_no_third_party_declared: _builtins.bool
     """The person declared trauma with no liable third party."""
+    expected_person_no: _builtins.str
+    """Optional: the person the desk registered (from the HIS); the credential must belong to them."""
     @_builtins.property
     def credential(self) -> _types_pb2.Credential: ...
     @_builtins.property
@@ -227,10 +230,11 @@ class CheckEligibilityRequest(_message.Message):
         special_disease_code: _builtins.str = ...,
         emergency: _builtins.bool = ...,
         trauma_no_third_party_declared: _builtins.bool = ...,
+        expected_person_no: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "service_date", b"service_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "emergency", b"emergency", "institution_code", b"institution_code", "service_date", b"service_date", "service_type", b"service_type", "special_disease_code", b"special_disease_code", "trauma_no_third_party_declared", b"trauma_no_third_party_declared"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "emergency", b"emergency", "expected_person_no", b"expected_person_no", "institution_code", b"institution_code", "service_date", b"service_date", "service_type", b"service_type", "special_disease_code", b"special_disease_code", "trauma_no_third_party_declared", b"trauma_no_third_party_declared"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -260,6 +264,11 @@ class EligibilityDecision(_message.Message):
     RETRO_FILING_FIELD_NUMBER: _builtins.int
     DECISION_TIME_FIELD_NUMBER: _builtins.int
     ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    MANUAL_REIMBURSEMENT_FIELD_NUMBER: _builtins.int
+    TRAUMA_NO_THIRD_PARTY_DECLARED_FIELD_NUMBER: _builtins.int
+    FILING_START_DATE_FIELD_NUMBER: _builtins.int
+    FILING_END_DATE_FIELD_NUMBER: _builtins.int
     eligible: _builtins.bool
     guidance: _builtins.str
     """Text for the desk, for example guiding the person to file."""
@@ -281,6 +290,14 @@ class EligibilityDecision(_message.Message):
     """Filed after treatment started."""
     account_balance_fen: _builtins.int
     """Personal account balance reported by the insured place (seeds settlement's account ledger)."""
+    policy_version: _builtins.str
+    """The insured place's benefit policy in effect on the service date ("" when none is loaded)."""
+    manual_reimbursement: _builtins.bool
+    """The filing was made after a self-paid discharge and covers the service date before its
+    start: the treatment is claimed by manual reimbursement, not settled directly.
+    """
+    trauma_no_third_party_declared: _builtins.bool
+    """The person declared trauma with no liable third party (at the desk or in the filing)."""
     @_builtins.property
     def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Why not, from the reason catalogue (names of medsettle.common.v1.Reason values)."""
@@ -289,6 +306,12 @@ class EligibilityDecision(_message.Message):
     def birth_date(self) -> _types_pb2.Date: ...
     @_builtins.property
     def decision_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def filing_start_date(self) -> _types_pb2.Date:
+        """Where the filing came from (unset when none was used)."""
+
+    @_builtins.property
+    def filing_end_date(self) -> _types_pb2.Date: ...
     def __init__(
         self,
         *,
@@ -312,10 +335,15 @@ class EligibilityDecision(_message.Message):
         retro_filing: _builtins.bool = ...,
         decision_time: _timestamp_pb2.Timestamp | None = ...,
         account_balance_fen: _builtins.int = ...,
+        policy_version: _builtins.str = ...,
+        manual_reimbursement: _builtins.bool = ...,
+        trauma_no_third_party_declared: _builtins.bool = ...,
+        filing_start_date: _types_pb2.Date | None = ...,
+        filing_end_date: _types_pb2.Date | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "decision_time", b"decision_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date", "decision_time", b"decision_time", "filing_end_date", b"filing_end_date", "filing_start_date", b"filing_start_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_balance_fen", b"account_balance_fen", "assistance_category", b"assistance_category", "birth_date", b"birth_date", "decision_time", b"decision_time", "eligible", b"eligible", "emergency_deemed_filed", b"emergency_deemed_filed", "filing_id", b"filing_id", "filing_type", b"filing_type", "guidance", b"guidance", "hardship", b"hardship", "has_personal_account", b"has_personal_account", "institution_level", b"institution_level", "insurance_type", b"insurance_type", "insured_region_code", b"insured_region_code", "person_no", b"person_no", "person_type", b"person_type", "reasons", b"reasons", "retro_filing", b"retro_filing", "sex", b"sex", "treatment_region_code", b"treatment_region_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_balance_fen", b"account_balance_fen", "assistance_category", b"assistance_category", "birth_date", b"birth_date", "decision_time", b"decision_time", "eligible", b"eligible", "emergency_deemed_filed", b"emergency_deemed_filed", "filing_end_date", b"filing_end_date", "filing_id", b"filing_id", "filing_start_date", b"filing_start_date", "filing_type", b"filing_type", "guidance", b"guidance", "hardship", b"hardship", "has_personal_account", b"has_personal_account", "institution_level", b"institution_level", "insurance_type", b"insurance_type", "insured_region_code", b"insured_region_code", "manual_reimbursement", b"manual_reimbursement", "person_no", b"person_no", "person_type", b"person_type", "policy_version", b"policy_version", "reasons", b"reasons", "retro_filing", b"retro_filing", "sex", b"sex", "trauma_no_third_party_declared", b"trauma_no_third_party_declared", "treatment_region_code", b"treatment_region_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

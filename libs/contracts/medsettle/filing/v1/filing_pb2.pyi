@@ -135,6 +135,7 @@ class Filing(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     END_EFFECTIVE_DATE_FIELD_NUMBER: _builtins.int
     TREATMENT_START_DATE_FIELD_NUMBER: _builtins.int
+    MANUAL_REIMBURSEMENT_FIELD_NUMBER: _builtins.int
     filing_id: _builtins.str
     person_no: _builtins.str
     """The insurance personal number (not the ID number)."""
@@ -153,6 +154,10 @@ class Filing(_message.Message):
     superseded_by_filing_id: _builtins.str
     revision: _builtins.int
     """Increases with every change of this filing."""
+    manual_reimbursement: _builtins.bool
+    """A retro-filing made after the person paid in full and was discharged: the treatment before
+    start_date is claimed by manual reimbursement under the insured place's rules.
+    """
     @_builtins.property
     def start_date(self) -> _types_pb2.Date: ...
     @_builtins.property
@@ -197,10 +202,11 @@ class Filing(_message.Message):
         revision: _builtins.int = ...,
         end_effective_date: _types_pb2.Date | None = ...,
         treatment_start_date: _types_pb2.Date | None = ...,
+        manual_reimbursement: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_date", b"end_date", "end_effective_date", b"end_effective_date", "start_date", b"start_date", "treatment_start_date", b"treatment_start_date", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "commitment_signed", b"commitment_signed", "create_time", b"create_time", "employer_name", b"employer_name", "end_date", b"end_date", "end_effective_date", b"end_effective_date", "filing_id", b"filing_id", "filing_type", b"filing_type", "insurance_type", b"insurance_type", "insured_region_code", b"insured_region_code", "person_no", b"person_no", "retro", b"retro", "revision", b"revision", "special_diseases", b"special_diseases", "start_date", b"start_date", "status", b"status", "superseded_by_filing_id", b"superseded_by_filing_id", "trauma_no_third_party_declared", b"trauma_no_third_party_declared", "treatment_region_code", b"treatment_region_code", "treatment_start_date", b"treatment_start_date", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "commitment_signed", b"commitment_signed", "create_time", b"create_time", "employer_name", b"employer_name", "end_date", b"end_date", "end_effective_date", b"end_effective_date", "filing_id", b"filing_id", "filing_type", b"filing_type", "insurance_type", b"insurance_type", "insured_region_code", b"insured_region_code", "manual_reimbursement", b"manual_reimbursement", "person_no", b"person_no", "retro", b"retro", "revision", b"revision", "special_diseases", b"special_diseases", "start_date", b"start_date", "status", b"status", "superseded_by_filing_id", b"superseded_by_filing_id", "trauma_no_third_party_declared", b"trauma_no_third_party_declared", "treatment_region_code", b"treatment_region_code", "treatment_start_date", b"treatment_start_date", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -224,6 +230,7 @@ class CreateFilingRequest(_message.Message):
     SPECIAL_DISEASES_FIELD_NUMBER: _builtins.int
     TRAUMA_NO_THIRD_PARTY_DECLARED_FIELD_NUMBER: _builtins.int
     EMPLOYER_NAME_FIELD_NUMBER: _builtins.int
+    SELF_PAID_DISCHARGED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key chosen by the caller."""
     person_no: _builtins.str
@@ -235,10 +242,18 @@ class CreateFilingRequest(_message.Message):
     commitment_signed: _builtins.bool
     trauma_no_third_party_declared: _builtins.bool
     employer_name: _builtins.str
+    self_paid_discharged: _builtins.bool
+    """Retro-filing only: the person already paid in full and was discharged (the filing then
+    enables manual reimbursement instead of direct settlement for that treatment).
+    """
     @_builtins.property
-    def start_date(self) -> _types_pb2.Date: ...
+    def start_date(self) -> _types_pb2.Date:
+        """The registration date the filing starts; unset = today."""
+
     @_builtins.property
-    def end_date(self) -> _types_pb2.Date: ...
+    def end_date(self) -> _types_pb2.Date:
+        """Temporary filings only: at least six months after start_date (start + 6 months - 1 day)."""
+
     @_builtins.property
     def treatment_start_date(self) -> _types_pb2.Date:
         """Filing after treatment: the first day of the treatment already received."""
@@ -262,10 +277,11 @@ class CreateFilingRequest(_message.Message):
         special_diseases: _abc.Iterable[Global___SpecialDiseaseFiling] | None = ...,
         trauma_no_third_party_declared: _builtins.bool = ...,
         employer_name: _builtins.str = ...,
+        self_paid_discharged: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date", "treatment_start_date", b"treatment_start_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "commitment_signed", b"commitment_signed", "employer_name", b"employer_name", "end_date", b"end_date", "filing_type", b"filing_type", "insurance_type", b"insurance_type", "insured_region_code", b"insured_region_code", "person_no", b"person_no", "request_id", b"request_id", "special_diseases", b"special_diseases", "start_date", b"start_date", "trauma_no_third_party_declared", b"trauma_no_third_party_declared", "treatment_region_code", b"treatment_region_code", "treatment_start_date", b"treatment_start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "commitment_signed", b"commitment_signed", "employer_name", b"employer_name", "end_date", b"end_date", "filing_type", b"filing_type", "insurance_type", b"insurance_type", "insured_region_code", b"insured_region_code", "person_no", b"person_no", "request_id", b"request_id", "self_paid_discharged", b"self_paid_discharged", "special_diseases", b"special_diseases", "start_date", b"start_date", "trauma_no_third_party_declared", b"trauma_no_third_party_declared", "treatment_region_code", b"treatment_region_code", "treatment_start_date", b"treatment_start_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -437,11 +453,13 @@ class ListFilingsRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    INSURED_REGION_CODE_FIELD_NUMBER: _builtins.int
     person_no: _builtins.str
     treatment_region_code: _builtins.str
     status: Global___FilingStatus.ValueType
     page_size: _builtins.int
     page_token: _builtins.str
+    insured_region_code: _builtins.str
     def __init__(
         self,
         *,
@@ -450,10 +468,11 @@ class ListFilingsRequest(_message.Message):
         status: Global___FilingStatus.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        insured_region_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "person_no", b"person_no", "status", b"status", "treatment_region_code", b"treatment_region_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["insured_region_code", b"insured_region_code", "page_size", b"page_size", "page_token", b"page_token", "person_no", b"person_no", "status", b"status", "treatment_region_code", b"treatment_region_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -526,16 +545,20 @@ class WatchFilingsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AFTER_POSITION_FIELD_NUMBER: _builtins.int
+    MARK_CAUGHT_UP_FIELD_NUMBER: _builtins.int
     after_position: _builtins.int
     """Resume after this position; 0 = from the beginning."""
+    mark_caught_up: _builtins.bool
+    """Send one message with caught_up = true (and no filing) once the backlog has been sent."""
     def __init__(
         self,
         *,
         after_position: _builtins.int = ...,
+        mark_caught_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_position", b"after_position", "mark_caught_up", b"mark_caught_up"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -548,8 +571,11 @@ class WatchFilingsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _builtins.int
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
     FILING_FIELD_NUMBER: _builtins.int
+    CAUGHT_UP_FIELD_NUMBER: _builtins.int
     position: _builtins.int
     event_type: Global___FilingEventType.ValueType
+    caught_up: _builtins.bool
+    """A marker (no event, no filing): every change up to `position` has been sent."""
     @_builtins.property
     def filing(self) -> Global___Filing:
         """The filing as it is after this event."""
@@ -560,10 +586,11 @@ class WatchFilingsResponse(_message.Message):
         position: _builtins.int = ...,
         event_type: Global___FilingEventType.ValueType = ...,
         filing: Global___Filing | None = ...,
+        caught_up: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filing", b"filing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "filing", b"filing", "position", b"position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caught_up", b"caught_up", "event_type", b"event_type", "filing", b"filing", "position", b"position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
