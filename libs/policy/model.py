@@ -383,6 +383,25 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class ItemRestriction:
+    """Who an item is for (the catalogue's "limited to women / children" notes). A use outside it
+    is not refused at the desk; intelligent monitoring flags it."""
+
+    sex: str | None = None  # "F" or "M"
+    min_age: int | None = None  # years, inclusive
+    max_age: int | None = None  # years, inclusive
+
+    def allows(self, sex: str, age: int | None) -> bool:
+        if self.sex is not None and sex and sex != self.sex:
+            return False
+        if age is None:
+            return True
+        if self.min_age is not None and age < self.min_age:
+            return False
+        return self.max_age is None or age <= self.max_age
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogueItem:
     code: str
     name: str
@@ -390,6 +409,7 @@ class CatalogueItem:
     item_class: ItemClass
     ceiling_fen: int | None  # price ceiling per unit; None = no ceiling
     self_pay_first_bps: int  # class B only; 0 otherwise
+    restriction: ItemRestriction | None = None
 
 
 @dataclass(frozen=True, slots=True)

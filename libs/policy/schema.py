@@ -34,6 +34,7 @@ from libs.policy.model import (
     InsuranceType,
     ItemClass,
     ItemKind,
+    ItemRestriction,
     LevelTable,
     PersonType,
     Policy,
@@ -355,6 +356,25 @@ def parse_policy(data: object, origin: str) -> Policy:
 ITEM_FIELDS = ("code", "name", "kind", "class", "ceiling_fen", "self_pay_first_bps")
 
 
+def _restriction(raw: Any, path: str, errors: _Errors) -> ItemRestriction | None:
+    """The optional 7th entry of an item row: {"sex": "F"|"M", "min_age": n, "max_age": n}."""
+    if not isinstance(raw, dict) or not raw or set(raw) - {"sex", "min_age", "max_age"}:
+        errors.add(path, "must be a mapping with some of: sex, min_age, max_age")
+        return None
+    sex, lo, hi = raw.get("sex"), raw.get("min_age"), raw.get("max_age")
+    if sex is not None and sex not in ("F", "M"):
+        errors.add(f"{path}.sex", "must be F or M")
+        return None
+    for name, value in (("min_age", lo), ("max_age", hi)):
+        if value is not None and (type(value) is not int or not 0 <= value <= 150):
+            errors.add(f"{path}.{name}", "must be an integer number of years from 0 to 150")
+            return None
+    if lo is not None and hi is not None and lo > hi:
+        errors.add(f"{path}.max_age", "must not be below min_age")
+        return None
+    return ItemRestriction(sex, lo, hi)
+
+
 def parse_catalogue(data: object, origin: str) -> Catalogue:
     """Validate one catalogue file's data and build the Catalogue. Items are compact rows
     ``[code, name, kind, class, ceiling_fen|null, self_pay_first_bps]``."""
@@ -369,11 +389,14 @@ def parse_catalogue(data: object, origin: str) -> Catalogue:
     classes = {k.value: k for k in ItemClass}
     for i, row in enumerate(c.items):
         p = f"items[{i}]"
-        if len(row) != len(ITEM_FIELDS):
-            errors.add(p, f"must have {len(ITEM_FIELDS)} entries: {', '.join(ITEM_FIELDS)}")
+        if len(row) not in (len(ITEM_FIELDS), len(ITEM_FIELDS) + 1):
+            errors.add(
+                p, f"must have {len(ITEM_FIELDS)} entries ({', '.join(ITEM_FIELDS)}) and optionally a restriction"
+            )
             continue
-        code, name, kind_s, class_s, ceiling, spf = row
+        code, name, kind_s, class_s, ceiling, spf = row[: len(ITEM_FIELDS)]
         ok = True
+        restriction = _restriction(row[len(ITEM_FIELDS)], f"{p}.restriction", errors) if len(row) > 6 else None
         if type(code) is not str or kind_of_code(code) is None:
             errors.add(f"{p}.code", f"malformed national item code {code!r}")
             ok = False
@@ -404,7 +427,7 @@ def parse_catalogue(data: object, origin: str) -> Catalogue:
             errors.add(f"{p}.self_pay_first_bps", "only class B items have a self-pay-first ratio")
             ok = False
         if ok and kind is not None and cls is not None:
-            items[code] = CatalogueItem(code, name, kind, cls, ceiling, spf)
+            items[code] = CatalogueItem(code, name, kind, cls, ceiling, spf, restriction)
     errors.raise_if_any()
     digest = content_hash(data)  # type: ignore[arg-type]
     return Catalogue(

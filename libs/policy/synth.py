@@ -230,6 +230,12 @@ def catalogue_data(
                 item.self_pay_first_bps,
             ]
         )
+    # About 3% of items carry a use restriction (women only, children only, the elderly),
+    # drawn from a separate stream so the items themselves do not depend on it.
+    restrict = random.Random(f"restrictions:{region}:{seed}")
+    for row in rows:
+        if restrict.random() < 0.03:
+            row.append(restrict.choice(({"sex": "F"}, {"sex": "M"}, {"max_age": 14}, {"min_age": 60})))
     return {
         "schema": CATALOGUE_SCHEMA,
         "version": version or f"{region}-catalogue-{year}.1",
