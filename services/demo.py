@@ -54,6 +54,7 @@ class Clients:
         self.filing = filing_pb2_grpc.FilingServiceStub(self._channels["filing"])
         self.eligibility = eligibility_pb2_grpc.EligibilityServiceStub(self._channels["eligibility"])
         self.settlement = settlement_pb2_grpc.SettlementServiceStub(self._channels["settlement"])
+        self.claims = settlement_pb2_grpc.ManualClaimServiceStub(self._channels["settlement"])
         self.clearing = clearing_pb2_grpc.ClearingServiceStub(self._channels["clearing"])
 
     async def close(self) -> None:

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Sequence
 
 from libs.platform import migrate
 from libs.platform.host import Host, ServiceModule
 from libs.platform.settings import SERVICES, Settings
 from libs.platform.tracing import configure_tracing
-from services.clearing import server as clearing
-from services.eligibility import server as eligibility
-from services.filing import server as filing
-from services.settlement import server as settlement
 
-FACTORIES: dict[str, Callable[[Settings], ServiceModule]] = {
-    "filing": filing.create,
-    "eligibility": eligibility.create,
-    "settlement": settlement.create,
-    "clearing": clearing.create,
-}
+
+def create_module(name: str, settings: Settings) -> ServiceModule:
+    """Imports a service only when it is hosted: a one-service process loads only its own code."""
+    module: ServiceModule = importlib.import_module(f"services.{name}.server").create(settings)
+    return module
 
 
 def resolve(names: Sequence[str]) -> list[str]:
     """Service names in dependency order (filing before eligibility before settlement ...)."""
-    unknown = [n for n in names if n not in FACTORIES]
+    unknown = [n for n in names if n not in SERVICES]
     if unknown:
         raise ValueError(f"unknown service(s): {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
     return [n for n in SERVICES if n in names]
@@ -37,7 +33,7 @@ async def migrate_all(settings: Settings, names: Sequence[str]) -> None:
 def build_host(settings: Settings, names: Sequence[str], *, port: int, bind_host: str = "[::]") -> Host:
     resolved = resolve(names)
     configure_tracing("medsettle" if len(resolved) > 1 else f"medsettle-{resolved[0]}")
-    modules = [FACTORIES[n](settings) for n in resolve(names)]
+    modules = [create_module(n, settings) for n in resolved]
     return Host(settings, modules, port=port, bind_host=bind_host)
 
 

@@ -12,11 +12,12 @@ from libs.platform.settings import Settings
 from libs.policy import SettlementResult, default_books
 from medsettle.settlement.v1 import settlement_pb2
 from services.settlement.adapters.peers import GrpcEligibility
-from services.settlement.adapters.rpc import SettlementServicer, register
+from services.settlement.adapters.rpc import ManualClaimServicer, SettlementServicer, register
 from services.settlement.application.service import SettlementService
 from services.settlement.domain.model import SettlementRecord
 
 SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name
+CLAIMS_SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["ManualClaimService"].full_name
 
 
 class _LazyEligibility:
@@ -28,6 +29,10 @@ class _LazyEligibility:
     async def check(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         assert self.inner is not None, "settlement module not started"
         return await self.inner.check(*args, **kwargs)
+
+    async def filing_type_on(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        assert self.inner is not None, "settlement module not started"
+        return await self.inner.filing_type_on(*args, **kwargs)
 
 
 def _count(rec: SettlementRecord, result: SettlementResult) -> None:
@@ -45,7 +50,7 @@ def _count(rec: SettlementRecord, result: SettlementResult) -> None:
 
 class SettlementModule:
     name = "settlement"
-    grpc_service_names = (SERVICE_NAME,)
+    grpc_service_names = (SERVICE_NAME, CLAIMS_SERVICE_NAME)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -57,7 +62,7 @@ class SettlementModule:
         self._channel: grpc.aio.Channel | None = None
 
     def register(self, server: grpc.aio.Server) -> None:
-        register(server, SettlementServicer(self.service, self._runtime))
+        register(server, SettlementServicer(self.service, self._runtime), ManualClaimServicer(self.service))
 
     async def start(self, runtime: Runtime) -> None:
         self._runtime.append(runtime)

@@ -20,19 +20,23 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    func,
     insert,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform.idempotency import idempotency_table
 from libs.platform.outbox import outbox_table
 from libs.policy import Accumulators, FeeLine, FilingType, InsuranceType, PersonType, ServiceType
 from services.settlement.domain.model import (
+    ClaimStatus,
     ClearingCategory,
     Decision,
+    ManualClaim,
     MonitoringFlag,
     SettlementKind,
     SettlementRecord,
@@ -57,13 +61,15 @@ visits = Table(
     Column("discharge_date", Date, nullable=True),
     Column("diagnosis_codes", Text, nullable=False),
     Column("special_disease_code", String(32), nullable=False),
+    Column("emergency", Boolean, nullable=False, default=False),
+    Column("trauma_declared", Boolean, nullable=False, default=False),
     Column("fee_line_count", Integer, nullable=False, default=0),
     Column("fee_total_fen", BigInteger, nullable=False, default=0),
     Column("settled_stays", Integer, nullable=False, default=0),
     Column("opened_at", DateTime(timezone=True), nullable=False),
 )
 Index("ux_visits_institution_visit_no", visits.c.institution_code, visits.c.hospital_visit_no, unique=True)
-Index("ix_visits_person", visits.c.person_no)
+Index("ix_visits_person", visits.c.person_no, visits.c.service_type)
 
 fee_lines = Table(
     "fee_lines",
@@ -76,7 +82,10 @@ fee_lines = Table(
     Column("unit_price_fen", BigInteger, nullable=False),
     Column("fee_date", Date, nullable=True),
     Column("refund_of_line_no", Integer, nullable=True),
+    # The settlement (interim or final) that settled this line; NULL while unsettled.
+    Column("settlement_id", String(40), nullable=True),
 )
+Index("ix_fee_lines_settlement", fee_lines.c.settlement_id)
 
 settlements = Table(
     "settlements",
@@ -97,6 +106,7 @@ settlements = Table(
     Column("settled_at", DateTime(timezone=True), nullable=False),
     Column("interim", Boolean, nullable=False),
     Column("total_fen", BigInteger, nullable=False),
+    Column("deductible_fen", BigInteger, nullable=False),
     Column("fund_total_fen", BigInteger, nullable=False),
     Column("personal_account_fen", BigInteger, nullable=False),
     Column("cash_fen", BigInteger, nullable=False),
@@ -120,6 +130,30 @@ accounts = Table(
     Column("person_no", String(40), primary_key=True),
     Column("balance_fen", BigInteger, nullable=False),
 )
+
+manual_claims = Table(
+    "manual_claims",
+    metadata,
+    Column("claim_id", String(40), primary_key=True),
+    Column("institution_code", String(32), nullable=False),
+    Column("hospital_visit_no", String(64), nullable=False),
+    Column("person_no", String(40), nullable=False),
+    Column("insured_region", String(6), nullable=False),
+    Column("service_type", String(32), nullable=False),
+    Column("decision", Text, nullable=False),
+    Column("admission_date", Date, nullable=False),
+    Column("discharge_date", Date, nullable=False),
+    Column("diagnosis_codes", Text, nullable=False),
+    Column("lines", Text, nullable=False),
+    Column("failure_reason", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("reimbursed_fen", BigInteger, nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=True),
+)
+Index("ux_manual_claims_visit", manual_claims.c.institution_code, manual_claims.c.hospital_visit_no, unique=True)
+Index("ix_manual_claims_region_status", manual_claims.c.insured_region, manual_claims.c.status)
 
 settlement_events = outbox_table(metadata, "settlement_events")
 idempotency_keys = idempotency_table(metadata)
@@ -187,8 +221,52 @@ def settlement_from_row(r: Any) -> SettlementRecord:
     )
 
 
+def _lines_json(lines: tuple[UploadedLine, ...]) -> str:
+    return json.dumps(
+        [
+            [
+                u.line.line_no,
+                u.line.item_code,
+                u.line.quantity_milli,
+                u.line.unit_price_fen,
+                u.line.refund_of_line_no,
+                u.item_name,
+                u.fee_date.isoformat() if u.fee_date else None,
+            ]
+            for u in lines
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _lines_from_json(raw: str) -> tuple[UploadedLine, ...]:
+    return tuple(
+        UploadedLine(FeeLine(n, code, q, p, ref), name, dt.date.fromisoformat(d) if d else None)
+        for n, code, q, p, ref, name, d in json.loads(raw)
+    )
+
+
+def claim_from_row(r: Any) -> ManualClaim:
+    return ManualClaim(
+        claim_id=r.claim_id,
+        institution_code=r.institution_code,
+        hospital_visit_no=r.hospital_visit_no,
+        service_type=ServiceType(r.service_type),
+        decision=decision_from_json(r.decision),
+        admission_date=r.admission_date,
+        discharge_date=r.discharge_date,
+        diagnosis_codes=tuple(json.loads(r.diagnosis_codes)),
+        lines=_lines_from_json(r.lines),
+        failure_reason=r.failure_reason,
+        status=ClaimStatus(r.status),
+        submitted_at=_utc(r.submitted_at),
+        result_json=r.result,
+        processed_at=_utc(r.processed_at) if r.processed_at else None,
+    )
+
+
 class SettlementRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
     # visits
@@ -274,23 +352,74 @@ class SettlementRepository:
         # display only: the policy engine computes the exact per-line amounts
         return len(rows), sum((q * p + (500 if q * p >= 0 else -500)) // 1000 for q, p in rows)
 
-    async def lines(self, visit_id: str) -> list[UploadedLine]:
-        rows = (
-            await self.s.execute(
-                select(fee_lines).where(fee_lines.c.visit_id == visit_id).order_by(fee_lines.c.line_no)
-            )
-        ).all()
+    async def lines(self, visit_id: str, *, unsettled_only: bool = False) -> list[UploadedLine]:
+        q = select(fee_lines).where(fee_lines.c.visit_id == visit_id)
+        if unsettled_only:
+            q = q.where(fee_lines.c.settlement_id.is_(None))
+        rows = (await self.s.execute(q.order_by(fee_lines.c.line_no))).all()
         return [
             UploadedLine(
                 FeeLine(r.line_no, r.item_code, r.quantity_milli, r.unit_price_fen, r.refund_of_line_no),
                 r.item_name,
                 r.fee_date,
+                r.settlement_id or "",
             )
             for r in rows
         ]
 
+    async def mark_lines_settled(self, visit_id: str, line_nos: list[int], settlement_id: str) -> None:
+        await self.s.execute(
+            update(fee_lines)
+            .where(and_(fee_lines.c.visit_id == visit_id, fee_lines.c.line_no.in_(line_nos)))
+            .values(settlement_id=settlement_id)
+        )
+
+    async def unmark_lines(self, settlement_id: str) -> None:
+        await self.s.execute(
+            update(fee_lines).where(fee_lines.c.settlement_id == settlement_id).values(settlement_id=None)
+        )
+
+    async def deductible_borne_in_stay(self, visit_id: str) -> int:
+        """Deductible already borne by this stay's live interim settlements (cancellations negate)."""
+        value = (
+            await self.s.execute(
+                select(func.coalesce(func.sum(settlements.c.deductible_fen), 0)).where(
+                    settlements.c.visit_id == visit_id
+                )
+            )
+        ).scalar_one()
+        return int(value)
+
+    async def overlapping_inpatient_stays(
+        self, person_no: str, visit_id: str, start: dt.date, end: dt.date
+    ) -> list[tuple[str, str]]:
+        """Other inpatient visits of the person whose stay overlaps [start, end]."""
+        rows = (
+            await self.s.execute(
+                select(
+                    visits.c.visit_id, visits.c.institution_code, visits.c.admission_date, visits.c.discharge_date
+                ).where(
+                    and_(
+                        visits.c.person_no == person_no,
+                        visits.c.service_type == ServiceType.INPATIENT.value,
+                        visits.c.visit_id != visit_id,
+                        visits.c.status != VisitStatus.CANCELLED.value,
+                        visits.c.admission_date <= end,
+                    )
+                )
+            )
+        ).all()
+        return [(r.visit_id, r.institution_code) for r in rows if r.discharge_date is None or r.discharge_date >= start]
+
+    async def update_visit(self, visit_id: str, **values: Any) -> None:
+        if "diagnosis_codes" in values:
+            values["diagnosis_codes"] = json.dumps(list(values["diagnosis_codes"]))
+        await self.s.execute(update(visits).where(visits.c.visit_id == visit_id).values(**values))
+
     # settlements
-    async def add_settlement(self, rec: SettlementRecord, total: int, fund: int, account: int, cash: int) -> None:
+    async def add_settlement(
+        self, rec: SettlementRecord, total: int, deductible: int, fund: int, account: int, cash: int
+    ) -> None:
         await self.s.execute(
             insert(settlements).values(
                 settlement_id=rec.settlement_id,
@@ -308,6 +437,7 @@ class SettlementRepository:
                 settled_at=rec.settled_at,
                 interim=rec.interim,
                 total_fen=total,
+                deductible_fen=deductible,
                 fund_total_fen=fund,
                 personal_account_fen=account,
                 cash_fen=cash,
@@ -346,29 +476,96 @@ class SettlementRepository:
         ).all()
         return [settlement_from_row(r) for r in rows]
 
+    # manual claims
+    async def add_claim(self, c: ManualClaim) -> None:
+        await self.s.execute(
+            insert(manual_claims).values(
+                claim_id=c.claim_id,
+                institution_code=c.institution_code,
+                hospital_visit_no=c.hospital_visit_no,
+                person_no=c.decision.person_no,
+                insured_region=c.decision.insured_region,
+                service_type=c.service_type.value,
+                decision=decision_to_json(c.decision),
+                admission_date=c.admission_date,
+                discharge_date=c.discharge_date,
+                diagnosis_codes=json.dumps(list(c.diagnosis_codes)),
+                lines=_lines_json(c.lines),
+                failure_reason=c.failure_reason,
+                status=c.status.value,
+                result="",
+                reimbursed_fen=0,
+                submitted_at=c.submitted_at,
+            )
+        )
+
+    async def claim(self, claim_id: str, *, for_update: bool = False) -> ManualClaim | None:
+        q = select(manual_claims).where(manual_claims.c.claim_id == claim_id)
+        if for_update:
+            q = q.with_for_update()
+        row = (await self.s.execute(q)).first()
+        return claim_from_row(row) if row else None
+
+    async def claim_by_visit_no(self, institution: str, visit_no: str) -> ManualClaim | None:
+        row = (
+            await self.s.execute(
+                select(manual_claims).where(
+                    and_(manual_claims.c.institution_code == institution, manual_claims.c.hospital_visit_no == visit_no)
+                )
+            )
+        ).first()
+        return claim_from_row(row) if row else None
+
+    async def mark_claim_processed(
+        self, claim_id: str, result_json: str, reimbursed_fen: int, now: dt.datetime
+    ) -> None:
+        await self.s.execute(
+            update(manual_claims)
+            .where(manual_claims.c.claim_id == claim_id)
+            .values(
+                status=ClaimStatus.PROCESSED.value, result=result_json, reimbursed_fen=reimbursed_fen, processed_at=now
+            )
+        )
+
+    async def claims(self, insured_region: str, status: str, after_id: str, limit: int) -> list[ManualClaim]:
+        q = select(manual_claims)
+        if insured_region:
+            q = q.where(manual_claims.c.insured_region == insured_region)
+        if status:
+            q = q.where(manual_claims.c.status == status)
+        if after_id:
+            q = q.where(manual_claims.c.claim_id > after_id)
+        rows = (await self.s.execute(q.order_by(manual_claims.c.claim_id).limit(limit))).all()
+        return [claim_from_row(r) for r in rows]
+
     # accumulators: locked for the whole unit of work (row lock on PostgreSQL; SQLite has one writer)
     async def lock_accumulators(self, person_no: str, year: int, seed_balance_fen: int) -> Accumulators:
-        await self._ensure(
-            accumulators,
-            {"person_no": person_no, "year": year, **dict.fromkeys(_ACC_FIELDS, 0)},
-            and_(accumulators.c.person_no == person_no, accumulators.c.year == year),
-        )
-        await self._ensure(
-            accounts, {"person_no": person_no, "balance_fen": seed_balance_fen}, accounts.c.person_no == person_no
-        )
-        acc = (
-            await self.s.execute(
-                select(accumulators)
-                .where(and_(accumulators.c.person_no == person_no, accumulators.c.year == year))
-                .with_for_update()
+        """The person's year accumulators and account balance, row-locked until the unit of work
+        ends (PostgreSQL FOR UPDATE; SQLite has one writer). Rows are created on first use."""
+        for _ in range(2):
+            row = (
+                await self.s.execute(
+                    select(accumulators, accounts.c.balance_fen)
+                    .join(accounts, accounts.c.person_no == accumulators.c.person_no)
+                    .where(and_(accumulators.c.person_no == person_no, accumulators.c.year == year))
+                    .with_for_update()
+                )
+            ).first()
+            if row is not None:
+                return Accumulators(
+                    year=year, account_balance_fen=row.balance_fen, **{n: getattr(row, n) for n in _ACC_FIELDS}
+                )
+            await self._insert_missing(
+                accumulators, {"person_no": person_no, "year": year, **dict.fromkeys(_ACC_FIELDS, 0)}
             )
-        ).one()
-        balance = (
-            await self.s.execute(
-                select(accounts.c.balance_fen).where(accounts.c.person_no == person_no).with_for_update()
-            )
-        ).scalar_one()
-        return Accumulators(year=year, account_balance_fen=balance, **{n: getattr(acc, n) for n in _ACC_FIELDS})
+            await self._insert_missing(accounts, {"person_no": person_no, "balance_fen": seed_balance_fen})
+        raise AssertionError("accumulator rows vanished")
+
+    async def _insert_missing(self, table: Table, row: dict[str, Any]) -> None:
+        """INSERT unless the row exists; a concurrent creator wins harmlessly (both dialects
+        support ON CONFLICT DO NOTHING)."""
+        dialect_insert = pg_insert if self.s.dialect.name == "postgresql" else sqlite_insert
+        await self.s.execute(dialect_insert(table).values(**row).on_conflict_do_nothing())
 
     async def read_accumulators(self, person_no: str, year: int, seed_balance_fen: int) -> Accumulators:
         acc = (
@@ -391,12 +588,3 @@ class SettlementRepository:
         await self.s.execute(
             update(accounts).where(accounts.c.person_no == person_no).values(balance_fen=acc.account_balance_fen)
         )
-
-    async def _ensure(self, table: Table, row: dict[str, Any], where: Any) -> None:
-        exists = (await self.s.execute(select(table.c.person_no).where(where))).first()
-        if exists is None:
-            try:
-                async with self.s.begin_nested():
-                    await self.s.execute(insert(table).values(**row))
-            except IntegrityError:
-                pass  # a concurrent transaction created it first; we lock it next

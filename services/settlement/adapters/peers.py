@@ -85,25 +85,50 @@ class GrpcEligibility:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise DomainError(Reason.DEPENDENCY_UNAVAILABLE, "eligibility is unavailable; retry") from exc
             raise domain_error_from_rpc(exc) from exc
-        d = resp.decision
-        return Decision(
-            eligible=d.eligible,
-            reasons=tuple(d.reasons),
-            guidance=d.guidance,
-            person_no=d.person_no,
-            insured_region=d.insured_region_code,
-            treatment_region=d.treatment_region_code,
-            insurance_type=INSURANCE_IN.get(d.insurance_type),
-            person_type=PERSON_IN.get(d.person_type),
-            filing_id=d.filing_id,
-            filing_type=FILING_IN.get(d.filing_type),
-            emergency_deemed_filed=d.emergency_deemed_filed,
-            hospital_level=LEVEL_IN.get(d.institution_level, 0),
-            assistance_category=d.assistance_category,
-            hardship=d.hardship,
-            has_personal_account=d.has_personal_account,
-            sex=d.sex,
-            birth_date=dt.date(d.birth_date.year, d.birth_date.month, d.birth_date.day) if d.birth_date.year else None,
-            retro_filing=d.retro_filing,
-            account_balance_fen=d.account_balance_fen,
-        )
+        return decision_from_proto(resp.decision)
+
+    async def filing_type_on(self, person_no: str, treatment_region: str, day: dt.date) -> FilingType | None:
+        try:
+            resp = await self._stub.GetInsuredPerson(
+                eligibility_pb2.GetInsuredPersonRequest(person_no=person_no), timeout=TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise DomainError(Reason.DEPENDENCY_UNAVAILABLE, "eligibility is unavailable; retry") from exc
+            raise domain_error_from_rpc(exc) from exc
+        for f in resp.active_filings:
+            start = _date(f.start_date)
+            treat = _date(f.treatment_start_date)
+            begin = min(start, treat) if (f.retro and start and treat) else start
+            end = _date(f.end_date)
+            if f.treatment_region_code == treatment_region and begin and begin <= day and (end is None or day <= end):
+                return FILING_IN.get(f.filing_type)
+        return None
+
+
+def _date(d: types_pb2.Date) -> dt.date | None:
+    return dt.date(d.year, d.month, d.day) if d.year else None
+
+
+def decision_from_proto(d: eligibility_pb2.EligibilityDecision) -> Decision:
+    return Decision(
+        eligible=d.eligible,
+        reasons=tuple(d.reasons),
+        guidance=d.guidance,
+        person_no=d.person_no,
+        insured_region=d.insured_region_code,
+        treatment_region=d.treatment_region_code,
+        insurance_type=INSURANCE_IN.get(d.insurance_type),
+        person_type=PERSON_IN.get(d.person_type),
+        filing_id=d.filing_id,
+        filing_type=FILING_IN.get(d.filing_type),
+        emergency_deemed_filed=d.emergency_deemed_filed,
+        hospital_level=LEVEL_IN.get(d.institution_level, 0),
+        assistance_category=d.assistance_category,
+        hardship=d.hardship,
+        has_personal_account=d.has_personal_account,
+        sex=d.sex,
+        birth_date=_date(d.birth_date),
+        retro_filing=d.retro_filing,
+        account_balance_fen=d.account_balance_fen,
+    )

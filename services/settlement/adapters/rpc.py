@@ -17,9 +17,12 @@ from medsettle.settlement.v1 import settlement_pb2 as pb
 from medsettle.settlement.v1 import settlement_pb2_grpc
 from services.settlement.adapters.peers import FILING_IN, SERVICE_OUT
 from services.settlement.application.service import Committed, OpenVisitCommand, SettlementService
+from services.settlement.domain import results
 from services.settlement.domain.model import (
+    ClaimStatus,
     ClearingCategory,
     CredentialRef,
+    ManualClaim,
     SettlementKind,
     SettlementRecord,
     UploadedLine,
@@ -201,8 +204,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         cred = _credential(req.credential, v)
         service = SERVICE_IN.get(req.service_type)
         v.check(service is not None, "service_type", "required")
+        special_disease = getattr(req, "special_disease_code", "")
         if service is ServiceType.CHRONIC_OUTPATIENT:
-            v.check(bool(req.special_disease_code), "special_disease_code", "required for chronic outpatient")
+            v.check(bool(special_disease), "special_disease_code", "required for chronic outpatient")
         day = date_from_proto(getattr(req, date_field) if req.HasField(date_field) else None, date_field, v)
         if service is None or day is None:
             return None
@@ -213,7 +217,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             service_type=service,
             admission_date=day,
             diagnosis_codes=tuple(req.diagnosis_codes),
-            special_disease_code=req.special_disease_code,
+            special_disease_code=special_disease,
             emergency=getattr(req, "emergency", False),
             trauma=getattr(req, "trauma_no_third_party_declared", False),
         )
@@ -282,12 +286,13 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(0 < len(request.original_request_id) <= 128, "original_request_id", "required")
         v.check(request.original_request_id != request.request_id, "original_request_id", "must differ from request_id")
         v.raise_if_any()
-        c = await self.service.reverse_transaction(
+        undone, c = await self.service.reverse_transaction(
             request.request_id, fingerprint(request), caller_institution(), request.original_request_id
         )
-        if c is None:
-            return pb.ReverseTransactionResponse(reversed=False)
-        return pb.ReverseTransactionResponse(reversed=True, cancellation=_committed(c))
+        out = pb.ReverseTransactionResponse(reversed=undone)
+        if c is not None:
+            out.cancellation.CopyFrom(_committed(c))
+        return out
 
     async def SettleOutpatient(self, request: pb.SettleOutpatientRequest, context: Any) -> pb.SettleOutpatientResponse:
         v = Violations()
@@ -337,6 +342,132 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         async for position, rec, result in self.service.stream(request.after_position, request.follow, stopping):
             yield pb.StreamSettlementsResponse(position=position, settlement=settlement_to_proto(rec, result))
 
+    async def UpdateVisit(self, request: pb.UpdateVisitRequest, context: Any) -> pb.UpdateVisitResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.visit_id), "visit_id", "required")
+        day = date_from_proto(
+            request.admission_date if request.HasField("admission_date") else None, "admission_date", v, required=False
+        )
+        v.raise_if_any()
+        visit = await self.service.update_visit(
+            request.request_id,
+            fingerprint(request),
+            caller_institution(),
+            request.visit_id,
+            diagnosis_codes=tuple(request.diagnosis_codes) or None,
+            admission_date=day,
+        )
+        return pb.UpdateVisitResponse(visit=visit_to_proto(visit))
 
-def register(server: grpc.aio.Server, servicer: SettlementServicer) -> None:
+    async def CancelVisit(self, request: pb.CancelVisitRequest, context: Any) -> pb.CancelVisitResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.visit_id), "visit_id", "required")
+        v.raise_if_any()
+        visit = await self.service.cancel_visit(
+            request.request_id, fingerprint(request), caller_institution(), request.visit_id
+        )
+        return pb.CancelVisitResponse(visit=visit_to_proto(visit))
+
+    async def SubmitManualClaim(
+        self, request: pb.SubmitManualClaimRequest, context: Any
+    ) -> pb.SubmitManualClaimResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        cmd = self._open_command(request, v, "admission_date")
+        discharge = date_from_proto(
+            request.discharge_date if request.HasField("discharge_date") else None, "discharge_date", v
+        )
+        lines = lines_from_proto(request.lines, v)
+        v.check(len(request.failure_reason) <= 200, "failure_reason", "at most 200 characters")
+        v.raise_if_any()
+        assert cmd is not None and discharge is not None
+        claim = await self.service.submit_claim(
+            request.request_id,
+            fingerprint(request),
+            caller_institution(),
+            cmd,
+            discharge,
+            lines,
+            request.failure_reason,
+        )
+        return pb.SubmitManualClaimResponse(claim=claim_to_proto(claim))
+
+
+CLAIM_STATUS_OUT = {
+    ClaimStatus.SUBMITTED: pb.MANUAL_CLAIM_STATUS_SUBMITTED,
+    ClaimStatus.PROCESSED: pb.MANUAL_CLAIM_STATUS_PROCESSED,
+}
+CLAIM_STATUS_IN = {v: k for k, v in CLAIM_STATUS_OUT.items()}
+
+
+def claim_to_proto(c: ManualClaim) -> pb.ManualClaim:
+    d = c.decision
+    msg = pb.ManualClaim(
+        claim_id=c.claim_id,
+        institution_code=c.institution_code,
+        hospital_visit_no=c.hospital_visit_no,
+        person_no=d.person_no,
+        insured_region_code=d.insured_region,
+        treatment_region_code=d.treatment_region,
+        service_type=SERVICE_OUT[c.service_type],
+        diagnosis_codes=list(c.diagnosis_codes),
+        failure_reason=c.failure_reason,
+        status=CLAIM_STATUS_OUT[c.status],
+        submit_time=timestamp(c.submitted_at),
+    )
+    date_to_proto(c.admission_date, msg.admission_date)
+    date_to_proto(c.discharge_date, msg.discharge_date)
+    for u in c.lines:
+        ln = msg.lines.add(
+            line_no=u.line.line_no,
+            item_code=u.line.item_code,
+            item_name=u.item_name,
+            quantity_milli=u.line.quantity_milli,
+            unit_price_fen=u.line.unit_price_fen,
+            refund_of_line_no=u.line.refund_of_line_no or 0,
+        )
+        date_to_proto(u.fee_date, ln.fee_date)
+    if c.result_json:
+        result = results.load(c.result_json)
+        msg.reimbursement.CopyFrom(breakdown_to_proto(result))
+        msg.reimbursed_fen = result.fund_total_fen
+    if c.processed_at is not None:
+        msg.process_time.CopyFrom(timestamp(c.processed_at))
+    return msg
+
+
+class ManualClaimServicer(settlement_pb2_grpc.ManualClaimServiceServicer):
+    """The insured place's side; not routed to hospitals by the gateway."""
+
+    def __init__(self, service: SettlementService) -> None:
+        self.service = service
+
+    async def ProcessManualClaim(
+        self, request: pb.ProcessManualClaimRequest, context: Any
+    ) -> pb.ProcessManualClaimResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.claim_id), "claim_id", "required")
+        v.raise_if_any()
+        claim, _ = await self.service.process_claim(request.request_id, fingerprint(request), request.claim_id)
+        return pb.ProcessManualClaimResponse(claim=claim_to_proto(claim))
+
+    async def GetManualClaim(self, request: pb.GetManualClaimRequest, context: Any) -> pb.GetManualClaimResponse:
+        return pb.GetManualClaimResponse(claim=claim_to_proto(await self.service.get_claim(request.claim_id)))
+
+    async def ListManualClaims(self, request: pb.ListManualClaimsRequest, context: Any) -> pb.ListManualClaimsResponse:
+        v = Violations()
+        v.check(0 <= request.page_size <= 1000, "page_size", "0..1000")
+        v.raise_if_any()
+        size = request.page_size or 100
+        status = CLAIM_STATUS_IN[request.status].value if request.status in CLAIM_STATUS_IN else ""
+        items = await self.service.list_claims(request.insured_region_code, status, request.page_token, size + 1)
+        token = items[size - 1].claim_id if len(items) > size else ""
+        return pb.ListManualClaimsResponse(claims=[claim_to_proto(c) for c in items[:size]], next_page_token=token)
+
+
+def register(server: grpc.aio.Server, servicer: SettlementServicer, claims: ManualClaimServicer) -> None:
     settlement_pb2_grpc.add_SettlementServiceServicer_to_server(servicer, server)
+    settlement_pb2_grpc.add_ManualClaimServiceServicer_to_server(claims, server)

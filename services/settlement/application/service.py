@@ -23,6 +23,7 @@ from libs.policy import (
     Catalogue,
     CatalogueBook,
     FeeLine,
+    FilingType,
     PolicyBook,
     ServiceType,
     SettlementResult,
@@ -34,8 +35,10 @@ from libs.policy import (
 from services.settlement.adapters.db import SettlementRepository, idempotency_keys, settlement_events
 from services.settlement.domain import monitoring, results
 from services.settlement.domain.model import (
+    ClaimStatus,
     CredentialRef,
     Decision,
+    ManualClaim,
     SettlementKind,
     SettlementRecord,
     UploadedLine,
@@ -61,6 +64,10 @@ class EligibilityPort(Protocol):
         emergency: bool,
         trauma: bool,
     ) -> Decision: ...
+
+    async def filing_type_on(self, person_no: str, treatment_region: str, day: dt.date) -> FilingType | None:
+        """The type of the person's filing (retro-filings included) covering the region and day."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +170,8 @@ class SettlementService:
             diagnosis_codes=cmd.diagnosis_codes,
             special_disease_code=cmd.special_disease_code,
             opened_at=self._clock(),
+            emergency=cmd.emergency,
+            trauma_declared=cmd.trauma,
         )
         await repo.add_visit(visit)
         return visit
@@ -190,13 +199,27 @@ class SettlementService:
         return await idempotency.run_once(attempt, replay)
 
     def _validate_lines(self, visit: VisitRecord, new: list[UploadedLine], existing: list[UploadedLine]) -> None:
-        """The request's lines first (their indices match the request), then the kept ones."""
+        """The request's lines first (their indices match the request), then the kept unsettled ones.
+        A line already settled (by an interim settlement) cannot be replaced: cancel that settlement,
+        or upload a refund line against an unsettled line."""
+        settled = {u.line.line_no: u.settlement_id for u in existing if u.settlement_id}
+        clashes = [
+            FieldViolation(f"lines[{i}].line_no", f"line {u.line.line_no} was settled by {settled[u.line.line_no]}")
+            for i, u in enumerate(new)
+            if u.line.line_no in settled
+        ]
+        if clashes:
+            raise DomainError(Reason.VISIT_STATE_INVALID, "fee lines already settled cannot change", violations=clashes)
         replaced = {u.line.line_no for u in new}
-        merged = tuple(u.line for u in new) + tuple(u.line for u in existing if u.line.line_no not in replaced)
+        merged = tuple(u.line for u in new) + tuple(
+            u.line for u in existing if u.line.line_no not in replaced and not u.settlement_id
+        )
         validate_visit(self._policy_visit(visit, merged, use_account=False), self._catalogue(visit))
 
     async def _open_visit_for_write(self, repo: SettlementRepository, visit_id: str, caller: str | None) -> VisitRecord:
-        visit = await repo.visit(visit_id, for_update=True)
+        return self._writable(await repo.visit(visit_id, for_update=True), visit_id, caller)
+
+    def _writable(self, visit: VisitRecord | None, visit_id: str, caller: str | None) -> VisitRecord:
         if visit is None:
             raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {visit_id}")
         check_owner(visit.institution_code, caller)
@@ -204,12 +227,75 @@ class SettlementService:
             raise DomainError(Reason.VISIT_STATE_INVALID, f"visit {visit_id} is {visit.status.value}")
         return visit
 
+    async def update_visit(
+        self,
+        request_id: str,
+        fp: str,
+        caller: str | None,
+        visit_id: str,
+        *,
+        diagnosis_codes: tuple[str, ...] | None,
+        admission_date: dt.date | None,
+    ) -> VisitRecord:
+        """Admission changes: diagnoses any time while open; the admission date only before any
+        settlement of the stay."""
+
+        async def attempt() -> VisitRecord:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "update_visit", fp):
+                    raise idempotency.Replay(ref)
+                repo = SettlementRepository(s)
+                visit = await self._open_visit_for_write(repo, visit_id, caller)
+                values: dict[str, object] = {}
+                if diagnosis_codes is not None:
+                    values["diagnosis_codes"] = diagnosis_codes
+                if admission_date is not None and admission_date != visit.admission_date:
+                    if visit.settled_stays:
+                        raise DomainError(
+                            Reason.VISIT_STATE_INVALID,
+                            "the admission date cannot change after an interim settlement; cancel it first",
+                        )
+                    values["admission_date"] = admission_date
+                if values:
+                    await repo.update_visit(visit_id, **values)
+                await idempotency.record(s, idempotency_keys, request_id, "update_visit", fp, visit_id)
+            return await self._visit_or_fail(visit_id)
+
+        return await idempotency.run_once(attempt, self._visit_or_fail)
+
+    async def cancel_visit(self, request_id: str, fp: str, caller: str | None, visit_id: str) -> VisitRecord:
+        """Cancels an admission or registration that has no live settlement (national 2404)."""
+
+        async def attempt() -> VisitRecord:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "cancel_visit", fp):
+                    raise idempotency.Replay(ref)
+                await self._cancel_visit_in_tx(SettlementRepository(s), visit_id, caller)
+                await idempotency.record(s, idempotency_keys, request_id, "cancel_visit", fp, visit_id)
+            return await self._visit_or_fail(visit_id)
+
+        return await idempotency.run_once(attempt, self._visit_or_fail)
+
+    async def _cancel_visit_in_tx(self, repo: SettlementRepository, visit_id: str, caller: str | None) -> None:
+        visit = await self._open_visit_for_write(repo, visit_id, caller)
+        if visit.settled_stays:
+            raise DomainError(
+                Reason.VISIT_STATE_INVALID, "the visit has live settlements: cancel them before the visit"
+            )
+        await repo.set_visit_status(visit_id, VisitStatus.CANCELLED)
+
     # -- computing ------------------------------------------------------------------------
     def _catalogue(self, visit: VisitRecord) -> Catalogue:
         return self.catalogues.find(visit.decision.treatment_region, visit.admission_date)
 
     def _policy_visit(
-        self, visit: VisitRecord, lines: tuple[FeeLine, ...], *, use_account: bool, settle_date: dt.date | None = None
+        self,
+        visit: VisitRecord,
+        lines: tuple[FeeLine, ...],
+        *,
+        use_account: bool,
+        settle_date: dt.date | None = None,
+        prior_deductible_fen: int = 0,
     ) -> Visit:
         d = visit.decision
         if d.insurance_type is None or d.person_type is None or d.filing_type is None:
@@ -226,16 +312,25 @@ class SettlementService:
             assistance_category=d.assistance_category or None,
             hardship=d.hardship,
             new_admission=visit.settled_stays == 0,
+            prior_stay_deductible_fen=prior_deductible_fen,
         )
 
     def _compute(
-        self, visit: VisitRecord, lines: tuple[FeeLine, ...], acc: Accumulators, *, use_account: bool, day: dt.date
+        self,
+        visit: VisitRecord,
+        lines: tuple[FeeLine, ...],
+        acc: Accumulators,
+        *,
+        use_account: bool,
+        day: dt.date,
+        prior_deductible_fen: int,
     ) -> SettlementResult:
         policy = self.policies.find(visit.decision.insured_region, visit.decision.insurance_type, day)
         catalogue = self.catalogues.find(visit.decision.treatment_region, visit.admission_date)
-        return settle(
-            policy, catalogue, self._policy_visit(visit, lines, use_account=use_account, settle_date=day), acc
+        pv = self._policy_visit(
+            visit, lines, use_account=use_account, settle_date=day, prior_deductible_fen=prior_deductible_fen
         )
+        return settle(policy, catalogue, pv, acc)
 
     async def pre_settle(self, caller: str | None, visit_id: str, use_account: bool) -> SettlementResult:
         async with self.db.read() as s:
@@ -244,12 +339,13 @@ class SettlementService:
             if visit is None:
                 raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {visit_id}")
             check_owner(visit.institution_code, caller)
-            lines = tuple(u.line for u in await repo.lines(visit_id))
+            lines = tuple(u.line for u in await repo.lines(visit_id, unsettled_only=True))
             if not lines:
-                raise DomainError(Reason.VISIT_HAS_NO_FEES, "upload fee lines before settling")
+                raise DomainError(Reason.VISIT_HAS_NO_FEES, "no unsettled fee lines: upload fees before settling")
             day = self.today()
             acc = await repo.read_accumulators(visit.decision.person_no, day.year, visit.decision.account_balance_fen)
-        return self._compute(visit, lines, acc, use_account=use_account, day=day)
+            prior = await repo.deductible_borne_in_stay(visit_id)
+        return self._compute(visit, lines, acc, use_account=use_account, day=day, prior_deductible_fen=prior)
 
     # -- settling -------------------------------------------------------------------------
     async def settle(
@@ -265,10 +361,13 @@ class SettlementService:
     ) -> Committed:
         async def attempt() -> Committed:
             async with self.db.transaction() as s:
+                repo = SettlementRepository(s)
+                # Take the visit's row lock before looking at the key: a concurrent duplicate that
+                # got the lock first has committed its key by the time we get it.
+                locked = await repo.visit(visit_id, for_update=True)
                 if ref := await idempotency.check(s, idempotency_keys, request_id, "settle", fp):
                     raise idempotency.Replay(ref)
-                repo = SettlementRepository(s)
-                visit = await self._open_visit_for_write(repo, visit_id, caller)
+                visit = self._writable(locked, visit_id, caller)
                 committed = await self._settle_in_tx(
                     repo, visit, request_id, use_account=use_account, interim=interim, discharge_date=discharge_date
                 )
@@ -288,14 +387,25 @@ class SettlementService:
         interim: bool,
         discharge_date: dt.date | None,
     ) -> Committed:
-        lines = tuple(u.line for u in await repo.lines(visit.visit_id))
+        lines = tuple(u.line for u in await repo.lines(visit.visit_id, unsettled_only=True))
         if not lines:
-            raise DomainError(Reason.VISIT_HAS_NO_FEES, "upload fee lines before settling")
+            raise DomainError(Reason.VISIT_HAS_NO_FEES, "no unsettled fee lines: upload fees before settling")
         day = discharge_date or self.today()
+        if day < visit.admission_date:
+            raise DomainError(
+                Reason.VALIDATION_FAILED,
+                "discharge_date is before the admission date",
+                violations=[FieldViolation("discharge_date", "must be on or after the admission date")],
+            )
         d = visit.decision
+        prior = await repo.deductible_borne_in_stay(visit.visit_id) if visit.settled_stays else 0
         acc = await repo.lock_accumulators(d.person_no, day.year, d.account_balance_fen)
-        result = self._compute(visit, lines, acc, use_account=use_account, day=day)
+        result = self._compute(visit, lines, acc, use_account=use_account, day=day, prior_deductible_fen=prior)
         flags = monitoring.line_flags(lines)
+        flags.extend(monitoring.restriction_flags(lines, self._catalogue(visit), d.sex, d.birth_date, day))
+        if visit.service_type is ServiceType.INPATIENT:
+            others = await repo.overlapping_inpatient_stays(d.person_no, visit.visit_id, visit.admission_date, day)
+            flags.extend(monitoring.overlap_flags(others))
         record = SettlementRecord(
             settlement_id=_new_id("S"),
             request_id=request_id,
@@ -315,6 +425,7 @@ class SettlementService:
             flags=tuple(flags),
         )
         await self._write_settlement(repo, record, result)
+        await repo.mark_lines_settled(visit.visit_id, [ln.line_no for ln in lines], record.settlement_id)
         await repo.save_accumulators(d.person_no, result.accumulators_after)
         await repo.set_visit_status(
             visit.visit_id,
@@ -329,7 +440,12 @@ class SettlementService:
         self, repo: SettlementRepository, record: SettlementRecord, result: SettlementResult
     ) -> None:
         await repo.add_settlement(
-            record, result.total_fen, result.fund_total_fen, result.personal_account_fen, result.cash_fen
+            record,
+            result.total_fen,
+            result.deductible_fen,
+            result.fund_total_fen,
+            result.personal_account_fen,
+            result.cash_fen,
         )
         await outbox.append(
             repo.s, settlement_events, record.kind.value, record.settlement_id, record.settlement_id.encode()
@@ -389,41 +505,51 @@ class SettlementService:
             result_json=results.dump(mirror),
         )
         await self._write_settlement(repo, record, mirror)
+        await repo.unmark_lines(original.settlement_id)  # its lines can be corrected and settled again
         await repo.save_accumulators(original.person_no, restored)
         await repo.set_visit_status(original.visit_id, VisitStatus.OPEN, settled_stays_delta=-1)
         return Committed(record, mirror, replace(visit, status=VisitStatus.OPEN))
 
     async def reverse_transaction(
         self, request_id: str, fp: str, caller: str | None, original_request_id: str
-    ) -> Committed | None:
-        """Undo whatever ``original_request_id`` did; if it never arrived, make sure it never will."""
+    ) -> tuple[bool, Committed | None]:
+        """Undo whatever ``original_request_id`` did (national 2601): a settlement is cancelled by
+        its negative mirror, an opened visit is cancelled; if the original never arrived, its id
+        is tombstoned so a late arrival is refused. Returns (something was undone, cancellation)."""
         if caller is None:
             raise DomainError(Reason.INSTITUTION_IDENTITY_MISSING, "the calling institution is not authenticated")
 
-        async def attempt() -> Committed | None:
+        async def attempt() -> tuple[bool, Committed | None]:
             async with self.db.transaction() as s:
                 if ref := await idempotency.check(s, idempotency_keys, request_id, "reverse", fp):
                     raise idempotency.Replay(ref)
                 repo = SettlementRepository(s)
                 original = await repo.settlement_by_request(original_request_id)
+                earlier = await idempotency.lookup(s, idempotency_keys, original_request_id)
                 committed: Committed | None = None
-                if original is None:
-                    # The original never took effect: tombstone its id so a late arrival is refused.
-                    try:
-                        async with s.begin_nested():
-                            await idempotency.record(s, idempotency_keys, original_request_id, "reversed", "-", "-")
-                    except Exception:
-                        pass
-                else:
+                if original is not None:
                     committed = await self._cancel_in_tx(repo, request_id, caller, original.settlement_id)
-                ref = committed.record.settlement_id if committed else "-"
+                    ref = committed.record.settlement_id
+                elif earlier is not None and earlier[0] == "open_visit":
+                    await self._cancel_visit_in_tx(repo, earlier[1], caller)
+                    ref = f"visit:{earlier[1]}"
+                elif earlier is None:
+                    # Never arrived: tombstone the id so the original is refused if it shows up late.
+                    await idempotency.record(s, idempotency_keys, original_request_id, "reversed", "-", "-")
+                    ref = "-"
+                else:
+                    ref = "-"  # an upload or a read-only call: nothing to undo
                 await idempotency.record(s, idempotency_keys, request_id, "reverse", fp, ref)
             if committed:
                 self._committed(committed)
-            return committed
+            return ref != "-", committed
 
-        async def replay(ref: str) -> Committed | None:
-            return None if ref == "-" else await self._committed_or_fail(ref)
+        async def replay(ref: str) -> tuple[bool, Committed | None]:
+            if ref == "-":
+                return False, None
+            if ref.startswith("visit:"):
+                return True, None
+            return True, await self._committed_or_fail(ref)
 
         return await idempotency.run_once(attempt, replay)
 
@@ -483,6 +609,153 @@ class SettlementService:
         )
         if self._on_commit is not None:
             self._on_commit(c.record, c.result)
+
+    # -- manual reimbursement -------------------------------------------------------------
+    async def submit_claim(
+        self,
+        request_id: str,
+        fp: str,
+        caller: str | None,
+        cmd: OpenVisitCommand,
+        discharge_date: dt.date,
+        lines: list[UploadedLine],
+        failure_reason: str,
+    ) -> ManualClaim:
+        """Direct settlement was impossible: keep the details and diagnosis for the insured place.
+        The person must be identifiable; they need not be eligible (that is why it is manual)."""
+        check_owner(cmd.institution_code, caller)
+        async with self.db.read() as s:
+            if ref := await idempotency.check(s, idempotency_keys, request_id, "submit_claim", fp):
+                return await self._claim_or_fail(ref)
+        decision = await self.eligibility.check(
+            cmd.credential,
+            cmd.institution_code,
+            cmd.service_type,
+            cmd.admission_date,
+            special_disease_code=cmd.special_disease_code,
+            emergency=cmd.emergency,
+            trauma=cmd.trauma,
+        )
+        if not decision.person_no or decision.insurance_type is None or decision.person_type is None:
+            raise DomainError(Reason.PERSON_NOT_FOUND, "the person could not be identified")
+        if discharge_date < cmd.admission_date:
+            raise DomainError(
+                Reason.VALIDATION_FAILED,
+                "discharge_date is before the admission date",
+                violations=[FieldViolation("discharge_date", "must be on or after the admission date")],
+            )
+        claim = ManualClaim(
+            claim_id=_new_id("M"),
+            institution_code=cmd.institution_code,
+            hospital_visit_no=cmd.hospital_visit_no,
+            service_type=cmd.service_type,
+            decision=decision,
+            admission_date=cmd.admission_date,
+            discharge_date=discharge_date,
+            diagnosis_codes=cmd.diagnosis_codes,
+            lines=tuple(lines),
+            failure_reason=failure_reason,
+            status=ClaimStatus.SUBMITTED,
+            submitted_at=self._clock(),
+        )
+        validate_visit(
+            self._claim_visit(claim, decision.filing_type or FilingType.OTHER_TEMPORARY), self._claim_catalogue(claim)
+        )
+
+        async def attempt() -> ManualClaim:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "submit_claim", fp):
+                    raise idempotency.Replay(ref)
+                repo = SettlementRepository(s)
+                if await repo.claim_by_visit_no(cmd.institution_code, cmd.hospital_visit_no):
+                    raise DomainError(
+                        Reason.VISIT_STATE_INVALID,
+                        f"a claim for hospital visit {cmd.hospital_visit_no} exists",
+                        violations=[FieldViolation("hospital_visit_no", "already claimed")],
+                    )
+                await repo.add_claim(claim)
+                await idempotency.record(s, idempotency_keys, request_id, "submit_claim", fp, claim.claim_id)
+            _log.info("manual_claim_submitted", claim_id=claim.claim_id, institution=cmd.institution_code)
+            return claim
+
+        return await idempotency.run_once(attempt, self._claim_or_fail)
+
+    def _claim_catalogue(self, claim: ManualClaim) -> Catalogue:
+        return self.catalogues.find(claim.decision.treatment_region, claim.admission_date)
+
+    def _claim_visit(self, claim: ManualClaim, filing_type: FilingType) -> Visit:
+        d = claim.decision
+        assert d.insurance_type is not None and d.person_type is not None
+        return Visit(
+            service_type=claim.service_type,
+            hospital_level=d.hospital_level,
+            insurance_type=d.insurance_type,
+            person_type=d.person_type,
+            filing_type=filing_type,
+            settle_date=claim.discharge_date,
+            lines=tuple(u.line for u in claim.lines),
+            use_personal_account=False,
+            assistance_category=d.assistance_category or None,
+            hardship=d.hardship,
+            new_admission=True,
+        )
+
+    async def process_claim(self, request_id: str, fp: str, claim_id: str) -> tuple[ManualClaim, SettlementResult]:
+        """The insured place reimburses with the same engine, in one transaction with the person's
+        accumulators. A filing made after discharge (retro-filing) counts; without any filing the
+        claim is computed as other temporary treatment (the largest reduction)."""
+        async with self.db.read() as s:
+            claim = await SettlementRepository(s).claim(claim_id)
+        if claim is None:
+            raise DomainError(Reason.SETTLEMENT_NOT_FOUND, f"no manual claim {claim_id}")
+        filing_type = await self.eligibility.filing_type_on(
+            claim.decision.person_no, claim.decision.treatment_region, claim.admission_date
+        )
+
+        async def attempt() -> tuple[ManualClaim, SettlementResult]:
+            async with self.db.transaction() as s:
+                if ref := await idempotency.check(s, idempotency_keys, request_id, "process_claim", fp):
+                    raise idempotency.Replay(ref)
+                repo = SettlementRepository(s)
+                current = await repo.claim(claim_id, for_update=True)
+                assert current is not None
+                if current.status is not ClaimStatus.SUBMITTED:
+                    raise DomainError(Reason.VISIT_STATE_INVALID, f"claim {claim_id} was already processed")
+                d = current.decision
+                day = current.discharge_date
+                acc = await repo.lock_accumulators(d.person_no, day.year, d.account_balance_fen)
+                policy = self.policies.find(d.insured_region, d.insurance_type, day)
+                result = settle(
+                    policy,
+                    self._claim_catalogue(current),
+                    self._claim_visit(current, filing_type or FilingType.OTHER_TEMPORARY),
+                    acc,
+                )
+                await repo.save_accumulators(d.person_no, result.accumulators_after)
+                await repo.mark_claim_processed(claim_id, results.dump(result), result.fund_total_fen, self._clock())
+                await idempotency.record(s, idempotency_keys, request_id, "process_claim", fp, claim_id)
+            _log.info("manual_claim_processed", claim_id=claim_id, reimbursed_fen=result.fund_total_fen)
+            return await self._claim_or_fail(claim_id), result
+
+        async def replay(ref: str) -> tuple[ManualClaim, SettlementResult]:
+            c = await self._claim_or_fail(ref)
+            return c, results.load(c.result_json)
+
+        return await idempotency.run_once(attempt, replay)
+
+    async def _claim_or_fail(self, claim_id: str) -> ManualClaim:
+        async with self.db.read() as s:
+            c = await SettlementRepository(s).claim(claim_id)
+        if c is None:
+            raise DomainError(Reason.SETTLEMENT_NOT_FOUND, f"no manual claim {claim_id}")
+        return c
+
+    async def get_claim(self, claim_id: str) -> ManualClaim:
+        return await self._claim_or_fail(claim_id)
+
+    async def list_claims(self, insured_region: str, status: str, after_id: str, limit: int) -> list[ManualClaim]:
+        async with self.db.read() as s:
+            return await SettlementRepository(s).claims(insured_region, status, after_id, limit)
 
     # -- reads ----------------------------------------------------------------------------
     async def _visit_or_fail(self, visit_id: str) -> VisitRecord:

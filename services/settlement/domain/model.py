@@ -98,7 +98,9 @@ class VisitRecord:
     opened_at: dt.datetime
     fee_line_count: int = 0
     fee_total_fen: int = 0
-    settled_stays: int = 0  # interim settlements already made for this stay
+    settled_stays: int = 0  # live (not cancelled) settlements of this visit
+    emergency: bool = False
+    trauma_declared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class UploadedLine:
     line: FeeLine
     item_name: str
     fee_date: dt.date | None
+    settlement_id: str = ""  # set once an (interim or final) settlement has settled the line
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +144,29 @@ def check_owner(visit_institution: str, caller: str | None) -> None:
         raise DomainError(Reason.INSTITUTION_IDENTITY_MISSING, "the calling institution is not authenticated")
     if visit_institution != caller:
         raise DomainError(Reason.NOT_AUTHORISED_FOR_INSTITUTION, "this record belongs to another institution")
+
+
+class ClaimStatus(StrEnum):
+    SUBMITTED = "submitted"
+    PROCESSED = "processed"
+
+
+@dataclass(frozen=True, slots=True)
+class ManualClaim:
+    """Manual reimbursement: the hospital uploaded details because direct settlement was impossible;
+    the insured place processes it later with the same policy engine."""
+
+    claim_id: str
+    institution_code: str
+    hospital_visit_no: str
+    service_type: ServiceType
+    decision: Decision
+    admission_date: dt.date
+    discharge_date: dt.date
+    diagnosis_codes: tuple[str, ...]
+    lines: tuple[UploadedLine, ...]
+    failure_reason: str
+    status: ClaimStatus
+    submitted_at: dt.datetime
+    result_json: str = ""
+    processed_at: dt.datetime | None = None

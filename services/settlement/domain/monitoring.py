@@ -3,7 +3,9 @@ flags (reason codes) that clearing and auditors read."""
 
 from __future__ import annotations
 
-from libs.policy import FeeLine
+import datetime as dt
+
+from libs.policy import Catalogue, FeeLine
 from services.settlement.domain.model import MonitoringFlag
 
 # Per-line quantity above which a line is flagged (units x 1000): 200 units of anything in one
@@ -13,6 +15,7 @@ QUANTITY_LIMIT_MILLI = 200_000
 DUPLICATE_LINE = "MON_DUPLICATE_LINE"
 QUANTITY_BEYOND_LIMIT = "MON_QUANTITY_BEYOND_LIMIT"
 OVERLAPPING_INPATIENT_STAY = "MON_OVERLAPPING_INPATIENT_STAY"
+ITEM_RESTRICTED = "MON_ITEM_RESTRICTED"
 
 
 def line_flags(lines: tuple[FeeLine, ...] | list[FeeLine]) -> list[MonitoringFlag]:
@@ -29,4 +32,41 @@ def line_flags(lines: tuple[FeeLine, ...] | list[FeeLine]) -> list[MonitoringFla
                 )
             else:
                 seen[key] = ln.line_no
+    return flags
+
+
+def overlap_flags(others: list[tuple[str, str]]) -> list[MonitoringFlag]:
+    """The same person in two inpatient stays at once (another visit whose stay overlaps)."""
+    return [
+        MonitoringFlag(OVERLAPPING_INPATIENT_STAY, f"overlaps inpatient visit {visit_id} at {institution}")
+        for visit_id, institution in others
+    ]
+
+
+def age_on(birth: dt.date | None, day: dt.date) -> int | None:
+    if birth is None:
+        return None
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def restriction_flags(
+    lines: tuple[FeeLine, ...] | list[FeeLine], catalogue: Catalogue, sex: str, birth: dt.date | None, day: dt.date
+) -> list[MonitoringFlag]:
+    """Items restricted by sex or age (catalogue notes) used for someone outside the restriction."""
+    age = age_on(birth, day)
+    flags = []
+    for ln in lines:
+        item = catalogue.lookup(ln.item_code)
+        if item is not None and item.restriction is not None and not item.restriction.allows(sex, age):
+            r = item.restriction
+            limits = ", ".join(
+                part
+                for part in (
+                    f"sex {r.sex}" if r.sex else "",
+                    f"age >= {r.min_age}" if r.min_age is not None else "",
+                    f"age <= {r.max_age}" if r.max_age is not None else "",
+                )
+                if part
+            )
+            flags.append(MonitoringFlag(ITEM_RESTRICTED, f"{item.code} is restricted to {limits}", ln.line_no))
     return flags

@@ -1,8 +1,8 @@
-"""visits, fee lines, settlements, accumulators, outbox
+"""visits, fee lines, settlements, accumulators, claims, outbox
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 18:33:42.280010
+Create Date: 2026-11-23 18:44:46.890817
 """
 from collections.abc import Sequence
 
@@ -27,8 +27,12 @@ def upgrade() -> None:
     sa.Column('unit_price_fen', sa.BigInteger(), nullable=False),
     sa.Column('fee_date', sa.Date(), nullable=True),
     sa.Column('refund_of_line_no', sa.Integer(), nullable=True),
+    sa.Column('settlement_id', sa.String(length=40), nullable=True),
     sa.PrimaryKeyConstraint('visit_id', 'line_no')
     )
+    with op.batch_alter_table('fee_lines', schema=None) as batch_op:
+        batch_op.create_index('ix_fee_lines_settlement', ['settlement_id'], unique=False)
+
     op.create_table('idempotency_keys',
     sa.Column('request_id', sa.String(length=128), nullable=False),
     sa.Column('operation', sa.String(length=64), nullable=False),
@@ -37,6 +41,30 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('request_id')
     )
+    op.create_table('manual_claims',
+    sa.Column('claim_id', sa.String(length=40), nullable=False),
+    sa.Column('institution_code', sa.String(length=32), nullable=False),
+    sa.Column('hospital_visit_no', sa.String(length=64), nullable=False),
+    sa.Column('person_no', sa.String(length=40), nullable=False),
+    sa.Column('insured_region', sa.String(length=6), nullable=False),
+    sa.Column('service_type', sa.String(length=32), nullable=False),
+    sa.Column('decision', sa.Text(), nullable=False),
+    sa.Column('admission_date', sa.Date(), nullable=False),
+    sa.Column('discharge_date', sa.Date(), nullable=False),
+    sa.Column('diagnosis_codes', sa.Text(), nullable=False),
+    sa.Column('lines', sa.Text(), nullable=False),
+    sa.Column('failure_reason', sa.String(length=200), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('result', sa.Text(), nullable=False),
+    sa.Column('reimbursed_fen', sa.BigInteger(), nullable=False),
+    sa.Column('submitted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('claim_id')
+    )
+    with op.batch_alter_table('manual_claims', schema=None) as batch_op:
+        batch_op.create_index('ix_manual_claims_region_status', ['insured_region', 'status'], unique=False)
+        batch_op.create_index('ux_manual_claims_visit', ['institution_code', 'hospital_visit_no'], unique=True)
+
     op.create_table('person_year_accumulators',
     sa.Column('person_no', sa.String(length=40), nullable=False),
     sa.Column('year', sa.Integer(), nullable=False),
@@ -87,6 +115,7 @@ def upgrade() -> None:
     sa.Column('settled_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('interim', sa.Boolean(), nullable=False),
     sa.Column('total_fen', sa.BigInteger(), nullable=False),
+    sa.Column('deductible_fen', sa.BigInteger(), nullable=False),
     sa.Column('fund_total_fen', sa.BigInteger(), nullable=False),
     sa.Column('personal_account_fen', sa.BigInteger(), nullable=False),
     sa.Column('cash_fen', sa.BigInteger(), nullable=False),
@@ -112,6 +141,8 @@ def upgrade() -> None:
     sa.Column('discharge_date', sa.Date(), nullable=True),
     sa.Column('diagnosis_codes', sa.Text(), nullable=False),
     sa.Column('special_disease_code', sa.String(length=32), nullable=False),
+    sa.Column('emergency', sa.Boolean(), nullable=False),
+    sa.Column('trauma_declared', sa.Boolean(), nullable=False),
     sa.Column('fee_line_count', sa.Integer(), nullable=False),
     sa.Column('fee_total_fen', sa.BigInteger(), nullable=False),
     sa.Column('settled_stays', sa.Integer(), nullable=False),
@@ -119,7 +150,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('visit_id')
     )
     with op.batch_alter_table('visits', schema=None) as batch_op:
-        batch_op.create_index('ix_visits_person', ['person_no'], unique=False)
+        batch_op.create_index('ix_visits_person', ['person_no', 'service_type'], unique=False)
         batch_op.create_index('ux_visits_institution_visit_no', ['institution_code', 'hospital_visit_no'], unique=True)
 
     # ### end Alembic commands ###
@@ -143,6 +174,14 @@ def downgrade() -> None:
     op.drop_table('settlement_events')
     op.drop_table('personal_accounts')
     op.drop_table('person_year_accumulators')
+    with op.batch_alter_table('manual_claims', schema=None) as batch_op:
+        batch_op.drop_index('ux_manual_claims_visit')
+        batch_op.drop_index('ix_manual_claims_region_status')
+
+    op.drop_table('manual_claims')
     op.drop_table('idempotency_keys')
+    with op.batch_alter_table('fee_lines', schema=None) as batch_op:
+        batch_op.drop_index('ix_fee_lines_settlement')
+
     op.drop_table('fee_lines')
     # ### end Alembic commands ###

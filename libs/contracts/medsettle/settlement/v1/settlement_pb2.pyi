@@ -59,6 +59,23 @@ SETTLEMENT_KIND_CANCELLATION: SettlementKind.ValueType  # 2
 """The negative mirror of an earlier settlement."""
 Global___SettlementKind: _TypeAlias = SettlementKind  # noqa: Y015
 
+class _ManualClaimStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ManualClaimStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ManualClaimStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MANUAL_CLAIM_STATUS_UNSPECIFIED: _ManualClaimStatus.ValueType  # 0
+    MANUAL_CLAIM_STATUS_SUBMITTED: _ManualClaimStatus.ValueType  # 1
+    MANUAL_CLAIM_STATUS_PROCESSED: _ManualClaimStatus.ValueType  # 2
+
+class ManualClaimStatus(_ManualClaimStatus, metaclass=_ManualClaimStatusEnumTypeWrapper): ...
+
+MANUAL_CLAIM_STATUS_UNSPECIFIED: ManualClaimStatus.ValueType  # 0
+MANUAL_CLAIM_STATUS_SUBMITTED: ManualClaimStatus.ValueType  # 1
+MANUAL_CLAIM_STATUS_PROCESSED: ManualClaimStatus.ValueType  # 2
+Global___ManualClaimStatus: _TypeAlias = ManualClaimStatus  # noqa: Y015
+
 @_typing.final
 class Visit(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -991,3 +1008,383 @@ class StreamSettlementsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamSettlementsResponse: _TypeAlias = StreamSettlementsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateVisitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    DIAGNOSIS_CODES_FIELD_NUMBER: _builtins.int
+    ADMISSION_DATE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    institution_code: _builtins.str
+    visit_id: _builtins.str
+    @_builtins.property
+    def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replaces the diagnoses when non-empty."""
+
+    @_builtins.property
+    def admission_date(self) -> _types_pb2.Date: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        institution_code: _builtins.str = ...,
+        visit_id: _builtins.str = ...,
+        diagnosis_codes: _abc.Iterable[_builtins.str] | None = ...,
+        admission_date: _types_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["admission_date", b"admission_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_date", b"admission_date", "diagnosis_codes", b"diagnosis_codes", "institution_code", b"institution_code", "request_id", b"request_id", "visit_id", b"visit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateVisitRequest: _TypeAlias = UpdateVisitRequest  # noqa: Y015
+
+@_typing.final
+class UpdateVisitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VISIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def visit(self) -> Global___Visit: ...
+    def __init__(
+        self,
+        *,
+        visit: Global___Visit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["visit", b"visit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["visit", b"visit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateVisitResponse: _TypeAlias = UpdateVisitResponse  # noqa: Y015
+
+@_typing.final
+class CancelVisitRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    institution_code: _builtins.str
+    visit_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        institution_code: _builtins.str = ...,
+        visit_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["institution_code", b"institution_code", "request_id", b"request_id", "visit_id", b"visit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelVisitRequest: _TypeAlias = CancelVisitRequest  # noqa: Y015
+
+@_typing.final
+class CancelVisitResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VISIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def visit(self) -> Global___Visit: ...
+    def __init__(
+        self,
+        *,
+        visit: Global___Visit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["visit", b"visit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["visit", b"visit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelVisitResponse: _TypeAlias = CancelVisitResponse  # noqa: Y015
+
+@_typing.final
+class ManualClaim(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    HOSPITAL_VISIT_NO_FIELD_NUMBER: _builtins.int
+    PERSON_NO_FIELD_NUMBER: _builtins.int
+    INSURED_REGION_CODE_FIELD_NUMBER: _builtins.int
+    TREATMENT_REGION_CODE_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_FIELD_NUMBER: _builtins.int
+    ADMISSION_DATE_FIELD_NUMBER: _builtins.int
+    DISCHARGE_DATE_FIELD_NUMBER: _builtins.int
+    DIAGNOSIS_CODES_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REIMBURSEMENT_FIELD_NUMBER: _builtins.int
+    REIMBURSED_FEN_FIELD_NUMBER: _builtins.int
+    SUBMIT_TIME_FIELD_NUMBER: _builtins.int
+    PROCESS_TIME_FIELD_NUMBER: _builtins.int
+    claim_id: _builtins.str
+    institution_code: _builtins.str
+    hospital_visit_no: _builtins.str
+    person_no: _builtins.str
+    insured_region_code: _builtins.str
+    treatment_region_code: _builtins.str
+    service_type: _types_pb2.ServiceType.ValueType
+    failure_reason: _builtins.str
+    """Why direct settlement was impossible (reason names from the catalogue, or free text)."""
+    status: Global___ManualClaimStatus.ValueType
+    reimbursed_fen: _builtins.int
+    @_builtins.property
+    def admission_date(self) -> _types_pb2.Date: ...
+    @_builtins.property
+    def discharge_date(self) -> _types_pb2.Date: ...
+    @_builtins.property
+    def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeeLine]: ...
+    @_builtins.property
+    def reimbursement(self) -> Global___Breakdown:
+        """The reimbursement, once processed; cash_fen is what the person still bears."""
+
+    @_builtins.property
+    def submit_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def process_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        claim_id: _builtins.str = ...,
+        institution_code: _builtins.str = ...,
+        hospital_visit_no: _builtins.str = ...,
+        person_no: _builtins.str = ...,
+        insured_region_code: _builtins.str = ...,
+        treatment_region_code: _builtins.str = ...,
+        service_type: _types_pb2.ServiceType.ValueType = ...,
+        admission_date: _types_pb2.Date | None = ...,
+        discharge_date: _types_pb2.Date | None = ...,
+        diagnosis_codes: _abc.Iterable[_builtins.str] | None = ...,
+        lines: _abc.Iterable[Global___FeeLine] | None = ...,
+        failure_reason: _builtins.str = ...,
+        status: Global___ManualClaimStatus.ValueType = ...,
+        reimbursement: Global___Breakdown | None = ...,
+        reimbursed_fen: _builtins.int = ...,
+        submit_time: _timestamp_pb2.Timestamp | None = ...,
+        process_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["admission_date", b"admission_date", "discharge_date", b"discharge_date", "process_time", b"process_time", "reimbursement", b"reimbursement", "submit_time", b"submit_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_date", b"admission_date", "claim_id", b"claim_id", "diagnosis_codes", b"diagnosis_codes", "discharge_date", b"discharge_date", "failure_reason", b"failure_reason", "hospital_visit_no", b"hospital_visit_no", "institution_code", b"institution_code", "insured_region_code", b"insured_region_code", "lines", b"lines", "person_no", b"person_no", "process_time", b"process_time", "reimbursed_fen", b"reimbursed_fen", "reimbursement", b"reimbursement", "service_type", b"service_type", "status", b"status", "submit_time", b"submit_time", "treatment_region_code", b"treatment_region_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ManualClaim: _TypeAlias = ManualClaim  # noqa: Y015
+
+@_typing.final
+class SubmitManualClaimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    HOSPITAL_VISIT_NO_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_FIELD_NUMBER: _builtins.int
+    ADMISSION_DATE_FIELD_NUMBER: _builtins.int
+    DISCHARGE_DATE_FIELD_NUMBER: _builtins.int
+    DIAGNOSIS_CODES_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    institution_code: _builtins.str
+    hospital_visit_no: _builtins.str
+    service_type: _types_pb2.ServiceType.ValueType
+    failure_reason: _builtins.str
+    @_builtins.property
+    def credential(self) -> _types_pb2.Credential: ...
+    @_builtins.property
+    def admission_date(self) -> _types_pb2.Date: ...
+    @_builtins.property
+    def discharge_date(self) -> _types_pb2.Date: ...
+    @_builtins.property
+    def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeeLine]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        institution_code: _builtins.str = ...,
+        hospital_visit_no: _builtins.str = ...,
+        credential: _types_pb2.Credential | None = ...,
+        service_type: _types_pb2.ServiceType.ValueType = ...,
+        admission_date: _types_pb2.Date | None = ...,
+        discharge_date: _types_pb2.Date | None = ...,
+        diagnosis_codes: _abc.Iterable[_builtins.str] | None = ...,
+        lines: _abc.Iterable[Global___FeeLine] | None = ...,
+        failure_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["admission_date", b"admission_date", "credential", b"credential", "discharge_date", b"discharge_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admission_date", b"admission_date", "credential", b"credential", "diagnosis_codes", b"diagnosis_codes", "discharge_date", b"discharge_date", "failure_reason", b"failure_reason", "hospital_visit_no", b"hospital_visit_no", "institution_code", b"institution_code", "lines", b"lines", "request_id", b"request_id", "service_type", b"service_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitManualClaimRequest: _TypeAlias = SubmitManualClaimRequest  # noqa: Y015
+
+@_typing.final
+class SubmitManualClaimResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def claim(self) -> Global___ManualClaim: ...
+    def __init__(
+        self,
+        *,
+        claim: Global___ManualClaim | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitManualClaimResponse: _TypeAlias = SubmitManualClaimResponse  # noqa: Y015
+
+@_typing.final
+class ProcessManualClaimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    claim_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        claim_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcessManualClaimRequest: _TypeAlias = ProcessManualClaimRequest  # noqa: Y015
+
+@_typing.final
+class ProcessManualClaimResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def claim(self) -> Global___ManualClaim: ...
+    def __init__(
+        self,
+        *,
+        claim: Global___ManualClaim | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcessManualClaimResponse: _TypeAlias = ProcessManualClaimResponse  # noqa: Y015
+
+@_typing.final
+class GetManualClaimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_ID_FIELD_NUMBER: _builtins.int
+    claim_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        claim_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_id", b"claim_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetManualClaimRequest: _TypeAlias = GetManualClaimRequest  # noqa: Y015
+
+@_typing.final
+class GetManualClaimResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def claim(self) -> Global___ManualClaim: ...
+    def __init__(
+        self,
+        *,
+        claim: Global___ManualClaim | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim", b"claim"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetManualClaimResponse: _TypeAlias = GetManualClaimResponse  # noqa: Y015
+
+@_typing.final
+class ListManualClaimsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSURED_REGION_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    insured_region_code: _builtins.str
+    status: Global___ManualClaimStatus.ValueType
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        insured_region_code: _builtins.str = ...,
+        status: Global___ManualClaimStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["insured_region_code", b"insured_region_code", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListManualClaimsRequest: _TypeAlias = ListManualClaimsRequest  # noqa: Y015
+
+@_typing.final
+class ListManualClaimsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___ManualClaim]: ...
+    def __init__(
+        self,
+        *,
+        claims: _abc.Iterable[Global___ManualClaim] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListManualClaimsResponse: _TypeAlias = ListManualClaimsResponse  # noqa: Y015

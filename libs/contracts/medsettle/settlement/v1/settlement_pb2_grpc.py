@@ -87,6 +87,21 @@ class SettlementServiceStub:
                 request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.StreamSettlementsRequest.SerializeToString,
                 response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.StreamSettlementsResponse.FromString,
                 _registered_method=True)
+        self.UpdateVisit = channel.unary_unary(
+                '/medsettle.settlement.v1.SettlementService/UpdateVisit',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.UpdateVisitRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.UpdateVisitResponse.FromString,
+                _registered_method=True)
+        self.CancelVisit = channel.unary_unary(
+                '/medsettle.settlement.v1.SettlementService/CancelVisit',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.CancelVisitRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.CancelVisitResponse.FromString,
+                _registered_method=True)
+        self.SubmitManualClaim = channel.unary_unary(
+                '/medsettle.settlement.v1.SettlementService/SubmitManualClaim',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimResponse.FromString,
+                _registered_method=True)
 
 
 class SettlementServiceServicer:
@@ -162,6 +177,28 @@ class SettlementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateVisit(self, request, context):
+        """Admission changes: diagnoses while open; the admission date before any settlement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelVisit(self, request, context):
+        """Cancels an admission or registration with no live settlement (national 2404).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitManualClaim(self, request, context):
+        """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
+        so the insured place can process the person's claim online later.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettlementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -214,6 +251,21 @@ def add_SettlementServiceServicer_to_server(servicer, server):
                     servicer.StreamSettlements,
                     request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.StreamSettlementsRequest.FromString,
                     response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.StreamSettlementsResponse.SerializeToString,
+            ),
+            'UpdateVisit': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVisit,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.UpdateVisitRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.UpdateVisitResponse.SerializeToString,
+            ),
+            'CancelVisit': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelVisit,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.CancelVisitRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.CancelVisitResponse.SerializeToString,
+            ),
+            'SubmitManualClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitManualClaim,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,6 +541,249 @@ class SettlementService:
             '/medsettle.settlement.v1.SettlementService/StreamSettlements',
             medsettle_dot_settlement_dot_v1_dot_settlement__pb2.StreamSettlementsRequest.SerializeToString,
             medsettle_dot_settlement_dot_v1_dot_settlement__pb2.StreamSettlementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVisit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.SettlementService/UpdateVisit',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.UpdateVisitRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.UpdateVisitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelVisit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.SettlementService/CancelVisit',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.CancelVisitRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.CancelVisitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitManualClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.SettlementService/SubmitManualClaim',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ManualClaimServiceStub:
+    """The insured place's side of manual reimbursement. Not routed to hospitals.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ProcessManualClaim = channel.unary_unary(
+                '/medsettle.settlement.v1.ManualClaimService/ProcessManualClaim',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ProcessManualClaimRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ProcessManualClaimResponse.FromString,
+                _registered_method=True)
+        self.GetManualClaim = channel.unary_unary(
+                '/medsettle.settlement.v1.ManualClaimService/GetManualClaim',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetManualClaimRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetManualClaimResponse.FromString,
+                _registered_method=True)
+        self.ListManualClaims = channel.unary_unary(
+                '/medsettle.settlement.v1.ManualClaimService/ListManualClaims',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListManualClaimsRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListManualClaimsResponse.FromString,
+                _registered_method=True)
+
+
+class ManualClaimServiceServicer:
+    """The insured place's side of manual reimbursement. Not routed to hospitals.
+    """
+
+    def ProcessManualClaim(self, request, context):
+        """Computes the reimbursement with the same policy engine and updates the person's accumulators.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetManualClaim(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListManualClaims(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ManualClaimServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ProcessManualClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProcessManualClaim,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ProcessManualClaimRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ProcessManualClaimResponse.SerializeToString,
+            ),
+            'GetManualClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetManualClaim,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetManualClaimRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetManualClaimResponse.SerializeToString,
+            ),
+            'ListManualClaims': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListManualClaims,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListManualClaimsRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListManualClaimsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'medsettle.settlement.v1.ManualClaimService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('medsettle.settlement.v1.ManualClaimService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ManualClaimService:
+    """The insured place's side of manual reimbursement. Not routed to hospitals.
+    """
+
+    @staticmethod
+    def ProcessManualClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.ManualClaimService/ProcessManualClaim',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ProcessManualClaimRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ProcessManualClaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetManualClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.ManualClaimService/GetManualClaim',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetManualClaimRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetManualClaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListManualClaims(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.ManualClaimService/ListManualClaims',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListManualClaimsRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListManualClaimsResponse.FromString,
             options,
             channel_credentials,
             insecure,

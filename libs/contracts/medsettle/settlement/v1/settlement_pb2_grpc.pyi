@@ -53,6 +53,14 @@ class SettlementServiceStub:
     GetSettlement: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetSettlementRequest, _settlement_pb2.GetSettlementResponse]
     StreamSettlements: _grpc.UnaryStreamMultiCallable[_settlement_pb2.StreamSettlementsRequest, _settlement_pb2.StreamSettlementsResponse]
     """The outbox feed: every settlement and cancellation once, in a resumable order."""
+    UpdateVisit: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.UpdateVisitRequest, _settlement_pb2.UpdateVisitResponse]
+    """Admission changes: diagnoses while open; the admission date before any settlement."""
+    CancelVisit: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.CancelVisitRequest, _settlement_pb2.CancelVisitResponse]
+    """Cancels an admission or registration with no live settlement (national 2404)."""
+    SubmitManualClaim: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.SubmitManualClaimRequest, _settlement_pb2.SubmitManualClaimResponse]
+    """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
+    so the insured place can process the person's claim online later.
+    """
 
 @_typing.type_check_only
 class SettlementServiceAsyncStub(SettlementServiceStub):
@@ -79,6 +87,14 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     GetSettlement: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetSettlementRequest, _settlement_pb2.GetSettlementResponse]  # type: ignore[assignment]
     StreamSettlements: _aio.UnaryStreamMultiCallable[_settlement_pb2.StreamSettlementsRequest, _settlement_pb2.StreamSettlementsResponse]  # type: ignore[assignment]
     """The outbox feed: every settlement and cancellation once, in a resumable order."""
+    UpdateVisit: _aio.UnaryUnaryMultiCallable[_settlement_pb2.UpdateVisitRequest, _settlement_pb2.UpdateVisitResponse]  # type: ignore[assignment]
+    """Admission changes: diagnoses while open; the admission date before any settlement."""
+    CancelVisit: _aio.UnaryUnaryMultiCallable[_settlement_pb2.CancelVisitRequest, _settlement_pb2.CancelVisitResponse]  # type: ignore[assignment]
+    """Cancels an admission or registration with no live settlement (national 2404)."""
+    SubmitManualClaim: _aio.UnaryUnaryMultiCallable[_settlement_pb2.SubmitManualClaimRequest, _settlement_pb2.SubmitManualClaimResponse]  # type: ignore[assignment]
+    """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
+    so the insured place can process the person's claim online later.
+    """
 
 class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
     """The hospital-facing hot path. The calling institution is the one named by the caller's
@@ -163,4 +179,79 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_settlement_pb2.StreamSettlementsResponse], _abc.AsyncIterator[_settlement_pb2.StreamSettlementsResponse]]:
         """The outbox feed: every settlement and cancellation once, in a resumable order."""
 
+    @_abc_1.abstractmethod
+    def UpdateVisit(
+        self,
+        request: _settlement_pb2.UpdateVisitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.UpdateVisitResponse, _abc.Awaitable[_settlement_pb2.UpdateVisitResponse]]:
+        """Admission changes: diagnoses while open; the admission date before any settlement."""
+
+    @_abc_1.abstractmethod
+    def CancelVisit(
+        self,
+        request: _settlement_pb2.CancelVisitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.CancelVisitResponse, _abc.Awaitable[_settlement_pb2.CancelVisitResponse]]:
+        """Cancels an admission or registration with no live settlement (national 2404)."""
+
+    @_abc_1.abstractmethod
+    def SubmitManualClaim(
+        self,
+        request: _settlement_pb2.SubmitManualClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.SubmitManualClaimResponse, _abc.Awaitable[_settlement_pb2.SubmitManualClaimResponse]]:
+        """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
+        so the insured place can process the person's claim online later.
+        """
+
 def add_SettlementServiceServicer_to_server(servicer: SettlementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class ManualClaimServiceStub:
+    """The insured place's side of manual reimbursement. Not routed to hospitals."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> ManualClaimServiceAsyncStub: ...
+    ProcessManualClaim: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ProcessManualClaimRequest, _settlement_pb2.ProcessManualClaimResponse]
+    """Computes the reimbursement with the same policy engine and updates the person's accumulators."""
+    GetManualClaim: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetManualClaimRequest, _settlement_pb2.GetManualClaimResponse]
+    ListManualClaims: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ListManualClaimsRequest, _settlement_pb2.ListManualClaimsResponse]
+
+@_typing.type_check_only
+class ManualClaimServiceAsyncStub(ManualClaimServiceStub):
+    """The insured place's side of manual reimbursement. Not routed to hospitals."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ProcessManualClaim: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ProcessManualClaimRequest, _settlement_pb2.ProcessManualClaimResponse]  # type: ignore[assignment]
+    """Computes the reimbursement with the same policy engine and updates the person's accumulators."""
+    GetManualClaim: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetManualClaimRequest, _settlement_pb2.GetManualClaimResponse]  # type: ignore[assignment]
+    ListManualClaims: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ListManualClaimsRequest, _settlement_pb2.ListManualClaimsResponse]  # type: ignore[assignment]
+
+class ManualClaimServiceServicer(metaclass=_abc_1.ABCMeta):
+    """The insured place's side of manual reimbursement. Not routed to hospitals."""
+
+    @_abc_1.abstractmethod
+    def ProcessManualClaim(
+        self,
+        request: _settlement_pb2.ProcessManualClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.ProcessManualClaimResponse, _abc.Awaitable[_settlement_pb2.ProcessManualClaimResponse]]:
+        """Computes the reimbursement with the same policy engine and updates the person's accumulators."""
+
+    @_abc_1.abstractmethod
+    def GetManualClaim(
+        self,
+        request: _settlement_pb2.GetManualClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.GetManualClaimResponse, _abc.Awaitable[_settlement_pb2.GetManualClaimResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListManualClaims(
+        self,
+        request: _settlement_pb2.ListManualClaimsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.ListManualClaimsResponse, _abc.Awaitable[_settlement_pb2.ListManualClaimsResponse]]: ...
+
+def add_ManualClaimServiceServicer_to_server(servicer: ManualClaimServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

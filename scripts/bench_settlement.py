@@ -1,0 +1,227 @@
+"""Settle under load, against a bare grpc.aio echo server measured in the same run.
+
+    .venv/bin/python scripts/bench_settlement.py [--visits 2000] [--inflight 64] [--pg URL]
+
+Starts the suite as a separate process (all-in-one, PostgreSQL, durable commits: PostgreSQL's
+default synchronous_commit=on), prepares 50-line visits for many persons (not timed), then:
+  1. unloaded Settle latency (one call in flight),
+  2. Settle at --inflight calls in flight: calls/s, p50, p99,
+  3. PreSettle at --inflight (nothing persisted),
+  4. an echo server in its own process answering with a message of the Settle response's size,
+     driven by the same client the same way.
+Reports the ratios Settle/echo and PreSettle/echo. Noisy machines: compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "libs" / "contracts")]
+
+from medsettle.common.v1 import types_pb2  # noqa: E402
+from medsettle.eligibility.v1 import eligibility_pb2 as el  # noqa: E402
+from medsettle.filing.v1 import filing_pb2  # noqa: E402
+from medsettle.settlement.v1 import settlement_pb2 as st  # noqa: E402
+from services.demo import CST, HOSPITAL, Clients, fee_lines, seed_registry  # noqa: E402
+
+ECHO_SERVER = r'''
+import asyncio, sys, grpc
+size = int(sys.argv[2])
+payload = b"x" * size
+async def main():
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Echo", {
+        "Call": grpc.unary_unary_rpc_method_handler(
+            echo, request_deserializer=None, response_serializer=None)})])
+    server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+    await server.start()
+    await server.wait_for_termination()
+async def echo(req, ctx):
+    return payload
+asyncio.run(main())
+'''
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000
+
+
+async def drive(call, n: int, inflight: int) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
+    latencies: list[float] = []
+    queue = iter(range(n))
+
+    async def worker() -> None:
+        for i in queue:
+            t = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(inflight)))
+    return n / (time.perf_counter() - start), latencies
+
+
+def report(name: str, rate: float, lat: list[float]) -> None:
+    print(f"  {name:<28}{rate:>10.0f} calls/s   p50 {pct(lat, 50):6.2f} ms   p99 {pct(lat, 99):6.2f} ms")
+
+
+async def prepare(target: str, persons: int, visits: int) -> list[str]:
+    c = Clients(target)
+    day = dt.datetime.now(CST).date()
+    md = (("x-medsettle-institution", HOSPITAL),)
+    await seed_registry(c, "bench")
+    sem = asyncio.Semaphore(32)
+
+    async def person(i: int) -> None:
+        async with sem:
+            pno = f"PB{i:08d}"
+            await c.eligibility.UpsertInsuredPerson(el.UpsertInsuredPersonRequest(
+                request_id=f"bp-{i}", person=el.InsuredPerson(
+                    person_no=pno, id_number=f"11010519800101{i % 10000:04d}", name="bench",
+                    insured_region_code="110100", insurance_type=types_pb2.INSURANCE_TYPE_EMPLOYEE,
+                    person_type=types_pb2.PERSON_TYPE_IN_SERVICE, status=el.PERSON_STATUS_ACTIVE,
+                    has_personal_account=True, account_balance_fen=500_000, card_number=f"BC{i:08d}",
+                    card_serial="S1")))
+            await c.filing.CreateFiling(filing_pb2.CreateFilingRequest(
+                request_id=f"bf-{i}", person_no=pno, insured_region_code="110100", treatment_region_code="310100",
+                filing_type=types_pb2.FILING_TYPE_LONG_TERM_RESIDENT, insurance_type=types_pb2.INSURANCE_TYPE_EMPLOYEE,
+                channel=filing_pb2.CHANNEL_APP, commitment_signed=True,
+                start_date=types_pb2.Date(year=day.year, month=day.month, day=day.day)))
+
+    await asyncio.gather(*(person(i) for i in range(persons)))
+    await asyncio.sleep(1.0)  # let the filings reach eligibility's index
+    ids: list[str] = []
+
+    async def visit(j: int) -> None:
+        async with sem:
+            cred = types_pb2.Credential(card=types_pb2.SocialSecurityCard(
+                card_number=f"BC{j % persons:08d}", card_serial="S1"))
+            v = (await c.settlement.OpenVisit(st.OpenVisitRequest(
+                request_id=f"bo-{j}", institution_code=HOSPITAL, hospital_visit_no=f"BV{j}", credential=cred,
+                service_type=types_pb2.SERVICE_TYPE_INPATIENT,
+                admission_date=types_pb2.Date(year=day.year, month=day.month, day=day.day)), metadata=md)).visit
+            await c.settlement.UploadFees(st.UploadFeesRequest(
+                request_id=f"bu-{j}", institution_code=HOSPITAL, visit_id=v.visit_id,
+                lines=fee_lines(50, j, "310100", day)), metadata=md)
+            ids.append(v.visit_id)
+
+    await asyncio.gather(*(visit(j) for j in range(visits)))
+    await c.close()
+    return ids
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--visits", type=int, default=2000)
+    ap.add_argument("--persons", type=int, default=400)
+    ap.add_argument("--inflight", type=int, default=64)
+    ap.add_argument("--pg", default=os.environ.get("MEDSETTLE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432"))
+    args = ap.parse_args()
+
+    import asyncpg
+
+    admin = await asyncpg.connect(args.pg.replace("postgresql+asyncpg://", "postgresql://") + "/postgres")
+    names = {s: f"medsettle_bench_{s}" for s in ("filing", "eligibility", "settlement", "clearing")}
+    for n in names.values():
+        await admin.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{n}"')
+    sync = await admin.fetchval("SHOW synchronous_commit")
+    await admin.close()
+    env = {**os.environ, "MEDSETTLE_LOG_LEVEL": "WARNING", "MEDSETTLE_CLEARING_FOLLOW_FEED": "false",
+           "MEDSETTLE_DB_POOL_SIZE": "20", "MEDSETTLE_DRAIN_SECONDS": "0",
+           "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'libs' / 'contracts'}"}
+    for s, n in names.items():
+        env[f"MEDSETTLE_{s.upper()}_DATABASE_URL"] = f"{args.pg}/{n}"
+    subprocess.run([sys.executable, "-m", "services.cli", "migrate"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    port, echo_port = 50951, 50952
+    server = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--all", "--port", str(port),
+                               "--host", "127.0.0.1", "--no-migrate"], cwd=ROOT, env=env)
+    echo = None
+    try:
+        target = f"127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                async with grpc.aio.insecure_channel(target) as ch:
+                    await asyncio.wait_for(ch.channel_ready(), 0.5)
+                break
+            except Exception:
+                await asyncio.sleep(0.2)
+        print(f"PostgreSQL synchronous_commit={sync}; preparing {args.visits} 50-line visits "
+              f"for {args.persons} persons ...")
+        t = time.perf_counter()
+        ids = await prepare(target, args.persons, args.visits + 400)
+        print(f"  prepared in {time.perf_counter() - t:.1f} s\n")
+        md = (("x-medsettle-institution", HOSPITAL),)
+        async with grpc.aio.insecure_channel(target) as ch:
+            stub = st_grpc(ch)
+            sample = await stub.PreSettle(st.PreSettleRequest(visit_id=ids[0], use_personal_account=True), metadata=md)
+            settle_req_size = st.SettleRequest(request_id="x" * 20, institution_code=HOSPITAL, visit_id=ids[0],
+                                               use_personal_account=True).ByteSize()
+
+            async def settle_call(i: int, offset: int = 0) -> None:
+                await stub.Settle(st.SettleRequest(request_id=f"bs-{i + offset}", institution_code=HOSPITAL,
+                                                   visit_id=ids[i + offset], use_personal_account=True), metadata=md)
+
+            rate, lat = await drive(lambda i: settle_call(i, 0), 300, 1)
+            print("Settle (one call in flight)")
+            report("Settle unloaded", rate, lat)
+            unloaded = lat
+            rate_s, lat_s = await drive(lambda i: settle_call(i, 300), args.visits, args.inflight)
+            last = await stub.Settle(st.SettleRequest(request_id="bs-0", institution_code=HOSPITAL, visit_id=ids[0],
+                                                      use_personal_account=True), metadata=md)
+            resp_size = last.ByteSize()
+            spare = ids[300 + args.visits:]
+            rate_p, lat_p = await drive(
+                lambda i: stub.PreSettle(st.PreSettleRequest(visit_id=spare[i % len(spare)],
+                                                             use_personal_account=True), metadata=md),
+                args.visits, args.inflight)
+        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port), str(resp_size)])
+        await asyncio.sleep(1.0)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}") as ch:
+            call = ch.unary_unary("/bench.Echo/Call")
+            payload = b"y" * settle_req_size
+            await call(payload)
+            rate_e, lat_e = await drive(lambda i: call(payload), args.visits, args.inflight)
+            presettle_payload = b"y" * st.PreSettleRequest(visit_id=ids[0], use_personal_account=True).ByteSize()
+            call_p = ch.unary_unary("/bench.Echo/Call")
+            rate_ep, lat_ep = await drive(lambda i: call_p(presettle_payload), args.visits, args.inflight)
+        print(f"\nAt {args.inflight} calls in flight (Settle response {resp_size} B, PreSettle response "
+              f"{sample.ByteSize()} B):")
+        report("Settle", rate_s, lat_s)
+        report("PreSettle", rate_p, lat_p)
+        report("echo (Settle-sized)", rate_e, lat_e)
+        report("echo (PreSettle-sized)", rate_ep, lat_ep)
+        print(f"\nratios: Settle/echo = {rate_s / rate_e:.2f} (target >= 0.60); "
+              f"PreSettle/echo = {rate_p / rate_ep:.2f} (target >= 0.85)")
+        print(f"unloaded Settle: p50 {pct(unloaded, 50):.2f} ms (target <= 2), "
+              f"p99 {pct(unloaded, 99):.2f} ms (target <= 5)")
+        print(f"median Settle latency under load: {statistics.median(lat_s) * 1000:.2f} ms")
+    finally:
+        server.terminate()
+        server.wait(15)
+        if echo is not None:
+            echo.terminate()
+            echo.wait(5)
+
+
+def st_grpc(ch: grpc.aio.Channel):  # type: ignore[no-untyped-def]
+    from medsettle.settlement.v1 import settlement_pb2_grpc
+
+    return settlement_pb2_grpc.SettlementServiceStub(ch)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,128 @@
+"""Exactly once: idempotent retries, refused key reuse, concurrent duplicates, reversal by request id,
+and concurrent settlements of one person that never spend a cap, a deductible or a balance twice."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from libs.platform.errors import error_details
+from libs.platform.host import Host
+from medsettle.settlement.v1 import settlement_pb2 as st
+from services.demo import HOSPITAL
+from services.settlement.adapters.db import accounts, accumulators, settlement_events, settlements
+from tests.integration.settlement.helpers import (
+    OTHER_HOSPITAL,
+    RETIREE,
+    World,
+    lines,
+    md,
+    open_visit,
+    rpc_error,
+    settle,
+    setup_world,
+    upload,
+)
+
+pytestmark = pytest.mark.db
+
+
+async def _count(url: str, table) -> int:  # type: ignore[no-untyped-def]
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        n = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+    await engine.dispose()
+    return int(n)
+
+
+async def _visit_with_fees(w: World, tag: str, n: int = 8, institution: str = HOSPITAL) -> str:
+    visit = await open_visit(w, f"open-{tag}", institution=institution)
+    await upload(w, f"up-{tag}", visit.visit_id, lines(n, hash(tag) % 97, w.day), institution=institution)
+    return visit.visit_id
+
+
+async def test_retry_returns_the_stored_answer_and_reuse_with_another_payload_is_refused(
+    suite: Host, db_urls: dict[str, str]
+) -> None:
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    visit_id = await _visit_with_fees(w, "a")
+    first = await settle(w, "same-key", visit_id)
+    again = await settle(w, "same-key", visit_id)
+    assert again.settlement_id == first.settlement_id and again.breakdown == first.breakdown
+    err = await rpc_error(settle(w, "same-key", visit_id, account=False))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error_details(err).reason == "REASON_REQUEST_ID_REUSED"
+    assert await _count(db_urls["settlement"], settlements) == 1
+
+
+async def test_concurrent_duplicates_run_once(suite: Host, db_urls: dict[str, str]) -> None:
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    visit_id = await _visit_with_fees(w, "b")
+    results = await asyncio.gather(*(settle(w, "dup-key", visit_id) for _ in range(12)), return_exceptions=True)
+    ids = {r.settlement_id for r in results if isinstance(r, st.Settlement)}
+    errors = [r for r in results if not isinstance(r, st.Settlement)]
+    assert len(ids) == 1, (ids, errors)
+    # a duplicate may lose the race and be told to retry, never settle twice
+    assert all(error_details(e).reason == "REASON_CONCURRENT_UPDATE" for e in errors)
+    assert await _count(db_urls["settlement"], settlements) == 1
+    assert await _count(db_urls["settlement"], settlement_events) == 1
+
+
+async def test_reverse_transaction_undoes_a_settlement_whose_answer_was_lost(suite: Host) -> None:
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    visit_id = await _visit_with_fees(w, "c")
+    lost = await settle(w, "lost-answer", visit_id)
+    resp = await w.c.settlement.ReverseTransaction(
+        st.ReverseTransactionRequest(request_id="rev-1", original_request_id="lost-answer"), metadata=md()
+    )
+    assert resp.reversed and resp.cancellation.cancels_settlement_id == lost.settlement_id
+    # retried reversal: same answer
+    again = await w.c.settlement.ReverseTransaction(
+        st.ReverseTransactionRequest(request_id="rev-1", original_request_id="lost-answer"), metadata=md()
+    )
+    assert again.cancellation.settlement_id == resp.cancellation.settlement_id
+
+
+async def test_reversing_a_call_that_never_arrived_makes_it_refused_later(suite: Host) -> None:
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    visit_id = await _visit_with_fees(w, "d")
+    resp = await w.c.settlement.ReverseTransaction(
+        st.ReverseTransactionRequest(request_id="rev-2", original_request_id="never-arrived"), metadata=md()
+    )
+    assert not resp.reversed
+    err = await rpc_error(settle(w, "never-arrived", visit_id))
+    assert error_details(err).reason == "REASON_REQUEST_ID_REUSED"
+
+
+async def test_concurrent_settlements_of_one_person_never_spend_a_cap_or_balance_twice(
+    suite: Host, db_urls: dict[str, str], db_kind: str
+) -> None:
+    """Many visits of the same person at two hospitals, settled at once."""
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    n = 16 if db_kind == "postgres" else 8
+    visits = [
+        await _visit_with_fees(w, f"p{i}", n=10, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL) for i in range(n)
+    ]
+    done = await asyncio.gather(
+        *(settle(w, f"ps{i}", v, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL) for i, v in enumerate(visits))
+    )
+    account_paid = sum(s.breakdown.personal_account_fen for s in done)
+    deductible = sum(s.breakdown.deductible_fen for s in done)
+    pooled = sum(s.breakdown.pooled_fund_fen for s in done)
+    assert account_paid == 268_450  # the balance is spent exactly once, never below zero
+    assert sorted(s.breakdown.account_balance_after_fen for s in done)[0] == 0
+    engine = create_async_engine(db_urls["settlement"])
+    async with engine.connect() as conn:
+        acc = (await conn.execute(select(accumulators).where(accumulators.c.person_no == RETIREE))).one()
+        balance = (await conn.execute(select(accounts.c.balance_fen))).scalar_one()
+    await engine.dispose()
+    # the accumulators are the exact sum of what the settlements say they added
+    assert acc.pooled_paid_fen == pooled
+    assert acc.inpatient_deductible_borne_fen == deductible
+    assert acc.admissions == n and balance == 0
+    # each admission bore its own deductible once: deductibles of later admissions never exceed the first
+    assert all(s.breakdown.deductible_fen >= 0 for s in done)
