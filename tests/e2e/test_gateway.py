@@ -1,0 +1,98 @@
+"""The local gateway (nginx, k8s/local-gateway) in front of the services as separate processes:
+hospitals authenticate with client certificates, the certificate's CN is the institution the
+services see, and nothing the client writes in the header changes that."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from medsettle.clearing.v1 import clearing_pb2
+from medsettle.common.v1 import types_pb2
+from medsettle.settlement.v1 import settlement_pb2 as st
+from services.demo import HOSPITAL
+from tests.e2e.conftest import Stack, TracedSettlement
+from tests.e2e.flow import OTHER_HOSPITAL, TlsClients, reason_of, rpc_error
+from tests.pki import Pki
+
+pytestmark = [pytest.mark.db, pytest.mark.slow]
+
+INSTITUTION_HEADER = "x-medsettle-institution"
+
+
+async def test_hospital_settles_through_the_gateway_with_its_client_certificate(
+    traced_settlement: TracedSettlement, stack: Stack
+) -> None:
+    s = traced_settlement.settled.settlement
+    assert s.settlement_id and s.breakdown.total_fen > 0 and s.breakdown.fund_total_fen > 0
+    assert s.institution_code == HOSPITAL
+    # the settlement is readable through the gateway by the hospital that owns it
+    async with stack.clients(stack.hospital) as c:
+        got = await c.settlement.GetSettlement(
+            st.GetSettlementRequest(institution_code=HOSPITAL, settlement_id=s.settlement_id)
+        )
+    assert got.settlement.settlement_id == s.settlement_id
+    assert got.settlement.breakdown.total_fen == s.breakdown.total_fen
+
+
+@pytest.mark.parametrize("who", ["no certificate", "expired certificate", "certificate from another CA"])
+async def test_gateway_refuses_a_hospital_without_a_valid_certificate(stack: Stack, who: str) -> None:
+    if who == "no certificate":
+        client = None
+    elif who == "expired certificate":
+        client = stack.pki.expired_client(HOSPITAL)
+    else:
+        client = Pki(stack.tmp / "rogue-ca", ca_name="rogue-ca").client(HOSPITAL)
+    async with TlsClients(stack.gateway.target, stack.pki.ca_pem, client) as c:
+        err = await rpc_error(
+            c.settlement.GetSettlement(
+                st.GetSettlementRequest(institution_code=HOSPITAL, settlement_id="S-none"),
+                metadata=((INSTITUTION_HEADER, HOSPITAL),),
+                timeout=5,
+            )
+        )
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED, (err.code(), err.details())
+
+
+async def test_certificate_identity_wins_over_a_forged_institution_header(
+    traced_settlement: TracedSettlement, stack: Stack
+) -> None:
+    settlement_id = traced_settlement.settled.settlement.settlement_id
+    request = st.GetSettlementRequest(institution_code=HOSPITAL, settlement_id=settlement_id)
+    # Another hospital, claiming in the header to be the owner: the gateway overwrites the header
+    # with its certificate's CN and the service refuses.
+    async with stack.clients(stack.other_hospital) as c:
+        err = await rpc_error(c.settlement.GetSettlement(request, metadata=((INSTITUTION_HEADER, HOSPITAL),)))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
+    # The owner, forging the other hospital's code in the header: still itself, still allowed.
+    async with stack.clients(stack.hospital) as c:
+        ok = await c.settlement.GetSettlement(request, metadata=((INSTITUTION_HEADER, OTHER_HOSPITAL),))
+    assert ok.settlement.settlement_id == settlement_id
+
+
+async def test_hospital_cannot_act_for_another_institution(traced_settlement: TracedSettlement, stack: Stack) -> None:
+    """CN=HOSPITAL opening a visit as OTHER_HOSPITAL (a real, networked hospital), header forged too."""
+    async with stack.clients(stack.hospital) as c:
+        err = await rpc_error(
+            c.settlement.OpenVisit(
+                st.OpenVisitRequest(
+                    request_id="e2e-impersonate-open",
+                    institution_code=OTHER_HOSPITAL,
+                    hospital_visit_no="e2e-impersonate",
+                    credential=types_pb2.Credential(ecert_token=traced_settlement.settled.ecert_token),
+                    service_type=types_pb2.SERVICE_TYPE_INPATIENT,
+                    admission_date=traced_settlement.settled.settlement.settle_date,
+                    diagnosis_codes=["I63.900"],
+                ),
+                metadata=((INSTITUTION_HEADER, OTHER_HOSPITAL),),
+            )
+        )
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
+
+
+async def test_clearing_is_not_reachable_through_the_gateway(stack: Stack) -> None:
+    async with stack.clients(stack.hospital) as c:
+        err = await rpc_error(c.clearing.GetIngestStatus(clearing_pb2.GetIngestStatusRequest(), timeout=5))
+    assert err.code() == grpc.StatusCode.UNIMPLEMENTED
