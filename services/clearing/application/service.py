@@ -85,7 +85,7 @@ class ClearingService:
                 await self.ingest(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the feed dropped: resume from the cursor
                 _log.warning("feed_interrupted", error_type=type(exc).__name__, error=str(exc)[:200])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=backoff)
