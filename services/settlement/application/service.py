@@ -47,6 +47,7 @@ from services.settlement.domain.model import (
     check_owner,
     clearing_category,
     require_eligible,
+    require_trauma_declaration,
 )
 
 _log = get_logger("medsettle.settlement")
@@ -119,6 +120,7 @@ class SettlementService:
     # -- visits ---------------------------------------------------------------------------
     async def open_visit(self, request_id: str, fp: str, caller: str | None, cmd: OpenVisitCommand) -> VisitRecord:
         check_owner(cmd.institution_code, caller)
+        require_trauma_declaration(cmd.diagnosis_codes, cmd.trauma)
         async with self.db.read() as s:
             if ref := await idempotency.check(s, idempotency_keys, request_id, "open_visit", fp):
                 return await self._visit_or_fail(ref)
@@ -564,6 +566,7 @@ class SettlementService:
         use_account: bool,
     ) -> Committed:
         check_owner(cmd.institution_code, caller)
+        require_trauma_declaration(cmd.diagnosis_codes, cmd.trauma)
         async with self.db.read() as s:
             if ref := await idempotency.check(s, idempotency_keys, request_id, "settle_outpatient", fp):
                 return await self._committed_or_fail(ref)

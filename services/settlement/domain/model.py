@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from libs.core.errors import DomainError, Reason
+from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.policy import FeeLine, FilingType, InsuranceType, PersonType, ServiceType
 
 
@@ -137,6 +137,28 @@ class SettlementRecord:
     result_json: str
     flags: tuple[MonitoringFlag, ...] = field(default_factory=tuple)
     cancelled_by: str = ""
+
+
+def is_trauma(diagnosis_code: str) -> bool:
+    """ICD-10 injuries (S00-T14): trauma the person must declare has no liable third party."""
+    code = diagnosis_code.strip().upper()
+    if code.startswith("S") and code[1:3].isdigit():
+        return True
+    return code.startswith("T") and code[1:3].isdigit() and int(code[1:3]) <= 14
+
+
+def require_trauma_declaration(diagnosis_codes: tuple[str, ...], declared: bool) -> None:
+    """Trauma is settled directly only with the person's declaration that no third party is
+    liable (treatment-place management rules); otherwise the third party pays, not the fund."""
+    if declared:
+        return
+    trauma = [c for c in diagnosis_codes if is_trauma(c)]
+    if trauma:
+        raise DomainError(
+            Reason.TRAUMA_DECLARATION_REQUIRED,
+            f"trauma diagnosis {trauma[0]}: the person must declare that no third party is liable",
+            violations=[FieldViolation("trauma_no_third_party_declared", "required for a trauma diagnosis")],
+        )
 
 
 def check_owner(visit_institution: str, caller: str | None) -> None:

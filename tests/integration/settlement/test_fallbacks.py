@@ -143,3 +143,23 @@ async def test_manual_claim_when_direct_settlement_was_impossible(suite: Host) -
         w.c.claims.ProcessManualClaim(st.ProcessManualClaimRequest(request_id="mcp-2", claim_id=claim.claim_id))
     )
     assert error_details(err).reason == "REASON_VISIT_STATE_INVALID"
+
+
+async def test_trauma_needs_the_no_third_party_declaration(suite: Host) -> None:
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    req = st.OpenVisitRequest(
+        request_id="tr-1",
+        institution_code=HOSPITAL,
+        hospital_visit_no="tr-1",
+        credential=RESIDENT_CARD,
+        service_type=types_pb2.SERVICE_TYPE_INPATIENT,
+        admission_date=date(w.day),
+        diagnosis_codes=["S72.001"],
+    )
+    err = await rpc_error(w.c.settlement.OpenVisit(req, metadata=md()))
+    d = error_details(err)
+    assert d.reason == "REASON_TRAUMA_DECLARATION_REQUIRED"
+    assert [v.field for v in d.violations] == ["trauma_no_third_party_declared"]
+    req.request_id, req.trauma_no_third_party_declared = "tr-2", True
+    visit = (await w.c.settlement.OpenVisit(req, metadata=md())).visit
+    assert visit.status == st.VISIT_STATUS_OPEN

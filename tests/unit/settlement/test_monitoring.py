@@ -47,3 +47,17 @@ def test_duplicates_and_quantities() -> None:
     ]
     codes = sorted((f.code, f.line_no) for f in monitoring.line_flags(lines))
     assert codes == [(monitoring.DUPLICATE_LINE, 2), (monitoring.QUANTITY_BEYOND_LIMIT, 3)]
+
+
+def test_trauma_codes_need_a_declaration() -> None:
+    import pytest
+
+    from libs.core.errors import DomainError, Reason
+    from services.settlement.domain.model import is_trauma, require_trauma_declaration
+
+    assert is_trauma("S72.001") and is_trauma("t14.900") and not is_trauma("T50.900") and not is_trauma("I63.900")
+    with pytest.raises(DomainError) as exc:
+        require_trauma_declaration(("I10", "S72.001"), declared=False)
+    assert exc.value.reason is Reason.TRAUMA_DECLARATION_REQUIRED
+    require_trauma_declaration(("S72.001",), declared=True)
+    require_trauma_declaration(("I10",), declared=False)

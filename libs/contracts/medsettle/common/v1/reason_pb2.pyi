@@ -87,6 +87,8 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     REASON_REGISTRY_DATA_INVALID: _Reason.ValueType  # 59
     REASON_FILING_INDEX_NOT_READY: _Reason.ValueType  # 60
     REASON_INSTITUTION_REGION_MISMATCH: _Reason.ValueType  # 61
+    REASON_TRAUMA_DECLARATION_REQUIRED: _Reason.ValueType  # 85
+    """settlement (85-99)"""
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """The reason catalogue. Every error a medsettle service returns carries a
@@ -160,4 +162,6 @@ REASON_PERSON_IDENTITY_CONFLICT: Reason.ValueType  # 58
 REASON_REGISTRY_DATA_INVALID: Reason.ValueType  # 59
 REASON_FILING_INDEX_NOT_READY: Reason.ValueType  # 60
 REASON_INSTITUTION_REGION_MISMATCH: Reason.ValueType  # 61
+REASON_TRAUMA_DECLARATION_REQUIRED: Reason.ValueType  # 85
+"""settlement (85-99)"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015

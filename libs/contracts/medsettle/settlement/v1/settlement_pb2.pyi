@@ -814,12 +814,17 @@ class SettleOutpatientRequest(_message.Message):
     SPECIAL_DISEASE_CODE_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     USE_PERSONAL_ACCOUNT_FIELD_NUMBER: _builtins.int
+    EMERGENCY_FIELD_NUMBER: _builtins.int
+    TRAUMA_NO_THIRD_PARTY_DECLARED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     institution_code: _builtins.str
     hospital_visit_no: _builtins.str
     service_type: _types_pb2.ServiceType.ValueType
     special_disease_code: _builtins.str
     use_personal_account: _builtins.bool
+    emergency: _builtins.bool
+    trauma_no_third_party_declared: _builtins.bool
+    """Required for a trauma diagnosis: the person declares no third party is liable."""
     @_builtins.property
     def credential(self) -> _types_pb2.Credential: ...
     @_builtins.property
@@ -841,10 +846,12 @@ class SettleOutpatientRequest(_message.Message):
         special_disease_code: _builtins.str = ...,
         lines: _abc.Iterable[Global___FeeLine] | None = ...,
         use_personal_account: _builtins.bool = ...,
+        emergency: _builtins.bool = ...,
+        trauma_no_third_party_declared: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "visit_date", b"visit_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "diagnosis_codes", b"diagnosis_codes", "hospital_visit_no", b"hospital_visit_no", "institution_code", b"institution_code", "lines", b"lines", "request_id", b"request_id", "service_type", b"service_type", "special_disease_code", b"special_disease_code", "use_personal_account", b"use_personal_account", "visit_date", b"visit_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "diagnosis_codes", b"diagnosis_codes", "emergency", b"emergency", "hospital_visit_no", b"hospital_visit_no", "institution_code", b"institution_code", "lines", b"lines", "request_id", b"request_id", "service_type", b"service_type", "special_disease_code", b"special_disease_code", "trauma_no_third_party_declared", b"trauma_no_third_party_declared", "use_personal_account", b"use_personal_account", "visit_date", b"visit_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
