@@ -104,6 +104,7 @@ class Host:
                 ServerInterceptor(
                     trust_institution_header=self.settings.trust_institution_header,
                     tls_identity=creds is not None and self.settings.tls_client_ca_file is not None,
+                    trusted_proxies=self.settings.trusted_proxies,
                 )
             ],
             options=SERVER_OPTIONS,

@@ -33,9 +33,16 @@ def _trace_id() -> str:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, *, trust_institution_header: bool = True, tls_identity: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        trust_institution_header: bool = True,
+        tls_identity: bool = False,
+        trusted_proxies: frozenset[str] = frozenset(),
+    ) -> None:
         self._trust_header = trust_institution_header
         self._tls_identity = tls_identity
+        self._trusted_proxies = trusted_proxies
 
     async def intercept_service(
         self,
@@ -67,7 +74,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             # institution-scoped RPCs refuse it and the peer-facing ones (CheckEligibility,
             # WatchFilings, StreamSettlements) do not ask.
             cn = context.auth_context().get("x509_common_name")
-            return bytes(cn[0]).decode() if cn else None
+            peer = bytes(cn[0]).decode() if cn else None
+            if peer is not None and peer in self._trusted_proxies:
+                # a trusted proxy (the gateway) verified the hospital and names it in the header
+                value = md.get(INSTITUTION_HEADER)
+                return value if isinstance(value, str) and value else None
+            return peer
         if self._trust_header:
             value = md.get(INSTITUTION_HEADER)
             if isinstance(value, str) and value:

@@ -64,6 +64,7 @@ async def mtls(settings: Settings, tmp_path: Path) -> AsyncIterator[MtlsSuite]:
                     "peer_ca_file": pki.ca_file,
                     "peer_cert_file": identity.cert_file,
                     "peer_key_file": identity.key_file,
+                    "trusted_proxy_cns": "medsettle-gateway",
                     **{f"{p}_target": t for p, t in targets.items() if p != "clearing"},
                 }
             )
@@ -134,4 +135,24 @@ async def test_institution_comes_from_the_peer_certificate_and_a_forged_header_i
     async with mtls.clients(svc) as service:
         err = await rpc_error(service.settlement.GetSettlement(request, metadata=((HEADER, HOSPITAL),)))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
+
+
+async def test_a_trusted_proxy_names_the_institution_and_nobody_else_can(mtls: MtlsSuite) -> None:
+    """Behind the gateway with service-side mTLS: the gateway's certificate is trusted to carry
+    the hospital's identity in the header; any other certificate is the caller itself."""
+    async with mtls.clients(mtls.pki.client(HOSPITAL)) as owner:
+        await seed(owner, "mtls-proxy")
+        token = await eligible_token(owner, "mtls-proxy")
+        settled = await settle_inpatient(owner, "mtls-proxy", token)
+    request = st.GetSettlementRequest(institution_code=HOSPITAL, settlement_id=settled.settlement.settlement_id)
+    async with mtls.clients(mtls.pki.client("medsettle-gateway")) as gateway:
+        got = await gateway.settlement.GetSettlement(request, metadata=((HEADER, HOSPITAL),))
+        assert got.settlement.institution_code == HOSPITAL
+        err = await rpc_error(gateway.settlement.GetSettlement(request, metadata=((HEADER, OTHER_HOSPITAL),)))
+        assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
+        err = await rpc_error(gateway.settlement.GetSettlement(request))
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    async with mtls.clients(mtls.pki.client(OTHER_HOSPITAL)) as other:
+        err = await rpc_error(other.settlement.GetSettlement(request, metadata=((HEADER, HOSPITAL),)))
     assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
