@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -20,22 +21,24 @@ from sqlalchemy import (
     Text,
     and_,
     case,
+    delete,
+    exists,
     func,
     insert,
+    literal,
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform.idempotency import idempotency_table
+from services.clearing.domain.ledger import Entry, check_balanced
 from services.clearing.domain.model import (
     Category,
-    Entry,
     FeedSettlement,
     Statement,
     StatementLine,
     StatementStatus,
-    month_bounds,
 )
 
 metadata = MetaData()
@@ -48,6 +51,7 @@ feed_cursor = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# The sub-ledger: every ingested settlement and cancellation, never updated.
 cleared_settlements = Table(
     "cleared_settlements",
     metadata,
@@ -71,6 +75,8 @@ cleared_settlements = Table(
     Column("fund_total_fen", BigInteger, nullable=False),
     Column("personal_account_fen", BigInteger, nullable=False),
     Column("cash_fen", BigInteger, nullable=False),
+    # yyyymm the row is cleared in: its own month; a cancellation's is the cancelled settlement's.
+    Column("clearing_month", Integer, nullable=False),
 )
 Index(
     "ix_cleared_month_pair",
@@ -79,6 +85,12 @@ Index(
     cleared_settlements.c.treatment_province,
 )
 Index("ix_cleared_institution_date", cleared_settlements.c.institution_code, cleared_settlements.c.settle_date)
+Index(
+    "ix_cleared_clearing_month",
+    cleared_settlements.c.clearing_month,
+    cleared_settlements.c.insured_province,
+    cleared_settlements.c.treatment_province,
+)
 
 ledger_entries = Table(
     "ledger_entries",
@@ -106,10 +118,81 @@ statements = Table(
     Column("settlement_count", BigInteger, nullable=False),
     Column("signing_date", Date, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("through_position", BigInteger, nullable=False, server_default="0"),
+    Column("treatment_confirmed_at", DateTime(timezone=True), nullable=True),
+    Column("insured_confirmed_at", DateTime(timezone=True), nullable=True),
+    Column("disbursement_date", Date, nullable=True),
+    Column("bank_charge_fen", BigInteger, nullable=False, server_default="0"),
 )
 Index("ix_statements_month", statements.c.year, statements.c.month)
 
+# Late rows of a closed month, taken as adjustments by a later month's statement.
+statement_adjustments = Table(
+    "statement_adjustments",
+    metadata,
+    Column("settlement_id", String(40), primary_key=True),
+    Column("statement_id", String(40), nullable=False),
+)
+Index("ix_statement_adjustments_statement", statement_adjustments.c.statement_id)
+
+prepayments = Table(
+    "prepayments",
+    metadata,
+    Column("insured_province", String(2), primary_key=True),
+    Column("treatment_province", String(2), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("annual_prepayment_fen", BigInteger, nullable=False),
+    Column("previous_q4_clearing_fen", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+top_ups = Table(
+    "top_ups",
+    metadata,
+    Column("top_up_id", String(128), primary_key=True),
+    Column("insured_province", String(2), nullable=False),
+    Column("treatment_province", String(2), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("month", Integer, nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_top_ups_pair_year", top_ups.c.insured_province, top_ups.c.treatment_province, top_ups.c.year)
+
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("verification_id", String(40), primary_key=True),
+    Column("settlement_id", String(40), nullable=False),
+    Column("institution_code", String(32), nullable=False),
+    Column("insured_province", String(2), nullable=False),
+    Column("treatment_province", String(2), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("clearing_month", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("answer_deadline", Date, nullable=False),
+    Column("answered_at", DateTime(timezone=True), nullable=True),
+    Column("answer", Text, nullable=True),
+    Column("rejected_fen", BigInteger, nullable=False),
+    Column("deducted_in_statement_id", String(40), nullable=True),
+)
+Index("ix_verifications_settlement", verifications.c.settlement_id)
+
+reconciliations = Table(
+    "reconciliations",
+    metadata,
+    Column("reconciliation_id", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("submitter", String(32), nullable=False),
+    Column("reconcile_date", Date, nullable=False),
+    Column("matched", Boolean, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 idempotency_keys = idempotency_table(metadata)
+
 
 _AMOUNTS = (
     "total_fen",
@@ -122,12 +205,87 @@ _AMOUNTS = (
     "personal_account_fen",
     "cash_fen",
 )
+_COLUMNS = tuple(c.name for c in cleared_settlements.columns)
+CLOSED = (
+    StatementStatus.CONFIRMED_BY_TREATMENT_SIDE.value,
+    StatementStatus.CONFIRMED_BY_INSURED_SIDE.value,
+    StatementStatus.DISBURSED.value,
+)
+DRAWN = (StatementStatus.CONFIRMED_BY_INSURED_SIDE.value, StatementStatus.DISBURSED.value)
+
+
+def _record(s: FeedSettlement, month: int) -> tuple[Any, ...]:
+    """One row in ``_COLUMNS`` order (built directly: this runs once per ingested settlement)."""
+    return (
+        s.settlement_id,
+        s.position,
+        s.kind,
+        s.cancels_settlement_id or None,
+        s.institution_code,
+        s.insured_region[:2],
+        s.treatment_region[:2],
+        s.insured_region,
+        s.treatment_region,
+        s.category.value,
+        s.settle_date,
+        s.total_fen,
+        s.pooled_fund_fen,
+        s.large_amount_fen,
+        s.critical_illness_fen,
+        s.assistance_fen,
+        s.other_fund_fen,
+        s.fund_total_fen,
+        s.personal_account_fen,
+        s.cash_fen,
+        month,
+    )
+
+
+_RECORD_ORDER = (
+    "settlement_id",
+    "position",
+    "kind",
+    "cancels_settlement_id",
+    "institution_code",
+    "insured_province",
+    "treatment_province",
+    "insured_region",
+    "treatment_region",
+    "category",
+    "settle_date",
+    "total_fen",
+    "pooled_fund_fen",
+    "large_amount_fen",
+    "critical_illness_fen",
+    "assistance_fen",
+    "other_fund_fen",
+    "fund_total_fen",
+    "personal_account_fen",
+    "cash_fen",
+    "clearing_month",
+)
+assert tuple(_RECORD_ORDER) == _COLUMNS, "keep _record in step with the table"
+_COPY_MIN = 50  # below this a plain INSERT is as quick as COPY
+
+
+async def _driver(conn: AsyncConnection) -> Any | None:
+    """The asyncpg connection under the unit of work's transaction, on PostgreSQL; else None."""
+    if conn.dialect.name != "postgresql":
+        return None
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+def _sid_expr(year: int, month: int, ip: Any, tp: Any) -> Any:
+    """statement_id() in SQL, so claims can be made set-based."""
+    return literal(f"ST-{year:04d}{month:02d}-") + ip + literal("-") + tp
 
 
 class ClearingRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
+    # -- ingest -----------------------------------------------------------------------------
     async def cursor(self, feed: str) -> int:
         value = (await self.s.execute(select(feed_cursor.c.position).where(feed_cursor.c.feed == feed))).scalar()
         return int(value or 0)
@@ -140,36 +298,54 @@ class ClearingRepository:
             await self.s.execute(insert(feed_cursor).values(feed=feed, position=position, updated_at=now))
 
     async def known(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        if len(ids) > _COPY_MIN and (driver := await _driver(self.s)) is not None:
+            # one array parameter instead of thousands of bound ones
+            rows_ = await driver.fetch(
+                "SELECT settlement_id FROM cleared_settlements WHERE settlement_id = ANY($1::varchar[])", list(ids)
+            )
+            return {r[0] for r in rows_}
         rows = await self.s.execute(
             select(cleared_settlements.c.settlement_id).where(cleared_settlements.c.settlement_id.in_(list(ids)))
         )
         return set(rows.scalars())
 
-    async def add_settlements(self, items: Sequence[FeedSettlement]) -> None:
+    async def settle_dates(self, ids: Sequence[str]) -> dict[str, dt.date]:
+        if not ids:
+            return {}
+        c = cleared_settlements.c
+        rows = await self.s.execute(select(c.settlement_id, c.settle_date).where(c.settlement_id.in_(list(ids))))
+        return {r.settlement_id: r.settle_date for r in rows}
+
+    async def add_settlements(self, items: Sequence[FeedSettlement], months: Mapping[str, int]) -> None:
+        """Bulk insert. On PostgreSQL a COPY inside the same transaction (far fewer round trips
+        and less parsing than multi-row INSERTs)."""
         if not items:
             return
-        await self.s.execute(
-            insert(cleared_settlements),
-            [
-                {
-                    "settlement_id": s.settlement_id,
-                    "position": s.position,
-                    "kind": s.kind,
-                    "cancels_settlement_id": s.cancels_settlement_id or None,
-                    "institution_code": s.institution_code,
-                    "insured_province": s.insured_province,
-                    "treatment_province": s.treatment_province,
-                    "insured_region": s.insured_region,
-                    "treatment_region": s.treatment_region,
-                    "category": s.category.value,
-                    "settle_date": s.settle_date,
-                    **{a: getattr(s, a) for a in _AMOUNTS},
-                }
-                for s in items
-            ],
-        )
+        records = [_record(s, months[s.settlement_id]) for s in items]
+        if len(records) > _COPY_MIN and (driver := await _driver(self.s)) is not None:
+            await driver.copy_records_to_table("cleared_settlements", records=records, columns=list(_COLUMNS))
+            return
+        await self.s.execute(insert(cleared_settlements), [dict(zip(_COLUMNS, r, strict=True)) for r in records])
 
+    async def ingested_count(self) -> int:
+        return int((await self.s.execute(select(func.count()).select_from(cleared_settlements))).scalar_one())
+
+    async def cleared(self, settlement_id: str) -> Any:
+        q = select(cleared_settlements).where(cleared_settlements.c.settlement_id == settlement_id)
+        return (await self.s.execute(q)).first()
+
+    # -- ledger -----------------------------------------------------------------------------
     async def post(self, posting_id: str, entries: Sequence[Entry], now: dt.datetime) -> None:
+        check_balanced(entries)
+        if len(entries) > _COPY_MIN and (driver := await _driver(self.s)) is not None:
+            await driver.copy_records_to_table(
+                "ledger_entries",
+                records=[(posting_id, e.account, e.amount_fen, now) for e in entries],
+                columns=["posting_id", "account", "amount_fen", "posted_at"],
+            )
+            return
         if entries:
             await self.s.execute(
                 insert(ledger_entries),
@@ -182,49 +358,162 @@ class ClearingRepository:
     async def balances(self, prefix: str = "") -> list[tuple[str, int]]:
         q = select(ledger_entries.c.account, func.sum(ledger_entries.c.amount_fen)).group_by(ledger_entries.c.account)
         if prefix:
-            q = q.where(ledger_entries.c.account.startswith(prefix))
+            q = q.where(ledger_entries.c.account.startswith(prefix, autoescape=True))
         return [(a, int(b)) for a, b in (await self.s.execute(q.order_by(ledger_entries.c.account))).all()]
 
-    async def month_aggregate(self, year: int, month: int) -> list[Any]:
-        start, end = month_bounds(year, month)
-        c = cleared_settlements.c
-        return list(
-            (
-                await self.s.execute(
-                    select(
-                        c.insured_province,
-                        c.treatment_province,
-                        c.category,
-                        func.sum(case((c.kind == "settlement", 1), else_=-1)).label("count"),
-                        *[func.sum(getattr(c, a)).label(a) for a in _AMOUNTS],
-                    )
-                    .where(and_(c.settle_date >= start, c.settle_date < end))
-                    .group_by(c.insured_province, c.treatment_province, c.category)
-                )
-            ).all()
-        )
+    async def balance(self, account: str) -> int:
+        q = select(func.coalesce(func.sum(ledger_entries.c.amount_fen), 0)).where(ledger_entries.c.account == account)
+        return int((await self.s.execute(q)).scalar_one())
 
-    async def save_statement(self, st: Statement, now: dt.datetime) -> None:
-        row = {
-            "insured_province": st.insured_province,
-            "treatment_province": st.treatment_province,
-            "year": st.year,
-            "month": st.month,
-            "status": st.status.value,
-            "lines": json.dumps([_line_doc(ln) for ln in st.lines]),
-            "amount_due_fen": st.amount_due_fen,
-            "settlement_count": st.settlement_count,
-            "signing_date": st.signing_date,
-            "updated_at": now,
+    # -- monthly clearing -------------------------------------------------------------------
+    async def lock_month(self, year: int, month: int) -> dict[str, Statement | StatementStatus]:
+        """The month's statements, locked (PostgreSQL) so a confirmation cannot interleave with a
+        rebuild (SQLite write transactions are serialised anyway). Drafts come back as their
+        status only (they are about to be rebuilt), closed ones in full."""
+        q = (
+            select(statements.c.statement_id, statements.c.status)
+            .where(and_(statements.c.year == year, statements.c.month == month))
+            .with_for_update()
+        )
+        out: dict[str, Statement | StatementStatus] = {
+            r.statement_id: StatementStatus(r.status) for r in (await self.s.execute(q)).all()
         }
-        result = await self.s.execute(
-            update(statements).where(statements.c.statement_id == st.statement_id).values(**row)
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            await self.s.execute(insert(statements).values(statement_id=st.statement_id, **row))
+        closed = [sid for sid, status in out.items() if status is not StatementStatus.DRAFT]
+        if closed:
+            rows = (await self.s.execute(select(statements).where(statements.c.statement_id.in_(closed)))).all()
+            out.update({r.statement_id: statement_from_row(r) for r in rows})
+        return out
 
-    async def statement(self, statement_id: str) -> Statement | None:
-        row = (await self.s.execute(select(statements).where(statements.c.statement_id == statement_id))).first()
+    async def month_aggregate(self, year: int, month: int, through: int) -> list[Any]:
+        c = cleared_settlements.c
+        q = (
+            select(
+                c.insured_province,
+                c.treatment_province,
+                c.category,
+                func.sum(case((c.kind == "settlement", 1), else_=-1)).label("count"),
+                *[func.sum(getattr(c, a)).label(a) for a in _AMOUNTS],
+            )
+            .where(and_(c.clearing_month == year * 100 + month, c.position <= through))
+            .group_by(c.insured_province, c.treatment_province, c.category)
+        )
+        return list((await self.s.execute(q)).all())
+
+    async def release_claims(self, statement_ids: Sequence[str]) -> None:
+        """A draft being rebuilt gives back its adjustments and deductions, to claim them again."""
+        if not statement_ids:
+            return
+        ids = list(statement_ids)
+        await self.s.execute(delete(statement_adjustments).where(statement_adjustments.c.statement_id.in_(ids)))
+        await self.s.execute(
+            update(verifications)
+            .where(verifications.c.deducted_in_statement_id.in_(ids))
+            .values(deducted_in_statement_id=None)
+        )
+
+    async def claim_late_rows(self, year: int, month: int, through: int) -> None:
+        """Rows of an earlier month that arrived after that month's statement was closed become
+        adjustments of this month, unless this month's statement of the pair is closed too."""
+        c, adj = cleared_settlements.c, statement_adjustments
+        closed, mine = statements.alias("closed"), statements.alias("mine")
+        target = _sid_expr(year, month, c.insured_province, c.treatment_province)
+        q = (
+            select(c.settlement_id, target)
+            .select_from(
+                cleared_settlements.join(
+                    closed,
+                    and_(
+                        closed.c.insured_province == c.insured_province,
+                        closed.c.treatment_province == c.treatment_province,
+                        closed.c.year * 100 + closed.c.month == c.clearing_month,
+                    ),
+                )
+            )
+            .where(
+                c.clearing_month < year * 100 + month,
+                closed.c.status.in_(CLOSED),
+                c.position > closed.c.through_position,
+                c.position <= through,
+                ~exists().where(adj.c.settlement_id == c.settlement_id),
+                ~exists().where(and_(mine.c.statement_id == target, mine.c.status.in_(CLOSED))),
+            )
+        )
+        await self.s.execute(insert(adj).from_select(["settlement_id", "statement_id"], q))
+
+    async def claim_rejections(self, year: int, month: int) -> None:
+        v = verifications.c
+        target = _sid_expr(year, month, v.insured_province, v.treatment_province)
+        mine = statements.alias("mine")
+        await self.s.execute(
+            update(verifications)
+            .where(
+                v.answered_at.is_not(None),
+                v.rejected_fen > 0,
+                v.deducted_in_statement_id.is_(None),
+                v.clearing_month <= year * 100 + month,
+                ~exists().where(and_(mine.c.statement_id == target, mine.c.status.in_(CLOSED))),
+            )
+            .values(deducted_in_statement_id=target)
+        )
+
+    async def adjustments_of(self, year: int, month: int) -> list[Any]:
+        c, adj = cleared_settlements.c, statement_adjustments.c
+        q = (
+            select(c.insured_province, c.treatment_province, c.category, func.sum(c.fund_total_fen).label("fen"))
+            .select_from(statement_adjustments.join(cleared_settlements, adj.settlement_id == c.settlement_id))
+            .where(adj.statement_id.startswith(f"ST-{year:04d}{month:02d}-"))
+            .group_by(c.insured_province, c.treatment_province, c.category)
+        )
+        return list((await self.s.execute(q)).all())
+
+    async def rejections_of(self, year: int, month: int) -> list[Any]:
+        v = verifications.c
+        q = (
+            select(v.insured_province, v.treatment_province, v.category, func.sum(v.rejected_fen).label("fen"))
+            .where(v.deducted_in_statement_id.startswith(f"ST-{year:04d}{month:02d}-"))
+            .group_by(v.insured_province, v.treatment_province, v.category)
+        )
+        return list((await self.s.execute(q)).all())
+
+    async def save_drafts(self, fresh: Sequence[Statement], drafts: Sequence[Statement], now: dt.datetime) -> None:
+        """Set-based: the drafts being rebuilt are deleted and written again with the new ones
+        in one bulk insert (COPY on PostgreSQL). The caller holds the month's lock."""
+        if drafts:
+            await self.s.execute(
+                delete(statements).where(
+                    statements.c.statement_id.in_([st.statement_id for st in drafts]),
+                    statements.c.status == StatementStatus.DRAFT.value,
+                )
+            )
+        rows = [{"statement_id": st.statement_id, **_row(st, now)} for st in [*fresh, *drafts]]
+        if not rows:
+            return
+        if len(rows) > _COPY_MIN and (driver := await _driver(self.s)) is not None:
+            cols = list(rows[0])
+            await driver.copy_records_to_table(
+                "statements", records=[tuple(r[c] for c in cols) for r in rows], columns=cols
+            )
+            return
+        await self.s.execute(insert(statements), rows)
+
+    async def save_statement(self, st: Statement, now: dt.datetime, *, expect: StatementStatus | None) -> bool:
+        """Insert (``expect`` None), or update if the stored status is still ``expect``."""
+        row = _row(st, now)
+        if expect is None:
+            await self.s.execute(insert(statements).values(statement_id=st.statement_id, **row))
+            return True
+        result = await self.s.execute(
+            update(statements)
+            .where(and_(statements.c.statement_id == st.statement_id, statements.c.status == expect.value))
+            .values(**row)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def statement(self, statement_id: str, *, for_update: bool = False) -> Statement | None:
+        q = select(statements).where(statements.c.statement_id == statement_id)
+        if for_update:
+            q = q.with_for_update()
+        row = (await self.s.execute(q)).first()
         return statement_from_row(row) if row else None
 
     async def statements_of_month(self, year: int, month: int, province: str = "") -> list[Statement]:
@@ -234,8 +523,167 @@ class ClearingRepository:
         rows = (await self.s.execute(q.order_by(statements.c.statement_id))).all()
         return [statement_from_row(r) for r in rows]
 
-    async def ingested_count(self) -> int:
-        return int((await self.s.execute(select(func.count()).select_from(cleared_settlements))).scalar_one())
+    async def latest_signed(self, treatment_province: str) -> Statement | None:
+        q = (
+            select(statements)
+            .where(statements.c.treatment_province == treatment_province, statements.c.signing_date.is_not(None))
+            .order_by(statements.c.signing_date.desc())
+            .limit(1)
+        )
+        row = (await self.s.execute(q)).first()
+        return statement_from_row(row) if row else None
+
+    # -- prepayments ------------------------------------------------------------------------
+    async def clearing_sum(
+        self, ip: str, tp: str, year: int, months: Sequence[int], statuses: Sequence[str] = ()
+    ) -> int:
+        q = select(func.coalesce(func.sum(statements.c.amount_due_fen), 0)).where(
+            statements.c.insured_province == ip,
+            statements.c.treatment_province == tp,
+            statements.c.year == year,
+            statements.c.month.in_(list(months)),
+        )
+        if statuses:
+            q = q.where(statements.c.status.in_(list(statuses)))
+        return int((await self.s.execute(q)).scalar_one())
+
+    async def prepayment(self, ip: str, tp: str, year: int) -> Any:
+        p = prepayments.c
+        q = select(prepayments).where(p.insured_province == ip, p.treatment_province == tp, p.year == year)
+        return (await self.s.execute(q)).first()
+
+    async def add_prepayment(self, ip: str, tp: str, year: int, amount: int, q4: int, now: dt.datetime) -> None:
+        await self.s.execute(
+            insert(prepayments).values(
+                insured_province=ip,
+                treatment_province=tp,
+                year=year,
+                annual_prepayment_fen=amount,
+                previous_q4_clearing_fen=q4,
+                created_at=now,
+            )
+        )
+
+    async def top_ups_sum(self, ip: str, tp: str, year: int, month: int | None = None) -> int:
+        t = top_ups.c
+        q = select(func.coalesce(func.sum(t.amount_fen), 0)).where(
+            t.insured_province == ip, t.treatment_province == tp, t.year == year
+        )
+        if month is not None:
+            q = q.where(t.month == month)
+        return int((await self.s.execute(q)).scalar_one())
+
+    async def add_top_up(
+        self, top_up_id: str, ip: str, tp: str, year: int, month: int, amount: int, now: dt.datetime
+    ) -> None:
+        await self.s.execute(
+            insert(top_ups).values(
+                top_up_id=top_up_id,
+                insured_province=ip,
+                treatment_province=tp,
+                year=year,
+                month=month,
+                amount_fen=amount,
+                created_at=now,
+            )
+        )
+
+    # -- verification -----------------------------------------------------------------------
+    async def add_verification(self, row: Mapping[str, Any]) -> None:
+        await self.s.execute(insert(verifications).values(**row))
+
+    async def verification(self, verification_id: str) -> Any:
+        q = select(verifications).where(verifications.c.verification_id == verification_id)
+        return (await self.s.execute(q)).first()
+
+    async def answer_verification(self, verification_id: str, answer: str, rejected_fen: int, now: dt.datetime) -> bool:
+        result = await self.s.execute(
+            update(verifications)
+            .where(verifications.c.verification_id == verification_id, verifications.c.answered_at.is_(None))
+            .values(answer=answer, rejected_fen=rejected_fen, answered_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def all_verifications(self) -> list[Any]:
+        return list((await self.s.execute(select(verifications).order_by(verifications.c.created_at))).all())
+
+    async def month_pairs_by_category(self, year: int, month: int) -> list[Any]:
+        return await self.month_aggregate(year, month, through=2**62)
+
+    async def institution_province(self, institution: str) -> str | None:
+        c = cleared_settlements.c
+        q = select(c.treatment_province).where(c.institution_code == institution).limit(1)
+        value = (await self.s.execute(q)).scalar()
+        return str(value) if value is not None else None
+
+    # -- reconciliation ---------------------------------------------------------------------
+    @staticmethod
+    def _day_filter(day: dt.date, institution: str, province: str) -> Any:
+        c = cleared_settlements.c
+        if institution:
+            return and_(c.settle_date == day, c.institution_code == institution)
+        return and_(c.settle_date == day, c.treatment_province == province)
+
+    async def day_totals(self, day: dt.date, institution: str, province: str) -> list[Any]:
+        c = cleared_settlements.c
+        q = (
+            select(
+                c.category,
+                func.sum(case((c.kind == "settlement", 1), else_=-1)).label("count"),
+                func.sum(c.total_fen).label("medical_total_fen"),
+                func.sum(c.fund_total_fen).label("fund_total_fen"),
+                func.sum(c.personal_account_fen).label("personal_account_fen"),
+            )
+            .where(self._day_filter(day, institution, province))
+            .group_by(c.category)
+        )
+        return list((await self.s.execute(q)).all())
+
+    async def day_items(self, day: dt.date, institution: str, province: str) -> list[Any]:
+        c = cleared_settlements.c
+        q = select(c.settlement_id, c.total_fen, c.fund_total_fen, c.personal_account_fen).where(
+            self._day_filter(day, institution, province)
+        )
+        return list((await self.s.execute(q)).all())
+
+    async def save_reconciliation(
+        self, rid: str, kind: str, submitter: str, day: dt.date, matched: bool, result: str, now: dt.datetime
+    ) -> None:
+        await self.s.execute(
+            insert(reconciliations).values(
+                reconciliation_id=rid,
+                kind=kind,
+                submitter=submitter,
+                reconcile_date=day,
+                matched=matched,
+                result=result,
+                created_at=now,
+            )
+        )
+
+    async def reconciliation(self, rid: str) -> Any:
+        q = select(reconciliations).where(reconciliations.c.reconciliation_id == rid)
+        return (await self.s.execute(q)).first()
+
+
+def _row(st: Statement, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "insured_province": st.insured_province,
+        "treatment_province": st.treatment_province,
+        "year": st.year,
+        "month": st.month,
+        "status": st.status.value,
+        "lines": json.dumps([_line_doc(ln) for ln in st.lines]),
+        "amount_due_fen": st.amount_due_fen,
+        "settlement_count": st.settlement_count,
+        "signing_date": st.signing_date,
+        "updated_at": now,
+        "through_position": st.through_position,
+        "treatment_confirmed_at": st.treatment_confirmed_at,
+        "insured_confirmed_at": st.insured_confirmed_at,
+        "disbursement_date": st.disbursement_date,
+        "bank_charge_fen": st.bank_charge_fen,
+    }
 
 
 def _line_doc(ln: StatementLine) -> dict[str, Any]:
@@ -257,4 +705,10 @@ def statement_from_row(r: Any) -> Statement:
         lines=lines,
         signing_date=r.signing_date,
         settlement_count=r.settlement_count,
+        through_position=r.through_position,
+        updated_at=r.updated_at,
+        treatment_confirmed_at=r.treatment_confirmed_at,
+        insured_confirmed_at=r.insured_confirmed_at,
+        disbursement_date=r.disbursement_date,
+        bank_charge_fen=r.bank_charge_fen,
     )

@@ -39,6 +39,7 @@ def feed_settlement(position: int, s: settlement_pb2.Settlement) -> FeedSettleme
         fund_total_fen=b.fund_total_fen,
         personal_account_fen=b.personal_account_fen,
         cash_fen=b.cash_fen,
+        settled_at=s.settle_time.ToDatetime(tzinfo=dt.UTC) if s.HasField("settle_time") else None,
     )
 
 

@@ -10,9 +10,12 @@ from libs.core.errors import Violations
 from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, timestamp
 from medsettle.clearing.v1 import clearing_pb2 as pb
 from medsettle.clearing.v1 import clearing_pb2_grpc
+from medsettle.common.v1 import types_pb2
 from services.clearing.adapters.peers import CATEGORY_IN
+from services.clearing.application.funds import PrepaymentView, Verification
 from services.clearing.application.service import ClearingService
-from services.clearing.domain.model import Statement, StatementStatus, payment_deadline
+from services.clearing.domain.model import Category, Side, Statement, StatementStatus, payment_deadline
+from services.clearing.domain.reconcile import Difference, DifferenceKind, Item, Totals
 
 CATEGORY_OUT = {v: k for k, v in CATEGORY_IN.items()}
 STATUS_OUT = {
@@ -31,6 +34,97 @@ def _month(m: Any, field: str, v: Violations) -> tuple[int, int]:
     v.check(2000 <= m.year <= 2100, f"{field}.year", "2000..2100")
     v.check(1 <= m.month <= 12, f"{field}.month", "1..12")
     return m.year, m.month
+
+
+SIDE_IN = {pb.SIDE_TREATMENT: Side.TREATMENT, pb.SIDE_INSURED: Side.INSURED}
+KIND_OUT = {
+    DifferenceKind.MISSING_HERE: pb.DIFFERENCE_KIND_MISSING_HERE,
+    DifferenceKind.MISSING_THERE: pb.DIFFERENCE_KIND_MISSING_THERE,
+    DifferenceKind.AMOUNT_DIFFERS: pb.DIFFERENCE_KIND_AMOUNT_DIFFERS,
+    DifferenceKind.TOTALS_DIFFER: pb.DIFFERENCE_KIND_TOTALS_DIFFER,
+}
+MAX_ITEMS = 200_000
+
+
+def _province(value: str, field: str, v: Violations) -> str:
+    v.check(len(value) == 2 and value.isdigit(), field, "2-digit province code")
+    return value
+
+
+def _year(value: int, field: str, v: Violations) -> int:
+    v.check(2000 <= value <= 2100, field, "2000..2100")
+    return value
+
+
+def _totals_in(msg: Any, field: str, v: Violations) -> Totals:
+    category: Category | None = None
+    if msg.category:
+        category = CATEGORY_IN.get(msg.category)
+        v.check(category is not None, f"{field}.category", "unknown clearing category")
+    return Totals(category, msg.count, msg.medical_total_fen, msg.fund_total_fen, msg.personal_account_fen)
+
+
+def _items_in(items: Any, v: Violations) -> list[Item]:
+    v.check(len(items) <= MAX_ITEMS, "items", f"at most {MAX_ITEMS} per request")
+    seen: set[str] = set()
+    out = []
+    for i, it in enumerate(items):
+        v.check(0 < len(it.settlement_id) <= 40, f"items[{i}].settlement_id", "required, 1-40 characters")
+        v.check(it.settlement_id not in seen, f"items[{i}].settlement_id", "listed twice")
+        seen.add(it.settlement_id)
+        out.append(Item(it.settlement_id, it.medical_total_fen, it.fund_total_fen, it.personal_account_fen))
+    return out
+
+
+def _totals_out(t: Totals) -> pb.Totals:
+    return pb.Totals(
+        category=CATEGORY_OUT[t.category] if t.category else types_pb2.CLEARING_CATEGORY_UNSPECIFIED,
+        count=t.count,
+        medical_total_fen=t.medical_total_fen,
+        fund_total_fen=t.fund_total_fen,
+        personal_account_fen=t.personal_account_fen,
+    )
+
+
+def _difference_out(d: Difference) -> pb.Difference:
+    return pb.Difference(
+        kind=KIND_OUT[d.kind],
+        settlement_id=d.settlement_id,
+        category=CATEGORY_OUT[d.category] if d.category else types_pb2.CLEARING_CATEGORY_UNSPECIFIED,
+        expected_fen=d.expected_fen,
+        actual_fen=d.actual_fen,
+        field=d.field,
+    )
+
+
+def prepayment_to_proto(p: PrepaymentView) -> pb.Prepayment:
+    return pb.Prepayment(
+        insured_province_code=p.insured_province,
+        treatment_province_code=p.treatment_province,
+        year=p.year,
+        annual_prepayment_fen=p.annual_prepayment_fen,
+        top_ups_fen=p.top_ups_fen,
+        drawn_fen=p.drawn_fen,
+        replenished_fen=p.replenished_fen,
+        available_fen=p.available_fen,
+    )
+
+
+def verification_to_proto(vr: Verification) -> pb.VerificationRequest:
+    msg = pb.VerificationRequest(
+        verification_id=vr.verification_id,
+        settlement_id=vr.settlement_id,
+        reason=vr.reason,
+        answered=vr.answered,
+        rejected_fen=vr.rejected_fen,
+        answer=vr.answer,
+        insured_province_code=vr.insured_province,
+        treatment_province_code=vr.treatment_province,
+        deducted_in_statement_id=vr.deducted_in_statement_id,
+    )
+    date_to_proto(vr.answer_deadline, msg.answer_deadline)
+    msg.create_time.CopyFrom(timestamp(vr.created_at))
+    return msg
 
 
 def statement_to_proto(st: Statement) -> pb.Statement:
@@ -60,6 +154,15 @@ def statement_to_proto(st: Statement) -> pb.Statement:
         ],
     )
     msg.month.year, msg.month.month = st.year, st.month
+    msg.through_position = st.through_position
+    msg.bank_charge_fen = st.bank_charge_fen
+    if st.updated_at is not None:
+        msg.update_time.CopyFrom(timestamp(st.updated_at))
+    if st.treatment_confirmed_at is not None:
+        msg.treatment_confirm_time.CopyFrom(timestamp(st.treatment_confirmed_at))
+    if st.insured_confirmed_at is not None:
+        msg.insured_confirm_time.CopyFrom(timestamp(st.insured_confirmed_at))
+    date_to_proto(st.disbursement_date, msg.disbursement_date)
     if st.signing_date is not None:
         date_to_proto(st.signing_date, msg.signing_date)
         date_to_proto(payment_deadline(st.signing_date), msg.institution_payment_deadline)
@@ -113,6 +216,177 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         return pb.GetLedgerBalancesResponse(
             balances=[pb.LedgerBalance(account=a, balance_fen=b) for a, b in rows], total_fen=sum(b for _, b in rows)
         )
+
+    async def ConfirmStatement(self, request: pb.ConfirmStatementRequest, context: Any) -> pb.ConfirmStatementResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.statement_id), "statement_id", "required")
+        v.check(request.side in SIDE_IN, "side", "SIDE_TREATMENT or SIDE_INSURED")
+        v.raise_if_any()
+        st = await self.service.confirm(
+            request.request_id, fingerprint(request), request.statement_id, SIDE_IN[request.side]
+        )
+        return pb.ConfirmStatementResponse(statement=statement_to_proto(st))
+
+    async def RecordDisbursement(
+        self, request: pb.RecordDisbursementRequest, context: Any
+    ) -> pb.RecordDisbursementResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.statement_id), "statement_id", "required")
+        on = date_from_proto(
+            request.disbursement_date if request.HasField("disbursement_date") else None, "disbursement_date", v
+        )
+        v.check(request.bank_charge_fen >= 0, "bank_charge_fen", "must not be negative")
+        v.raise_if_any()
+        assert on is not None
+        st = await self.service.disburse(
+            request.request_id, fingerprint(request), request.statement_id, on, request.bank_charge_fen
+        )
+        return pb.RecordDisbursementResponse(statement=statement_to_proto(st))
+
+    async def ReconcileDaily(self, request: pb.ReconcileDailyRequest, context: Any) -> pb.ReconcileDailyResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        inst, prov = request.institution_code, request.treatment_province_code
+        v.check(bool(inst) != bool(prov), "institution_code", "give an institution_code or a treatment_province_code")
+        if prov:
+            _province(prov, "treatment_province_code", v)
+        day = date_from_proto(request.date if request.HasField("date") else None, "date", v)
+        totals = [_totals_in(t, f"totals[{i}]", v) for i, t in enumerate(request.totals)]
+        cats = [t.category for t in totals]
+        v.check(len(cats) == len(set(cats)), "totals", "one entry per category")
+        v.check(bool(totals) or bool(request.items), "totals", "required")
+        items = _items_in(request.items, v)
+        v.raise_if_any()
+        assert day is not None
+        a = await self.service.reconciliation.daily(
+            request.request_id, fingerprint(request), inst, prov, day, totals, items
+        )
+        return pb.ReconcileDailyResponse(
+            matched=a.matched,
+            our_totals=[_totals_out(t) for t in a.our_totals],
+            differences=[_difference_out(d) for d in a.differences],
+        )
+
+    async def ReconcileDetail(self, request: pb.ReconcileDetailRequest, context: Any) -> pb.ReconcileDetailResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.institution_code), "institution_code", "required")
+        day = date_from_proto(request.date if request.HasField("date") else None, "date", v)
+        items = _items_in(request.items, v)
+        v.raise_if_any()
+        assert day is not None
+        a = await self.service.reconciliation.detail(
+            request.request_id, fingerprint(request), request.institution_code, day, items
+        )
+        return pb.ReconcileDetailResponse(matched=a.matched, differences=[_difference_out(d) for d in a.differences])
+
+    async def ComputeAnnualPrepayment(
+        self, request: pb.ComputeAnnualPrepaymentRequest, context: Any
+    ) -> pb.ComputeAnnualPrepaymentResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        ip = _province(request.insured_province_code, "insured_province_code", v)
+        tp = _province(request.treatment_province_code, "treatment_province_code", v)
+        year = _year(request.year, "year", v)
+        v.check(ip != tp, "treatment_province_code", "must differ from the insured province")
+        v.raise_if_any()
+        p = await self.service.funds.compute_annual_prepayment(request.request_id, fingerprint(request), ip, tp, year)
+        return pb.ComputeAnnualPrepaymentResponse(
+            prepayment=prepayment_to_proto(p), previous_q4_clearing_fen=p.previous_q4_clearing_fen
+        )
+
+    async def GetPrepayment(self, request: pb.GetPrepaymentRequest, context: Any) -> pb.GetPrepaymentResponse:
+        v = Violations()
+        ip = _province(request.insured_province_code, "insured_province_code", v)
+        tp = _province(request.treatment_province_code, "treatment_province_code", v)
+        year = _year(request.year, "year", v)
+        v.raise_if_any()
+        return pb.GetPrepaymentResponse(
+            prepayment=prepayment_to_proto(await self.service.funds.prepayment(ip, tp, year))
+        )
+
+    async def RequestEmergencyTopUp(
+        self, request: pb.RequestEmergencyTopUpRequest, context: Any
+    ) -> pb.RequestEmergencyTopUpResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        ip = _province(request.insured_province_code, "insured_province_code", v)
+        tp = _province(request.treatment_province_code, "treatment_province_code", v)
+        year, month = _month(request.month, "month", v)
+        v.check(request.amount_fen > 0, "amount_fen", "must be positive")
+        v.raise_if_any()
+        r = await self.service.funds.request_top_up(
+            request.request_id, fingerprint(request), ip, tp, year, month, request.amount_fen
+        )
+        return pb.RequestEmergencyTopUpResponse(
+            prepayment=prepayment_to_proto(r.prepayment),
+            cap_fen=r.cap_fen,
+            month_clearing_fen=r.month_clearing_fen,
+            month_top_ups_fen=r.month_top_ups_fen,
+        )
+
+    async def RecordPrepaymentInterest(
+        self, request: pb.RecordPrepaymentInterestRequest, context: Any
+    ) -> pb.RecordPrepaymentInterestResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        ip = _province(request.insured_province_code, "insured_province_code", v)
+        tp = _province(request.treatment_province_code, "treatment_province_code", v)
+        year = _year(request.year, "year", v)
+        v.check(request.amount_fen > 0, "amount_fen", "must be positive")
+        v.raise_if_any()
+        balance = await self.service.funds.record_interest(
+            request.request_id, fingerprint(request), ip, tp, year, request.amount_fen
+        )
+        return pb.RecordPrepaymentInterestResponse(interest_income_fen=balance)
+
+    async def RecordInstitutionPayment(
+        self, request: pb.RecordInstitutionPaymentRequest, context: Any
+    ) -> pb.RecordInstitutionPaymentResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(0 < len(request.institution_code) <= 32, "institution_code", "required, 1-32 characters")
+        v.check(request.amount_fen > 0, "amount_fen", "must be positive")
+        on = date_from_proto(request.payment_date if request.HasField("payment_date") else None, "payment_date", v)
+        v.raise_if_any()
+        assert on is not None
+        r = await self.service.funds.pay_institution(
+            request.request_id, fingerprint(request), request.institution_code, request.amount_fen, on
+        )
+        out = pb.RecordInstitutionPaymentResponse(
+            treatment_province_code=r.treatment_province, outstanding_fen=r.outstanding_fen, late=r.late
+        )
+        date_to_proto(r.deadline, out.payment_deadline)
+        return out
+
+    async def CreateVerificationRequest(
+        self, request: pb.CreateVerificationRequestRequest, context: Any
+    ) -> pb.CreateVerificationRequestResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(0 < len(request.settlement_id) <= 40, "settlement_id", "required, 1-40 characters")
+        v.check(0 < len(request.reason) <= 2000, "reason", "required, at most 2000 characters")
+        v.raise_if_any()
+        vr = await self.service.funds.create_verification(
+            request.request_id, fingerprint(request), request.settlement_id, request.reason
+        )
+        return pb.CreateVerificationRequestResponse(verification=verification_to_proto(vr))
+
+    async def AnswerVerificationRequest(
+        self, request: pb.AnswerVerificationRequestRequest, context: Any
+    ) -> pb.AnswerVerificationRequestResponse:
+        v = Violations()
+        _rid(request.request_id, v)
+        v.check(bool(request.verification_id), "verification_id", "required")
+        v.check(0 < len(request.answer) <= 2000, "answer", "required, at most 2000 characters")
+        v.check(request.rejected_fen >= 0, "rejected_fen", "must not be negative")
+        v.raise_if_any()
+        vr = await self.service.funds.answer_verification(
+            request.request_id, fingerprint(request), request.verification_id, request.answer, request.rejected_fen
+        )
+        return pb.AnswerVerificationRequestResponse(verification=verification_to_proto(vr))
 
 
 def register(server: grpc.aio.Server, servicer: ClearingServicer) -> None:

@@ -1,24 +1,30 @@
-"""Clearing use cases: ingest the settlement feed exactly once, post the ledger, build statements."""
+"""Clearing use cases: ingest the settlement feed exactly once, post the ledger, build and move
+the monthly statements. Reconciliation and the fund operations live beside this module."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from libs.core.errors import DomainError, Reason
-from libs.platform import idempotency
+from libs.platform import idempotency, metrics
+from libs.platform.convert import CST
 from libs.platform.db import Database
 from libs.platform.logs import get_logger
 from services.clearing.adapters.db import ClearingRepository, idempotency_keys
+from services.clearing.domain import ledger
 from services.clearing.domain.model import (
     Category,
     FeedSettlement,
+    PairKey,
+    Side,
     Statement,
     StatementLine,
-    StatementStatus,
-    postings_for,
+    assemble,
+    clearing_month,
     statement_id,
 )
 
@@ -26,29 +32,48 @@ _log = get_logger("medsettle.clearing")
 FEED = "settlements"
 
 SettlementFeed = Callable[[int], AsyncIterator[FeedSettlement]]
+Clock = Callable[[], dt.datetime]
 
 
 class ClearingService:
-    def __init__(self, db: Database, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+    def __init__(self, db: Database, *, clock: Clock | None = None) -> None:
+        from services.clearing.application.funds import Funds
+        from services.clearing.application.reconcile import Reconciliation
+
         self.db = db
-        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._clock: Clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.last_event_time: dt.datetime | None = None
+        self.funds = Funds(db, self._clock)
+        self.reconciliation = Reconciliation(db, self._clock)
+
+    def today(self) -> dt.date:
+        return self._clock().astimezone(CST).date()
 
     # -- ingest ---------------------------------------------------------------------------
     async def ingest(self, batch: Sequence[FeedSettlement]) -> int:
-        """One transaction per batch: new settlements, their ledger postings and the cursor move
-        together, so a restart resumes exactly where the last commit left off."""
+        """One transaction per batch: the new rows (bulk), one summarised ledger posting and the
+        cursor move together, so a restart resumes exactly where the last commit left off, and a
+        re-delivered row (same settlement id) is skipped."""
         if not batch:
             return 0
         now = self._clock()
         async with self.db.transaction() as s:
             repo = ClearingRepository(s)
             known = await repo.known([b.settlement_id for b in batch])
-            fresh = [b for b in batch if b.settlement_id not in known]
-            await repo.add_settlements(fresh)
-            for item in fresh:
-                await repo.post(f"settlement:{item.settlement_id}", postings_for(item), now)
-            await repo.set_cursor(FEED, max(b.position for b in batch), now)
+            fresh: list[FeedSettlement] = []
+            for b in batch:
+                if b.settlement_id not in known:
+                    known.add(b.settlement_id)
+                    fresh.append(b)
+            dates = {b.settlement_id: b.settle_date for b in fresh}
+            originals = {b.cancels_settlement_id for b in fresh if b.is_cancellation and b.cancels_settlement_id}
+            dates.update(await repo.settle_dates(sorted(originals - dates.keys())))
+            months = {b.settlement_id: clearing_month(b, dates.get(b.cancels_settlement_id)) for b in fresh}
+            await repo.add_settlements(fresh, months)
+            if fresh:
+                await repo.post(f"ingest:{fresh[0].position}-{fresh[-1].position}", ledger.batch_posting(fresh), now)
+            cursor = await repo.cursor(FEED)
+            await repo.set_cursor(FEED, max(cursor, max(b.position for b in batch)), now)
         self.last_event_time = now
         return len(fresh)
 
@@ -56,37 +81,54 @@ class ClearingService:
         async with self.db.read() as s:
             return await ClearingRepository(s).cursor(FEED)
 
+    async def _ingest_reporting(self, batch: Sequence[FeedSettlement], *, caught_up: bool) -> None:
+        await self.ingest(batch)
+        if batch:
+            last = batch[-1]
+            metrics.record_feed_progress(last.position, last.position if caught_up else None, last.settled_at)
+
     async def follow(
-        self, feed: SettlementFeed, stopping: asyncio.Event, *, batch_size: int = 500, flush_seconds: float = 0.05
+        self, feed: SettlementFeed, stopping: asyncio.Event, *, batch_size: int = 2000, flush_seconds: float = 0.05
     ) -> None:
         """Follows the feed from the stored cursor in batches (a batch is flushed when full or
         when the feed goes quiet); reconnects with backoff when the peer goes away."""
         backoff = 0.05
         while not stopping.is_set():
             batch: list[FeedSettlement] = []
+            stream: AsyncIterator[FeedSettlement] | None = None
+            nxt: asyncio.Future[FeedSettlement] | None = None
             try:
                 stream = feed(await self.cursor()).__aiter__()
                 while True:
                     nxt = asyncio.ensure_future(anext(stream))
                     if batch:
                         done, _ = await asyncio.wait({nxt}, timeout=flush_seconds)
-                        if not done:
-                            await self.ingest(batch)
+                        if not done:  # the feed went quiet: we hold everything published so far
+                            await self._ingest_reporting(batch, caught_up=True)
                             batch = []
                     try:
                         item = await nxt
                     except StopAsyncIteration:
                         break
+                    nxt = None
                     batch.append(item)
                     backoff = 0.05
                     if len(batch) >= batch_size:
-                        await self.ingest(batch)
+                        await self._ingest_reporting(batch, caught_up=False)
                         batch = []
-                await self.ingest(batch)
+                await self._ingest_reporting(batch, caught_up=True)
             except asyncio.CancelledError:
+                if nxt is not None:
+                    nxt.cancel()
                 raise
-            except Exception as exc:  # noqa: BLE001 - the feed dropped: resume from the cursor
+            except Exception as exc:  # noqa: BLE001 -- the follower outlives any failure and retries
                 _log.warning("feed_interrupted", error_type=type(exc).__name__, error=str(exc)[:200])
+            finally:
+                if nxt is not None and not nxt.done():
+                    nxt.cancel()
+                if stream is not None and hasattr(stream, "aclose"):
+                    with contextlib.suppress(BaseException):
+                        await stream.aclose()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=backoff)
             backoff = min(backoff * 2, 2.0)
@@ -95,72 +137,108 @@ class ClearingService:
     async def run_monthly(
         self, request_id: str, fp: str, year: int, month: int, signing_date: dt.date | None
     ) -> list[Statement]:
+        """Builds (or rebuilds) the month's draft statements, set-based: one aggregate over the
+        month's rows up to the ingest cursor, plus claims of late rows and rejected amounts.
+        Confirmed statements are frozen; what reaches a closed month later becomes an adjustment
+        of the next month run."""
+
         async def attempt() -> list[Statement]:
             async with self.db.transaction() as s:
                 if await idempotency.check(s, idempotency_keys, request_id, "run_monthly", fp):
                     raise idempotency.Replay(f"{year}-{month}")
                 repo = ClearingRepository(s)
-                existing = {st.statement_id: st for st in await repo.statements_of_month(year, month)}
-                pairs: dict[tuple[str, str], list[StatementLine]] = {}
-                counts: dict[tuple[str, str], int] = {}
-                for row in await repo.month_aggregate(year, month):
-                    key = (row.insured_province, row.treatment_province)
-                    pairs.setdefault(key, []).append(
-                        StatementLine(
-                            category=Category(row.category),
-                            count=int(row.count),
-                            medical_total_fen=int(row.total_fen),
-                            pooled_fund_fen=int(row.pooled_fund_fen),
-                            large_amount_fen=int(row.large_amount_fen),
-                            critical_illness_fen=int(row.critical_illness_fen),
-                            assistance_fen=int(row.assistance_fen),
-                            other_fund_fen=int(row.other_fund_fen),
-                            fund_total_fen=int(row.fund_total_fen),
-                            personal_account_fen=int(row.personal_account_fen),
-                        )
-                    )
-                    counts[key] = counts.get(key, 0) + int(row.count)
-                out: list[Statement] = []
-                for (ip, tp), lines in sorted(pairs.items()):
-                    sid = statement_id(ip, tp, year, month)
-                    old = existing.get(sid)
-                    if old is not None and old.status is not StatementStatus.DRAFT:
-                        out.append(old)  # confirmed statements are frozen; late changes become adjustments
-                        continue
-                    st = Statement(
-                        sid,
-                        ip,
-                        tp,
-                        year,
-                        month,
-                        StatementStatus.DRAFT,
-                        tuple(sorted(lines, key=lambda ln: ln.category.value)),
-                        signing_date,
-                        counts[(ip, tp)],
-                    )
-                    await repo.save_statement(st, self._clock())
-                    out.append(st)
+                existing = await repo.lock_month(year, month)
+                closed = {sid: st for sid, st in existing.items() if isinstance(st, Statement)}
+                through = await repo.cursor(FEED)
+                await repo.release_claims([sid for sid in existing if sid not in closed])
+                await repo.claim_late_rows(year, month, through)
+                await repo.claim_rejections(year, month)
+                built = assemble(
+                    year,
+                    month,
+                    _lines(await repo.month_aggregate(year, month, through)),
+                    _fen(await repo.adjustments_of(year, month)),
+                    _fen(await repo.rejections_of(year, month)),
+                    signing_date,
+                    through,
+                )
+                out: dict[str, Statement] = dict(closed)
+                fresh = [st for st in built if st.statement_id not in existing]
+                drafts = [st for st in built if st.statement_id in existing and st.statement_id not in closed]
+                await repo.save_drafts(fresh, drafts, self._clock())  # closed statements stay as they were
+                out.update({st.statement_id: st for st in fresh + drafts})
                 await idempotency.record(s, idempotency_keys, request_id, "run_monthly", fp, f"{year}-{month}")
-            _log.info("monthly_clearing_ran", year=year, month=month, statements=len(out))
-            return out
+            _log.info("monthly_clearing_ran", year=year, month=month, statements=len(out), through=through)
+            return [out[k] for k in sorted(out)]
 
         async def replay(_: str) -> list[Statement]:
             return await self.statements(year, month)
 
         return await idempotency.run_once(attempt, replay)
 
+    async def confirm(self, request_id: str, fp: str, sid: str, side: Side) -> Statement:
+        async def change(repo: ClearingRepository, st: Statement, now: dt.datetime) -> Statement:
+            new = st.confirm(side, now, self.today())
+            if side is Side.INSURED:
+                ledger_entries = ledger.clearing_drawn(st.insured_province, st.treatment_province, st.amount_due_fen)
+                await repo.post(f"drawn:{sid}", ledger_entries, now)
+            return new
+
+        return await self._transition(request_id, fp, f"confirm_{side.value}", sid, change)
+
+    async def disburse(self, request_id: str, fp: str, sid: str, on: dt.date, bank_charge_fen: int) -> Statement:
+        async def change(repo: ClearingRepository, st: Statement, now: dt.datetime) -> Statement:
+            new = st.disburse(on, bank_charge_fen)
+            entries = ledger.disbursement(
+                st.insured_province, st.treatment_province, st.amount_due_fen, bank_charge_fen
+            )
+            await repo.post(f"disbursed:{sid}", entries, now)
+            return new
+
+        return await self._transition(request_id, fp, "disburse", sid, change)
+
+    async def _transition(
+        self,
+        request_id: str,
+        fp: str,
+        op: str,
+        sid: str,
+        change: Callable[[ClearingRepository, Statement, dt.datetime], Awaitable[Statement]],
+    ) -> Statement:
+        async def attempt() -> Statement:
+            async with self.db.transaction() as s:
+                if await idempotency.check(s, idempotency_keys, request_id, op, fp):
+                    raise idempotency.Replay(sid)
+                repo = ClearingRepository(s)
+                st = await repo.statement(sid, for_update=True)
+                if st is None:
+                    raise DomainError(Reason.STATEMENT_NOT_FOUND, f"no statement {sid}")
+                now = self._clock()
+                new = await change(repo, st, now)
+                if not await repo.save_statement(new, now, expect=st.status):
+                    raise DomainError(Reason.CONCURRENT_UPDATE, f"statement {sid} changed meanwhile; retry")
+                await idempotency.record(s, idempotency_keys, request_id, op, fp, sid)
+            _log.info("statement_changed", statement_id=sid, status=new.status.value)
+            return new
+
+        async def replay(ref: str) -> Statement:
+            return await self.statement_by_id(ref)
+
+        return await idempotency.run_once(attempt, replay)
+
+    # -- queries --------------------------------------------------------------------------
     async def statements(self, year: int, month: int, province: str = "") -> list[Statement]:
         async with self.db.read() as s:
             return await ClearingRepository(s).statements_of_month(year, month, province)
 
     async def statement(self, ip: str, tp: str, year: int, month: int) -> Statement:
+        return await self.statement_by_id(statement_id(ip, tp, year, month))
+
+    async def statement_by_id(self, sid: str) -> Statement:
         async with self.db.read() as s:
-            st = await ClearingRepository(s).statement(statement_id(ip, tp, year, month))
+            st = await ClearingRepository(s).statement(sid)
         if st is None:
-            raise DomainError(
-                Reason.STATEMENT_NOT_FOUND,
-                f"no statement for {ip}->{tp} {year}-{month:02d}; run the monthly clearing first",
-            )
+            raise DomainError(Reason.STATEMENT_NOT_FOUND, f"no statement {sid}; run the monthly clearing first")
         return st
 
     async def balances(self, prefix: str) -> list[tuple[str, int]]:
@@ -171,3 +249,25 @@ class ClearingService:
         async with self.db.read() as s:
             repo = ClearingRepository(s)
             return await repo.cursor(FEED), await repo.ingested_count()
+
+
+def _lines(rows: Sequence[Any]) -> dict[PairKey, StatementLine]:
+    return {
+        (r.insured_province, r.treatment_province, Category(r.category)): StatementLine(
+            category=Category(r.category),
+            count=int(r.count),
+            medical_total_fen=int(r.total_fen),
+            pooled_fund_fen=int(r.pooled_fund_fen),
+            large_amount_fen=int(r.large_amount_fen),
+            critical_illness_fen=int(r.critical_illness_fen),
+            assistance_fen=int(r.assistance_fen),
+            other_fund_fen=int(r.other_fund_fen),
+            fund_total_fen=int(r.fund_total_fen),
+            personal_account_fen=int(r.personal_account_fen),
+        )
+        for r in rows
+    }
+
+
+def _fen(rows: Sequence[Any]) -> dict[PairKey, int]:
+    return {(r.insured_province, r.treatment_province, Category(r.category)): int(r.fen) for r in rows}

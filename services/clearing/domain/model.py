@@ -1,9 +1,9 @@
-"""Clearing domain: what clearing keeps of a settlement, ledger postings, statements (pure)."""
+"""Clearing domain: what clearing keeps of a settlement, statements and their states (pure)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from libs.core.errors import DomainError, Reason
@@ -20,6 +20,11 @@ class StatementStatus(StrEnum):
     CONFIRMED_BY_TREATMENT_SIDE = "confirmed_by_treatment_side"
     CONFIRMED_BY_INSURED_SIDE = "confirmed_by_insured_side"
     DISBURSED = "disbursed"
+
+
+class Side(StrEnum):
+    TREATMENT = "treatment"
+    INSURED = "insured"
 
 
 FUND_FIELDS = ("pooled_fund_fen", "large_amount_fen", "critical_illness_fen", "assistance_fen", "other_fund_fen")
@@ -47,6 +52,7 @@ class FeedSettlement:
     fund_total_fen: int
     personal_account_fen: int
     cash_fen: int
+    settled_at: dt.datetime | None = None  # when settlement committed it (feed lag)
 
     @property
     def insured_province(self) -> str:
@@ -56,32 +62,28 @@ class FeedSettlement:
     def treatment_province(self) -> str:
         return self.treatment_region[:2]
 
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    account: str
-    amount_fen: int  # debit positive, credit negative
+    @property
+    def is_cancellation(self) -> bool:
+        return self.kind == "cancellation"
 
 
-def postings_for(s: FeedSettlement) -> list[Entry]:
-    """The fund part of a settlement: the treatment province advances it to the institution and
-    is owed it by the insured province. Every posting sums to zero."""
-    f = s.fund_total_fen
-    if f == 0:
-        return []
-    entries = [
-        Entry(f"treatment:{s.treatment_province}:receivable:{s.insured_province}", f),
-        Entry(f"institution:{s.institution_code}:payable", -f),
-        Entry(f"insured:{s.insured_province}:fund_expense", f),
-        Entry(f"insured:{s.insured_province}:payable:{s.treatment_province}", -f),
-    ]
-    check_balanced(entries)
-    return entries
+def month_key(d: dt.date) -> int:
+    """A month as one sortable int, 202611."""
+    return d.year * 100 + d.month
 
 
-def check_balanced(entries: list[Entry]) -> None:
-    if sum(e.amount_fen for e in entries) != 0:
-        raise DomainError(Reason.INVARIANT_VIOLATED, "a ledger posting does not balance")
+def clearing_month(item: FeedSettlement, original_date: dt.date | None) -> int:
+    """The month a row is cleared in: a settlement's own month; a cancellation nets against the
+    month of the settlement it cancels (once that month's statement is closed, the row arrives
+    late and becomes an adjustment of a later month: see ``is_late``)."""
+    if item.is_cancellation and original_date is not None:
+        return month_key(original_date)
+    return month_key(item.settle_date)
+
+
+def is_late(row_position: int, closed_through_position: int | None) -> bool:
+    """A row of a month whose statement was closed (confirmed) before the row was ingested."""
+    return closed_through_position is not None and row_position > closed_through_position
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,14 @@ class StatementLine:
     adjustment_fen: int = 0
     rejected_fen: int = 0
 
+    @property
+    def due_fen(self) -> int:
+        return self.fund_total_fen + self.adjustment_fen - self.rejected_fen
+
+
+def empty_line(category: Category) -> StatementLine:
+    return StatementLine(category, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
 
 @dataclass(frozen=True, slots=True)
 class Statement:
@@ -111,10 +121,48 @@ class Statement:
     lines: tuple[StatementLine, ...]
     signing_date: dt.date | None
     settlement_count: int
+    through_position: int = 0
+    updated_at: dt.datetime | None = None
+    treatment_confirmed_at: dt.datetime | None = None
+    insured_confirmed_at: dt.datetime | None = None
+    disbursement_date: dt.date | None = None
+    bank_charge_fen: int = 0
 
     @property
     def amount_due_fen(self) -> int:
-        return sum(ln.fund_total_fen + ln.adjustment_fen - ln.rejected_fen for ln in self.lines)
+        return sum(ln.due_fen for ln in self.lines)
+
+    @property
+    def closed(self) -> bool:
+        return self.status is not StatementStatus.DRAFT
+
+    def confirm(self, side: Side, now: dt.datetime, today: dt.date) -> Statement:
+        """draft -> confirmed by the treatment side -> confirmed by the insured side (the signing)."""
+        if side is Side.TREATMENT:
+            if self.status is not StatementStatus.DRAFT:
+                raise _state(self, "the treatment side confirms a draft statement")
+            return replace(self, status=StatementStatus.CONFIRMED_BY_TREATMENT_SIDE, treatment_confirmed_at=now)
+        if self.status is not StatementStatus.CONFIRMED_BY_TREATMENT_SIDE:
+            raise _state(self, "the insured side confirms after the treatment side")
+        return replace(
+            self,
+            status=StatementStatus.CONFIRMED_BY_INSURED_SIDE,
+            insured_confirmed_at=now,
+            signing_date=self.signing_date or today,
+        )
+
+    def disburse(self, on: dt.date, bank_charge_fen: int) -> Statement:
+        if self.status is not StatementStatus.CONFIRMED_BY_INSURED_SIDE:
+            raise _state(self, "only a statement confirmed by both sides is disbursed")
+        return replace(self, status=StatementStatus.DISBURSED, disbursement_date=on, bank_charge_fen=bank_charge_fen)
+
+
+def _state(st: Statement, rule: str) -> DomainError:
+    return DomainError(
+        Reason.STATEMENT_STATE_INVALID,
+        f"statement {st.statement_id} is {st.status.value}: {rule}",
+        metadata={"status": st.status.value},
+    )
 
 
 def statement_id(ip: str, tp: str, year: int, month: int) -> str:
@@ -131,3 +179,45 @@ def payment_deadline(signing: dt.date) -> dt.date:
     """Institutions are paid by the treatment place before the next monthly signing date."""
     nxt = month_bounds(signing.year, signing.month)[1]
     return dt.date(nxt.year, nxt.month, min(signing.day, 28))
+
+
+PairKey = tuple[str, str, Category]  # (insured province, treatment province, category)
+
+
+def assemble(
+    year: int,
+    month: int,
+    base: dict[PairKey, StatementLine],
+    adjustments: dict[PairKey, int],
+    rejections: dict[PairKey, int],
+    signing_date: dt.date | None,
+    through_position: int,
+) -> list[Statement]:
+    """Draft statements of a month, one per province pair that has anything to clear: the month's
+    settlements by category, plus late rows of closed months (adjustments) and rejected amounts
+    of answered verifications (deductions)."""
+    keys = sorted(base.keys() | adjustments.keys() | rejections.keys())
+    by_pair: dict[tuple[str, str], list[StatementLine]] = {}
+    for ip, tp, cat in keys:
+        line = base.get((ip, tp, cat)) or empty_line(cat)
+        line = replace(
+            line,
+            adjustment_fen=adjustments.get((ip, tp, cat), 0),
+            rejected_fen=rejections.get((ip, tp, cat), 0),
+        )
+        by_pair.setdefault((ip, tp), []).append(line)
+    return [
+        Statement(
+            statement_id(ip, tp, year, month),
+            ip,
+            tp,
+            year,
+            month,
+            StatementStatus.DRAFT,
+            tuple(lines),
+            signing_date,
+            sum(ln.count for ln in lines),
+            through_position,
+        )
+        for (ip, tp), lines in by_pair.items()
+    ]

@@ -167,6 +167,7 @@ class ReconcileDailyRequest(_message.Message):
     TREATMENT_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
     DATE_FIELD_NUMBER: _builtins.int
     TOTALS_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     institution_code: _builtins.str
     """Either an institution or a treatment province (2 digits)."""
@@ -175,6 +176,12 @@ class ReconcileDailyRequest(_message.Message):
     def date(self) -> _types_pb2.Date: ...
     @_builtins.property
     def totals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Totals]: ...
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___DetailItem]:
+        """Optional: the submitter's settlements of the day; when given, the answer names the exact
+        settlements that differ (as ReconcileDetail does) besides the totals.
+        """
+
     def __init__(
         self,
         *,
@@ -183,10 +190,11 @@ class ReconcileDailyRequest(_message.Message):
         treatment_province_code: _builtins.str = ...,
         date: _types_pb2.Date | None = ...,
         totals: _abc.Iterable[Global___Totals] | None = ...,
+        items: _abc.Iterable[Global___DetailItem] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["date", b"date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "institution_code", b"institution_code", "request_id", b"request_id", "totals", b"totals", "treatment_province_code", b"treatment_province_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "institution_code", b"institution_code", "items", b"items", "request_id", b"request_id", "totals", b"totals", "treatment_province_code", b"treatment_province_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -194,6 +202,8 @@ Global___ReconcileDailyRequest: _TypeAlias = ReconcileDailyRequest  # noqa: Y015
 
 @_typing.final
 class Difference(_message.Message):
+    """expected_fen is the submitter's figure, actual_fen clearing's (for field "count": counts)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KIND_FIELD_NUMBER: _builtins.int
@@ -403,6 +413,11 @@ class Statement(_message.Message):
     INSTITUTION_PAYMENT_DEADLINE_FIELD_NUMBER: _builtins.int
     SETTLEMENT_COUNT_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    THROUGH_POSITION_FIELD_NUMBER: _builtins.int
+    TREATMENT_CONFIRM_TIME_FIELD_NUMBER: _builtins.int
+    INSURED_CONFIRM_TIME_FIELD_NUMBER: _builtins.int
+    DISBURSEMENT_DATE_FIELD_NUMBER: _builtins.int
+    BANK_CHARGE_FEN_FIELD_NUMBER: _builtins.int
     statement_id: _builtins.str
     insured_province_code: _builtins.str
     treatment_province_code: _builtins.str
@@ -410,6 +425,11 @@ class Statement(_message.Message):
     amount_due_fen: _builtins.int
     """What the insured province owes the treatment province for the month."""
     settlement_count: _builtins.int
+    through_position: _builtins.int
+    """The feed position the statement was built up to; later rows of its month are adjustments
+    of a following month once the statement is confirmed.
+    """
+    bank_charge_fen: _builtins.int
     @_builtins.property
     def month(self) -> _types_pb2.Month: ...
     @_builtins.property
@@ -422,6 +442,12 @@ class Statement(_message.Message):
 
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def treatment_confirm_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def insured_confirm_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def disbursement_date(self) -> _types_pb2.Date: ...
     def __init__(
         self,
         *,
@@ -436,10 +462,15 @@ class Statement(_message.Message):
         institution_payment_deadline: _types_pb2.Date | None = ...,
         settlement_count: _builtins.int = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        through_position: _builtins.int = ...,
+        treatment_confirm_time: _timestamp_pb2.Timestamp | None = ...,
+        insured_confirm_time: _timestamp_pb2.Timestamp | None = ...,
+        disbursement_date: _types_pb2.Date | None = ...,
+        bank_charge_fen: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["institution_payment_deadline", b"institution_payment_deadline", "month", b"month", "signing_date", b"signing_date", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disbursement_date", b"disbursement_date", "institution_payment_deadline", b"institution_payment_deadline", "insured_confirm_time", b"insured_confirm_time", "month", b"month", "signing_date", b"signing_date", "treatment_confirm_time", b"treatment_confirm_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due_fen", b"amount_due_fen", "institution_payment_deadline", b"institution_payment_deadline", "insured_province_code", b"insured_province_code", "lines", b"lines", "month", b"month", "settlement_count", b"settlement_count", "signing_date", b"signing_date", "statement_id", b"statement_id", "status", b"status", "treatment_province_code", b"treatment_province_code", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due_fen", b"amount_due_fen", "bank_charge_fen", b"bank_charge_fen", "disbursement_date", b"disbursement_date", "institution_payment_deadline", b"institution_payment_deadline", "insured_confirm_time", b"insured_confirm_time", "insured_province_code", b"insured_province_code", "lines", b"lines", "month", b"month", "settlement_count", b"settlement_count", "signing_date", b"signing_date", "statement_id", b"statement_id", "status", b"status", "through_position", b"through_position", "treatment_confirm_time", b"treatment_confirm_time", "treatment_province_code", b"treatment_province_code", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -686,12 +717,19 @@ class Prepayment(_message.Message):
     ANNUAL_PREPAYMENT_FEN_FIELD_NUMBER: _builtins.int
     TOP_UPS_FEN_FIELD_NUMBER: _builtins.int
     DRAWN_FEN_FIELD_NUMBER: _builtins.int
+    REPLENISHED_FEN_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FEN_FIELD_NUMBER: _builtins.int
     insured_province_code: _builtins.str
     treatment_province_code: _builtins.str
     year: _builtins.int
     annual_prepayment_fen: _builtins.int
     top_ups_fen: _builtins.int
     drawn_fen: _builtins.int
+    """The year's clearing drawn against the prepayment (statements confirmed by the insured side)."""
+    replenished_fen: _builtins.int
+    """Drawn amounts the insured province has paid back (disbursed statements)."""
+    available_fen: _builtins.int
+    """annual + top-ups - drawn + replenished."""
     def __init__(
         self,
         *,
@@ -701,10 +739,12 @@ class Prepayment(_message.Message):
         annual_prepayment_fen: _builtins.int = ...,
         top_ups_fen: _builtins.int = ...,
         drawn_fen: _builtins.int = ...,
+        replenished_fen: _builtins.int = ...,
+        available_fen: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["annual_prepayment_fen", b"annual_prepayment_fen", "drawn_fen", b"drawn_fen", "insured_province_code", b"insured_province_code", "top_ups_fen", b"top_ups_fen", "treatment_province_code", b"treatment_province_code", "year", b"year"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annual_prepayment_fen", b"annual_prepayment_fen", "available_fen", b"available_fen", "drawn_fen", b"drawn_fen", "insured_province_code", b"insured_province_code", "replenished_fen", b"replenished_fen", "top_ups_fen", b"top_ups_fen", "treatment_province_code", b"treatment_province_code", "year", b"year"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -800,7 +840,13 @@ class RequestEmergencyTopUpResponse(_message.Message):
 
     PREPAYMENT_FIELD_NUMBER: _builtins.int
     CAP_FEN_FIELD_NUMBER: _builtins.int
+    MONTH_CLEARING_FEN_FIELD_NUMBER: _builtins.int
+    MONTH_TOP_UPS_FEN_FIELD_NUMBER: _builtins.int
     cap_fen: _builtins.int
+    """2 x the month's clearing - the annual prepayment."""
+    month_clearing_fen: _builtins.int
+    month_top_ups_fen: _builtins.int
+    """Top-ups granted for this month so far, this one included."""
     @_builtins.property
     def prepayment(self) -> Global___Prepayment: ...
     def __init__(
@@ -808,10 +854,12 @@ class RequestEmergencyTopUpResponse(_message.Message):
         *,
         prepayment: Global___Prepayment | None = ...,
         cap_fen: _builtins.int = ...,
+        month_clearing_fen: _builtins.int = ...,
+        month_top_ups_fen: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["prepayment", b"prepayment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_fen", b"cap_fen", "prepayment", b"prepayment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_fen", b"cap_fen", "month_clearing_fen", b"month_clearing_fen", "month_top_ups_fen", b"month_top_ups_fen", "prepayment", b"prepayment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -894,14 +942,24 @@ class VerificationRequest(_message.Message):
     ANSWERED_FIELD_NUMBER: _builtins.int
     REJECTED_FEN_FIELD_NUMBER: _builtins.int
     ANSWER_FIELD_NUMBER: _builtins.int
+    INSURED_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    TREATMENT_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DEDUCTED_IN_STATEMENT_ID_FIELD_NUMBER: _builtins.int
     verification_id: _builtins.str
     settlement_id: _builtins.str
     reason: _builtins.str
     answered: _builtins.bool
     rejected_fen: _builtins.int
     answer: _builtins.str
+    insured_province_code: _builtins.str
+    treatment_province_code: _builtins.str
+    deducted_in_statement_id: _builtins.str
+    """The statement the rejected amount was deducted in (empty until a clearing run takes it)."""
     @_builtins.property
     def answer_deadline(self) -> _types_pb2.Date: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -912,10 +970,14 @@ class VerificationRequest(_message.Message):
         answered: _builtins.bool = ...,
         rejected_fen: _builtins.int = ...,
         answer: _builtins.str = ...,
+        insured_province_code: _builtins.str = ...,
+        treatment_province_code: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        deducted_in_statement_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_deadline", b"answer_deadline"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_deadline", b"answer_deadline", "create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "answer_deadline", b"answer_deadline", "answered", b"answered", "reason", b"reason", "rejected_fen", b"rejected_fen", "settlement_id", b"settlement_id", "verification_id", b"verification_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "answer_deadline", b"answer_deadline", "answered", b"answered", "create_time", b"create_time", "deducted_in_statement_id", b"deducted_in_statement_id", "insured_province_code", b"insured_province_code", "reason", b"reason", "rejected_fen", b"rejected_fen", "settlement_id", b"settlement_id", "treatment_province_code", b"treatment_province_code", "verification_id", b"verification_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1014,3 +1076,160 @@ class AnswerVerificationRequestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnswerVerificationRequestResponse: _TypeAlias = AnswerVerificationRequestResponse  # noqa: Y015
+
+@_typing.final
+class GetPrepaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSURED_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    TREATMENT_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    insured_province_code: _builtins.str
+    treatment_province_code: _builtins.str
+    year: _builtins.int
+    def __init__(
+        self,
+        *,
+        insured_province_code: _builtins.str = ...,
+        treatment_province_code: _builtins.str = ...,
+        year: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["insured_province_code", b"insured_province_code", "treatment_province_code", b"treatment_province_code", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPrepaymentRequest: _TypeAlias = GetPrepaymentRequest  # noqa: Y015
+
+@_typing.final
+class GetPrepaymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREPAYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def prepayment(self) -> Global___Prepayment: ...
+    def __init__(
+        self,
+        *,
+        prepayment: Global___Prepayment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["prepayment", b"prepayment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["prepayment", b"prepayment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPrepaymentResponse: _TypeAlias = GetPrepaymentResponse  # noqa: Y015
+
+@_typing.final
+class RecordInstitutionPaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    PAYMENT_DATE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    institution_code: _builtins.str
+    amount_fen: _builtins.int
+    @_builtins.property
+    def payment_date(self) -> _types_pb2.Date: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        institution_code: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        payment_date: _types_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment_date", b"payment_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "institution_code", b"institution_code", "payment_date", b"payment_date", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordInstitutionPaymentRequest: _TypeAlias = RecordInstitutionPaymentRequest  # noqa: Y015
+
+@_typing.final
+class RecordInstitutionPaymentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TREATMENT_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_FEN_FIELD_NUMBER: _builtins.int
+    PAYMENT_DEADLINE_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
+    treatment_province_code: _builtins.str
+    outstanding_fen: _builtins.int
+    """What the treatment place still owes the institution after this payment."""
+    late: _builtins.bool
+    @_builtins.property
+    def payment_deadline(self) -> _types_pb2.Date:
+        """The payment deadline of the latest confirmed statement of the treatment province, if any."""
+
+    def __init__(
+        self,
+        *,
+        treatment_province_code: _builtins.str = ...,
+        outstanding_fen: _builtins.int = ...,
+        payment_deadline: _types_pb2.Date | None = ...,
+        late: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment_deadline", b"payment_deadline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["late", b"late", "outstanding_fen", b"outstanding_fen", "payment_deadline", b"payment_deadline", "treatment_province_code", b"treatment_province_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordInstitutionPaymentResponse: _TypeAlias = RecordInstitutionPaymentResponse  # noqa: Y015
+
+@_typing.final
+class RecordPrepaymentInterestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    INSURED_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    TREATMENT_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    insured_province_code: _builtins.str
+    treatment_province_code: _builtins.str
+    year: _builtins.int
+    amount_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        insured_province_code: _builtins.str = ...,
+        treatment_province_code: _builtins.str = ...,
+        year: _builtins.int = ...,
+        amount_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "insured_province_code", b"insured_province_code", "request_id", b"request_id", "treatment_province_code", b"treatment_province_code", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordPrepaymentInterestRequest: _TypeAlias = RecordPrepaymentInterestRequest  # noqa: Y015
+
+@_typing.final
+class RecordPrepaymentInterestResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEREST_INCOME_FEN_FIELD_NUMBER: _builtins.int
+    interest_income_fen: _builtins.int
+    """The treatment province's interest income account balance (negative = credit)."""
+    def __init__(
+        self,
+        *,
+        interest_income_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["interest_income_fen", b"interest_income_fen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordPrepaymentInterestResponse: _TypeAlias = RecordPrepaymentInterestResponse  # noqa: Y015

@@ -101,6 +101,21 @@ class ClearingServiceStub:
                 request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.AnswerVerificationRequestRequest.SerializeToString,
                 response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.AnswerVerificationRequestResponse.FromString,
                 _registered_method=True)
+        self.GetPrepayment = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/GetPrepayment',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetPrepaymentRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetPrepaymentResponse.FromString,
+                _registered_method=True)
+        self.RecordInstitutionPayment = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/RecordInstitutionPayment',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentResponse.FromString,
+                _registered_method=True)
+        self.RecordPrepaymentInterest = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/RecordPrepaymentInterest',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestResponse.FromString,
+                _registered_method=True)
 
 
 class ClearingServiceServicer:
@@ -188,6 +203,27 @@ class ClearingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPrepayment(self, request, context):
+        """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordInstitutionPayment(self, request, context):
+        """The treatment place pays an institution what it advanced for out-of-province patients.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordPrepaymentInterest(self, request, context):
+        """Interest earned on a prepayment; it belongs to the treatment place.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClearingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -255,6 +291,21 @@ def add_ClearingServiceServicer_to_server(servicer, server):
                     servicer.AnswerVerificationRequest,
                     request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.AnswerVerificationRequestRequest.FromString,
                     response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.AnswerVerificationRequestResponse.SerializeToString,
+            ),
+            'GetPrepayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrepayment,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetPrepaymentRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetPrepaymentResponse.SerializeToString,
+            ),
+            'RecordInstitutionPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInstitutionPayment,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentResponse.SerializeToString,
+            ),
+            'RecordPrepaymentInterest': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordPrepaymentInterest,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -610,6 +661,87 @@ class ClearingService:
             '/medsettle.clearing.v1.ClearingService/AnswerVerificationRequest',
             medsettle_dot_clearing_dot_v1_dot_clearing__pb2.AnswerVerificationRequestRequest.SerializeToString,
             medsettle_dot_clearing_dot_v1_dot_clearing__pb2.AnswerVerificationRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrepayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/GetPrepayment',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetPrepaymentRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetPrepaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInstitutionPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/RecordInstitutionPayment',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordPrepaymentInterest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/RecordPrepaymentInterest',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestResponse.FromString,
             options,
             channel_credentials,
             insecure,

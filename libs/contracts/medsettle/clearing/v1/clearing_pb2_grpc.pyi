@@ -50,6 +50,12 @@ class ClearingServiceStub:
     GetLedgerBalances: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetLedgerBalancesRequest, _clearing_pb2.GetLedgerBalancesResponse]
     CreateVerificationRequest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.CreateVerificationRequestRequest, _clearing_pb2.CreateVerificationRequestResponse]
     AnswerVerificationRequest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.AnswerVerificationRequestRequest, _clearing_pb2.AnswerVerificationRequestResponse]
+    GetPrepayment: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetPrepaymentRequest, _clearing_pb2.GetPrepaymentResponse]
+    """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it."""
+    RecordInstitutionPayment: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordInstitutionPaymentRequest, _clearing_pb2.RecordInstitutionPaymentResponse]
+    """The treatment place pays an institution what it advanced for out-of-province patients."""
+    RecordPrepaymentInterest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordPrepaymentInterestRequest, _clearing_pb2.RecordPrepaymentInterestResponse]
+    """Interest earned on a prepayment; it belongs to the treatment place."""
 
 @_typing.type_check_only
 class ClearingServiceAsyncStub(ClearingServiceStub):
@@ -73,6 +79,12 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
     GetLedgerBalances: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetLedgerBalancesRequest, _clearing_pb2.GetLedgerBalancesResponse]  # type: ignore[assignment]
     CreateVerificationRequest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.CreateVerificationRequestRequest, _clearing_pb2.CreateVerificationRequestResponse]  # type: ignore[assignment]
     AnswerVerificationRequest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.AnswerVerificationRequestRequest, _clearing_pb2.AnswerVerificationRequestResponse]  # type: ignore[assignment]
+    GetPrepayment: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetPrepaymentRequest, _clearing_pb2.GetPrepaymentResponse]  # type: ignore[assignment]
+    """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it."""
+    RecordInstitutionPayment: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordInstitutionPaymentRequest, _clearing_pb2.RecordInstitutionPaymentResponse]  # type: ignore[assignment]
+    """The treatment place pays an institution what it advanced for out-of-province patients."""
+    RecordPrepaymentInterest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordPrepaymentInterestRequest, _clearing_pb2.RecordPrepaymentInterestResponse]  # type: ignore[assignment]
+    """Interest earned on a prepayment; it belongs to the treatment place."""
 
 class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reconciliation, monthly inter-province clearing, prepayments and the ledger.
@@ -171,5 +183,29 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.AnswerVerificationRequestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.AnswerVerificationRequestResponse, _abc.Awaitable[_clearing_pb2.AnswerVerificationRequestResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetPrepayment(
+        self,
+        request: _clearing_pb2.GetPrepaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.GetPrepaymentResponse, _abc.Awaitable[_clearing_pb2.GetPrepaymentResponse]]:
+        """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it."""
+
+    @_abc_1.abstractmethod
+    def RecordInstitutionPayment(
+        self,
+        request: _clearing_pb2.RecordInstitutionPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.RecordInstitutionPaymentResponse, _abc.Awaitable[_clearing_pb2.RecordInstitutionPaymentResponse]]:
+        """The treatment place pays an institution what it advanced for out-of-province patients."""
+
+    @_abc_1.abstractmethod
+    def RecordPrepaymentInterest(
+        self,
+        request: _clearing_pb2.RecordPrepaymentInterestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.RecordPrepaymentInterestResponse, _abc.Awaitable[_clearing_pb2.RecordPrepaymentInterestResponse]]:
+        """Interest earned on a prepayment; it belongs to the treatment place."""
 
 def add_ClearingServiceServicer_to_server(servicer: ClearingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
