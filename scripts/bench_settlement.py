@@ -35,7 +35,7 @@ from medsettle.filing.v1 import filing_pb2  # noqa: E402
 from medsettle.settlement.v1 import settlement_pb2 as st  # noqa: E402
 from services.demo import CST, HOSPITAL, Clients, fee_lines, seed_registry  # noqa: E402
 
-ECHO_SERVER = r'''
+ECHO_SERVER = r"""
 import asyncio, sys, grpc
 size = int(sys.argv[2])
 payload = b"x" * size
@@ -50,7 +50,7 @@ async def main():
 async def echo(req, ctx):
     return payload
 asyncio.run(main())
-'''
+"""
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -87,18 +87,37 @@ async def prepare(target: str, persons: int, visits: int) -> list[str]:
     async def person(i: int) -> None:
         async with sem:
             pno = f"PB{i:08d}"
-            await c.eligibility.UpsertInsuredPerson(el.UpsertInsuredPersonRequest(
-                request_id=f"bp-{i}", person=el.InsuredPerson(
-                    person_no=pno, id_number=f"11010519800101{i % 10000:04d}", name="bench",
-                    insured_region_code="110100", insurance_type=types_pb2.INSURANCE_TYPE_EMPLOYEE,
-                    person_type=types_pb2.PERSON_TYPE_IN_SERVICE, status=el.PERSON_STATUS_ACTIVE,
-                    has_personal_account=True, account_balance_fen=500_000, card_number=f"BC{i:08d}",
-                    card_serial="S1")))
-            await c.filing.CreateFiling(filing_pb2.CreateFilingRequest(
-                request_id=f"bf-{i}", person_no=pno, insured_region_code="110100", treatment_region_code="310100",
-                filing_type=types_pb2.FILING_TYPE_LONG_TERM_RESIDENT, insurance_type=types_pb2.INSURANCE_TYPE_EMPLOYEE,
-                channel=filing_pb2.CHANNEL_APP, commitment_signed=True,
-                start_date=types_pb2.Date(year=day.year, month=day.month, day=day.day)))
+            await c.eligibility.UpsertInsuredPerson(
+                el.UpsertInsuredPersonRequest(
+                    request_id=f"bp-{i}",
+                    person=el.InsuredPerson(
+                        person_no=pno,
+                        id_number=f"11010519800101{i % 10000:04d}",
+                        name="bench",
+                        insured_region_code="110100",
+                        insurance_type=types_pb2.INSURANCE_TYPE_EMPLOYEE,
+                        person_type=types_pb2.PERSON_TYPE_IN_SERVICE,
+                        status=el.PERSON_STATUS_ACTIVE,
+                        has_personal_account=True,
+                        account_balance_fen=500_000,
+                        card_number=f"BC{i:08d}",
+                        card_serial="S1",
+                    ),
+                )
+            )
+            await c.filing.CreateFiling(
+                filing_pb2.CreateFilingRequest(
+                    request_id=f"bf-{i}",
+                    person_no=pno,
+                    insured_region_code="110100",
+                    treatment_region_code="310100",
+                    filing_type=types_pb2.FILING_TYPE_LONG_TERM_RESIDENT,
+                    insurance_type=types_pb2.INSURANCE_TYPE_EMPLOYEE,
+                    channel=filing_pb2.CHANNEL_APP,
+                    commitment_signed=True,
+                    start_date=types_pb2.Date(year=day.year, month=day.month, day=day.day),
+                )
+            )
 
     await asyncio.gather(*(person(i) for i in range(persons)))
     await asyncio.sleep(1.0)  # let the filings reach eligibility's index
@@ -106,15 +125,31 @@ async def prepare(target: str, persons: int, visits: int) -> list[str]:
 
     async def visit(j: int) -> None:
         async with sem:
-            cred = types_pb2.Credential(card=types_pb2.SocialSecurityCard(
-                card_number=f"BC{j % persons:08d}", card_serial="S1"))
-            v = (await c.settlement.OpenVisit(st.OpenVisitRequest(
-                request_id=f"bo-{j}", institution_code=HOSPITAL, hospital_visit_no=f"BV{j}", credential=cred,
-                service_type=types_pb2.SERVICE_TYPE_INPATIENT,
-                admission_date=types_pb2.Date(year=day.year, month=day.month, day=day.day)), metadata=md)).visit
-            await c.settlement.UploadFees(st.UploadFeesRequest(
-                request_id=f"bu-{j}", institution_code=HOSPITAL, visit_id=v.visit_id,
-                lines=fee_lines(50, j, "310100", day)), metadata=md)
+            cred = types_pb2.Credential(
+                card=types_pb2.SocialSecurityCard(card_number=f"BC{j % persons:08d}", card_serial="S1")
+            )
+            v = (
+                await c.settlement.OpenVisit(
+                    st.OpenVisitRequest(
+                        request_id=f"bo-{j}",
+                        institution_code=HOSPITAL,
+                        hospital_visit_no=f"BV{j}",
+                        credential=cred,
+                        service_type=types_pb2.SERVICE_TYPE_INPATIENT,
+                        admission_date=types_pb2.Date(year=day.year, month=day.month, day=day.day),
+                    ),
+                    metadata=md,
+                )
+            ).visit
+            await c.settlement.UploadFees(
+                st.UploadFeesRequest(
+                    request_id=f"bu-{j}",
+                    institution_code=HOSPITAL,
+                    visit_id=v.visit_id,
+                    lines=fee_lines(50, j, "310100", day),
+                ),
+                metadata=md,
+            )
             ids.append(v.visit_id)
 
     await asyncio.gather(*(visit(j) for j in range(visits)))
@@ -139,16 +174,36 @@ async def main() -> None:
         await admin.execute(f'CREATE DATABASE "{n}"')
     sync = await admin.fetchval("SHOW synchronous_commit")
     await admin.close()
-    env = {**os.environ, "MEDSETTLE_LOG_LEVEL": "WARNING", "MEDSETTLE_CLEARING_FOLLOW_FEED": "false",
-           "MEDSETTLE_DB_POOL_SIZE": "20", "MEDSETTLE_DRAIN_SECONDS": "0",
-           "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'libs' / 'contracts'}"}
+    env = {
+        **os.environ,
+        "MEDSETTLE_LOG_LEVEL": "WARNING",
+        "MEDSETTLE_CLEARING_FOLLOW_FEED": "false",
+        "MEDSETTLE_DB_POOL_SIZE": "20",
+        "MEDSETTLE_DRAIN_SECONDS": "0",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'libs' / 'contracts'}",
+    }
     for s, n in names.items():
         env[f"MEDSETTLE_{s.upper()}_DATABASE_URL"] = f"{args.pg}/{n}"
-    subprocess.run([sys.executable, "-m", "services.cli", "migrate"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "services.cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     port, echo_port = 50951, 50952
-    server = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "--all", "--port", str(port),
-                               "--host", "127.0.0.1", "--no-migrate"], cwd=ROOT, env=env)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "serve",
+            "--all",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--no-migrate",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     echo = None
     try:
         target = f"127.0.0.1:{port}"
@@ -159,8 +214,10 @@ async def main() -> None:
                 break
             except Exception:
                 await asyncio.sleep(0.2)
-        print(f"PostgreSQL synchronous_commit={sync}; preparing {args.visits} 50-line visits "
-              f"for {args.persons} persons ...")
+        print(
+            f"PostgreSQL synchronous_commit={sync}; preparing {args.visits} 50-line visits "
+            f"for {args.persons} persons ..."
+        )
         t = time.perf_counter()
         ids = await prepare(target, args.persons, args.visits + 400)
         print(f"  prepared in {time.perf_counter() - t:.1f} s\n")
@@ -168,26 +225,41 @@ async def main() -> None:
         async with grpc.aio.insecure_channel(target) as ch:
             stub = st_grpc(ch)
             sample = await stub.PreSettle(st.PreSettleRequest(visit_id=ids[0], use_personal_account=True), metadata=md)
-            settle_req_size = st.SettleRequest(request_id="x" * 20, institution_code=HOSPITAL, visit_id=ids[0],
-                                               use_personal_account=True).ByteSize()
+            settle_req_size = st.SettleRequest(
+                request_id="x" * 20, institution_code=HOSPITAL, visit_id=ids[0], use_personal_account=True
+            ).ByteSize()
 
             async def settle_call(i: int, offset: int = 0) -> None:
-                await stub.Settle(st.SettleRequest(request_id=f"bs-{i + offset}", institution_code=HOSPITAL,
-                                                   visit_id=ids[i + offset], use_personal_account=True), metadata=md)
+                await stub.Settle(
+                    st.SettleRequest(
+                        request_id=f"bs-{i + offset}",
+                        institution_code=HOSPITAL,
+                        visit_id=ids[i + offset],
+                        use_personal_account=True,
+                    ),
+                    metadata=md,
+                )
 
             rate, lat = await drive(lambda i: settle_call(i, 0), 300, 1)
             print("Settle (one call in flight)")
             report("Settle unloaded", rate, lat)
             unloaded = lat
             rate_s, lat_s = await drive(lambda i: settle_call(i, 300), args.visits, args.inflight)
-            last = await stub.Settle(st.SettleRequest(request_id="bs-0", institution_code=HOSPITAL, visit_id=ids[0],
-                                                      use_personal_account=True), metadata=md)
+            last = await stub.Settle(
+                st.SettleRequest(
+                    request_id="bs-0", institution_code=HOSPITAL, visit_id=ids[0], use_personal_account=True
+                ),
+                metadata=md,
+            )
             resp_size = last.ByteSize()
-            spare = ids[300 + args.visits:]
+            spare = ids[300 + args.visits :]
             rate_p, lat_p = await drive(
-                lambda i: stub.PreSettle(st.PreSettleRequest(visit_id=spare[i % len(spare)],
-                                                             use_personal_account=True), metadata=md),
-                args.visits, args.inflight)
+                lambda i: stub.PreSettle(
+                    st.PreSettleRequest(visit_id=spare[i % len(spare)], use_personal_account=True), metadata=md
+                ),
+                args.visits,
+                args.inflight,
+            )
         echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port), str(resp_size)])
         await asyncio.sleep(1.0)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}") as ch:
@@ -198,16 +270,22 @@ async def main() -> None:
             presettle_payload = b"y" * st.PreSettleRequest(visit_id=ids[0], use_personal_account=True).ByteSize()
             call_p = ch.unary_unary("/bench.Echo/Call")
             rate_ep, lat_ep = await drive(lambda i: call_p(presettle_payload), args.visits, args.inflight)
-        print(f"\nAt {args.inflight} calls in flight (Settle response {resp_size} B, PreSettle response "
-              f"{sample.ByteSize()} B):")
+        print(
+            f"\nAt {args.inflight} calls in flight (Settle response {resp_size} B, PreSettle response "
+            f"{sample.ByteSize()} B):"
+        )
         report("Settle", rate_s, lat_s)
         report("PreSettle", rate_p, lat_p)
         report("echo (Settle-sized)", rate_e, lat_e)
         report("echo (PreSettle-sized)", rate_ep, lat_ep)
-        print(f"\nratios: Settle/echo = {rate_s / rate_e:.2f} (target >= 0.60); "
-              f"PreSettle/echo = {rate_p / rate_ep:.2f} (target >= 0.85)")
-        print(f"unloaded Settle: p50 {pct(unloaded, 50):.2f} ms (target <= 2), "
-              f"p99 {pct(unloaded, 99):.2f} ms (target <= 5)")
+        print(
+            f"\nratios: Settle/echo = {rate_s / rate_e:.2f} (target >= 0.60); "
+            f"PreSettle/echo = {rate_p / rate_ep:.2f} (target >= 0.85)"
+        )
+        print(
+            f"unloaded Settle: p50 {pct(unloaded, 50):.2f} ms (target <= 2), "
+            f"p99 {pct(unloaded, 99):.2f} ms (target <= 5)"
+        )
         print(f"median Settle latency under load: {statistics.median(lat_s) * 1000:.2f} ms")
     finally:
         server.terminate()

@@ -9,10 +9,11 @@ retries the lookup (see :func:`run_once`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, DateTime, MetaData, Select, String, Table, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,12 +42,16 @@ class Replay(Exception):
         self.ref = ref
 
 
+@functools.cache
+def _lookup_stmt(table: Table) -> Select[Any]:
+    """Built once per table: a statement built per call would regenerate its cache key."""
+    return select(table.c.operation, table.c.fingerprint, table.c.result_ref).where(
+        table.c.request_id == bindparam("b_request_id")
+    )
+
+
 async def check(session: AsyncConnection, table: Table, request_id: str, operation: str, fp: str) -> str | None:
-    row = (
-        await session.execute(
-            select(table.c.operation, table.c.fingerprint, table.c.result_ref).where(table.c.request_id == request_id)
-        )
-    ).first()
+    row = (await session.execute(_lookup_stmt(table), {"b_request_id": request_id})).first()
     if row is None:
         return None
     if row.operation != operation or row.fingerprint != fp:
@@ -60,15 +65,13 @@ async def check(session: AsyncConnection, table: Table, request_id: str, operati
 
 async def lookup(session: AsyncConnection, table: Table, request_id: str) -> tuple[str, str] | None:
     """(operation, result_ref) of an earlier request, whatever its payload."""
-    row = (
-        await session.execute(select(table.c.operation, table.c.result_ref).where(table.c.request_id == request_id))
-    ).first()
+    row = (await session.execute(_lookup_stmt(table), {"b_request_id": request_id})).first()
     return (str(row.operation), str(row.result_ref)) if row else None
 
 
 async def record(session: AsyncConnection, table: Table, request_id: str, operation: str, fp: str, ref: str) -> None:
     await session.execute(
-        insert(table).values(request_id=request_id, operation=operation, fingerprint=fp, result_ref=ref)
+        table.insert(), {"request_id": request_id, "operation": operation, "fingerprint": fp, "result_ref": ref}
     )
 
 

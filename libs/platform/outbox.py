@@ -56,7 +56,7 @@ def outbox_table(metadata: MetaData, name: str) -> Table:
 
 
 async def append(session: AsyncConnection, table: Table, event_type: str, entity_id: str, payload: bytes) -> None:
-    await session.execute(table.insert().values(event_type=event_type, entity_id=entity_id, payload=payload))
+    await session.execute(table.insert(), {"event_type": event_type, "entity_id": entity_id, "payload": payload})
 
 
 async def assign_positions(db: Database, table: Table, *, batch: int = 5000) -> int:

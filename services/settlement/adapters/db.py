@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     func,
     insert,
     select,
@@ -158,6 +159,59 @@ Index("ix_manual_claims_region_status", manual_claims.c.insured_region, manual_c
 settlement_events = outbox_table(metadata, "settlement_events")
 idempotency_keys = idempotency_table(metadata)
 
+# -- the hot path's statements, built once ---------------------------------------------------
+# Statement objects built per call make SQLAlchemy regenerate their cache keys (and coerce every
+# literal) each time: profiling Settle showed that as the largest single cost. These are built at
+# import with bind parameters, so each call only binds values. Parameter names never equal a
+# column name (SQLAlchemy reserves those in UPDATE ... SET).
+_B = bindparam
+_VISIT = select(visits).where(visits.c.visit_id == _B("b_visit"))
+_VISIT_FOR_UPDATE = _VISIT.with_for_update()
+_LINES = select(fee_lines).where(fee_lines.c.visit_id == _B("b_visit")).order_by(fee_lines.c.line_no)
+_UNSETTLED_LINES = (
+    select(fee_lines)
+    .where(and_(fee_lines.c.visit_id == _B("b_visit"), fee_lines.c.settlement_id.is_(None)))
+    .order_by(fee_lines.c.line_no)
+)
+_MARK_SETTLED = (
+    update(fee_lines)
+    .where(and_(fee_lines.c.visit_id == _B("b_visit"), fee_lines.c.line_no.in_(_B("b_nos", expanding=True))))
+    .values(settlement_id=_B("b_settlement"))
+)
+_STAY_DEDUCTIBLE = select(func.coalesce(func.sum(settlements.c.deductible_fen), 0)).where(
+    settlements.c.visit_id == _B("b_visit")
+)
+_OTHER_INPATIENT_STAYS = select(
+    visits.c.visit_id, visits.c.institution_code, visits.c.admission_date, visits.c.discharge_date
+).where(
+    and_(
+        visits.c.person_no == _B("b_person"),
+        visits.c.service_type == "inpatient",
+        visits.c.visit_id != _B("b_visit"),
+        visits.c.status != "cancelled",
+        visits.c.admission_date <= _B("b_end"),
+    )
+)
+_SET_STATUS = (
+    update(visits)
+    .where(visits.c.visit_id == _B("b_visit"))
+    .values(status=_B("b_status"), settled_stays=visits.c.settled_stays + _B("b_delta"))
+)
+_SET_STATUS_DISCHARGED = _SET_STATUS.values(discharge_date=_B("b_discharge"))
+_INSERT_SETTLEMENT = settlements.insert()
+_LOCK_ACCUMULATORS = (
+    select(accumulators, accounts.c.balance_fen)
+    .join(accounts, accounts.c.person_no == accumulators.c.person_no)
+    .where(and_(accumulators.c.person_no == _B("b_person"), accumulators.c.year == _B("b_year")))
+    .with_for_update()
+)
+_SAVE_ACCUMULATORS = (
+    update(accumulators)
+    .where(and_(accumulators.c.person_no == _B("b_person"), accumulators.c.year == _B("b_year")))
+    .values({name: _B(f"b_{name}") for name in _ACC_FIELDS})
+)
+_SAVE_BALANCE = update(accounts).where(accounts.c.person_no == _B("b_person")).values(balance_fen=_B("b_balance"))
+
 
 # -- mapping -------------------------------------------------------------------------------
 def decision_to_json(d: Decision) -> str:
@@ -292,10 +346,7 @@ class SettlementRepository:
         )
 
     async def visit(self, visit_id: str, *, for_update: bool = False) -> VisitRecord | None:
-        q = select(visits).where(visits.c.visit_id == visit_id)
-        if for_update:
-            q = q.with_for_update()
-        row = (await self.s.execute(q)).first()
+        row = (await self.s.execute(_VISIT_FOR_UPDATE if for_update else _VISIT, {"b_visit": visit_id})).first()
         return visit_from_row(row) if row else None
 
     async def visit_by_hospital_no(self, institution: str, visit_no: str) -> VisitRecord | None:
@@ -311,10 +362,11 @@ class SettlementRepository:
     async def set_visit_status(
         self, visit_id: str, status: VisitStatus, *, discharge_date: dt.date | None = None, settled_stays_delta: int = 0
     ) -> None:
-        values: dict[str, Any] = {"status": status.value, "settled_stays": visits.c.settled_stays + settled_stays_delta}
-        if discharge_date is not None:
-            values["discharge_date"] = discharge_date
-        await self.s.execute(update(visits).where(visits.c.visit_id == visit_id).values(**values))
+        params: dict[str, Any] = {"b_visit": visit_id, "b_status": status.value, "b_delta": settled_stays_delta}
+        if discharge_date is None:
+            await self.s.execute(_SET_STATUS, params)
+        else:
+            await self.s.execute(_SET_STATUS_DISCHARGED, {**params, "b_discharge": discharge_date})
 
     # fee lines
     async def replace_lines(self, visit_id: str, lines: list[UploadedLine]) -> None:
@@ -353,10 +405,7 @@ class SettlementRepository:
         return len(rows), sum((q * p + (500 if q * p >= 0 else -500)) // 1000 for q, p in rows)
 
     async def lines(self, visit_id: str, *, unsettled_only: bool = False) -> list[UploadedLine]:
-        q = select(fee_lines).where(fee_lines.c.visit_id == visit_id)
-        if unsettled_only:
-            q = q.where(fee_lines.c.settlement_id.is_(None))
-        rows = (await self.s.execute(q.order_by(fee_lines.c.line_no))).all()
+        rows = (await self.s.execute(_UNSETTLED_LINES if unsettled_only else _LINES, {"b_visit": visit_id})).all()
         return [
             UploadedLine(
                 FeeLine(r.line_no, r.item_code, r.quantity_milli, r.unit_price_fen, r.refund_of_line_no),
@@ -368,11 +417,7 @@ class SettlementRepository:
         ]
 
     async def mark_lines_settled(self, visit_id: str, line_nos: list[int], settlement_id: str) -> None:
-        await self.s.execute(
-            update(fee_lines)
-            .where(and_(fee_lines.c.visit_id == visit_id, fee_lines.c.line_no.in_(line_nos)))
-            .values(settlement_id=settlement_id)
-        )
+        await self.s.execute(_MARK_SETTLED, {"b_visit": visit_id, "b_nos": line_nos, "b_settlement": settlement_id})
 
     async def unmark_lines(self, settlement_id: str) -> None:
         await self.s.execute(
@@ -381,33 +426,14 @@ class SettlementRepository:
 
     async def deductible_borne_in_stay(self, visit_id: str) -> int:
         """Deductible already borne by this stay's live interim settlements (cancellations negate)."""
-        value = (
-            await self.s.execute(
-                select(func.coalesce(func.sum(settlements.c.deductible_fen), 0)).where(
-                    settlements.c.visit_id == visit_id
-                )
-            )
-        ).scalar_one()
-        return int(value)
+        return int((await self.s.execute(_STAY_DEDUCTIBLE, {"b_visit": visit_id})).scalar_one())
 
     async def overlapping_inpatient_stays(
         self, person_no: str, visit_id: str, start: dt.date, end: dt.date
     ) -> list[tuple[str, str]]:
         """Other inpatient visits of the person whose stay overlaps [start, end]."""
         rows = (
-            await self.s.execute(
-                select(
-                    visits.c.visit_id, visits.c.institution_code, visits.c.admission_date, visits.c.discharge_date
-                ).where(
-                    and_(
-                        visits.c.person_no == person_no,
-                        visits.c.service_type == ServiceType.INPATIENT.value,
-                        visits.c.visit_id != visit_id,
-                        visits.c.status != VisitStatus.CANCELLED.value,
-                        visits.c.admission_date <= end,
-                    )
-                )
-            )
+            await self.s.execute(_OTHER_INPATIENT_STAYS, {"b_person": person_no, "b_visit": visit_id, "b_end": end})
         ).all()
         return [(r.visit_id, r.institution_code) for r in rows if r.discharge_date is None or r.discharge_date >= start]
 
@@ -421,7 +447,8 @@ class SettlementRepository:
         self, rec: SettlementRecord, total: int, deductible: int, fund: int, account: int, cash: int
     ) -> None:
         await self.s.execute(
-            insert(settlements).values(
+            _INSERT_SETTLEMENT,
+            dict(
                 settlement_id=rec.settlement_id,
                 request_id=rec.request_id,
                 visit_id=rec.visit_id,
@@ -443,7 +470,7 @@ class SettlementRepository:
                 cash_fen=cash,
                 result=rec.result_json,
                 flags=json.dumps([asdict(f) for f in rec.flags], separators=(",", ":")),
-            )
+            ),
         )
 
     async def settlement(self, settlement_id: str) -> SettlementRecord | None:
@@ -543,14 +570,7 @@ class SettlementRepository:
         """The person's year accumulators and account balance, row-locked until the unit of work
         ends (PostgreSQL FOR UPDATE; SQLite has one writer). Rows are created on first use."""
         for _ in range(2):
-            row = (
-                await self.s.execute(
-                    select(accumulators, accounts.c.balance_fen)
-                    .join(accounts, accounts.c.person_no == accumulators.c.person_no)
-                    .where(and_(accumulators.c.person_no == person_no, accumulators.c.year == year))
-                    .with_for_update()
-                )
-            ).first()
+            row = (await self.s.execute(_LOCK_ACCUMULATORS, {"b_person": person_no, "b_year": year})).first()
             if row is not None:
                 return Accumulators(
                     year=year, account_balance_fen=row.balance_fen, **{n: getattr(row, n) for n in _ACC_FIELDS}
@@ -581,10 +601,7 @@ class SettlementRepository:
 
     async def save_accumulators(self, person_no: str, acc: Accumulators) -> None:
         await self.s.execute(
-            update(accumulators)
-            .where(and_(accumulators.c.person_no == person_no, accumulators.c.year == acc.year))
-            .values(**{n: getattr(acc, n) for n in _ACC_FIELDS})
+            _SAVE_ACCUMULATORS,
+            {"b_person": person_no, "b_year": acc.year, **{f"b_{n}": getattr(acc, n) for n in _ACC_FIELDS}},
         )
-        await self.s.execute(
-            update(accounts).where(accounts.c.person_no == person_no).values(balance_fen=acc.account_balance_fen)
-        )
+        await self.s.execute(_SAVE_BALANCE, {"b_person": person_no, "b_balance": acc.account_balance_fen})
