@@ -10,6 +10,7 @@ reader that resumes from "after position N" can never miss it. Readers see only 
 from __future__ import annotations
 
 import asyncio
+import functools
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     bindparam,
@@ -60,7 +62,13 @@ async def append(session: AsyncConnection, table: Table, event_type: str, entity
 
 
 async def assign_positions(db: Database, table: Table, *, batch: int = 5000) -> int:
-    """Numbers committed rows that have no position yet. Returns how many were numbered."""
+    """Numbers committed rows that have no position yet. Returns how many were numbered.
+
+    A read-only probe first: readers poll, and an idle feed must not take the write lock (on
+    SQLite that would stall writers every poll)."""
+    async with db.read() as probe:
+        if (await probe.execute(_pending_probe(table))).first() is None:
+            return 0
     async with db.transaction() as session:
         if not db.is_sqlite:
             await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(table.name.encode())})
@@ -82,6 +90,11 @@ async def assign_positions(db: Database, table: Table, *, batch: int = 5000) -> 
             execution_options={"synchronize_session": False},
         )
         return len(pending)
+
+
+@functools.cache
+def _pending_probe(table: Table) -> Select[Any]:
+    return select(table.c.id).where(table.c.position.is_(None)).limit(1)
 
 
 async def read_after(db: Database, table: Table, position: int, limit: int = 500) -> Sequence[Any]:

@@ -117,14 +117,9 @@ class SettlementService:
     def today(self) -> dt.date:
         return self._clock().astimezone(dt.timezone(dt.timedelta(hours=8))).date()
 
-    # -- visits ---------------------------------------------------------------------------
-    async def open_visit(self, request_id: str, fp: str, caller: str | None, cmd: OpenVisitCommand) -> VisitRecord:
-        check_owner(cmd.institution_code, caller)
-        require_trauma_declaration(cmd.diagnosis_codes, cmd.trauma)
-        async with self.db.read() as s:
-            if ref := await idempotency.check(s, idempotency_keys, request_id, "open_visit", fp):
-                return await self._visit_or_fail(ref)
-        decision = await self.eligibility.check(
+    async def _decide(self, cmd: OpenVisitCommand) -> Decision:
+        """The one eligibility call of a visit, made before any transaction opens."""
+        return await self.eligibility.check(
             cmd.credential,
             cmd.institution_code,
             cmd.service_type,
@@ -133,6 +128,15 @@ class SettlementService:
             emergency=cmd.emergency,
             trauma=cmd.trauma,
         )
+
+    # -- visits ---------------------------------------------------------------------------
+    async def open_visit(self, request_id: str, fp: str, caller: str | None, cmd: OpenVisitCommand) -> VisitRecord:
+        check_owner(cmd.institution_code, caller)
+        require_trauma_declaration(cmd.diagnosis_codes, cmd.trauma)
+        async with self.db.read() as s:
+            if ref := await idempotency.check(s, idempotency_keys, request_id, "open_visit", fp):
+                return await self._visit_or_fail(ref)
+        decision = await self._decide(cmd)
         require_eligible(decision)
 
         async def attempt() -> VisitRecord:
@@ -570,15 +574,7 @@ class SettlementService:
         async with self.db.read() as s:
             if ref := await idempotency.check(s, idempotency_keys, request_id, "settle_outpatient", fp):
                 return await self._committed_or_fail(ref)
-        decision = await self.eligibility.check(
-            cmd.credential,
-            cmd.institution_code,
-            cmd.service_type,
-            cmd.admission_date,
-            special_disease_code=cmd.special_disease_code,
-            emergency=cmd.emergency,
-            trauma=cmd.trauma,
-        )
+        decision = await self._decide(cmd)
         require_eligible(decision)
 
         async def attempt() -> Committed:
@@ -630,15 +626,7 @@ class SettlementService:
         async with self.db.read() as s:
             if ref := await idempotency.check(s, idempotency_keys, request_id, "submit_claim", fp):
                 return await self._claim_or_fail(ref)
-        decision = await self.eligibility.check(
-            cmd.credential,
-            cmd.institution_code,
-            cmd.service_type,
-            cmd.admission_date,
-            special_disease_code=cmd.special_disease_code,
-            emergency=cmd.emergency,
-            trauma=cmd.trauma,
-        )
+        decision = await self._decide(cmd)
         if not decision.person_no or decision.insurance_type is None or decision.person_type is None:
             raise DomainError(Reason.PERSON_NOT_FOUND, "the person could not be identified")
         if discharge_date < cmd.admission_date:
