@@ -303,6 +303,7 @@ GRPC_EDGES = {
     ("gateway", "settlement"),
     ("settlement", "eligibility"),
     ("eligibility", "filing"),
+    ("filing", "eligibility"),  # GetInstitution when a special disease is filed
     ("clearing", "settlement"),
 }
 ALLOWED_EDGES = (
