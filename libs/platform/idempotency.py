@@ -63,6 +63,19 @@ async def check(session: AsyncConnection, table: Table, request_id: str, operati
     return str(row.result_ref)
 
 
+@functools.cache
+def _lookup_many_stmt(table: Table) -> Select[Any]:
+    return select(table.c.request_id, table.c.operation, table.c.fingerprint, table.c.result_ref).where(
+        table.c.request_id.in_(bindparam("b_request_ids", expanding=True))
+    )
+
+
+async def lookup_many(session: AsyncConnection, table: Table, request_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+    """request_id -> (operation, fingerprint, result_ref) for the ids already recorded."""
+    rows = (await session.execute(_lookup_many_stmt(table), {"b_request_ids": sorted(set(request_ids))})).all()
+    return {r.request_id: (str(r.operation), str(r.fingerprint), str(r.result_ref)) for r in rows}
+
+
 async def lookup(session: AsyncConnection, table: Table, request_id: str) -> tuple[str, str] | None:
     """(operation, result_ref) of an earlier request, whatever its payload."""
     row = (await session.execute(_lookup_stmt(table), {"b_request_id": request_id})).first()

@@ -68,9 +68,10 @@ class SettlementModule:
         self._runtime.append(runtime)
         self._channel = open_channel(runtime.peer_target("eligibility"), self.settings)
         self._eligibility.inner = GrpcEligibility(self._channel)
+        self.service.batcher.start()
 
     async def stop_tasks(self) -> None:
-        return None
+        await self.service.batcher.stop()
 
     async def close(self) -> None:
         if self._channel is not None:

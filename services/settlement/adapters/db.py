@@ -210,6 +210,43 @@ _SAVE_ACCUMULATORS = (
     .where(and_(accumulators.c.person_no == _B("b_person"), accumulators.c.year == _B("b_year")))
     .values({name: _B(f"b_{name}") for name in _ACC_FIELDS})
 )
+_VISITS_FOR_UPDATE = (
+    select(visits)
+    .where(visits.c.visit_id.in_(_B("b_ids", expanding=True)))
+    .order_by(visits.c.visit_id)
+    .with_for_update()
+)
+_UNSETTLED_LINES_OF = (
+    select(fee_lines)
+    .where(and_(fee_lines.c.visit_id.in_(_B("b_ids", expanding=True)), fee_lines.c.settlement_id.is_(None)))
+    .order_by(fee_lines.c.visit_id, fee_lines.c.line_no)
+)
+_STAY_DEDUCTIBLES = (
+    select(settlements.c.visit_id, func.sum(settlements.c.deductible_fen))
+    .where(settlements.c.visit_id.in_(_B("b_ids", expanding=True)))
+    .group_by(settlements.c.visit_id)
+)
+_INPATIENT_STAYS_OF = select(
+    visits.c.person_no, visits.c.visit_id, visits.c.institution_code, visits.c.admission_date, visits.c.discharge_date
+).where(
+    and_(
+        visits.c.person_no.in_(_B("b_persons", expanding=True)),
+        visits.c.service_type == "inpatient",
+        visits.c.status != "cancelled",
+    )
+)
+_LOCK_ACCUMULATORS_OF = (
+    select(accumulators, accounts.c.balance_fen)
+    .join(accounts, accounts.c.person_no == accumulators.c.person_no)
+    .where(accumulators.c.person_no.in_(_B("b_persons", expanding=True)))
+    .order_by(accumulators.c.person_no, accumulators.c.year)
+    .with_for_update()
+)
+_MARK_VISIT_LINES = (
+    update(fee_lines)
+    .where(and_(fee_lines.c.visit_id == _B("b_visit"), fee_lines.c.settlement_id.is_(None)))
+    .values(settlement_id=_B("b_settlement"))
+)
 _SAVE_BALANCE = update(accounts).where(accounts.c.person_no == _B("b_person")).values(balance_fen=_B("b_balance"))
 
 
@@ -319,6 +356,34 @@ def claim_from_row(r: Any) -> ManualClaim:
     )
 
 
+def _settlement_row(
+    rec: SettlementRecord, total: int, deductible: int, fund: int, account: int, cash: int
+) -> dict[str, Any]:
+    return {
+        "settlement_id": rec.settlement_id,
+        "request_id": rec.request_id,
+        "visit_id": rec.visit_id,
+        "kind": rec.kind.value,
+        "cancels_settlement_id": rec.cancels_settlement_id or None,
+        "institution_code": rec.institution_code,
+        "person_no": rec.person_no,
+        "insured_region": rec.insured_region,
+        "treatment_region": rec.treatment_region,
+        "service_type": rec.service_type.value,
+        "clearing_category": rec.category.value,
+        "settle_date": rec.settle_date,
+        "settled_at": rec.settled_at,
+        "interim": rec.interim,
+        "total_fen": total,
+        "deductible_fen": deductible,
+        "fund_total_fen": fund,
+        "personal_account_fen": account,
+        "cash_fen": cash,
+        "result": rec.result_json,
+        "flags": json.dumps([asdict(f) for f in rec.flags], separators=(",", ":")),
+    }
+
+
 class SettlementRepository:
     def __init__(self, session: AsyncConnection) -> None:
         self.s = session
@@ -348,6 +413,95 @@ class SettlementRepository:
     async def visit(self, visit_id: str, *, for_update: bool = False) -> VisitRecord | None:
         row = (await self.s.execute(_VISIT_FOR_UPDATE if for_update else _VISIT, {"b_visit": visit_id})).first()
         return visit_from_row(row) if row else None
+
+    # -- bulk reads and writes for a batch of settlements (one transaction for many) --------
+    async def visits_for_update(self, visit_ids: list[str]) -> dict[str, VisitRecord]:
+        """Row-locks the visits in id order (a fixed order: concurrent batches cannot deadlock)."""
+        rows = (await self.s.execute(_VISITS_FOR_UPDATE, {"b_ids": sorted(set(visit_ids))})).all()
+        return {r.visit_id: visit_from_row(r) for r in rows}
+
+    async def unsettled_lines_of(self, visit_ids: list[str]) -> dict[str, list[FeeLine]]:
+        out: dict[str, list[FeeLine]] = {v: [] for v in visit_ids}
+        for r in (await self.s.execute(_UNSETTLED_LINES_OF, {"b_ids": visit_ids})).all():
+            out[r.visit_id].append(
+                FeeLine(r.line_no, r.item_code, r.quantity_milli, r.unit_price_fen, r.refund_of_line_no)
+            )
+        return out
+
+    async def stay_deductibles(self, visit_ids: list[str]) -> dict[str, int]:
+        if not visit_ids:
+            return {}
+        return {v: int(n or 0) for v, n in (await self.s.execute(_STAY_DEDUCTIBLES, {"b_ids": visit_ids})).all()}
+
+    async def inpatient_stays_of(self, persons: list[str]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        if persons:
+            for r in (await self.s.execute(_INPATIENT_STAYS_OF, {"b_persons": sorted(set(persons))})).all():
+                out.setdefault(r.person_no, []).append(r)
+        return out
+
+    async def lock_accumulators_of(self, wanted: dict[tuple[str, int], int]) -> dict[tuple[str, int], Accumulators]:
+        """Locks every wanted (person, year) row with its account, creating missing ones first
+        (``wanted`` maps each key to the balance that seeds a new account)."""
+        persons = sorted({p for p, _ in wanted})
+        found: dict[tuple[str, int], Accumulators] = {}
+        for attempt in range(2):
+            rows = (await self.s.execute(_LOCK_ACCUMULATORS_OF, {"b_persons": persons})).all()
+            found = {
+                (r.person_no, r.year): Accumulators(
+                    year=r.year, account_balance_fen=r.balance_fen, **{n: getattr(r, n) for n in _ACC_FIELDS}
+                )
+                for r in rows
+                if (r.person_no, r.year) in wanted
+            }
+            missing = [k for k in wanted if k not in found]
+            if not missing:
+                return found
+            if attempt:
+                break
+            for person, year in missing:
+                await self._insert_missing(
+                    accumulators, {"person_no": person, "year": year, **dict.fromkeys(_ACC_FIELDS, 0)}
+                )
+                await self._insert_missing(accounts, {"person_no": person, "balance_fen": wanted[(person, year)]})
+        raise AssertionError("accumulator rows vanished")
+
+    async def write_batch(
+        self,
+        records: list[tuple[SettlementRecord, int, int, int, int, int]],
+        accs: dict[tuple[str, int], Accumulators],
+        balances: dict[str, int],
+        statuses: list[dict[str, Any]],
+        keys: list[dict[str, Any]],
+        outbox_table: Table,
+    ) -> None:
+        """Every write of a batch as one statement per table (multi-row INSERT / executemany)."""
+        await self.s.execute(_INSERT_SETTLEMENT, [_settlement_row(*r) for r in records])
+        await self.s.execute(
+            outbox_table.insert(),
+            [
+                {"event_type": r[0].kind.value, "entity_id": r[0].settlement_id, "payload": r[0].settlement_id.encode()}
+                for r in records
+            ],
+        )
+        await self.s.execute(
+            _MARK_VISIT_LINES, [{"b_visit": r[0].visit_id, "b_settlement": r[0].settlement_id} for r in records]
+        )
+        await self.s.execute(
+            _SAVE_ACCUMULATORS,
+            [
+                {"b_person": p, "b_year": y, **{f"b_{n}": getattr(a, n) for n in _ACC_FIELDS}}
+                for (p, y), a in accs.items()
+            ],
+        )
+        await self.s.execute(_SAVE_BALANCE, [{"b_person": p, "b_balance": b} for p, b in balances.items()])
+        plain = [st for st in statuses if "b_discharge" not in st]
+        discharged = [st for st in statuses if "b_discharge" in st]
+        if plain:
+            await self.s.execute(_SET_STATUS, plain)
+        if discharged:
+            await self.s.execute(_SET_STATUS_DISCHARGED, discharged)
+        await self.s.execute(idempotency_keys.insert(), keys)
 
     async def visit_by_hospital_no(self, institution: str, visit_no: str) -> VisitRecord | None:
         row = (
@@ -446,32 +600,7 @@ class SettlementRepository:
     async def add_settlement(
         self, rec: SettlementRecord, total: int, deductible: int, fund: int, account: int, cash: int
     ) -> None:
-        await self.s.execute(
-            _INSERT_SETTLEMENT,
-            dict(
-                settlement_id=rec.settlement_id,
-                request_id=rec.request_id,
-                visit_id=rec.visit_id,
-                kind=rec.kind.value,
-                cancels_settlement_id=rec.cancels_settlement_id or None,
-                institution_code=rec.institution_code,
-                person_no=rec.person_no,
-                insured_region=rec.insured_region,
-                treatment_region=rec.treatment_region,
-                service_type=rec.service_type.value,
-                clearing_category=rec.category.value,
-                settle_date=rec.settle_date,
-                settled_at=rec.settled_at,
-                interim=rec.interim,
-                total_fen=total,
-                deductible_fen=deductible,
-                fund_total_fen=fund,
-                personal_account_fen=account,
-                cash_fen=cash,
-                result=rec.result_json,
-                flags=json.dumps([asdict(f) for f in rec.flags], separators=(",", ":")),
-            ),
-        )
+        await self.s.execute(_INSERT_SETTLEMENT, _settlement_row(rec, total, deductible, fund, account, cash))
 
     async def settlement(self, settlement_id: str) -> SettlementRecord | None:
         row = (await self.s.execute(select(settlements).where(settlements.c.settlement_id == settlement_id))).first()

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from opentelemetry import context as otel_context
+
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency, outbox
 from libs.platform.db import Database
@@ -33,6 +35,7 @@ from libs.policy import (
     validate_visit,
 )
 from services.settlement.adapters.db import SettlementRepository, idempotency_keys, settlement_events
+from services.settlement.application.batch import SettleBatcher, SettleCall
 from services.settlement.domain import monitoring, results
 from services.settlement.domain.model import (
     ClaimStatus,
@@ -113,6 +116,7 @@ class SettlementService:
         self.notifier = outbox.FeedNotifier()
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._on_commit = on_commit
+        self.batcher = SettleBatcher(self)
 
     def today(self) -> dt.date:
         return self._clock().astimezone(dt.timezone(dt.timedelta(hours=8))).date()
@@ -365,6 +369,21 @@ class SettlementService:
         interim: bool = False,
         discharge_date: dt.date | None = None,
     ) -> Committed:
+        """Settle through the group-commit batcher (application/batch.py)."""
+        call = SettleCall(request_id, fp, caller, visit_id, use_account, interim, discharge_date)
+        return await self.batcher.submit(call)
+
+    async def settle_one(
+        self,
+        request_id: str,
+        fp: str,
+        caller: str | None,
+        visit_id: str,
+        *,
+        use_account: bool,
+        interim: bool = False,
+        discharge_date: dt.date | None = None,
+    ) -> Committed:
         async def attempt() -> Committed:
             async with self.db.transaction() as s:
                 repo = SettlementRepository(s)
@@ -382,6 +401,171 @@ class SettlementService:
             return committed
 
         return await idempotency.run_once(attempt, self._committed_or_fail)
+
+    async def settle_batch(self, calls: list[SettleCall]) -> list[Committed | BaseException | None]:
+        """Settles many calls in one transaction; see application/batch.py for the contract.
+        Returns, per call, its settlement, its own error, or None (settle it one at a time)."""
+        out: list[Committed | BaseException | None] = [None] * len(calls)
+        replays: dict[int, str] = {}
+        done: list[tuple[SettleCall, Committed]] = []
+        async with self.db.transaction() as s:
+            repo = SettlementRepository(s)
+            # Lock first, then read the keys (as the one-at-a-time path does).
+            visits = await repo.visits_for_update([c.visit_id for c in calls])
+            keys = await idempotency.lookup_many(s, idempotency_keys, [c.request_id for c in calls])
+            active: list[tuple[int, SettleCall, VisitRecord, dt.date]] = []
+            taken_ids: set[str] = set()
+            taken_visits: set[str] = set()
+            for i, c in enumerate(calls):
+                if c.request_id in taken_ids or c.visit_id in taken_visits:
+                    continue  # a duplicate or a second call for the visit: after this batch, alone
+                if (key := keys.get(c.request_id)) is not None:
+                    if key[0] == "settle" and key[1] == c.fp:
+                        replays[i] = key[2]
+                    else:
+                        out[i] = DomainError(
+                            Reason.REQUEST_ID_REUSED,
+                            "request_id was already used for a different request",
+                            metadata={"operation": key[0]},
+                        )
+                    continue
+                try:
+                    visit = self._writable(visits.get(c.visit_id), c.visit_id, c.caller)
+                except DomainError as exc:
+                    out[i] = exc
+                    continue
+                day = c.discharge_date or self.today()
+                if day < visit.admission_date:
+                    out[i] = DomainError(
+                        Reason.VALIDATION_FAILED,
+                        "discharge_date is before the admission date",
+                        violations=[FieldViolation("discharge_date", "must be on or after the admission date")],
+                    )
+                    continue
+                taken_ids.add(c.request_id)
+                taken_visits.add(c.visit_id)
+                active.append((i, c, visit, day))
+            if not active:
+                return await self._after_batch(out, replays, done)
+            ids = [v.visit_id for _, _, v, _ in active]
+            lines = await repo.unsettled_lines_of(ids)
+            prior = await repo.stay_deductibles([v.visit_id for _, _, v, _ in active if v.settled_stays])
+            wanted = {(v.decision.person_no, day.year): v.decision.account_balance_fen for _, _, v, day in active}
+            accs = await repo.lock_accumulators_of(wanted)
+            balances = {person: acc.account_balance_fen for (person, _), acc in accs.items()}
+            stays = await repo.inpatient_stays_of(
+                [v.decision.person_no for _, _, v, _ in active if v.service_type is ServiceType.INPATIENT]
+            )
+            records: list[tuple[SettlementRecord, int, int, int, int, int]] = []
+            statuses: list[dict[str, object]] = []
+            key_rows: list[dict[str, object]] = []
+            touched: set[tuple[str, int]] = set()
+            for i, c, visit, day in active:
+                fee = tuple(lines.get(visit.visit_id, ()))
+                if not fee:
+                    out[i] = DomainError(
+                        Reason.VISIT_HAS_NO_FEES, "no unsettled fee lines: upload fees before settling"
+                    )
+                    continue
+                d = visit.decision
+                key = (d.person_no, day.year)
+                acc = replace(accs[key], account_balance_fen=balances[d.person_no])
+                try:
+                    result = self._compute(
+                        visit,
+                        fee,
+                        acc,
+                        use_account=c.use_account,
+                        day=day,
+                        prior_deductible_fen=prior.get(visit.visit_id, 0),
+                    )
+                except DomainError as exc:
+                    out[i] = exc
+                    continue
+                accs[key] = result.accumulators_after  # the next call of this person starts here
+                balances[d.person_no] = result.accumulators_after.account_balance_fen
+                touched.add(key)
+                flags = monitoring.line_flags(fee)
+                flags.extend(monitoring.restriction_flags(fee, self._catalogue(visit), d.sex, d.birth_date, day))
+                if visit.service_type is ServiceType.INPATIENT:
+                    others = [
+                        (r.visit_id, r.institution_code)
+                        for r in stays.get(d.person_no, [])
+                        if r.visit_id != visit.visit_id
+                        and r.admission_date <= day
+                        and (r.discharge_date is None or r.discharge_date >= visit.admission_date)
+                    ]
+                    flags.extend(monitoring.overlap_flags(others))
+                record = SettlementRecord(
+                    settlement_id=_new_id("S"),
+                    request_id=c.request_id,
+                    visit_id=visit.visit_id,
+                    kind=SettlementKind.SETTLEMENT,
+                    cancels_settlement_id="",
+                    institution_code=visit.institution_code,
+                    person_no=d.person_no,
+                    insured_region=d.insured_region,
+                    treatment_region=d.treatment_region,
+                    service_type=visit.service_type,
+                    category=clearing_category(visit.service_type),
+                    settle_date=day,
+                    settled_at=self._clock(),
+                    interim=c.interim,
+                    result_json=results.dump(result),
+                    flags=tuple(flags),
+                )
+                records.append(
+                    (
+                        record,
+                        result.total_fen,
+                        result.deductible_fen,
+                        result.fund_total_fen,
+                        result.personal_account_fen,
+                        result.cash_fen,
+                    )
+                )
+                status: dict[str, object] = {
+                    "b_visit": visit.visit_id,
+                    "b_status": (VisitStatus.OPEN if c.interim else VisitStatus.SETTLED).value,
+                    "b_delta": 1,
+                }
+                if not c.interim and c.discharge_date is not None:
+                    status["b_discharge"] = c.discharge_date
+                statuses.append(status)
+                key_rows.append(
+                    {
+                        "request_id": c.request_id,
+                        "operation": "settle",
+                        "fingerprint": c.fp,
+                        "result_ref": record.settlement_id,
+                    }
+                )
+                committed = Committed(
+                    record, result, replace(visit, status=VisitStatus.OPEN if c.interim else VisitStatus.SETTLED)
+                )
+                out[i] = committed
+                done.append((c, committed))
+            if records:
+                await repo.write_batch(
+                    records, {k: accs[k] for k in touched}, balances, statuses, key_rows, settlement_events
+                )
+        return await self._after_batch(out, replays, done)
+
+    async def _after_batch(
+        self,
+        out: list[Committed | BaseException | None],
+        replays: dict[int, str],
+        done: list[tuple[SettleCall, Committed]],
+    ) -> list[Committed | BaseException | None]:
+        for call, committed in done:
+            token = otel_context.attach(call.trace_context)  # log under the caller's trace id
+            try:
+                self._committed(committed)
+            finally:
+                otel_context.detach(token)
+        for i, ref in replays.items():
+            out[i] = await self._committed_or_fail(ref)
+        return out
 
     async def _settle_in_tx(
         self,

@@ -126,3 +126,34 @@ async def test_concurrent_settlements_of_one_person_never_spend_a_cap_or_balance
     assert acc.admissions == n and balance == 0
     # each admission bore its own deductible once: deductibles of later admissions never exceed the first
     assert all(s.breakdown.deductible_fen >= 0 for s in done)
+
+
+async def test_a_mixed_burst_gets_the_same_answers_as_one_call_at_a_time(suite: Host, db_urls: dict[str, str]) -> None:
+    """Settle calls that arrive together are settled in one group commit; each still gets its own
+    answer: good calls settle, a call for another hospital's visit is refused, a second call for
+    a settled visit is refused, a duplicate replays, a reused key is refused."""
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    good = [await _visit_with_fees(w, f"m{i}", n=5) for i in range(6)]
+    theirs = await _visit_with_fees(w, "m-other", n=5, institution=OTHER_HOSPITAL)
+    calls = [settle(w, f"mx-{i}", v) for i, v in enumerate(good)]
+    calls += [
+        settle(w, "mx-0", good[0]),  # duplicate of the first: replays it
+        settle(w, "mx-second", good[1]),  # another key for a visit settled in the same burst
+        settle(w, "mx-steal", theirs),  # not this hospital's visit
+        settle(w, "mx-2", good[3]),  # a key of this burst reused for another visit
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    settled = [r for r in results[:6] if isinstance(r, st.Settlement)]
+    assert len(settled) == 6
+    assert isinstance(results[6], st.Settlement) and results[6].settlement_id == results[0].settlement_id
+    assert error_details(results[7]).reason == "REASON_VISIT_STATE_INVALID"
+    assert error_details(results[8]).reason == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
+    assert error_details(results[9]).reason == "REASON_REQUEST_ID_REUSED"
+    assert await _count(db_urls["settlement"], settlements) == 6
+    # the person's accumulators are the sum of the six settlements, as one at a time would leave them
+    engine = create_async_engine(db_urls["settlement"])
+    async with engine.connect() as conn:
+        acc = (await conn.execute(select(accumulators).where(accumulators.c.person_no == RETIREE))).one()
+    await engine.dispose()
+    assert acc.pooled_paid_fen == sum(s.breakdown.pooled_fund_fen for s in settled)
+    assert acc.admissions == 6

@@ -1,0 +1,122 @@
+"""Group commit for Settle.
+
+Concurrent Settle calls queue to one writer, which settles a batch in ONE transaction: the visits
+are row-locked in id order, the keys, lines, stays and person-year rows are read with one
+statement each, every settlement is computed in memory (the same person twice in a batch sees the
+accumulators the first one left), and each table is written with one multi-row statement. The
+round trips and the commit are shared by the batch instead of paid by every call.
+
+Per call, the answers are those of the one-at-a-time path: a bad call is answered with its own
+error and does not fail the batch; a duplicate in the same batch, or a second call for the same
+visit, is settled after the batch by the one-at-a-time path (which finds the stored key or the
+new state); if the batch transaction itself fails (a database error, a race with another
+replica), every call of the batch is retried one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+
+from libs.platform.logs import get_logger
+
+if TYPE_CHECKING:
+    from services.settlement.application.service import Committed, SettlementService
+
+_log = get_logger("medsettle.settlement.batch")
+
+
+@dataclass
+class SettleCall:
+    request_id: str
+    fp: str
+    caller: str | None
+    visit_id: str
+    use_account: bool
+    interim: bool
+    discharge_date: dt.date | None
+    future: asyncio.Future[Committed] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    # The caller's trace context: what the writer logs for this call carries the caller's trace id.
+    trace_context: Context = field(default_factory=otel_context.get_current)
+
+
+class SettleBatcher:
+    def __init__(self, service: SettlementService, *, max_batch: int = 64) -> None:
+        self.service = service
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[SettleCall] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="settle-batcher")
+
+    async def stop(self, drain_seconds: float = 10.0) -> None:
+        """Lets the queued calls and the batch in flight finish, then stops the writer."""
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), drain_seconds)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():  # answer whatever was still queued, one at a time
+            await self._one(self._queue.get_nowait())
+
+    async def submit(self, call: SettleCall) -> Committed:
+        if self._task is None:  # not started (no event loop worker): the one-at-a-time path
+            await self._one(call)
+        else:
+            self._queue.put_nowait(call)
+        return await call.future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            try:
+                while len(batch) < self.max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                await self._settle(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _settle(self, batch: list[SettleCall]) -> None:
+        try:
+            outcomes = await self.service.settle_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - the batch failed as a whole: settle each on its own
+            _log.warning("settle_batch_retried_one_by_one", size=len(batch), error_type=type(exc).__name__)
+            outcomes = [None] * len(batch)
+        for call, outcome in zip(batch, outcomes, strict=True):
+            if outcome is None:
+                await self._one(call)
+            elif call.future.done():
+                continue  # the caller went away (cancelled RPC); the settlement stands, a retry replays it
+            elif isinstance(outcome, BaseException):
+                call.future.set_exception(outcome)
+            else:
+                call.future.set_result(outcome)
+
+    async def _one(self, call: SettleCall) -> None:
+        try:
+            result = await self.service.settle_one(
+                call.request_id,
+                call.fp,
+                call.caller,
+                call.visit_id,
+                use_account=call.use_account,
+                interim=call.interim,
+                discharge_date=call.discharge_date,
+            )
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, who sees it as the RPC's error
+            if not call.future.done():
+                call.future.set_exception(exc)
+            return
+        if not call.future.done():
+            call.future.set_result(result)
