@@ -35,14 +35,10 @@ lint: $(BUF) buf-lint buf-breaking
 buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint
 
-# Breaking-change check of the contracts against the previous commit on main (or BUF_AGAINST).
+# Breaking-change check: every commit that touched protos/ against its parent, and the working
+# tree against HEAD (or only against BUF_AGAINST when set).
 buf-breaking: $(BUF)
-	@against="$${BUF_AGAINST:-}"; \
-	if [ -z "$$against" ] && git rev-parse -q --verify HEAD~1 >/dev/null && \
-	   git cat-file -e HEAD~1:protos/buf.yaml 2>/dev/null; then against=".git#ref=HEAD~1,subdir=protos"; fi; \
-	if [ -n "$$against" ]; then echo "buf breaking against $$against"; \
-	  $(BUF) breaking protos --against "$$against"; \
-	else echo "buf breaking: no earlier contracts to compare with"; fi
+	BUF=$(BUF) bash scripts/buf_breaking.sh
 
 protos: $(BUF) buf-lint  ## regenerate Python code and type stubs from protos/
 	$(BIN)/python scripts/gen_protos.py
