@@ -70,7 +70,9 @@ def _lookup_many_stmt(table: Table) -> Select[Any]:
     )
 
 
-async def lookup_many(session: AsyncConnection, table: Table, request_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+async def lookup_many(
+    session: AsyncConnection, table: Table, request_ids: list[str]
+) -> dict[str, tuple[str, str, str]]:
     """request_id -> (operation, fingerprint, result_ref) for the ids already recorded."""
     rows = (await session.execute(_lookup_many_stmt(table), {"b_request_ids": sorted(set(request_ids))})).all()
     return {r.request_id: (str(r.operation), str(r.fingerprint), str(r.result_ref)) for r in rows}
