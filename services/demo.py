@@ -251,6 +251,19 @@ async def _drive(c: Clients, tag: str, out: Any) -> dict[str, Any]:
     out(f"3. e-certificate checked at the desk: eligible={decision.eligible}, filing {decision.filing_id}")
     if not decision.eligible:
         raise RuntimeError(f"not eligible: {list(decision.reasons)}")
+    second = await wait_eligible(
+        c,
+        el.CheckEligibilityRequest(
+            credential=types_pb2.Credential(
+                card=types_pb2.SocialSecurityCard(card_number="510100C0002", card_serial="S7F6E5D4")
+            ),
+            institution_code=HOSPITAL,
+            service_type=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
+            service_date=_date(today),
+        ),
+    )
+    if not second.eligible:
+        raise RuntimeError(f"the referral filing never reached eligibility: {list(second.reasons)}")
 
     visit = (
         await c.settlement.OpenVisit(

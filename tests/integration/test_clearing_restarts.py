@@ -15,9 +15,10 @@ import pytest
 from libs.platform.identity import INSTITUTION_HEADER
 from medsettle.clearing.v1 import clearing_pb2 as cpb
 from medsettle.common.v1 import types_pb2
+from medsettle.eligibility.v1 import eligibility_pb2 as el
 from medsettle.filing.v1 import filing_pb2
 from medsettle.settlement.v1 import settlement_pb2 as st
-from services.demo import CST, HOSPITAL, Clients, fee_lines, seed_registry
+from services.demo import CST, HOSPITAL, Clients, fee_lines, seed_registry, wait_eligible
 from tests.conftest import ServiceProcesses
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -65,6 +66,21 @@ async def test_statement_totals_equal_settlements_minus_cancellations_across_res
                     start_date=date,
                 )
             )
+        # the filings reach eligibility's in-memory index through WatchFilings: wait for both
+        for _person, _region, card, serial, _ins in PEOPLE.values():
+            decision = await wait_eligible(
+                c,
+                el.CheckEligibilityRequest(
+                    credential=types_pb2.Credential(
+                        card=types_pb2.SocialSecurityCard(card_number=card, card_serial=serial)
+                    ),
+                    institution_code=HOSPITAL,
+                    service_type=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
+                    service_date=date,
+                ),
+                wait_seconds=20,
+            )
+            assert decision.eligible, list(decision.reasons)
         expected: dict[str, int] = defaultdict(int)
         settled: list[tuple[str, str]] = []
 
