@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 _READONLY = "medsettle_readonly"
@@ -64,3 +64,12 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def upsert(conn: AsyncConnection, table: Table, key: str, row: dict[str, Any]) -> None:
+    """Portable upsert (the same SQL on SQLite and PostgreSQL): update the row with this key,
+    insert it when nothing matched. Callers hold the write lock or accept last-writer-wins."""
+    values = {k: v for k, v in row.items() if k != key}
+    result = await conn.execute(table.update().where(table.c[key] == row[key]).values(**values))
+    if result.rowcount == 0:
+        await conn.execute(table.insert().values(**row))

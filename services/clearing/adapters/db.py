@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.platform.db import upsert
 from libs.platform.idempotency import idempotency_table
 from services.clearing.domain.ledger import Entry, check_balanced
 from services.clearing.domain.model import (
@@ -291,11 +292,7 @@ class ClearingRepository:
         return int(value or 0)
 
     async def set_cursor(self, feed: str, position: int, now: dt.datetime) -> None:
-        result = await self.s.execute(
-            update(feed_cursor).where(feed_cursor.c.feed == feed).values(position=position, updated_at=now)
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
-            await self.s.execute(insert(feed_cursor).values(feed=feed, position=position, updated_at=now))
+        await upsert(self.s, feed_cursor, "feed", {"feed": feed, "position": position, "updated_at": now})
 
     async def known(self, ids: Sequence[str]) -> set[str]:
         if not ids:

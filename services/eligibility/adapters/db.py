@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
     select,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform.idempotency import idempotency_table
 from services.eligibility.domain.model import Institution, InsuredPerson, PersonStatus, Region, ServiceType
@@ -146,15 +146,7 @@ def person_from_row(r: Any) -> InsuredPerson:
     )
 
 
-async def upsert(session: AsyncSession, table: Table, key: str, row: dict[str, Any]) -> None:
-    """Portable upsert (no dialect-specific ON CONFLICT): update, insert when nothing matched."""
-    values = {k: v for k, v in row.items() if k != key}
-    result = await session.execute(table.update().where(table.c[key] == row[key]).values(**values))
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        await session.execute(table.insert().values(**row))
-
-
-async def load_all(session: AsyncSession) -> tuple[list[Region], list[Institution], list[InsuredPerson]]:
+async def load_all(session: AsyncConnection) -> tuple[list[Region], list[Institution], list[InsuredPerson]]:
     regs = [Region(r.region_code, r.name) for r in (await session.execute(select(regions))).all()]
     insts = [institution_from_row(r) for r in (await session.execute(select(institutions))).all()]
     ps = [person_from_row(r) for r in (await session.execute(select(persons))).all()]
@@ -162,7 +154,7 @@ async def load_all(session: AsyncSession) -> tuple[list[Region], list[Institutio
 
 
 async def changed_since(
-    session: AsyncSession, since: dt.datetime
+    session: AsyncConnection, since: dt.datetime
 ) -> tuple[list[Region], list[Institution], list[InsuredPerson]]:
     regs = [
         Region(r.region_code, r.name)
@@ -178,7 +170,7 @@ async def changed_since(
     return regs, insts, ps
 
 
-async def identity_clash(session: AsyncSession, p: InsuredPerson) -> str:
+async def identity_clash(session: AsyncConnection, p: InsuredPerson) -> str:
     """The name of the field (id_number, card_number) another person already holds, or ""."""
     others = persons.c.person_no != p.person_no
     if (await session.execute(select(persons.c.person_no).where(others, persons.c.id_number == p.id_number))).first():

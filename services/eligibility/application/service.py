@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency
-from libs.platform.db import Database
+from libs.platform.db import Database, upsert
 from libs.platform.logs import get_logger
 from services.eligibility.adapters import db as tables
 from services.eligibility.domain.credentials import TokenClaims, TokenSigner, id_hash
@@ -120,7 +120,7 @@ class EligibilityService:
         self._last_refresh = dt.datetime.min.replace(tzinfo=dt.UTC)
 
     # -- loading and freshness ------------------------------------------------------------
-    async def _revoked_ids(self, s: AsyncSession) -> set[str]:
+    async def _revoked_ids(self, s: AsyncConnection) -> set[str]:
         """Revoked tokens that could still verify (expired ones are refused anyway)."""
         t = tables.issued_tokens
         cutoff = self._clock() - dt.timedelta(minutes=5)
@@ -241,7 +241,7 @@ class EligibilityService:
             async with self.db.transaction() as s:
                 if await idempotency.check(s, tables.idempotency_keys, request_id, op, fp):
                     return
-                await tables.upsert(s, table, key, row)
+                await upsert(s, table, key, row)
                 await idempotency.record(s, tables.idempotency_keys, request_id, op, fp, ref)
 
         async def replay(_: str) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform.idempotency import idempotency_table
 from libs.platform.outbox import outbox_table
@@ -164,7 +164,7 @@ def from_snapshot(raw: str) -> Filing:
 
 
 class FilingRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
     async def get(self, filing_id: str, *, for_update: bool = False) -> Filing | None:
