@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform.idempotency import idempotency_table
 from libs.platform.outbox import outbox_table
-from libs.policy import Accumulators, FeeLine, FilingType, InsuranceType, PersonType, ServiceType
+from libs.policy import Accumulators, FeeLine, FilingType, InsuranceType, PersonType, ServiceType, SettlementResult
 from services.settlement.domain.model import (
     ClaimStatus,
     ClearingCategory,
@@ -45,6 +45,7 @@ from services.settlement.domain.model import (
     VisitRecord,
     VisitStatus,
 )
+from services.settlement.domain.monitoring import Stay
 
 metadata = MetaData()
 
@@ -180,17 +181,6 @@ _MARK_SETTLED = (
 )
 _STAY_DEDUCTIBLE = select(func.coalesce(func.sum(settlements.c.deductible_fen), 0)).where(
     settlements.c.visit_id == _B("b_visit")
-)
-_OTHER_INPATIENT_STAYS = select(
-    visits.c.visit_id, visits.c.institution_code, visits.c.admission_date, visits.c.discharge_date
-).where(
-    and_(
-        visits.c.person_no == _B("b_person"),
-        visits.c.service_type == "inpatient",
-        visits.c.visit_id != _B("b_visit"),
-        visits.c.status != "cancelled",
-        visits.c.admission_date <= _B("b_end"),
-    )
 )
 _SET_STATUS = (
     update(visits)
@@ -356,9 +346,7 @@ def claim_from_row(r: Any) -> ManualClaim:
     )
 
 
-def _settlement_row(
-    rec: SettlementRecord, total: int, deductible: int, fund: int, account: int, cash: int
-) -> dict[str, Any]:
+def _settlement_row(rec: SettlementRecord, result: SettlementResult) -> dict[str, Any]:
     return {
         "settlement_id": rec.settlement_id,
         "request_id": rec.request_id,
@@ -374,11 +362,11 @@ def _settlement_row(
         "settle_date": rec.settle_date,
         "settled_at": rec.settled_at,
         "interim": rec.interim,
-        "total_fen": total,
-        "deductible_fen": deductible,
-        "fund_total_fen": fund,
-        "personal_account_fen": account,
-        "cash_fen": cash,
+        "total_fen": result.total_fen,
+        "deductible_fen": result.deductible_fen,
+        "fund_total_fen": result.fund_total_fen,
+        "personal_account_fen": result.personal_account_fen,
+        "cash_fen": result.cash_fen,
         "result": rec.result_json,
         "flags": json.dumps([asdict(f) for f in rec.flags], separators=(",", ":")),
     }
@@ -433,11 +421,14 @@ class SettlementRepository:
             return {}
         return {v: int(n or 0) for v, n in (await self.s.execute(_STAY_DEDUCTIBLES, {"b_ids": visit_ids})).all()}
 
-    async def inpatient_stays_of(self, persons: list[str]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {}
+    async def inpatient_stays_of(self, persons: list[str]) -> dict[str, list[Stay]]:
+        """Every non-cancelled inpatient stay of these persons: (visit, institution, admitted, discharged)."""
+        out: dict[str, list[Stay]] = {}
         if persons:
             for r in (await self.s.execute(_INPATIENT_STAYS_OF, {"b_persons": sorted(set(persons))})).all():
-                out.setdefault(r.person_no, []).append(r)
+                out.setdefault(r.person_no, []).append(
+                    (r.visit_id, r.institution_code, r.admission_date, r.discharge_date)
+                )
         return out
 
     async def lock_accumulators_of(self, wanted: dict[tuple[str, int], int]) -> dict[tuple[str, int], Accumulators]:
@@ -468,7 +459,7 @@ class SettlementRepository:
 
     async def write_batch(
         self,
-        records: list[tuple[SettlementRecord, int, int, int, int, int]],
+        records: list[tuple[SettlementRecord, SettlementResult]],
         accs: dict[tuple[str, int], Accumulators],
         balances: dict[str, int],
         statuses: list[dict[str, Any]],
@@ -476,7 +467,7 @@ class SettlementRepository:
         outbox_table: Table,
     ) -> None:
         """Every write of a batch as one statement per table (multi-row INSERT / executemany)."""
-        await self.s.execute(_INSERT_SETTLEMENT, [_settlement_row(*r) for r in records])
+        await self.s.execute(_INSERT_SETTLEMENT, [_settlement_row(rec, result) for rec, result in records])
         await self.s.execute(
             outbox_table.insert(),
             [
@@ -582,25 +573,14 @@ class SettlementRepository:
         """Deductible already borne by this stay's live interim settlements (cancellations negate)."""
         return int((await self.s.execute(_STAY_DEDUCTIBLE, {"b_visit": visit_id})).scalar_one())
 
-    async def overlapping_inpatient_stays(
-        self, person_no: str, visit_id: str, start: dt.date, end: dt.date
-    ) -> list[tuple[str, str]]:
-        """Other inpatient visits of the person whose stay overlaps [start, end]."""
-        rows = (
-            await self.s.execute(_OTHER_INPATIENT_STAYS, {"b_person": person_no, "b_visit": visit_id, "b_end": end})
-        ).all()
-        return [(r.visit_id, r.institution_code) for r in rows if r.discharge_date is None or r.discharge_date >= start]
-
     async def update_visit(self, visit_id: str, **values: Any) -> None:
         if "diagnosis_codes" in values:
             values["diagnosis_codes"] = json.dumps(list(values["diagnosis_codes"]))
         await self.s.execute(update(visits).where(visits.c.visit_id == visit_id).values(**values))
 
     # settlements
-    async def add_settlement(
-        self, rec: SettlementRecord, total: int, deductible: int, fund: int, account: int, cash: int
-    ) -> None:
-        await self.s.execute(_INSERT_SETTLEMENT, _settlement_row(rec, total, deductible, fund, account, cash))
+    async def add_settlement(self, rec: SettlementRecord, result: SettlementResult) -> None:
+        await self.s.execute(_INSERT_SETTLEMENT, _settlement_row(rec, result))
 
     async def settlement(self, settlement_id: str) -> SettlementRecord | None:
         row = (await self.s.execute(select(settlements).where(settlements.c.settlement_id == settlement_id))).first()

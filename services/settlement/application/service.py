@@ -52,6 +52,7 @@ from services.settlement.domain.model import (
     require_eligible,
     require_trauma_declaration,
 )
+from services.settlement.domain.monitoring import Stay
 
 _log = get_logger("medsettle.settlement")
 
@@ -336,7 +337,7 @@ class SettlementService:
         prior_deductible_fen: int,
     ) -> SettlementResult:
         policy = self.policies.find(visit.decision.insured_region, visit.decision.insurance_type, day)
-        catalogue = self.catalogues.find(visit.decision.treatment_region, visit.admission_date)
+        catalogue = self._catalogue(visit)
         pv = self._policy_visit(
             visit, lines, use_account=use_account, settle_date=day, prior_deductible_fen=prior_deductible_fen
         )
@@ -354,7 +355,7 @@ class SettlementService:
                 raise DomainError(Reason.VISIT_HAS_NO_FEES, "no unsettled fee lines: upload fees before settling")
             day = self.today()
             acc = await repo.read_accumulators(visit.decision.person_no, day.year, visit.decision.account_balance_fen)
-            prior = await repo.deductible_borne_in_stay(visit_id)
+            prior = await repo.deductible_borne_in_stay(visit_id) if visit.settled_stays else 0
         return self._compute(visit, lines, acc, use_account=use_account, day=day, prior_deductible_fen=prior)
 
     # -- settling -------------------------------------------------------------------------
@@ -402,6 +403,51 @@ class SettlementService:
 
         return await idempotency.run_once(attempt, self._committed_or_fail)
 
+    def _settle_day(self, visit: VisitRecord, discharge_date: dt.date | None) -> dt.date:
+        day = discharge_date or self.today()
+        if day < visit.admission_date:
+            raise DomainError(
+                Reason.VALIDATION_FAILED,
+                "discharge_date is before the admission date",
+                violations=[FieldViolation("discharge_date", "must be on or after the admission date")],
+            )
+        return day
+
+    def _new_settlement(
+        self,
+        visit: VisitRecord,
+        request_id: str,
+        day: dt.date,
+        interim: bool,
+        lines: tuple[FeeLine, ...],
+        result: SettlementResult,
+        stays: list[Stay],
+    ) -> SettlementRecord:
+        """The settlement record, with the monitoring flags raised at settle time."""
+        d = visit.decision
+        flags = monitoring.line_flags(lines)
+        flags.extend(monitoring.restriction_flags(lines, self._catalogue(visit), d.sex, d.birth_date, day))
+        if visit.service_type is ServiceType.INPATIENT:
+            flags.extend(monitoring.overlap_flags(stays, visit.visit_id, visit.admission_date, day))
+        return SettlementRecord(
+            settlement_id=_new_id("S"),
+            request_id=request_id,
+            visit_id=visit.visit_id,
+            kind=SettlementKind.SETTLEMENT,
+            cancels_settlement_id="",
+            institution_code=visit.institution_code,
+            person_no=d.person_no,
+            insured_region=d.insured_region,
+            treatment_region=d.treatment_region,
+            service_type=visit.service_type,
+            category=clearing_category(visit.service_type),
+            settle_date=day,
+            settled_at=self._clock(),
+            interim=interim,
+            result_json=results.dump(result),
+            flags=tuple(flags),
+        )
+
     async def settle_batch(self, calls: list[SettleCall]) -> list[Committed | BaseException | None]:
         """Settles many calls in one transaction; see application/batch.py for the contract.
         Returns, per call, its settlement, its own error, or None (settle it one at a time)."""
@@ -431,16 +477,9 @@ class SettlementService:
                     continue
                 try:
                     visit = self._writable(visits.get(c.visit_id), c.visit_id, c.caller)
+                    day = self._settle_day(visit, c.discharge_date)
                 except DomainError as exc:
                     out[i] = exc
-                    continue
-                day = c.discharge_date or self.today()
-                if day < visit.admission_date:
-                    out[i] = DomainError(
-                        Reason.VALIDATION_FAILED,
-                        "discharge_date is before the admission date",
-                        violations=[FieldViolation("discharge_date", "must be on or after the admission date")],
-                    )
                     continue
                 taken_ids.add(c.request_id)
                 taken_visits.add(c.visit_id)
@@ -456,7 +495,7 @@ class SettlementService:
             stays = await repo.inpatient_stays_of(
                 [v.decision.person_no for _, _, v, _ in active if v.service_type is ServiceType.INPATIENT]
             )
-            records: list[tuple[SettlementRecord, int, int, int, int, int]] = []
+            records: list[tuple[SettlementRecord, SettlementResult]] = []
             statuses: list[dict[str, object]] = []
             key_rows: list[dict[str, object]] = []
             touched: set[tuple[str, int]] = set()
@@ -485,45 +524,10 @@ class SettlementService:
                 accs[key] = result.accumulators_after  # the next call of this person starts here
                 balances[d.person_no] = result.accumulators_after.account_balance_fen
                 touched.add(key)
-                flags = monitoring.line_flags(fee)
-                flags.extend(monitoring.restriction_flags(fee, self._catalogue(visit), d.sex, d.birth_date, day))
-                if visit.service_type is ServiceType.INPATIENT:
-                    others = [
-                        (r.visit_id, r.institution_code)
-                        for r in stays.get(d.person_no, [])
-                        if r.visit_id != visit.visit_id
-                        and r.admission_date <= day
-                        and (r.discharge_date is None or r.discharge_date >= visit.admission_date)
-                    ]
-                    flags.extend(monitoring.overlap_flags(others))
-                record = SettlementRecord(
-                    settlement_id=_new_id("S"),
-                    request_id=c.request_id,
-                    visit_id=visit.visit_id,
-                    kind=SettlementKind.SETTLEMENT,
-                    cancels_settlement_id="",
-                    institution_code=visit.institution_code,
-                    person_no=d.person_no,
-                    insured_region=d.insured_region,
-                    treatment_region=d.treatment_region,
-                    service_type=visit.service_type,
-                    category=clearing_category(visit.service_type),
-                    settle_date=day,
-                    settled_at=self._clock(),
-                    interim=c.interim,
-                    result_json=results.dump(result),
-                    flags=tuple(flags),
+                record = self._new_settlement(
+                    visit, c.request_id, day, c.interim, fee, result, stays.get(d.person_no, [])
                 )
-                records.append(
-                    (
-                        record,
-                        result.total_fen,
-                        result.deductible_fen,
-                        result.fund_total_fen,
-                        result.personal_account_fen,
-                        result.cash_fen,
-                    )
-                )
+                records.append((record, result))
                 status: dict[str, object] = {
                     "b_visit": visit.visit_id,
                     "b_status": (VisitStatus.OPEN if c.interim else VisitStatus.SETTLED).value,
@@ -580,40 +584,15 @@ class SettlementService:
         lines = tuple(u.line for u in await repo.lines(visit.visit_id, unsettled_only=True))
         if not lines:
             raise DomainError(Reason.VISIT_HAS_NO_FEES, "no unsettled fee lines: upload fees before settling")
-        day = discharge_date or self.today()
-        if day < visit.admission_date:
-            raise DomainError(
-                Reason.VALIDATION_FAILED,
-                "discharge_date is before the admission date",
-                violations=[FieldViolation("discharge_date", "must be on or after the admission date")],
-            )
+        day = self._settle_day(visit, discharge_date)
         d = visit.decision
         prior = await repo.deductible_borne_in_stay(visit.visit_id) if visit.settled_stays else 0
         acc = await repo.lock_accumulators(d.person_no, day.year, d.account_balance_fen)
         result = self._compute(visit, lines, acc, use_account=use_account, day=day, prior_deductible_fen=prior)
-        flags = monitoring.line_flags(lines)
-        flags.extend(monitoring.restriction_flags(lines, self._catalogue(visit), d.sex, d.birth_date, day))
+        stays: list[Stay] = []
         if visit.service_type is ServiceType.INPATIENT:
-            others = await repo.overlapping_inpatient_stays(d.person_no, visit.visit_id, visit.admission_date, day)
-            flags.extend(monitoring.overlap_flags(others))
-        record = SettlementRecord(
-            settlement_id=_new_id("S"),
-            request_id=request_id,
-            visit_id=visit.visit_id,
-            kind=SettlementKind.SETTLEMENT,
-            cancels_settlement_id="",
-            institution_code=visit.institution_code,
-            person_no=d.person_no,
-            insured_region=d.insured_region,
-            treatment_region=d.treatment_region,
-            service_type=visit.service_type,
-            category=clearing_category(visit.service_type),
-            settle_date=day,
-            settled_at=self._clock(),
-            interim=interim,
-            result_json=results.dump(result),
-            flags=tuple(flags),
-        )
+            stays = (await repo.inpatient_stays_of([d.person_no])).get(d.person_no, [])
+        record = self._new_settlement(visit, request_id, day, interim, lines, result, stays)
         await self._write_settlement(repo, record, result)
         await repo.mark_lines_settled(visit.visit_id, [ln.line_no for ln in lines], record.settlement_id)
         await repo.save_accumulators(d.person_no, result.accumulators_after)
@@ -629,14 +608,7 @@ class SettlementService:
     async def _write_settlement(
         self, repo: SettlementRepository, record: SettlementRecord, result: SettlementResult
     ) -> None:
-        await repo.add_settlement(
-            record,
-            result.total_fen,
-            result.deductible_fen,
-            result.fund_total_fen,
-            result.personal_account_fen,
-            result.cash_fen,
-        )
+        await repo.add_settlement(record, result)
         await outbox.append(
             repo.s, settlement_events, record.kind.value, record.settlement_id, record.settlement_id.encode()
         )

@@ -35,11 +35,16 @@ def line_flags(lines: tuple[FeeLine, ...] | list[FeeLine]) -> list[MonitoringFla
     return flags
 
 
-def overlap_flags(others: list[tuple[str, str]]) -> list[MonitoringFlag]:
-    """The same person in two inpatient stays at once (another visit whose stay overlaps)."""
+# (visit_id, institution_code, admission_date, discharge_date or None while in hospital)
+Stay = tuple[str, str, dt.date, dt.date | None]
+
+
+def overlap_flags(stays: list[Stay], visit_id: str, start: dt.date, end: dt.date) -> list[MonitoringFlag]:
+    """The same person in two inpatient stays at once: another stay overlapping [start, end]."""
     return [
-        MonitoringFlag(OVERLAPPING_INPATIENT_STAY, f"overlaps inpatient visit {visit_id} at {institution}")
-        for visit_id, institution in others
+        MonitoringFlag(OVERLAPPING_INPATIENT_STAY, f"overlaps inpatient visit {other} at {institution}")
+        for other, institution, admitted, discharged in stays
+        if other != visit_id and admitted <= end and (discharged is None or discharged >= start)
     ]
 
 

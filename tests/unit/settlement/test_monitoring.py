@@ -61,3 +61,17 @@ def test_trauma_codes_need_a_declaration() -> None:
     assert exc.value.reason is Reason.TRAUMA_DECLARATION_REQUIRED
     require_trauma_declaration(("S72.001",), declared=True)
     require_trauma_declaration(("I10",), declared=False)
+
+
+def test_overlapping_stays_are_flagged_at_the_edges() -> None:
+    day = dt.date
+    stays = [
+        ("V-self", "H1", day(2026, 3, 1), None),
+        ("V-before", "H2", day(2026, 2, 1), day(2026, 2, 28)),  # discharged the day before: no overlap
+        ("V-touch", "H3", day(2026, 2, 20), day(2026, 3, 1)),  # discharged on our admission day
+        ("V-open", "H4", day(2026, 3, 5), None),  # still in hospital elsewhere
+        ("V-after", "H5", day(2026, 3, 11), None),  # admitted after our discharge
+    ]
+    flags = monitoring.overlap_flags(stays, "V-self", day(2026, 3, 1), day(2026, 3, 10))
+    assert [f.detail.split()[3] for f in flags] == ["V-touch", "V-open"]
+    assert all(f.code == monitoring.OVERLAPPING_INPATIENT_STAY for f in flags)
