@@ -645,10 +645,10 @@ class SettlementService:
         acc = await repo.lock_accumulators(
             original.person_no, original.settle_date.year, visit.decision.account_balance_fen
         )
-        mirror = reverse(orig_result)
-        # Restore exactly what the original added, whatever happened in between.
-        restored = acc.minus(orig_result.accumulator_delta)
-        mirror = replace(mirror, accumulators_before=acc, accumulators_after=restored)
+        # The negative mirror, applied to the person's accumulators as they are now: it takes back
+        # exactly what the original added, whatever happened in between.
+        mirror = reverse(orig_result, acc)
+        restored = mirror.accumulators_after
         record = SettlementRecord(
             settlement_id=_new_id("C"),
             request_id=request_id,
