@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -107,6 +107,23 @@ async def read_after(db: Database, table: Table, position: int, limit: int = 500
                 .limit(limit)
             )
         ).all()
+
+
+async def follow(
+    db: Database, table: Table, after: int, notifier: FeedNotifier, stopping: asyncio.Event | None = None
+) -> AsyncIterator[Sequence[Any]]:
+    """The feed after position ``after``: batches of committed events in position order. An
+    empty batch says the reader is caught up; the generator then waits for a commit (or
+    ``stopping``) before it looks again."""
+    position = after
+    while stopping is None or not stopping.is_set():
+        await assign_positions(db, table)
+        rows = await read_after(db, table, position)
+        yield rows
+        if rows:
+            position = rows[-1].position
+        else:
+            await notifier.wait(stopping)
 
 
 class FeedNotifier:

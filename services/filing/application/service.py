@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -269,17 +270,15 @@ class FilingService:
     ) -> AsyncIterator[FilingEvent | CaughtUp]:
         """The backlog after ``after``, then live events, until ``stopping`` is set. With
         ``mark_caught_up``, one :class:`CaughtUp` follows the backlog (the reader is current)."""
-        stop = stopping
         position = after
         marked = not mark_caught_up
-        while stop is None or not stop.is_set():
-            await outbox.assign_positions(self.db, filing_events)
-            rows = await outbox.read_after(self.db, filing_events, position)
-            for row in rows:
-                position = row.position
-                yield FilingEvent(row.position, row.event_type, from_snapshot(row.payload.decode()))
-            if not rows:
-                if not marked:
+        async with contextlib.aclosing(
+            outbox.follow(self.db, filing_events, after, self.notifier, stopping)
+        ) as batches:
+            async for rows in batches:
+                for row in rows:
+                    position = row.position
+                    yield FilingEvent(row.position, row.event_type, from_snapshot(row.payload.decode()))
+                if not rows and not marked:
                     marked = True
                     yield CaughtUp(position)
-                await self.notifier.wait(stop)

@@ -8,6 +8,7 @@ No RPC inside a transaction: the one eligibility call happens before it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -940,18 +941,16 @@ class SettlementService:
         self, after: int, follow: bool, stopping: asyncio.Event | None
     ) -> AsyncIterator[tuple[int, SettlementRecord, SettlementResult]]:
         """The outbox feed, in position order; positions are assigned after commit (never skips)."""
-        position = after
-        while stopping is None or not stopping.is_set():
-            await outbox.assign_positions(self.db, settlement_events)
-            rows = await outbox.read_after(self.db, settlement_events, position)
-            if rows:
+        async with contextlib.aclosing(
+            outbox.follow(self.db, settlement_events, after, self.notifier, stopping)
+        ) as batches:
+            async for rows in batches:
+                if not rows:
+                    if not follow:
+                        return
+                    continue
                 async with self.db.read() as session:
                     found = await SettlementRepository(session).settlements_by_ids([row.entity_id for row in rows])
                 for row in rows:
-                    position = row.position
                     rec = found[row.entity_id]
                     yield row.position, rec, results.load(rec.result_json)
-            else:
-                if not follow:
-                    return
-                await self.notifier.wait(stopping)
