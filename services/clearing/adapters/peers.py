@@ -7,15 +7,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from medsettle.common.v1 import types_pb2
+from libs.platform import enums
 from medsettle.settlement.v1 import settlement_pb2, settlement_pb2_grpc
 from services.clearing.domain.model import Category, FeedSettlement
 
-CATEGORY_IN = {
-    types_pb2.CLEARING_CATEGORY_OUTPATIENT: Category.OUTPATIENT,
-    types_pb2.CLEARING_CATEGORY_INPATIENT: Category.INPATIENT,
-    types_pb2.CLEARING_CATEGORY_PHARMACY: Category.PHARMACY,
-}
+CATEGORY_IN = {n: Category(s) for n, s in enums.CLEARING_CATEGORIES.items()}
 
 
 def feed_settlement(position: int, s: settlement_pb2.Settlement) -> FeedSettlement:

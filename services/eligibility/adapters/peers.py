@@ -7,21 +7,15 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from libs.platform import enums
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
 from services.eligibility.application.service import FeedCaughtUp, FilingChange
 from services.eligibility.domain.model import FilingView
 
-_FILING_TYPE = {
-    1: "relocated_retiree",
-    2: "long_term_resident",
-    3: "stationed_staff",
-    4: "referral",
-    5: "emergency",
-    6: "other_temporary",
-}
+_FILING_TYPE = enums.FILING_TYPES
 
 
-_INSURANCE = {1: "employee", 2: "resident"}
+_INSURANCE = enums.INSURANCE_TYPES
 
 
 def _date(d: object) -> dt.date | None:

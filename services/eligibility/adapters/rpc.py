@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from libs.core.errors import Violations
+from libs.platform import enums
 from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, timestamp, today_cst
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as pb
@@ -23,37 +24,15 @@ from services.eligibility.domain.model import (
     ServiceType,
 )
 
-SERVICE_IN = {
-    types_pb2.SERVICE_TYPE_INPATIENT: ServiceType.INPATIENT,
-    types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT: ServiceType.GENERAL_OUTPATIENT,
-    types_pb2.SERVICE_TYPE_CHRONIC_OUTPATIENT: ServiceType.CHRONIC_OUTPATIENT,
-    types_pb2.SERVICE_TYPE_PHARMACY: ServiceType.PHARMACY,
-}
+SERVICE_IN = {n: ServiceType(s) for n, s in enums.SERVICE_TYPES.items()}
 SERVICE_OUT = {v: k for k, v in SERVICE_IN.items()}
-LEVEL_IN = {
-    pb.INSTITUTION_LEVEL_UNRATED: 0,
-    pb.INSTITUTION_LEVEL_TIER_1: 1,
-    pb.INSTITUTION_LEVEL_TIER_2: 2,
-    pb.INSTITUTION_LEVEL_TIER_3: 3,
-}
+LEVEL_IN = enums.INSTITUTION_LEVELS
 LEVEL_OUT = {v: k for k, v in LEVEL_IN.items()}
-INSURANCE_IN = {types_pb2.INSURANCE_TYPE_EMPLOYEE: "employee", types_pb2.INSURANCE_TYPE_RESIDENT: "resident"}
+INSURANCE_IN = enums.INSURANCE_TYPES
 INSURANCE_OUT = {v: k for k, v in INSURANCE_IN.items()}
-PERSON_TYPE_IN = {
-    types_pb2.PERSON_TYPE_IN_SERVICE: "in_service",
-    types_pb2.PERSON_TYPE_RETIRED: "retired",
-    types_pb2.PERSON_TYPE_RESIDENT_ADULT: "resident_adult",
-    types_pb2.PERSON_TYPE_RESIDENT_MINOR: "resident_minor",
-}
+PERSON_TYPE_IN = enums.PERSON_TYPES
 PERSON_TYPE_OUT = {v: k for k, v in PERSON_TYPE_IN.items()}
-FILING_TYPE_OUT = {
-    "relocated_retiree": types_pb2.FILING_TYPE_RELOCATED_RETIREE,
-    "long_term_resident": types_pb2.FILING_TYPE_LONG_TERM_RESIDENT,
-    "stationed_staff": types_pb2.FILING_TYPE_STATIONED_STAFF,
-    "referral": types_pb2.FILING_TYPE_REFERRAL,
-    "emergency": types_pb2.FILING_TYPE_EMERGENCY,
-    "other_temporary": types_pb2.FILING_TYPE_OTHER_TEMPORARY,
-}
+FILING_TYPE_OUT = enums.inverse(enums.FILING_TYPES)
 STATUS_IN = {pb.PERSON_STATUS_ACTIVE: PersonStatus.ACTIVE, pb.PERSON_STATUS_SUSPENDED: PersonStatus.SUSPENDED}
 STATUS_OUT = {v: k for k, v in STATUS_IN.items()}
 

@@ -9,9 +9,9 @@ from typing import Any
 import grpc
 
 from libs.core.errors import Violations
+from libs.platform import enums
 from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
-from medsettle.common.v1 import types_pb2
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
 from services.filing.application.service import CaughtUp, FilingService
 from services.filing.domain.model import (
@@ -24,14 +24,7 @@ from services.filing.domain.model import (
     is_region_code,
 )
 
-FILING_TYPE_IN = {
-    types_pb2.FILING_TYPE_RELOCATED_RETIREE: FilingType.RELOCATED_RETIREE,
-    types_pb2.FILING_TYPE_LONG_TERM_RESIDENT: FilingType.LONG_TERM_RESIDENT,
-    types_pb2.FILING_TYPE_STATIONED_STAFF: FilingType.STATIONED_STAFF,
-    types_pb2.FILING_TYPE_REFERRAL: FilingType.REFERRAL,
-    types_pb2.FILING_TYPE_EMERGENCY: FilingType.EMERGENCY,
-    types_pb2.FILING_TYPE_OTHER_TEMPORARY: FilingType.OTHER_TEMPORARY,
-}
+FILING_TYPE_IN = {n: FilingType(s) for n, s in enums.FILING_TYPES.items()}
 FILING_TYPE_OUT = {v: k for k, v in FILING_TYPE_IN.items()}
 CHANNEL_IN = {
     filing_pb2.CHANNEL_APP: Channel.APP,
@@ -46,7 +39,7 @@ STATUS_OUT = {
     FilingStatus.CANCELLED: filing_pb2.FILING_STATUS_CANCELLED,
 }
 STATUS_IN = {v: k for k, v in STATUS_OUT.items()}
-INSURANCE_IN = {types_pb2.INSURANCE_TYPE_EMPLOYEE: "employee", types_pb2.INSURANCE_TYPE_RESIDENT: "resident"}
+INSURANCE_IN = enums.INSURANCE_TYPES
 INSURANCE_OUT = {v: k for k, v in INSURANCE_IN.items()}
 EVENT_OUT = {
     "created": filing_pb2.FILING_EVENT_TYPE_CREATED,

@@ -7,6 +7,7 @@ import datetime as dt
 import grpc
 
 from libs.core.errors import DomainError, Reason
+from libs.platform import enums
 from libs.platform.convert import date_to_proto
 from libs.platform.errors import domain_error_from_rpc
 from libs.policy import FilingType, InsuranceType, PersonType, ServiceType
@@ -14,36 +15,11 @@ from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2, eligibility_pb2_grpc
 from services.settlement.domain.model import CredentialRef, Decision
 
-SERVICE_OUT = {
-    ServiceType.INPATIENT: types_pb2.SERVICE_TYPE_INPATIENT,
-    ServiceType.GENERAL_OUTPATIENT: types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
-    ServiceType.CHRONIC_OUTPATIENT: types_pb2.SERVICE_TYPE_CHRONIC_OUTPATIENT,
-    ServiceType.PHARMACY: types_pb2.SERVICE_TYPE_PHARMACY,
-}
-INSURANCE_IN = {
-    types_pb2.INSURANCE_TYPE_EMPLOYEE: InsuranceType.EMPLOYEE,
-    types_pb2.INSURANCE_TYPE_RESIDENT: InsuranceType.RESIDENT,
-}
-PERSON_IN = {
-    types_pb2.PERSON_TYPE_IN_SERVICE: PersonType.IN_SERVICE,
-    types_pb2.PERSON_TYPE_RETIRED: PersonType.RETIRED,
-    types_pb2.PERSON_TYPE_RESIDENT_ADULT: PersonType.RESIDENT_ADULT,
-    types_pb2.PERSON_TYPE_RESIDENT_MINOR: PersonType.RESIDENT_MINOR,
-}
-FILING_IN = {
-    types_pb2.FILING_TYPE_RELOCATED_RETIREE: FilingType.RELOCATED_RETIREE,
-    types_pb2.FILING_TYPE_LONG_TERM_RESIDENT: FilingType.LONG_TERM_RESIDENT,
-    types_pb2.FILING_TYPE_STATIONED_STAFF: FilingType.STATIONED_STAFF,
-    types_pb2.FILING_TYPE_REFERRAL: FilingType.REFERRAL,
-    types_pb2.FILING_TYPE_EMERGENCY: FilingType.EMERGENCY,
-    types_pb2.FILING_TYPE_OTHER_TEMPORARY: FilingType.OTHER_TEMPORARY,
-}
-LEVEL_IN = {
-    eligibility_pb2.INSTITUTION_LEVEL_UNRATED: 0,
-    eligibility_pb2.INSTITUTION_LEVEL_TIER_1: 1,
-    eligibility_pb2.INSTITUTION_LEVEL_TIER_2: 2,
-    eligibility_pb2.INSTITUTION_LEVEL_TIER_3: 3,
-}
+SERVICE_OUT = {ServiceType(s): n for n, s in enums.SERVICE_TYPES.items()}
+INSURANCE_IN = {n: InsuranceType(s) for n, s in enums.INSURANCE_TYPES.items()}
+PERSON_IN = {n: PersonType(s) for n, s in enums.PERSON_TYPES.items()}
+FILING_IN = {n: FilingType(s) for n, s in enums.FILING_TYPES.items()}
+LEVEL_IN = enums.INSTITUTION_LEVELS
 TIMEOUT_SECONDS = 2.0
 
 

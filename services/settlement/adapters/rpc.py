@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from libs.core.errors import Violations
+from libs.platform import enums
 from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
 from libs.platform.identity import caller_institution
@@ -41,11 +42,7 @@ KIND_OUT = {
     SettlementKind.SETTLEMENT: pb.SETTLEMENT_KIND_SETTLEMENT,
     SettlementKind.CANCELLATION: pb.SETTLEMENT_KIND_CANCELLATION,
 }
-CATEGORY_OUT = {
-    ClearingCategory.OUTPATIENT: types_pb2.CLEARING_CATEGORY_OUTPATIENT,
-    ClearingCategory.INPATIENT: types_pb2.CLEARING_CATEGORY_INPATIENT,
-    ClearingCategory.PHARMACY: types_pb2.CLEARING_CATEGORY_PHARMACY,
-}
+CATEGORY_OUT = {ClearingCategory(s): n for n, s in enums.CLEARING_CATEGORIES.items()}
 MAX_LINES_PER_UPLOAD = 2000
 
 
