@@ -14,6 +14,16 @@ from libs.core.errors import Violations
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
+MAX_REQUEST_ID = 128
+
+
+def check_request_id(request_id: str, violations: Violations, field: str = "request_id") -> None:
+    """Every mutating request carries its idempotency key."""
+    violations.check(
+        0 < len(request_id) <= MAX_REQUEST_ID, field, f"required, 1-{MAX_REQUEST_ID} characters (the idempotency key)"
+    )
+
+
 def date_from_proto(value: Any, field: str, violations: Violations, *, required: bool = True) -> dt.date | None:
     """``medsettle.common.v1.Date`` -> date; an all-zero Date means "not given"."""
     if value is None or (value.year == 0 and value.month == 0 and value.day == 0):

@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 
 from libs.core.errors import Violations
-from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, timestamp
+from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from medsettle.clearing.v1 import clearing_pb2 as pb
 from medsettle.clearing.v1 import clearing_pb2_grpc
 from medsettle.common.v1 import types_pb2
@@ -24,10 +24,6 @@ STATUS_OUT = {
     StatementStatus.CONFIRMED_BY_INSURED_SIDE: pb.STATEMENT_STATUS_CONFIRMED_BY_INSURED_SIDE,
     StatementStatus.DISBURSED: pb.STATEMENT_STATUS_DISBURSED,
 }
-
-
-def _rid(request_id: str, v: Violations) -> None:
-    v.check(0 < len(request_id) <= 128, "request_id", "required, 1-128 characters (the idempotency key)")
 
 
 def _month(m: Any, field: str, v: Violations) -> tuple[int, int]:
@@ -184,7 +180,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         self, request: pb.RunMonthlyClearingRequest, context: Any
     ) -> pb.RunMonthlyClearingResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         year, month = _month(request.month, "month", v)
         signing = date_from_proto(
             request.signing_date if request.HasField("signing_date") else None, "signing_date", v, required=False
@@ -219,7 +215,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
 
     async def ConfirmStatement(self, request: pb.ConfirmStatementRequest, context: Any) -> pb.ConfirmStatementResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.statement_id), "statement_id", "required")
         v.check(request.side in SIDE_IN, "side", "SIDE_TREATMENT or SIDE_INSURED")
         v.raise_if_any()
@@ -232,7 +228,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         self, request: pb.RecordDisbursementRequest, context: Any
     ) -> pb.RecordDisbursementResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.statement_id), "statement_id", "required")
         on = date_from_proto(
             request.disbursement_date if request.HasField("disbursement_date") else None, "disbursement_date", v
@@ -247,7 +243,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
 
     async def ReconcileDaily(self, request: pb.ReconcileDailyRequest, context: Any) -> pb.ReconcileDailyResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         inst, prov = request.institution_code, request.treatment_province_code
         v.check(bool(inst) != bool(prov), "institution_code", "give an institution_code or a treatment_province_code")
         if prov:
@@ -271,7 +267,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
 
     async def ReconcileDetail(self, request: pb.ReconcileDetailRequest, context: Any) -> pb.ReconcileDetailResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.institution_code), "institution_code", "required")
         day = date_from_proto(request.date if request.HasField("date") else None, "date", v)
         items = _items_in(request.items, v)
@@ -286,7 +282,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         self, request: pb.ComputeAnnualPrepaymentRequest, context: Any
     ) -> pb.ComputeAnnualPrepaymentResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         ip = _province(request.insured_province_code, "insured_province_code", v)
         tp = _province(request.treatment_province_code, "treatment_province_code", v)
         year = _year(request.year, "year", v)
@@ -311,7 +307,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         self, request: pb.RequestEmergencyTopUpRequest, context: Any
     ) -> pb.RequestEmergencyTopUpResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         ip = _province(request.insured_province_code, "insured_province_code", v)
         tp = _province(request.treatment_province_code, "treatment_province_code", v)
         year, month = _month(request.month, "month", v)
@@ -331,7 +327,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         self, request: pb.RecordPrepaymentInterestRequest, context: Any
     ) -> pb.RecordPrepaymentInterestResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         ip = _province(request.insured_province_code, "insured_province_code", v)
         tp = _province(request.treatment_province_code, "treatment_province_code", v)
         year = _year(request.year, "year", v)
@@ -346,7 +342,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         self, request: pb.RecordInstitutionPaymentRequest, context: Any
     ) -> pb.RecordInstitutionPaymentResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(0 < len(request.institution_code) <= 32, "institution_code", "required, 1-32 characters")
         v.check(request.amount_fen > 0, "amount_fen", "must be positive")
         on = date_from_proto(request.payment_date if request.HasField("payment_date") else None, "payment_date", v)
@@ -365,7 +361,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         self, request: pb.CreateVerificationRequestRequest, context: Any
     ) -> pb.CreateVerificationRequestResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(0 < len(request.settlement_id) <= 40, "settlement_id", "required, 1-40 characters")
         v.check(0 < len(request.reason) <= 2000, "reason", "required, at most 2000 characters")
         v.raise_if_any()
@@ -378,7 +374,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         self, request: pb.AnswerVerificationRequestRequest, context: Any
     ) -> pb.AnswerVerificationRequestResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.verification_id), "verification_id", "required")
         v.check(0 < len(request.answer) <= 2000, "answer", "required, at most 2000 characters")
         v.check(request.rejected_fen >= 0, "rejected_fen", "must not be negative")

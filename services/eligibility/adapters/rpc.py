@@ -9,7 +9,7 @@ import grpc
 
 from libs.core.errors import Violations
 from libs.platform import enums
-from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, timestamp, today_cst
+from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp, today_cst
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as pb
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
@@ -35,10 +35,6 @@ PERSON_TYPE_OUT = {v: k for k, v in PERSON_TYPE_IN.items()}
 FILING_TYPE_OUT = enums.inverse(enums.FILING_TYPES)
 STATUS_IN = {pb.PERSON_STATUS_ACTIVE: PersonStatus.ACTIVE, pb.PERSON_STATUS_SUSPENDED: PersonStatus.SUSPENDED}
 STATUS_OUT = {v: k for k, v in STATUS_IN.items()}
-
-
-def _rid(request_id: str, v: Violations) -> None:
-    v.check(0 < len(request_id) <= 128, "request_id", "required, 1-128 characters (the idempotency key)")
 
 
 def credential_from_proto(c: types_pb2.Credential) -> CredentialInput:
@@ -177,7 +173,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self, request: pb.IssueECertificateRequest, context: Any
     ) -> pb.IssueECertificateResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.person_no), "person_no", "required")
         v.check(len(request.id_number) == 18, "id_number", "an 18-character ID number")
         v.raise_if_any()
@@ -192,7 +188,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self, request: pb.RevokeECertificateRequest, context: Any
     ) -> pb.RevokeECertificateResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.token_id), "token_id", "required")
         v.raise_if_any()
         await self.service.revoke_ecert(request.token_id)
@@ -208,7 +204,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
 
     async def UpsertRegion(self, request: pb.UpsertRegionRequest, context: Any) -> pb.UpsertRegionResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         r = request.region
         v.check(len(r.region_code) == 6 and r.region_code.isdigit(), "region.region_code", "6 digits")
         v.check(bool(r.name), "region.name", "required")
@@ -224,7 +220,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self, request: pb.UpsertInstitutionRequest, context: Any
     ) -> pb.UpsertInstitutionResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         i = request.institution
         v.check(
             bool(i.institution_code) and len(i.institution_code) <= 32,
@@ -252,7 +248,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self, request: pb.UpsertInsuredPersonRequest, context: Any
     ) -> pb.UpsertInsuredPersonResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         p = request.person
         v.check(bool(p.person_no) and len(p.person_no) <= 40, "person.person_no", "required")
         v.check(len(p.id_number) == 18, "person.id_number", "an 18-character ID number")

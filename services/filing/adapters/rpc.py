@@ -10,7 +10,7 @@ import grpc
 
 from libs.core.errors import Violations
 from libs.platform import enums
-from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, timestamp
+from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
 from services.filing.application.service import CaughtUp, FilingService
@@ -47,10 +47,6 @@ EVENT_OUT = {
     "cancelled": filing_pb2.FILING_EVENT_TYPE_CANCELLED,
     "updated": filing_pb2.FILING_EVENT_TYPE_UPDATED,
 }
-
-
-def require_request_id(request_id: str, v: Violations, field: str = "request_id") -> None:
-    v.check(0 < len(request_id) <= 128, field, "required, 1-128 characters (the idempotency key)")
 
 
 def new_filing_from_proto(
@@ -141,7 +137,7 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         self, request: filing_pb2.CreateFilingRequest, context: Any
     ) -> filing_pb2.CreateFilingResponse:
         v = Violations()
-        require_request_id(request.request_id, v)
+        check_request_id(request.request_id, v)
         new = new_filing_from_proto(request, v, today=self.service.today())
         v.raise_if_any()
         assert new is not None
@@ -152,7 +148,7 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         self, request: filing_pb2.ChangeFilingRequest, context: Any
     ) -> filing_pb2.ChangeFilingResponse:
         v = Violations()
-        require_request_id(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.filing_id), "filing_id", "required")
         v.check(request.HasField("new_filing"), "new_filing", "required")
         new = new_filing_from_proto(request.new_filing, v, "new_filing.", today=self.service.today())
@@ -165,7 +161,7 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         self, request: filing_pb2.CancelFilingRequest, context: Any
     ) -> filing_pb2.CancelFilingResponse:
         v = Violations()
-        require_request_id(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.filing_id), "filing_id", "required")
         day = date_from_proto(
             request.cancel_date if request.HasField("cancel_date") else None, "cancel_date", v, required=False

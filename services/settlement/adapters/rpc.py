@@ -9,7 +9,7 @@ import grpc
 
 from libs.core.errors import Violations
 from libs.platform import enums
-from libs.platform.convert import date_from_proto, date_to_proto, fingerprint, timestamp
+from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
 from libs.platform.identity import caller_institution
 from libs.policy import FeeLine, ServiceType, SettlementResult
@@ -44,10 +44,6 @@ KIND_OUT = {
 }
 CATEGORY_OUT = {ClearingCategory(s): n for n, s in enums.CLEARING_CATEGORIES.items()}
 MAX_LINES_PER_UPLOAD = 2000
-
-
-def _rid(request_id: str, v: Violations) -> None:
-    v.check(0 < len(request_id) <= 128, "request_id", "required, 1-128 characters (the idempotency key)")
 
 
 def _credential(c: types_pb2.Credential, v: Violations) -> CredentialRef:
@@ -221,7 +217,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
 
     async def OpenVisit(self, request: pb.OpenVisitRequest, context: Any) -> pb.OpenVisitResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         cmd = self._open_command(request, v, "admission_date")
         v.raise_if_any()
         assert cmd is not None
@@ -230,7 +226,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
 
     async def UploadFees(self, request: pb.UploadFeesRequest, context: Any) -> pb.UploadFeesResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.visit_id), "visit_id", "required")
         lines = lines_from_proto(request.lines, v)
         v.raise_if_any()
@@ -248,7 +244,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
 
     async def Settle(self, request: pb.SettleRequest, context: Any) -> pb.SettleResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.visit_id), "visit_id", "required")
         discharge = date_from_proto(
             request.discharge_date if request.HasField("discharge_date") else None, "discharge_date", v, required=False
@@ -267,7 +263,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
 
     async def CancelSettlement(self, request: pb.CancelSettlementRequest, context: Any) -> pb.CancelSettlementResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.settlement_id), "settlement_id", "required")
         v.raise_if_any()
         c = await self.service.cancel(
@@ -279,7 +275,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         self, request: pb.ReverseTransactionRequest, context: Any
     ) -> pb.ReverseTransactionResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(0 < len(request.original_request_id) <= 128, "original_request_id", "required")
         v.check(request.original_request_id != request.request_id, "original_request_id", "must differ from request_id")
         v.raise_if_any()
@@ -293,7 +289,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
 
     async def SettleOutpatient(self, request: pb.SettleOutpatientRequest, context: Any) -> pb.SettleOutpatientResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         cmd = self._open_command(request, v, "visit_date")
         if cmd is not None and cmd.service_type is ServiceType.INPATIENT:
             v.add("service_type", "SettleOutpatient is for outpatient, chronic outpatient and pharmacy visits")
@@ -341,7 +337,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
 
     async def UpdateVisit(self, request: pb.UpdateVisitRequest, context: Any) -> pb.UpdateVisitResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.visit_id), "visit_id", "required")
         day = date_from_proto(
             request.admission_date if request.HasField("admission_date") else None, "admission_date", v, required=False
@@ -359,7 +355,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
 
     async def CancelVisit(self, request: pb.CancelVisitRequest, context: Any) -> pb.CancelVisitResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.visit_id), "visit_id", "required")
         v.raise_if_any()
         visit = await self.service.cancel_visit(
@@ -371,7 +367,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         self, request: pb.SubmitManualClaimRequest, context: Any
     ) -> pb.SubmitManualClaimResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         cmd = self._open_command(request, v, "admission_date")
         discharge = date_from_proto(
             request.discharge_date if request.HasField("discharge_date") else None, "discharge_date", v
@@ -445,7 +441,7 @@ class ManualClaimServicer(settlement_pb2_grpc.ManualClaimServiceServicer):
         self, request: pb.ProcessManualClaimRequest, context: Any
     ) -> pb.ProcessManualClaimResponse:
         v = Violations()
-        _rid(request.request_id, v)
+        check_request_id(request.request_id, v)
         v.check(bool(request.claim_id), "claim_id", "required")
         v.raise_if_any()
         claim, _ = await self.service.process_claim(request.request_id, fingerprint(request), request.claim_id)
