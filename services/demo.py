@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from libs.platform.convert import CST
 from libs.platform.identity import INSTITUTION_HEADER
 from libs.platform.settings import Settings
 from libs.policy import default_books
@@ -30,7 +31,6 @@ from medsettle.settlement.v1 import settlement_pb2 as st
 from medsettle.settlement.v1 import settlement_pb2_grpc
 
 HOSPITAL = "H31010400001"
-CST = dt.timezone(dt.timedelta(hours=8))
 PROVINCES = {"11": "Beijing", "31": "Shanghai", "44": "Guangdong", "51": "Sichuan", "42": "Hubei"}
 REGIONS = {"110100": "Beijing", "310100": "Shanghai", "440100": "Guangzhou", "510100": "Chengdu", "420100": "Wuhan"}
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency, outbox
+from libs.platform.convert import today_cst
 from libs.platform.db import Database
 from libs.platform.logs import get_logger
 from services.filing.adapters.db import (
@@ -80,7 +81,7 @@ class FilingService:
         self.db = db
         self.notifier = outbox.FeedNotifier()
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self._today = today or (lambda: dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date())
+        self._today = today or today_cst
         self.min_period = min_period or MinPeriodRules()
         self.institutions: InstitutionDirectory = institutions or NoInstitutionDirectory()
 

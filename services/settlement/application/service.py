@@ -19,6 +19,7 @@ from opentelemetry import context as otel_context
 
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency, outbox
+from libs.platform.convert import CST
 from libs.platform.db import Database
 from libs.platform.logs import get_logger
 from libs.policy import (
@@ -121,7 +122,7 @@ class SettlementService:
         self.batcher = SettleBatcher(self)
 
     def today(self) -> dt.date:
-        return self._clock().astimezone(dt.timezone(dt.timedelta(hours=8))).date()
+        return self._clock().astimezone(CST).date()
 
     async def _decide(self, cmd: OpenVisitCommand) -> Decision:
         """The one eligibility call of a visit, made before any transaction opens."""
