@@ -62,6 +62,23 @@ class Database:
                 await conn.execution_options(**{_READONLY: True})
             yield conn
 
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[Any]:
+        """A pooled connection's own driver connection (asyncpg), for a hot path that speaks SQL
+        directly instead of through SQLAlchemy (PostgreSQL only). The caller runs its own
+        transaction on it (``async with conn.transaction():``) and ends it inside the block; a
+        connection handed back still inside a transaction is discarded, never reused."""
+        if self.is_sqlite:
+            raise RuntimeError("driver_connection is for PostgreSQL; SQLite goes through SQLAlchemy")
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            try:
+                yield driver
+            finally:
+                if driver is None or driver.is_closed() or driver.is_in_transaction():
+                    await conn.invalidate()
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 

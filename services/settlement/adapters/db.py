@@ -87,7 +87,7 @@ fee_lines = Table(
     # The settlement (interim or final) that settled this line; NULL while unsettled.
     Column("settlement_id", String(40), nullable=True),
 )
-Index("ix_fee_lines_settlement", fee_lines.c.settlement_id)
+# No index on settlement_id (migration 0002): lines are always found through their visit.
 
 settlements = Table(
     "settlements",
@@ -263,21 +263,22 @@ def _utc(v: dt.datetime) -> dt.datetime:
 
 
 def visit_from_row(r: Any) -> VisitRecord:
+    """From a mapping of the visits columns: a SQLAlchemy row's ``_mapping`` or an asyncpg record."""
     return VisitRecord(
-        visit_id=r.visit_id,
-        institution_code=r.institution_code,
-        hospital_visit_no=r.hospital_visit_no,
-        service_type=ServiceType(r.service_type),
-        status=VisitStatus(r.status),
-        decision=decision_from_json(r.decision),
-        admission_date=r.admission_date,
-        discharge_date=r.discharge_date,
-        diagnosis_codes=tuple(json.loads(r.diagnosis_codes)),
-        special_disease_code=r.special_disease_code,
-        opened_at=_utc(r.opened_at),
-        fee_line_count=r.fee_line_count,
-        fee_total_fen=r.fee_total_fen,
-        settled_stays=r.settled_stays,
+        visit_id=r["visit_id"],
+        institution_code=r["institution_code"],
+        hospital_visit_no=r["hospital_visit_no"],
+        service_type=ServiceType(r["service_type"]),
+        status=VisitStatus(r["status"]),
+        decision=decision_from_json(r["decision"]),
+        admission_date=r["admission_date"],
+        discharge_date=r["discharge_date"],
+        diagnosis_codes=tuple(json.loads(r["diagnosis_codes"])),
+        special_disease_code=r["special_disease_code"],
+        opened_at=_utc(r["opened_at"]),
+        fee_line_count=r["fee_line_count"],
+        fee_total_fen=r["fee_total_fen"],
+        settled_stays=r["settled_stays"],
     )
 
 
@@ -400,13 +401,13 @@ class SettlementRepository:
 
     async def visit(self, visit_id: str, *, for_update: bool = False) -> VisitRecord | None:
         row = (await self.s.execute(_VISIT_FOR_UPDATE if for_update else _VISIT, {"b_visit": visit_id})).first()
-        return visit_from_row(row) if row else None
+        return visit_from_row(row._mapping) if row else None
 
     # -- bulk reads and writes for a batch of settlements (one transaction for many) --------
     async def visits_for_update(self, visit_ids: list[str]) -> dict[str, VisitRecord]:
         """Row-locks the visits in id order (a fixed order: concurrent batches cannot deadlock)."""
         rows = (await self.s.execute(_VISITS_FOR_UPDATE, {"b_ids": sorted(set(visit_ids))})).all()
-        return {r.visit_id: visit_from_row(r) for r in rows}
+        return {r.visit_id: visit_from_row(r._mapping) for r in rows}
 
     async def unsettled_lines_of(self, visit_ids: list[str]) -> dict[str, list[FeeLine]]:
         out: dict[str, list[FeeLine]] = {v: [] for v in visit_ids}
@@ -431,9 +432,12 @@ class SettlementRepository:
                 )
         return out
 
-    async def lock_accumulators_of(self, wanted: dict[tuple[str, int], int]) -> dict[tuple[str, int], Accumulators]:
+    async def lock_accumulators_of(
+        self, wanted: dict[tuple[str, int], int], *, create: bool = True
+    ) -> dict[tuple[str, int], Accumulators]:
         """Locks every wanted (person, year) row with its account, creating missing ones first
-        (``wanted`` maps each key to the balance that seeds a new account)."""
+        (``wanted`` maps each key to the balance that seeds a new account); with ``create``
+        false, locks and returns only those that exist."""
         persons = sorted({p for p, _ in wanted})
         found: dict[tuple[str, int], Accumulators] = {}
         for attempt in range(2):
@@ -446,7 +450,7 @@ class SettlementRepository:
                 if (r.person_no, r.year) in wanted
             }
             missing = [k for k in wanted if k not in found]
-            if not missing:
+            if not missing or not create:
                 return found
             if attempt:
                 break
@@ -502,7 +506,7 @@ class SettlementRepository:
                 )
             )
         ).first()
-        return visit_from_row(row) if row else None
+        return visit_from_row(row._mapping) if row else None
 
     async def set_visit_status(
         self, visit_id: str, status: VisitStatus, *, discharge_date: dt.date | None = None, settled_stays_delta: int = 0
@@ -564,9 +568,11 @@ class SettlementRepository:
     async def mark_lines_settled(self, visit_id: str, line_nos: list[int], settlement_id: str) -> None:
         await self.s.execute(_MARK_SETTLED, {"b_visit": visit_id, "b_nos": line_nos, "b_settlement": settlement_id})
 
-    async def unmark_lines(self, settlement_id: str) -> None:
+    async def unmark_lines(self, visit_id: str, settlement_id: str) -> None:
         await self.s.execute(
-            update(fee_lines).where(fee_lines.c.settlement_id == settlement_id).values(settlement_id=None)
+            update(fee_lines)
+            .where(and_(fee_lines.c.visit_id == visit_id, fee_lines.c.settlement_id == settlement_id))
+            .values(settlement_id=None)
         )
 
     async def deductible_borne_in_stay(self, visit_id: str) -> int:

@@ -11,6 +11,12 @@ error and does not fail the batch; a duplicate in the same batch, or a second ca
 visit, is settled after the batch by the one-at-a-time path (which finds the stored key or the
 new state); if the batch transaction itself fails (a database error, a race with another
 replica), every call of the batch is retried one at a time.
+
+Up to ``writers`` batches run at once (two on PostgreSQL): while one waits for the database
+(most of all for its commit's fsync), the next locks, reads and computes. Two batches never
+deadlock on each other: each locks all its visits, in id order, before any person's
+accumulators, and those in (person, year) order; a batch that touches a visit or a person of the
+batch before it waits for that one's commit and then reads what it left.
 """
 
 from __future__ import annotations
@@ -47,11 +53,13 @@ class SettleCall:
 
 
 class SettleBatcher:
-    def __init__(self, service: SettlementService, *, max_batch: int = 64) -> None:
+    def __init__(self, service: SettlementService, *, max_batch: int = 64, writers: int = 1) -> None:
         self.service = service
         self.max_batch = max_batch
+        self.writers = writers
         self._queue: asyncio.Queue[SettleCall] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._running: dict[asyncio.Task[None], list[SettleCall]] = {}
 
     def start(self) -> None:
         if self._task is None:
@@ -66,6 +74,13 @@ class SettleBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            for task, batch in list(self._running.items()):  # still running after the drain time
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                for call in batch:
+                    if not call.future.done():
+                        call.future.cancel()
         while not self._queue.empty():  # answer whatever was still queued, one at a time
             await self._one(self._queue.get_nowait())
 
@@ -77,15 +92,22 @@ class SettleBatcher:
         return await call.future
 
     async def _run(self) -> None:
+        slots = asyncio.Semaphore(self.writers)
         while True:
-            batch = [await self._queue.get()]
-            try:
-                while len(batch) < self.max_batch and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                await self._settle(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            first = await self._queue.get()
+            await slots.acquire()  # calls that arrive meanwhile join this batch
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            task = asyncio.create_task(self._settle(batch), name="settle-batch")
+            self._running[task] = batch
+            task.add_done_callback(lambda t, n=len(batch): self._finished(t, n, slots))
+
+    def _finished(self, task: asyncio.Task[None], size: int, slots: asyncio.Semaphore) -> None:
+        self._running.pop(task, None)
+        slots.release()
+        for _ in range(size):
+            self._queue.task_done()
 
     async def _settle(self, batch: list[SettleCall]) -> None:
         try:

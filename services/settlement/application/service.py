@@ -37,6 +37,7 @@ from libs.policy import (
     validate_visit,
 )
 from services.settlement.adapters.db import SettlementRepository, idempotency_keys, settlement_events
+from services.settlement.adapters.hot import KeyRow, StatusChange, batch_unit, presettle_reads
 from services.settlement.application.batch import SettleBatcher, SettleCall
 from services.settlement.domain import monitoring, results
 from services.settlement.domain.model import (
@@ -119,7 +120,9 @@ class SettlementService:
         self.notifier = outbox.FeedNotifier()
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._on_commit = on_commit
-        self.batcher = SettleBatcher(self)
+        # SQLite has one writer anyway; on PostgreSQL a second batch reads and computes while the
+        # first one waits for its commit.
+        self.batcher = SettleBatcher(self, writers=1 if db.is_sqlite else 2)
 
     def today(self) -> dt.date:
         return self._clock().astimezone(CST).date()
@@ -346,18 +349,14 @@ class SettlementService:
         return settle(policy, catalogue, pv, acc)
 
     async def pre_settle(self, caller: str | None, visit_id: str, use_account: bool) -> SettlementResult:
-        async with self.db.read() as s:
-            repo = SettlementRepository(s)
-            visit = await repo.visit(visit_id)
-            if visit is None:
-                raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {visit_id}")
-            check_owner(visit.institution_code, caller)
-            lines = tuple(u.line for u in await repo.lines(visit_id, unsettled_only=True))
-            if not lines:
-                raise DomainError(Reason.VISIT_HAS_NO_FEES, "no unsettled fee lines: upload fees before settling")
-            day = self.today()
-            acc = await repo.read_accumulators(visit.decision.person_no, day.year, visit.decision.account_balance_fen)
-            prior = await repo.deductible_borne_in_stay(visit_id) if visit.settled_stays else 0
+        day = self.today()
+        found = await presettle_reads(self.db, visit_id, day.year)
+        if found is None:
+            raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {visit_id}")
+        visit, lines, acc, prior = found
+        check_owner(visit.institution_code, caller)
+        if not lines:
+            raise DomainError(Reason.VISIT_HAS_NO_FEES, "no unsettled fee lines: upload fees before settling")
         return self._compute(visit, lines, acc, use_account=use_account, day=day, prior_deductible_fen=prior)
 
     # -- settling -------------------------------------------------------------------------
@@ -451,23 +450,38 @@ class SettlementService:
         )
 
     async def settle_batch(self, calls: list[SettleCall]) -> list[Committed | BaseException | None]:
-        """Settles many calls in one transaction; see application/batch.py for the contract.
-        Returns, per call, its settlement, its own error, or None (settle it one at a time)."""
+        """Settles many calls in one transaction; see application/batch.py for the contract and
+        adapters/hot.py for its statements. Returns, per call, its settlement, its own error, or
+        None (settle it one at a time)."""
         out: list[Committed | BaseException | None] = [None] * len(calls)
         replays: dict[int, str] = {}
         done: list[tuple[SettleCall, Committed]] = []
-        async with self.db.transaction() as s:
-            repo = SettlementRepository(s)
-            # Lock first, then read the keys (as the one-at-a-time path does).
-            visits = await repo.visits_for_update([c.visit_id for c in calls])
-            keys = await idempotency.lookup_many(s, idempotency_keys, [c.request_id for c in calls])
+        today = self.today()
+        async with batch_unit(self.db) as unit:
+            # Lock first, then read the keys and the rest (as the one-at-a-time path does). The
+            # reads cover every call whose visit exists; which of them settle is decided below.
+            visits = await unit.lock_visits([c.visit_id for c in calls])
+            open_ = [
+                (c, v)
+                for c in calls
+                if (v := visits.get(c.visit_id)) is not None
+                and v.status is VisitStatus.OPEN
+                and v.institution_code == c.caller
+            ]
+            reads = await unit.read(
+                [c.request_id for c in calls],
+                sorted({v.visit_id for _, v in open_}),
+                sorted({v.visit_id for _, v in open_ if v.settled_stays}),
+                [v.decision.person_no for _, v in open_ if v.service_type is ServiceType.INPATIENT],
+                [(v.decision.person_no, (c.discharge_date or today).year) for c, v in open_],
+            )
             active: list[tuple[int, SettleCall, VisitRecord, dt.date]] = []
             taken_ids: set[str] = set()
             taken_visits: set[str] = set()
             for i, c in enumerate(calls):
                 if c.request_id in taken_ids or c.visit_id in taken_visits:
                     continue  # a duplicate or a second call for the visit: after this batch, alone
-                if (key := keys.get(c.request_id)) is not None:
+                if (key := reads.keys.get(c.request_id)) is not None:
                     if key[0] == "settle" and key[1] == c.fp:
                         replays[i] = key[2]
                     else:
@@ -486,23 +500,21 @@ class SettlementService:
                 taken_ids.add(c.request_id)
                 taken_visits.add(c.visit_id)
                 active.append((i, c, visit, day))
-            if not active:
-                return await self._after_batch(out, replays, done)
-            ids = [v.visit_id for _, _, v, _ in active]
-            lines = await repo.unsettled_lines_of(ids)
-            prior = await repo.stay_deductibles([v.visit_id for _, _, v, _ in active if v.settled_stays])
-            wanted = {(v.decision.person_no, day.year): v.decision.account_balance_fen for _, _, v, day in active}
-            accs = await repo.lock_accumulators_of(wanted)
+            accs = reads.accs
+            seeds = {
+                (v.decision.person_no, day.year): v.decision.account_balance_fen
+                for _, _, v, day in active
+                if (v.decision.person_no, day.year) not in accs
+            }
+            if seeds:  # a person's first settlement of the year: created only for calls that settle
+                accs.update(await unit.create_accumulators(seeds))
             balances = {person: acc.account_balance_fen for (person, _), acc in accs.items()}
-            stays = await repo.inpatient_stays_of(
-                [v.decision.person_no for _, _, v, _ in active if v.service_type is ServiceType.INPATIENT]
-            )
             records: list[tuple[SettlementRecord, SettlementResult]] = []
-            statuses: list[dict[str, object]] = []
-            key_rows: list[dict[str, object]] = []
+            statuses: list[StatusChange] = []
+            key_rows: list[KeyRow] = []
             touched: set[tuple[str, int]] = set()
             for i, c, visit, day in active:
-                fee = tuple(lines.get(visit.visit_id, ()))
+                fee = tuple(reads.lines.get(visit.visit_id, ()))
                 if not fee:
                     out[i] = DomainError(
                         Reason.VISIT_HAS_NO_FEES, "no unsettled fee lines: upload fees before settling"
@@ -518,7 +530,7 @@ class SettlementService:
                         acc,
                         use_account=c.use_account,
                         day=day,
-                        prior_deductible_fen=prior.get(visit.visit_id, 0),
+                        prior_deductible_fen=reads.prior.get(visit.visit_id, 0),
                     )
                 except DomainError as exc:
                     out[i] = exc
@@ -527,33 +539,22 @@ class SettlementService:
                 balances[d.person_no] = result.accumulators_after.account_balance_fen
                 touched.add(key)
                 record = self._new_settlement(
-                    visit, c.request_id, day, c.interim, fee, result, stays.get(d.person_no, [])
+                    visit, c.request_id, day, c.interim, fee, result, reads.stays.get(d.person_no, [])
                 )
                 records.append((record, result))
-                status: dict[str, object] = {
-                    "b_visit": visit.visit_id,
-                    "b_status": (VisitStatus.OPEN if c.interim else VisitStatus.SETTLED).value,
-                    "b_delta": 1,
-                }
-                if not c.interim and c.discharge_date is not None:
-                    status["b_discharge"] = c.discharge_date
-                statuses.append(status)
-                key_rows.append(
-                    {
-                        "request_id": c.request_id,
-                        "operation": "settle",
-                        "fingerprint": c.fp,
-                        "result_ref": record.settlement_id,
-                    }
-                )
-                committed = Committed(
-                    record, result, replace(visit, status=VisitStatus.OPEN if c.interim else VisitStatus.SETTLED)
-                )
+                new_status = VisitStatus.OPEN if c.interim else VisitStatus.SETTLED
+                statuses.append((visit.visit_id, new_status.value, None if c.interim else c.discharge_date))
+                key_rows.append((c.request_id, "settle", c.fp, record.settlement_id))
+                committed = Committed(record, result, replace(visit, status=new_status))
                 out[i] = committed
                 done.append((c, committed))
             if records:
-                await repo.write_batch(
-                    records, {k: accs[k] for k in touched}, balances, statuses, key_rows, settlement_events
+                await unit.write(
+                    records,
+                    {k: accs[k] for k in touched},
+                    {p: b for p, b in balances.items() if p in {person for person, _ in touched}},
+                    statuses,
+                    key_rows,
                 )
         return await self._after_batch(out, replays, done)
 
@@ -669,7 +670,8 @@ class SettlementService:
             result_json=results.dump(mirror),
         )
         await self._write_settlement(repo, record, mirror)
-        await repo.unmark_lines(original.settlement_id)  # its lines can be corrected and settled again
+        # its lines can be corrected and settled again
+        await repo.unmark_lines(original.visit_id, original.settlement_id)
         await repo.save_accumulators(original.person_no, restored)
         await repo.set_visit_status(original.visit_id, VisitStatus.OPEN, settled_stays_delta=-1)
         return Committed(record, mirror, replace(visit, status=VisitStatus.OPEN))

@@ -157,3 +157,35 @@ async def test_a_mixed_burst_gets_the_same_answers_as_one_call_at_a_time(suite: 
     await engine.dispose()
     assert acc.pooled_paid_fen == sum(s.breakdown.pooled_fund_fen for s in settled)
     assert acc.admissions == 6
+
+
+async def test_overlapping_batches_of_one_person_serialise_on_the_person(
+    suite: Host, db_urls: dict[str, str], db_kind: str
+) -> None:
+    """Small batches, two writers at once (as on PostgreSQL under load): every batch after the
+    first waits for the one holding the person's row and starts from what it left, so the
+    accumulators and the balance are exactly what the settlements say, spent once."""
+    module = next(m for m in suite.modules if m.name == "settlement")
+    batcher = module.service.batcher  # type: ignore[attr-defined]
+    await batcher.stop()
+    batcher.max_batch, batcher.writers = 3, 2
+    batcher.start()
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    n = 12 if db_kind == "postgres" else 6
+    visits = [
+        await _visit_with_fees(w, f"ob{i}", n=10, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL) for i in range(n)
+    ]
+    done = await asyncio.gather(
+        *(settle(w, f"obs{i}", v, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL) for i, v in enumerate(visits))
+    )
+    assert sum(s.breakdown.personal_account_fen for s in done) == 268_450  # the whole balance, once
+    assert sorted(s.breakdown.account_balance_after_fen for s in done)[0] == 0
+    engine = create_async_engine(db_urls["settlement"])
+    async with engine.connect() as conn:
+        acc = (await conn.execute(select(accumulators).where(accumulators.c.person_no == RETIREE))).one()
+        balance = (await conn.execute(select(accounts.c.balance_fen))).scalar_one()
+    await engine.dispose()
+    assert acc.pooled_paid_fen == sum(s.breakdown.pooled_fund_fen for s in done)
+    assert acc.inpatient_deductible_borne_fen == sum(s.breakdown.deductible_fen for s in done)
+    assert acc.admissions == n and balance == 0
+    assert await _count(db_urls["settlement"], settlement_events) >= n

@@ -1,0 +1,44 @@
+"""Database.driver_connection: the hot path's direct asyncpg access to the pooled connections."""
+
+from __future__ import annotations
+
+import pytest
+
+from libs.platform.db import Database
+
+pytestmark = pytest.mark.db
+
+
+async def test_a_connection_handed_back_inside_a_transaction_is_never_reused(
+    db_urls: dict[str, str], db_kind: str
+) -> None:
+    if db_kind != "postgres":
+        pytest.skip("PostgreSQL only: SQLite goes through SQLAlchemy")
+    db = Database(db_urls["settlement"], pool_size=1)
+    try:
+        async with db.driver_connection() as con:
+            assert await con.fetchval("SELECT 41 + $1::int", 1) == 42
+            pid = await con.fetchval("SELECT pg_backend_pid()")
+        async with db.driver_connection() as con:  # handed back clean: the same connection again
+            assert await con.fetchval("SELECT pg_backend_pid()") == pid
+            tx = con.transaction()
+            await tx.start()  # ... and left open: a bug in a caller
+            await con.execute("CREATE TEMP TABLE leftover (x int)")
+        async with db.driver_connection() as con:
+            assert not con.is_in_transaction()
+            assert await con.fetchval("SELECT pg_backend_pid()") != pid  # the dirty one was discarded
+            assert await con.fetchval("SELECT to_regclass('pg_temp.leftover') IS NULL")
+        async with db.transaction() as conn:  # SQLAlchemy units of work share the pool, unharmed
+            assert (await conn.exec_driver_sql("SELECT 1")).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
+async def test_sqlite_has_no_driver_connection(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        with pytest.raises(RuntimeError, match="PostgreSQL"):
+            async with db.driver_connection():
+                pass
+    finally:
+        await db.dispose()
