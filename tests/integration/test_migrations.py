@@ -34,3 +34,17 @@ def test_migrations_match_the_models(service: str, db_urls: dict[str, str]) -> N
         return result
 
     assert asyncio.run(diff()) == []
+
+
+def test_fee_lines_leave_room_for_heap_only_updates_on_postgresql(db_urls: dict[str, str], db_kind: str) -> None:
+    if db_kind != "postgres":
+        pytest.skip("a PostgreSQL storage parameter")
+
+    async def options() -> list[str] | None:
+        engine = create_async_engine(db_urls["settlement"])
+        async with engine.connect() as conn:
+            got = (await conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE relname = 'fee_lines'")).scalar()
+        await engine.dispose()
+        return got  # type: ignore[no-any-return]
+
+    assert asyncio.run(options()) == ["fillfactor=50"]

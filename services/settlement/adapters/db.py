@@ -87,7 +87,9 @@ fee_lines = Table(
     # The settlement (interim or final) that settled this line; NULL while unsettled.
     Column("settlement_id", String(40), nullable=True),
 )
-# No index on settlement_id (migration 0002): lines are always found through their visit.
+# No index on settlement_id (migration 0002): lines are always found through their visit. On
+# PostgreSQL the table keeps half of each page free (fillfactor 50, migration 0003) so that
+# marking a line settled is a heap-only update that leaves the primary key alone.
 
 settlements = Table(
     "settlements",
@@ -347,6 +349,9 @@ def claim_from_row(r: Any) -> ManualClaim:
     )
 
 
+_FLAG_FIELDS = tuple(f.name for f in fields(MonitoringFlag))  # plain values: no deep-copying asdict()
+
+
 def _settlement_row(rec: SettlementRecord, result: SettlementResult) -> dict[str, Any]:
     return {
         "settlement_id": rec.settlement_id,
@@ -369,7 +374,7 @@ def _settlement_row(rec: SettlementRecord, result: SettlementResult) -> dict[str
         "personal_account_fen": result.personal_account_fen,
         "cash_fen": result.cash_fen,
         "result": rec.result_json,
-        "flags": json.dumps([asdict(f) for f in rec.flags], separators=(",", ":")),
+        "flags": json.dumps([{n: getattr(f, n) for n in _FLAG_FIELDS} for f in rec.flags], separators=(",", ":")),
     }
 
 
