@@ -4,15 +4,68 @@ parsed forms of a policy and a catalogue. Pure data, no I/O.
 Inputs and the settlement result are frozen ``slots`` dataclasses. The per-line, per-fund and
 per-step parts of a result are ``NamedTuple``s: immutable like the rest, but cheap to build in
 the hot loop (a 200-line visit builds 200 of them).
+
+The engine builds ``Accumulators`` and ``SettlementResult`` with :func:`slot_builder` (the same
+object the generated ``__init__`` makes, without its per-field Python overhead); see README.md
+"Benchmark".
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import NamedTuple
+from itertools import repeat
+from operator import call
+from typing import Any, NamedTuple, TypeVar
+
+_T = TypeVar("_T")
+
+
+def slot_builder(cls: type[_T]) -> Callable[[Iterable[Any]], _T]:
+    """A fast constructor for a frozen ``slots`` dataclass without ``__post_init__``: takes the
+    value of every field, in field order, and returns the instance ``cls(*values)`` would.
+
+    The generated ``__init__`` of a frozen dataclass sets each field through
+    ``object.__setattr__`` (39 k instructions, ~5 µs, for the 27 fields of a SettlementResult;
+    this takes 5.7 k). Here the fields are stored on a plain twin class with the very same ``__slots__`` (a plain
+    slot store each), then the object's ``__class__`` is switched to ``cls``, which CPython allows
+    exactly because the two layouts are identical. The result is an ordinary ``cls`` instance
+    (frozen again from then on). Falls back to setting the slots one by one if the switch is
+    refused. Only for the engine's own hot path."""
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    if getattr(cls, "__slots__", None) != names or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} is not a plain slots dataclass")
+    twin = type(f"_{cls.__name__}Slots", (), {"__slots__": names})
+    scope: dict[str, Any] = {"new": object.__new__, "twin": twin, "cls": cls}
+    exec(  # generated like dataclasses' own __init__, from the field names only
+        f"def build(values):\n"
+        f"    obj = new(twin)\n"
+        f"    ({', '.join(f'obj.{n}' for n in names)},) = values\n"
+        f"    obj.__class__ = cls\n"
+        f"    return obj\n",
+        scope,
+    )
+    build: Callable[[Iterable[Any]], _T] = scope["build"]
+    try:
+        probe = build(range(len(names)))
+        ok = type(probe) is cls and [getattr(probe, n) for n in names] == list(range(len(names)))
+    except TypeError:
+        ok = False
+    if ok:
+        return build
+    setters = tuple(getattr(cls, n).__set__ for n in names)
+    new = object.__new__
+    consume = deque[None](maxlen=0).extend
+
+    def build_slowly(values: Iterable[Any]) -> _T:
+        obj = new(cls)
+        consume(map(call, setters, repeat(obj), values))
+        return obj
+
+    return build_slowly
 
 
 class InsuranceType(StrEnum):
@@ -153,57 +206,78 @@ class Accumulators:
     outpatient_pooled_base_fen: int = 0
     outpatient_pooled_paid_fen: int = 0
 
-    # plus/minus are spelled out field by field: they run twice per settlement and a generic
-    # getattr loop costs several microseconds. test_accumulators checks they cover every field.
+    # plus/minus/negated are spelled out field by field and build through _new_acc: they run
+    # several times per settlement and a generic getattr loop (or __init__) costs microseconds.
+    # test_fast_paths.test_accumulator_arithmetic_covers_every_field checks every field.
     def plus(self, delta: Accumulators) -> Accumulators:
-        _same_year(self, delta)
-        return Accumulators(
-            self.year,
-            self.inpatient_deductible_borne_fen + delta.inpatient_deductible_borne_fen,
-            self.outpatient_deductible_borne_fen + delta.outpatient_deductible_borne_fen,
-            self.pooled_base_fen + delta.pooled_base_fen,
-            self.pooled_paid_fen + delta.pooled_paid_fen,
-            self.ci_burden_fen + delta.ci_burden_fen,
-            self.ci_paid_fen + delta.ci_paid_fen,
-            self.assistance_base_fen + delta.assistance_base_fen,
-            self.assistance_paid_fen + delta.assistance_paid_fen,
-            self.admissions + delta.admissions,
-            self.account_balance_fen + delta.account_balance_fen,
-            self.outpatient_pooled_base_fen + delta.outpatient_pooled_base_fen,
-            self.outpatient_pooled_paid_fen + delta.outpatient_pooled_paid_fen,
+        if self.year != delta.year:
+            _same_year(self, delta)
+        return _new_acc(
+            (
+                self.year,
+                self.inpatient_deductible_borne_fen + delta.inpatient_deductible_borne_fen,
+                self.outpatient_deductible_borne_fen + delta.outpatient_deductible_borne_fen,
+                self.pooled_base_fen + delta.pooled_base_fen,
+                self.pooled_paid_fen + delta.pooled_paid_fen,
+                self.ci_burden_fen + delta.ci_burden_fen,
+                self.ci_paid_fen + delta.ci_paid_fen,
+                self.assistance_base_fen + delta.assistance_base_fen,
+                self.assistance_paid_fen + delta.assistance_paid_fen,
+                self.admissions + delta.admissions,
+                self.account_balance_fen + delta.account_balance_fen,
+                self.outpatient_pooled_base_fen + delta.outpatient_pooled_base_fen,
+                self.outpatient_pooled_paid_fen + delta.outpatient_pooled_paid_fen,
+            )
         )
 
     def minus(self, delta: Accumulators) -> Accumulators:
-        _same_year(self, delta)
-        return Accumulators(
-            self.year,
-            self.inpatient_deductible_borne_fen - delta.inpatient_deductible_borne_fen,
-            self.outpatient_deductible_borne_fen - delta.outpatient_deductible_borne_fen,
-            self.pooled_base_fen - delta.pooled_base_fen,
-            self.pooled_paid_fen - delta.pooled_paid_fen,
-            self.ci_burden_fen - delta.ci_burden_fen,
-            self.ci_paid_fen - delta.ci_paid_fen,
-            self.assistance_base_fen - delta.assistance_base_fen,
-            self.assistance_paid_fen - delta.assistance_paid_fen,
-            self.admissions - delta.admissions,
-            self.account_balance_fen - delta.account_balance_fen,
-            self.outpatient_pooled_base_fen - delta.outpatient_pooled_base_fen,
-            self.outpatient_pooled_paid_fen - delta.outpatient_pooled_paid_fen,
+        if self.year != delta.year:
+            _same_year(self, delta)
+        return _new_acc(
+            (
+                self.year,
+                self.inpatient_deductible_borne_fen - delta.inpatient_deductible_borne_fen,
+                self.outpatient_deductible_borne_fen - delta.outpatient_deductible_borne_fen,
+                self.pooled_base_fen - delta.pooled_base_fen,
+                self.pooled_paid_fen - delta.pooled_paid_fen,
+                self.ci_burden_fen - delta.ci_burden_fen,
+                self.ci_paid_fen - delta.ci_paid_fen,
+                self.assistance_base_fen - delta.assistance_base_fen,
+                self.assistance_paid_fen - delta.assistance_paid_fen,
+                self.admissions - delta.admissions,
+                self.account_balance_fen - delta.account_balance_fen,
+                self.outpatient_pooled_base_fen - delta.outpatient_pooled_base_fen,
+                self.outpatient_pooled_paid_fen - delta.outpatient_pooled_paid_fen,
+            )
         )
 
     def negated(self) -> Accumulators:
-        return Accumulators(self.year, *(-a for a in _values(self)))
+        return _new_acc(
+            (
+                self.year,
+                -self.inpatient_deductible_borne_fen,
+                -self.outpatient_deductible_borne_fen,
+                -self.pooled_base_fen,
+                -self.pooled_paid_fen,
+                -self.ci_burden_fen,
+                -self.ci_paid_fen,
+                -self.assistance_base_fen,
+                -self.assistance_paid_fen,
+                -self.admissions,
+                -self.account_balance_fen,
+                -self.outpatient_pooled_base_fen,
+                -self.outpatient_pooled_paid_fen,
+            )
+        )
 
     def delta_to(self, after: Accumulators) -> Accumulators:
         """The delta that turns ``self`` into ``after``."""
         return after.minus(self)
 
 
+_new_acc = slot_builder(Accumulators)
+
 ACCUMULATOR_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Accumulators) if f.name != "year")
-
-
-def _values(acc: Accumulators) -> tuple[int, ...]:
-    return tuple(getattr(acc, n) for n in ACCUMULATOR_FIELDS)
 
 
 def _same_year(a: Accumulators, b: Accumulators) -> None:
@@ -425,10 +499,15 @@ class Catalogue:
     items: Mapping[str, CatalogueItem]
     # Hot-path table: code -> (item class, ceiling or -1, self-pay-first bps).
     table: Mapping[str, tuple[ItemClass, int, int]] = field(repr=False, compare=False, default_factory=dict)
+    # Derived from ``table`` for the engine's fast line split, see make_split_table.
+    split_table: Mapping[str, tuple[ItemClass, int, int]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if not self.table:
             object.__setattr__(self, "table", make_catalogue_table(self.items))
+        object.__setattr__(self, "split_table", make_split_table(self.table))
 
     def lookup(self, item_code: str) -> CatalogueItem | None:
         return self.items.get(item_code)
@@ -442,3 +521,20 @@ def make_catalogue_table(items: Mapping[str, CatalogueItem]) -> dict[str, tuple[
         code: (it.item_class, -1 if it.ceiling_fen is None else it.ceiling_fen, it.self_pay_first_bps)
         for code, it in items.items()
     }
+
+
+NO_CEILING = 1 << 100  # larger than any int64 price: "no ceiling" in the split table
+
+
+def make_split_table(table: Mapping[str, tuple[ItemClass, int, int]]) -> dict[str, tuple[ItemClass, int, int]]:
+    """The engine's fast line split reads ``code -> (item class, ceiling, self-pay-first bps)``
+    with the per-line branches already taken: no ceiling (-1) is :data:`NO_CEILING`, so one
+    ``ceiling < price`` test decides "over the ceiling"; the self-pay-first ratio is 0 unless the
+    item is class B. Entries the fast split cannot take exactly (not int, negative ratio) are left
+    out; the engine then uses its reference split, which reads ``table``."""
+    out = {}
+    for code, (cls, ceiling, spf_bps) in table.items():
+        if type(ceiling) is not int or type(spf_bps) is not int or spf_bps < 0:
+            continue
+        out[code] = (cls, NO_CEILING if ceiling < 0 else ceiling, spf_bps if cls is ItemClass.B else 0)
+    return out
