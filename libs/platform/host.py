@@ -9,6 +9,7 @@ Shutdown (SIGTERM/SIGINT or :meth:`Host.stop`): health flips to NOT_SERVING, the
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,6 +167,10 @@ class Host:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
         await self.start()
+        # Everything loaded so far (modules, descriptors, policies, catalogues) lives as long as
+        # the process: keep it out of the collector's full passes (measured: half the GC time
+        # of a settlement benchmark).
+        gc.freeze()
         await stop_requested.wait()
         _log.info("shutdown_requested")
         await self.stop()
