@@ -95,7 +95,12 @@ class SettleBatcher:
         slots = asyncio.Semaphore(self.writers)
         while True:
             first = await self._queue.get()
-            await slots.acquire()  # calls that arrive meanwhile join this batch
+            try:
+                await slots.acquire()  # calls that arrive meanwhile join this batch
+            except asyncio.CancelledError:  # stopping: stop() answers it with the rest of the queue
+                self._queue.put_nowait(first)
+                self._queue.task_done()
+                raise
             batch = [first]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())

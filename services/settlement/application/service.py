@@ -459,7 +459,8 @@ class SettlementService:
         today = self.today()
         async with batch_unit(self.db) as unit:
             # Lock first, then read the keys and the rest (as the one-at-a-time path does). The
-            # reads cover every call whose visit exists; which of them settle is decided below.
+            # reads cover the calls on open visits of their own hospital; which of them settle
+            # (not a replay, not a reused key) is decided below, with each refusal's reason.
             visits = await unit.lock_visits([c.visit_id for c in calls])
             open_ = [
                 (c, v)
@@ -549,10 +550,11 @@ class SettlementService:
                 out[i] = committed
                 done.append((c, committed))
             if records:
+                persons = {person for person, _ in touched}
                 await unit.write(
                     records,
                     {k: accs[k] for k in touched},
-                    {p: b for p, b in balances.items() if p in {person for person, _ in touched}},
+                    {p: b for p, b in balances.items() if p in persons},
                     statuses,
                     key_rows,
                 )
