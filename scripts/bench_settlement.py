@@ -2,8 +2,10 @@
 
     .venv/bin/python scripts/bench_settlement.py [--visits 2000] [--inflight 64] [--pg URL]
 
-Starts the suite as a separate process (all-in-one, PostgreSQL, durable commits: PostgreSQL's
-default synchronous_commit=on), prepares 50-line visits for many persons (not timed), then:
+Starts the services as separate processes (settlement alone in its own, as deployed; filing and
+eligibility in theirs; or all in one with --all-in-one), on PostgreSQL with durable commits
+(PostgreSQL's default synchronous_commit=on), prepares 50-line visits for many persons (not
+timed), then:
   1. unloaded Settle latency (one call in flight),
   2. Settle at --inflight calls in flight: calls/s, p50, p99,
   3. PreSettle at --inflight (nothing persisted),
@@ -77,8 +79,8 @@ def report(name: str, rate: float, lat: list[float]) -> None:
     print(f"  {name:<28}{rate:>10.0f} calls/s   p50 {pct(lat, 50):6.2f} ms   p99 {pct(lat, 99):6.2f} ms")
 
 
-async def prepare(target: str, persons: int, visits: int) -> list[str]:
-    c = Clients(target)
+async def prepare(targets: str | dict[str, str], persons: int, visits: int) -> list[str]:
+    c = Clients(targets)
     day = dt.datetime.now(CST).date()
     md = (("x-medsettle-institution", HOSPITAL),)
     await seed_registry(c, "bench")
@@ -164,6 +166,11 @@ async def main() -> None:
     # few of them, so by default nearly every visit is of its own person.
     ap.add_argument("--persons", type=int, default=2000)
     ap.add_argument("--inflight", type=int, default=64)
+    ap.add_argument(
+        "--all-in-one",
+        action="store_true",
+        help="serve every service from one process (default: settlement in its own process, as deployed)",
+    )
     ap.add_argument("--pg", default=os.environ.get("MEDSETTLE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432"))
     args = ap.parse_args()
 
@@ -190,38 +197,39 @@ async def main() -> None:
         [sys.executable, "-m", "services.cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True
     )
     port, echo_port = 50951, 50952
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "serve",
-            "--all",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--no-migrate",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    if args.all_in_one:
+        ports = {"all": port}
+        targets: str | dict[str, str] = f"127.0.0.1:{port}"
+    else:  # as deployed: settlement alone in its process (its peers elsewhere)
+        ports = {"settlement": port, "filing": 50953, "eligibility": 50954}
+        targets = {name: f"127.0.0.1:{p}" for name, p in ports.items()}
+        targets["clearing"] = targets["settlement"]  # not called
+        for name, p in ports.items():
+            env[f"MEDSETTLE_{name.upper()}_TARGET"] = f"127.0.0.1:{p}"
+
+    def serve(name: str, p: int) -> subprocess.Popen[bytes]:
+        which = ["--all"] if name == "all" else [name]
+        cmd = ["serve", *which, "--port", str(p), "--host", "127.0.0.1", "--no-migrate"]
+        return subprocess.Popen([sys.executable, "-m", "services.cli", *cmd], cwd=ROOT, env=env)
+
+    servers = [serve(name, p) for name, p in ports.items()]
     echo = None
     try:
         target = f"127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                async with grpc.aio.insecure_channel(target) as ch:
-                    await asyncio.wait_for(ch.channel_ready(), 0.5)
-                break
-            except Exception:
-                await asyncio.sleep(0.2)
+        for p in ports.values():
+            for _ in range(100):
+                try:
+                    async with grpc.aio.insecure_channel(f"127.0.0.1:{p}") as ch:
+                        await asyncio.wait_for(ch.channel_ready(), 0.5)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.2)
         print(
             f"PostgreSQL synchronous_commit={sync}; preparing {args.visits} 50-line visits "
             f"for {args.persons} persons ..."
         )
         t = time.perf_counter()
-        ids = await prepare(target, args.persons, args.visits + 400)
+        ids = await prepare(targets, args.persons, args.visits + 400)
         print(f"  prepared in {time.perf_counter() - t:.1f} s\n")
         md = (("x-medsettle-institution", HOSPITAL),)
         async with grpc.aio.insecure_channel(target) as ch:
@@ -290,8 +298,10 @@ async def main() -> None:
         )
         print(f"median Settle latency under load: {statistics.median(lat_s) * 1000:.2f} ms")
     finally:
-        server.terminate()
-        server.wait(15)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(15)
         if echo is not None:
             echo.terminate()
             echo.wait(5)
