@@ -231,3 +231,11 @@ def processes(db_urls: dict[str, str], tmp_path: Path) -> Iterator[ServiceProces
         yield sp
     finally:
         sp.stop_all()
+        # Printed at teardown, so pytest shows it only when the test failed: what each service
+        # logged at warning level or above (an INTERNAL answer's exception and traceback).
+        for service, log in sp.logs.items():
+            if log.exists():
+                text = log.read_text(errors="replace")
+                worth = [ln for ln in text.splitlines() if '"level": "error"' in ln or '"level": "warning"' in ln]
+                if worth:
+                    print(f"--- {service} log, warnings and errors ---", *worth[-20:], sep="\n")
