@@ -119,7 +119,7 @@ async def follow(
     while stopping is None or not stopping.is_set():
         # Shielded: a reader that goes away (a cancelled stream) must not cut a unit of work
         # short. Cancelled mid-transaction, a connection could keep SQLite's write lock and every
-        # writer then failed with "database is locked" (tests/unit/test_outbox_cancel.py).
+        # writer then failed with "database is locked" (tests/integration/test_outbox_cancel.py).
         await asyncio.shield(assign_positions(db, table))
         rows = await asyncio.shield(read_after(db, table, position))
         yield rows
