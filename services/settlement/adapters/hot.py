@@ -196,12 +196,16 @@ SELECT {_VISIT_COLUMNS} FROM visits
 WHERE visit_id = ANY($1::text[]) ORDER BY visit_id FOR UPDATE
 """
 
-_PG_LOCK_ACCS = f"""
+
+def _lock_accs(persons_param: str) -> str:
+    """The persons' accumulator rows with their balances, locked in (person, year) order."""
+    return f"""
 ARRAY(
   SELECT row(a.person_no, a.year, {_ACC_LIST}, b.balance_fen)
   FROM person_year_accumulators a JOIN personal_accounts b ON b.person_no = a.person_no
-  WHERE a.person_no = ANY($5::text[]) ORDER BY a.person_no, a.year FOR UPDATE
+  WHERE a.person_no = ANY({persons_param}::text[]) ORDER BY a.person_no, a.year FOR UPDATE
 ) AS accs"""
+
 
 _PG_READ = f"""
 SELECT
@@ -222,10 +226,10 @@ SELECT
     SELECT row(person_no, visit_id, institution_code, admission_date, discharge_date) FROM visits
     WHERE person_no = ANY($4::text[]) AND service_type = 'inpatient' AND status <> 'cancelled'
   ) AS stays,
-  {_PG_LOCK_ACCS}
+  {_lock_accs("$5")}
 """
 
-_PG_RELOCK_ACCS = f"SELECT {_PG_LOCK_ACCS.replace('$5', '$1')}"
+_PG_RELOCK_ACCS = f"SELECT {_lock_accs('$1')}"
 
 _PG_CREATE_ACCS = f"""
 WITH a AS (
