@@ -98,32 +98,36 @@ async def test_reversing_a_call_that_never_arrived_makes_it_refused_later(suite:
     assert error_details(err).reason == "REASON_REQUEST_ID_REUSED"
 
 
+async def _settle_one_person_at_once(w: World, tag: str, n: int, url: str) -> list[st.Settlement]:
+    """Settles n visits of the retiree, at two hospitals, all at once; checks that the balance is
+    spent exactly once and that the stored accumulators are the exact sum of what the
+    settlements say they added."""
+    visits = [
+        await _visit_with_fees(w, f"{tag}{i}", n=10, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL)
+        for i in range(n)
+    ]
+    done = await asyncio.gather(
+        *(settle(w, f"{tag}s{i}", v, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL) for i, v in enumerate(visits))
+    )
+    assert sum(s.breakdown.personal_account_fen for s in done) == 268_450  # the balance, once, never below 0
+    assert sorted(s.breakdown.account_balance_after_fen for s in done)[0] == 0
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        acc = (await conn.execute(select(accumulators).where(accumulators.c.person_no == RETIREE))).one()
+        balance = (await conn.execute(select(accounts.c.balance_fen))).scalar_one()
+    await engine.dispose()
+    assert acc.pooled_paid_fen == sum(s.breakdown.pooled_fund_fen for s in done)
+    assert acc.inpatient_deductible_borne_fen == sum(s.breakdown.deductible_fen for s in done)
+    assert acc.admissions == n and balance == 0
+    return list(done)
+
+
 async def test_concurrent_settlements_of_one_person_never_spend_a_cap_or_balance_twice(
     suite: Host, db_urls: dict[str, str], db_kind: str
 ) -> None:
     """Many visits of the same person at two hospitals, settled at once."""
     w = await setup_world(f"127.0.0.1:{suite.port}")
-    n = 16 if db_kind == "postgres" else 8
-    visits = [
-        await _visit_with_fees(w, f"p{i}", n=10, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL) for i in range(n)
-    ]
-    done = await asyncio.gather(
-        *(settle(w, f"ps{i}", v, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL) for i, v in enumerate(visits))
-    )
-    account_paid = sum(s.breakdown.personal_account_fen for s in done)
-    deductible = sum(s.breakdown.deductible_fen for s in done)
-    pooled = sum(s.breakdown.pooled_fund_fen for s in done)
-    assert account_paid == 268_450  # the balance is spent exactly once, never below zero
-    assert sorted(s.breakdown.account_balance_after_fen for s in done)[0] == 0
-    engine = create_async_engine(db_urls["settlement"])
-    async with engine.connect() as conn:
-        acc = (await conn.execute(select(accumulators).where(accumulators.c.person_no == RETIREE))).one()
-        balance = (await conn.execute(select(accounts.c.balance_fen))).scalar_one()
-    await engine.dispose()
-    # the accumulators are the exact sum of what the settlements say they added
-    assert acc.pooled_paid_fen == pooled
-    assert acc.inpatient_deductible_borne_fen == deductible
-    assert acc.admissions == n and balance == 0
+    done = await _settle_one_person_at_once(w, "p", 16 if db_kind == "postgres" else 8, db_urls["settlement"])
     # each admission bore its own deductible once: deductibles of later admissions never exceed the first
     assert all(s.breakdown.deductible_fen >= 0 for s in done)
 
@@ -172,20 +176,5 @@ async def test_overlapping_batches_of_one_person_serialise_on_the_person(
     batcher.start()
     w = await setup_world(f"127.0.0.1:{suite.port}")
     n = 12 if db_kind == "postgres" else 6
-    visits = [
-        await _visit_with_fees(w, f"ob{i}", n=10, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL) for i in range(n)
-    ]
-    done = await asyncio.gather(
-        *(settle(w, f"obs{i}", v, institution=HOSPITAL if i % 2 else OTHER_HOSPITAL) for i, v in enumerate(visits))
-    )
-    assert sum(s.breakdown.personal_account_fen for s in done) == 268_450  # the whole balance, once
-    assert sorted(s.breakdown.account_balance_after_fen for s in done)[0] == 0
-    engine = create_async_engine(db_urls["settlement"])
-    async with engine.connect() as conn:
-        acc = (await conn.execute(select(accumulators).where(accumulators.c.person_no == RETIREE))).one()
-        balance = (await conn.execute(select(accounts.c.balance_fen))).scalar_one()
-    await engine.dispose()
-    assert acc.pooled_paid_fen == sum(s.breakdown.pooled_fund_fen for s in done)
-    assert acc.inpatient_deductible_borne_fen == sum(s.breakdown.deductible_fen for s in done)
-    assert acc.admissions == n and balance == 0
+    await _settle_one_person_at_once(w, "ob", n, db_urls["settlement"])
     assert await _count(db_urls["settlement"], settlement_events) >= n
