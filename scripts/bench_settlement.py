@@ -10,8 +10,19 @@ timed), then:
   2. Settle at --inflight calls in flight: calls/s, p50, p99,
   3. PreSettle at --inflight (nothing persisted),
   4. an echo server in its own process answering with a message of the Settle response's size,
-     driven by the same client the same way.
-Reports the ratios Settle/echo and PreSettle/echo. Noisy machines: compare ratios, not absolutes.
+     driven by the same client the same way;
+  5. a *floor* server in its own process (FLOOR_SERVER below): the least work any correct
+     implementation must do on this stack (grpc.aio, asyncpg, the same PostgreSQL). Its PreSettle
+     parses the request, reads what the real PreSettle statement reads (concurrent calls share
+     one statement, two statements at once) and answers with the bytes of a real response,
+     computing nothing; its Settle reads the visits' lines through group commit (two batches at
+     once, like the service) and writes one narrow row per call, durably. What it leaves out --
+     the policy engine, the response built from the result, the settlement row with its result,
+     the lines marked, the accumulators, the idempotency key, the outbox, monitoring,
+     interceptors -- every correct Settle must still do, so the floor's ratio to the echo bounds
+     what any implementation can reach here.
+Reports the ratios Settle/echo and PreSettle/echo, and the floor's. Noisy machines: compare
+ratios, not absolutes.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +63,74 @@ async def main():
     await server.wait_for_termination()
 async def echo(req, ctx):
     return payload
+asyncio.run(main())
+"""
+
+
+FLOOR_SERVER = r"""
+import asyncio, datetime as dt, sys, asyncpg, grpc
+from medsettle.settlement.v1 import settlement_pb2 as st
+from services.settlement.adapters.hot import _PG_PRESETTLE
+dsn, port = sys.argv[1], sys.argv[2]
+settle_answer, presettle_answer = open(sys.argv[3], "rb").read(), open(sys.argv[4], "rb").read()
+LINES = ("SELECT visit_id, line_no, item_code, quantity_milli, unit_price_fen FROM fee_lines "
+         "WHERE visit_id = ANY($1::text[])")
+PRESETTLE_MANY = _PG_PRESETTLE.replace("v.visit_id = $1::text", "v.visit_id = ANY($1::text[])")
+assert PRESETTLE_MANY != _PG_PRESETTLE
+WRITE = ("INSERT INTO floor_settlements SELECT * FROM unnest($1::text[], $2::text[], $3::int8[]) "
+         "ON CONFLICT DO NOTHING")
+async def main():
+    pool = await asyncpg.create_pool(dsn, min_size=4, max_size=4)
+    await pool.execute("CREATE TABLE IF NOT EXISTS floor_settlements "
+                       "(request_id text PRIMARY KEY, visit_id text NOT NULL, total_fen int8 NOT NULL)")
+    queue, slots = asyncio.Queue(), asyncio.Semaphore(2)
+    async def batch(calls):
+        async with pool.acquire() as con, con.transaction():
+            rows = await con.fetch(LINES, [c[0].visit_id for c in calls])
+            total = sum(r["unit_price_fen"] for r in rows)
+            await con.execute(WRITE, [c[0].request_id for c in calls], [c[0].visit_id for c in calls],
+                              [total] * len(calls))
+        for _, fut in calls:
+            fut.set_result(None)
+    async def writer():
+        while True:
+            calls = [await queue.get()]
+            await slots.acquire()
+            while len(calls) < 64 and not queue.empty():
+                calls.append(queue.get_nowait())
+            asyncio.create_task(batch(calls)).add_done_callback(lambda t: slots.release())
+    async def settle(raw, ctx):
+        fut = asyncio.get_running_loop().create_future()
+        queue.put_nowait((st.SettleRequest.FromString(raw), fut))
+        await fut
+        return settle_answer
+    reads, read_slots = asyncio.Queue(), asyncio.Semaphore(2)
+    async def read_batch(calls):  # concurrent PreSettles share one statement
+        async with pool.acquire() as con:
+            await con.fetch(PRESETTLE_MANY, [c[0].visit_id for c in calls], dt.date.today().year)
+        for _, fut in calls:
+            fut.set_result(None)
+    async def reader():
+        while True:
+            calls = [await reads.get()]
+            await read_slots.acquire()
+            while len(calls) < 64 and not reads.empty():
+                calls.append(reads.get_nowait())
+            asyncio.create_task(read_batch(calls)).add_done_callback(lambda t: read_slots.release())
+    async def presettle(raw, ctx):
+        fut = asyncio.get_running_loop().create_future()
+        reads.put_nowait((st.PreSettleRequest.FromString(raw), fut))
+        await fut
+        return presettle_answer
+    asyncio.create_task(writer())
+    asyncio.create_task(reader())
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Floor", {
+        "Settle": grpc.unary_unary_rpc_method_handler(settle),
+        "PreSettle": grpc.unary_unary_rpc_method_handler(presettle)})])
+    server.add_insecure_port("127.0.0.1:" + port)
+    await server.start()
+    await server.wait_for_termination()
 asyncio.run(main())
 """
 
@@ -196,7 +276,7 @@ async def main() -> None:
     subprocess.run(
         [sys.executable, "-m", "services.cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True
     )
-    port, echo_port = 50951, 50952
+    port, echo_port, floor_port = 50951, 50952, 50955
     if args.all_in_one:
         ports = {"all": port}
         targets: str | dict[str, str] = f"127.0.0.1:{port}"
@@ -213,7 +293,7 @@ async def main() -> None:
         return subprocess.Popen([sys.executable, "-m", "services.cli", *cmd], cwd=ROOT, env=env)
 
     servers = [serve(name, p) for name, p in ports.items()]
-    echo = None
+    echo = floor = None
     try:
         target = f"127.0.0.1:{port}"
         for p in ports.values():
@@ -270,6 +350,15 @@ async def main() -> None:
                 args.visits,
                 args.inflight,
             )
+        answers = []
+        for name, message in (("settle", last), ("presettle", sample)):
+            path = Path(tempfile.gettempdir()) / f"medsettle-bench-{name}.bin"
+            path.write_bytes(message.SerializeToString())
+            answers.append(str(path))
+        dsn = args.pg.replace("postgresql+asyncpg://", "postgresql://") + "/" + names["settlement"]
+        floor = subprocess.Popen(
+            [sys.executable, "-c", FLOOR_SERVER, dsn, str(floor_port), *answers], cwd=ROOT, env=env
+        )
         echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port), str(resp_size)])
         await asyncio.sleep(1.0)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{echo_port}") as ch:
@@ -280,6 +369,29 @@ async def main() -> None:
             presettle_payload = b"y" * st.PreSettleRequest(visit_id=ids[0], use_personal_account=True).ByteSize()
             call_p = ch.unary_unary("/bench.Echo/Call")
             rate_ep, lat_ep = await drive(lambda i: call_p(presettle_payload), args.visits, args.inflight)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{floor_port}") as ch:
+            await asyncio.wait_for(ch.channel_ready(), 10)
+            floor_settle = ch.unary_unary("/bench.Floor/Settle", request_serializer=st.SettleRequest.SerializeToString)
+            floor_presettle = ch.unary_unary(
+                "/bench.Floor/PreSettle", request_serializer=st.PreSettleRequest.SerializeToString
+            )
+
+            def fsettle(i: int):  # type: ignore[no-untyped-def]
+                return floor_settle(
+                    st.SettleRequest(
+                        request_id=f"fs-{i}", institution_code=HOSPITAL, visit_id=ids[i], use_personal_account=True
+                    )
+                )
+
+            _, lat_fu = await drive(lambda i: fsettle(i), 300, 1)
+            rate_f, lat_f = await drive(lambda i: fsettle(300 + i), args.visits, args.inflight)
+            rate_fp, lat_fp = await drive(
+                lambda i: floor_presettle(
+                    st.PreSettleRequest(visit_id=spare[i % len(spare)], use_personal_account=True)
+                ),
+                args.visits,
+                args.inflight,
+            )
         print(
             f"\nAt {args.inflight} calls in flight (Settle response {resp_size} B, PreSettle response "
             f"{sample.ByteSize()} B):"
@@ -288,13 +400,20 @@ async def main() -> None:
         report("PreSettle", rate_p, lat_p)
         report("echo (Settle-sized)", rate_e, lat_e)
         report("echo (PreSettle-sized)", rate_ep, lat_ep)
+        report("floor Settle", rate_f, lat_f)
+        report("floor PreSettle", rate_fp, lat_fp)
         print(
             f"\nratios: Settle/echo = {rate_s / rate_e:.2f} (target >= 0.60); "
             f"PreSettle/echo = {rate_p / rate_ep:.2f} (target >= 0.85)"
         )
         print(
+            f"floor:  Settle/echo = {rate_f / rate_e:.2f}; PreSettle/echo = {rate_fp / rate_ep:.2f} "
+            "(the least work any correct implementation must do; see the module's docstring)"
+        )
+        print(
             f"unloaded Settle: p50 {pct(unloaded, 50):.2f} ms (target <= 2), "
-            f"p99 {pct(unloaded, 99):.2f} ms (target <= 5)"
+            f"p99 {pct(unloaded, 99):.2f} ms (target <= 5); "
+            f"floor p50 {pct(lat_fu, 50):.2f} ms, p99 {pct(lat_fu, 99):.2f} ms"
         )
         print(f"median Settle latency under load: {statistics.median(lat_s) * 1000:.2f} ms")
     finally:
@@ -302,9 +421,10 @@ async def main() -> None:
             server.terminate()
         for server in servers:
             server.wait(15)
-        if echo is not None:
-            echo.terminate()
-            echo.wait(5)
+        for helper in (echo, floor):
+            if helper is not None:
+                helper.terminate()
+                helper.wait(5)
 
 
 def st_grpc(ch: grpc.aio.Channel):  # type: ignore[no-untyped-def]
