@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from libs.platform.db import Database
+from services.settlement.adapters.hot import batch_unit
 
 pytestmark = pytest.mark.db
 
@@ -40,5 +41,31 @@ async def test_sqlite_has_no_driver_connection(tmp_path) -> None:  # type: ignor
         with pytest.raises(RuntimeError, match="PostgreSQL"):
             async with db.driver_connection():
                 pass
+    finally:
+        await db.dispose()
+
+
+async def test_the_settle_batch_plans_generically_and_leaves_the_pooled_connection_as_it_was(
+    db_urls: dict[str, str], db_kind: str
+) -> None:
+    if db_kind != "postgres":
+        pytest.skip("PostgreSQL only: SQLite goes through SQLAlchemy")
+    db = Database(db_urls["settlement"], pool_size=1)
+    try:
+        async with db.driver_connection() as con:
+            await con.execute("CREATE TEMP TABLE scratch (x int)")
+            pid = await con.fetchval("SELECT pg_backend_pid()")
+        async with batch_unit(db) as unit:
+            con = unit.con  # type: ignore[attr-defined]
+            assert await con.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+            await con.execute("INSERT INTO scratch VALUES (1)")
+        with pytest.raises(RuntimeError, match="the batch failed"):
+            async with batch_unit(db) as unit:
+                await unit.con.execute("INSERT INTO scratch VALUES (2)")  # type: ignore[attr-defined]
+                raise RuntimeError("the batch failed")
+        async with db.driver_connection() as con:
+            assert await con.fetchval("SELECT pg_backend_pid()") == pid  # rolled back, not discarded
+            assert await con.fetchval("SHOW plan_cache_mode") == "auto"  # SET LOCAL ended with the batch
+            assert [r["x"] for r in await con.fetch("SELECT x FROM scratch")] == [1]
     finally:
         await db.dispose()
