@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -11,6 +13,7 @@ from medsettle.common.v1 import types_pb2
 from medsettle.settlement.v1 import settlement_pb2 as st
 from services.demo import HOSPITAL
 from tests.integration.settlement.helpers import (
+    OTHER_HOSPITAL,
     RESIDENT_CARD,
     date,
     lines,
@@ -181,3 +184,38 @@ async def test_duplicate_lines_and_huge_quantities_are_flagged_not_blocked(suite
     s = await settle(w, "settle-f", visit.visit_id)
     codes = {(f.code, f.line_no) for f in s.flags}
     assert ("MON_DUPLICATE_LINE", 4) in codes and ("MON_QUANTITY_BEYOND_LIMIT", 5) in codes
+
+
+async def test_concurrent_presettles_each_get_their_own_visits_answer(suite: Host) -> None:
+    """Many PreSettles at once, of different visits and people: each call gets the answer of its
+    own visit, as when it is alone, or its own error."""
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    retiree = await open_visit(w, "cp-open-1")
+    resident = await open_visit(w, "cp-open-2", cred=RESIDENT_CARD, service=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT)
+    elsewhere = await open_visit(
+        w, "cp-open-3", institution=OTHER_HOSPITAL, service=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT
+    )
+    await upload(w, "cp-up-1", retiree.visit_id, lines(30, 11, w.day))
+    await upload(w, "cp-up-2", resident.visit_id, lines(7, 12, w.day))
+    await upload(w, "cp-up-3", elsewhere.visit_id, lines(3, 13, w.day), institution=OTHER_HOSPITAL)
+
+    async def pre(visit_id: str, account: bool) -> st.Breakdown:
+        req = st.PreSettleRequest(visit_id=visit_id, use_personal_account=account)
+        return (await w.c.settlement.PreSettle(req, metadata=md())).breakdown
+
+    calls = [(v, a) for v in (retiree.visit_id, resident.visit_id) for a in (True, False)]
+    alone = {call: await pre(*call) for call in calls}
+    assert len({b.total_fen for b in alone.values()}) == 2 and alone[calls[0]] != alone[calls[1]]
+
+    together = [calls[i % len(calls)] for i in range(40)]
+    answers = await asyncio.gather(
+        *(pre(*call) for call in together),
+        rpc_error(pre("V-no-such-visit", True)),
+        rpc_error(pre(elsewhere.visit_id, True)),
+        *(pre(*call) for call in together),
+    )
+    assert list(answers[:40]) + list(answers[42:]) == [alone[call] for call in together * 2]
+    missing, foreign = answers[40], answers[41]
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    assert error_details(missing).reason == "REASON_VISIT_NOT_FOUND"
+    assert foreign.code() == grpc.StatusCode.PERMISSION_DENIED
