@@ -135,6 +135,47 @@ asyncio.run(main())
 """
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time used so far by process ``pid`` and by all of PostgreSQL's processes (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(stat: str) -> float:
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    mine = used(Path(f"/proc/{pid}/stat").read_text())
+    pg = 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue
+            if stat[stat.index("(") + 1 :].startswith("postgres"):
+                pg += used(stat)
+    return mine, pg
+
+
+class Cpu:
+    """CPU per call of one server process and of PostgreSQL over the phases measured."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, float, float, float]] = []
+
+    async def measure(self, name: str, pid: int, calls: int, run):  # type: ignore[no-untyped-def]
+        before, client = cpu_seconds(pid), time.process_time()
+        out = await run()
+        after, client = cpu_seconds(pid), time.process_time() - client
+        server, pg = ((b - a) / calls * 1000 for a, b in zip(before, after, strict=True))
+        self.rows.append((name, server, pg, client / calls * 1000))
+        return out
+
+    def report(self) -> None:
+        print("\nCPU per call (ms): the server's process, PostgreSQL (all its processes), this client:")
+        for name, server, pg, client in self.rows:
+            print(f"  {name:<28}server {server:5.2f}   PostgreSQL {pg:5.2f}   client {client:5.2f}")
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000
@@ -330,11 +371,16 @@ async def main() -> None:
                     metadata=md,
                 )
 
-            rate, lat = await drive(lambda i: settle_call(i, 0), 300, 1)
+            cpu, pid = Cpu(), servers[0].pid
+            rate, lat = await cpu.measure(
+                "Settle unloaded", pid, 300, lambda: drive(lambda i: settle_call(i, 0), 300, 1)
+            )
             print("Settle (one call in flight)")
             report("Settle unloaded", rate, lat)
             unloaded = lat
-            rate_s, lat_s = await drive(lambda i: settle_call(i, 300), args.visits, args.inflight)
+            rate_s, lat_s = await cpu.measure(
+                "Settle", pid, args.visits, lambda: drive(lambda i: settle_call(i, 300), args.visits, args.inflight)
+            )
             last = await stub.Settle(
                 st.SettleRequest(
                     request_id="bs-0", institution_code=HOSPITAL, visit_id=ids[0], use_personal_account=True
@@ -343,12 +389,17 @@ async def main() -> None:
             )
             resp_size = last.ByteSize()
             spare = ids[300 + args.visits :]
-            rate_p, lat_p = await drive(
-                lambda i: stub.PreSettle(
-                    st.PreSettleRequest(visit_id=spare[i % len(spare)], use_personal_account=True), metadata=md
-                ),
+            rate_p, lat_p = await cpu.measure(
+                "PreSettle",
+                pid,
                 args.visits,
-                args.inflight,
+                lambda: drive(
+                    lambda i: stub.PreSettle(
+                        st.PreSettleRequest(visit_id=spare[i % len(spare)], use_personal_account=True), metadata=md
+                    ),
+                    args.visits,
+                    args.inflight,
+                ),
             )
         answers = []
         for name, message in (("settle", last), ("presettle", sample)):
@@ -365,7 +416,12 @@ async def main() -> None:
             call = ch.unary_unary("/bench.Echo/Call")
             payload = b"y" * settle_req_size
             await call(payload)
-            rate_e, lat_e = await drive(lambda i: call(payload), args.visits, args.inflight)
+            rate_e, lat_e = await cpu.measure(
+                "echo (Settle-sized)",
+                echo.pid,
+                args.visits,
+                lambda: drive(lambda i: call(payload), args.visits, args.inflight),
+            )
             presettle_payload = b"y" * st.PreSettleRequest(visit_id=ids[0], use_personal_account=True).ByteSize()
             call_p = ch.unary_unary("/bench.Echo/Call")
             rate_ep, lat_ep = await drive(lambda i: call_p(presettle_payload), args.visits, args.inflight)
@@ -383,14 +439,24 @@ async def main() -> None:
                     )
                 )
 
-            _, lat_fu = await drive(lambda i: fsettle(i), 300, 1)
-            rate_f, lat_f = await drive(lambda i: fsettle(300 + i), args.visits, args.inflight)
-            rate_fp, lat_fp = await drive(
-                lambda i: floor_presettle(
-                    st.PreSettleRequest(visit_id=spare[i % len(spare)], use_personal_account=True)
-                ),
+            _, lat_fu = await cpu.measure("floor Settle unloaded", floor.pid, 300, lambda: drive(fsettle, 300, 1))
+            rate_f, lat_f = await cpu.measure(
+                "floor Settle",
+                floor.pid,
                 args.visits,
-                args.inflight,
+                lambda: drive(lambda i: fsettle(300 + i), args.visits, args.inflight),
+            )
+            rate_fp, lat_fp = await cpu.measure(
+                "floor PreSettle",
+                floor.pid,
+                args.visits,
+                lambda: drive(
+                    lambda i: floor_presettle(
+                        st.PreSettleRequest(visit_id=spare[i % len(spare)], use_personal_account=True)
+                    ),
+                    args.visits,
+                    args.inflight,
+                ),
             )
         print(
             f"\nAt {args.inflight} calls in flight (Settle response {resp_size} B, PreSettle response "
@@ -416,6 +482,7 @@ async def main() -> None:
             f"floor p50 {pct(lat_fu, 50):.2f} ms, p99 {pct(lat_fu, 99):.2f} ms"
         )
         print(f"median Settle latency under load: {statistics.median(lat_s) * 1000:.2f} ms")
+        cpu.report()
     finally:
         for server in servers:
             server.terminate()
