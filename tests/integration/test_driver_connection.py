@@ -55,6 +55,8 @@ async def test_the_settle_batch_plans_generically_and_leaves_the_pooled_connecti
         async with db.driver_connection() as con:
             await con.execute("CREATE TEMP TABLE scratch (x int)")
             pid = await con.fetchval("SELECT pg_backend_pid()")
+            default_mode = await con.fetchval("SHOW plan_cache_mode")
+        assert default_mode != "force_generic_plan"
         async with batch_unit(db) as unit:
             con = unit.con  # type: ignore[attr-defined]
             assert await con.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
@@ -65,7 +67,7 @@ async def test_the_settle_batch_plans_generically_and_leaves_the_pooled_connecti
                 raise RuntimeError("the batch failed")
         async with db.driver_connection() as con:
             assert await con.fetchval("SELECT pg_backend_pid()") == pid  # rolled back, not discarded
-            assert await con.fetchval("SHOW plan_cache_mode") == "auto"  # SET LOCAL ended with the batch
+            assert await con.fetchval("SHOW plan_cache_mode") == default_mode  # SET LOCAL ended with the batch
             assert [r["x"] for r in await con.fetch("SELECT x FROM scratch")] == [1]
     finally:
         await db.dispose()
