@@ -83,47 +83,41 @@ async def main():
     pool = await asyncpg.create_pool(dsn, min_size=4, max_size=4)
     await pool.execute("CREATE TABLE IF NOT EXISTS floor_settlements "
                        "(request_id text PRIMARY KEY, visit_id text NOT NULL, total_fen int8 NOT NULL)")
-    queue, slots = asyncio.Queue(), asyncio.Semaphore(2)
-    async def batch(calls):
+    def grouped(run):  # calls queued while two batches run go together in the next (at most 64)
+        queue, slots = asyncio.Queue(), asyncio.Semaphore(2)
+        async def loop():
+            while True:
+                calls = [await queue.get()]
+                await slots.acquire()
+                while len(calls) < 64 and not queue.empty():
+                    calls.append(queue.get_nowait())
+                asyncio.create_task(run([c for c, _ in calls], [f for _, f in calls])).add_done_callback(
+                    lambda t: slots.release())
+        async def submit(request):
+            fut = asyncio.get_running_loop().create_future()
+            queue.put_nowait((request, fut))
+            await fut
+        asyncio.create_task(loop())
+        return submit
+    async def settle_batch(reqs, futs):  # group commit
         async with pool.acquire() as con, con.transaction():
-            rows = await con.fetch(LINES, [c[0].visit_id for c in calls])
+            rows = await con.fetch(LINES, [r.visit_id for r in reqs])
             total = sum(r["unit_price_fen"] for r in rows)
-            await con.execute(WRITE, [c[0].request_id for c in calls], [c[0].visit_id for c in calls],
-                              [total] * len(calls))
-        for _, fut in calls:
+            await con.execute(WRITE, [r.request_id for r in reqs], [r.visit_id for r in reqs], [total] * len(reqs))
+        for fut in futs:
             fut.set_result(None)
-    async def writer():
-        while True:
-            calls = [await queue.get()]
-            await slots.acquire()
-            while len(calls) < 64 and not queue.empty():
-                calls.append(queue.get_nowait())
-            asyncio.create_task(batch(calls)).add_done_callback(lambda t: slots.release())
-    async def settle(raw, ctx):
-        fut = asyncio.get_running_loop().create_future()
-        queue.put_nowait((st.SettleRequest.FromString(raw), fut))
-        await fut
-        return settle_answer
-    reads, read_slots = asyncio.Queue(), asyncio.Semaphore(2)
-    async def read_batch(calls):  # concurrent PreSettles share one statement
+    async def presettle_batch(reqs, futs):  # concurrent PreSettles share one statement
         async with pool.acquire() as con:
-            await con.fetch(PRESETTLE_MANY, [c[0].visit_id for c in calls], dt.date.today().year)
-        for _, fut in calls:
+            await con.fetch(PRESETTLE_MANY, [r.visit_id for r in reqs], dt.date.today().year)
+        for fut in futs:
             fut.set_result(None)
-    async def reader():
-        while True:
-            calls = [await reads.get()]
-            await read_slots.acquire()
-            while len(calls) < 64 and not reads.empty():
-                calls.append(reads.get_nowait())
-            asyncio.create_task(read_batch(calls)).add_done_callback(lambda t: read_slots.release())
+    settles, presettles = grouped(settle_batch), grouped(presettle_batch)
+    async def settle(raw, ctx):
+        await settles(st.SettleRequest.FromString(raw))
+        return settle_answer
     async def presettle(raw, ctx):
-        fut = asyncio.get_running_loop().create_future()
-        reads.put_nowait((st.PreSettleRequest.FromString(raw), fut))
-        await fut
+        await presettles(st.PreSettleRequest.FromString(raw))
         return presettle_answer
-    asyncio.create_task(writer())
-    asyncio.create_task(reader())
     server = grpc.aio.server()
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Floor", {
         "Settle": grpc.unary_unary_rpc_method_handler(settle),
