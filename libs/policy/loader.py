@@ -67,6 +67,24 @@ def _not_found(reason: Reason, field: str, what: str) -> DomainError:
     return DomainError(reason, what, violations=[FieldViolation(field, what)])
 
 
+def no_policy_in_effect(insured_region: str, insurance_type: str, on: datetime.date) -> DomainError:
+    """FAILED_PRECONDITION: the insured place has published no policy covering ``on``."""
+    return DomainError(
+        Reason.NO_POLICY_IN_EFFECT,
+        f"no {insurance_type} policy of region {insured_region} is in effect on {on.isoformat()}",
+        metadata={"region": insured_region, "insurance_type": insurance_type, "date": on.isoformat()},
+    )
+
+
+def no_catalogue_in_effect(treatment_region: str, on: datetime.date) -> DomainError:
+    """FAILED_PRECONDITION: the treatment place has published no catalogue covering ``on``."""
+    return DomainError(
+        Reason.NO_CATALOGUE_IN_EFFECT,
+        f"no catalogue of region {treatment_region} is in effect on {on.isoformat()}",
+        metadata={"region": treatment_region, "date": on.isoformat()},
+    )
+
+
 class PolicyBook:
     """Many policies. ``find`` picks the one in effect; ``by_version`` replays an exact one."""
 
@@ -93,11 +111,7 @@ class PolicyBook:
             p for p in self._all if p.insured_region == insured_region and p.insurance_type is it and p.in_effect(on)
         ]
         if not hits:
-            raise _not_found(
-                Reason.POLICY_NOT_FOUND,
-                "insured_region",
-                f"no {it} policy for region {insured_region} in effect on {on.isoformat()}",
-            )
+            raise no_policy_in_effect(insured_region, it.value, on)
         return max(hits, key=lambda p: p.effective_from)
 
     def by_version(self, version: str) -> Policy:
@@ -129,11 +143,7 @@ class CatalogueBook:
     def find(self, treatment_region: str, on: datetime.date) -> Catalogue:
         hits = [c for c in self._all if c.region == treatment_region and c.in_effect(on)]
         if not hits:
-            raise _not_found(
-                Reason.CATALOGUE_NOT_FOUND,
-                "treatment_region",
-                f"no catalogue for region {treatment_region} in effect on {on.isoformat()}",
-            )
+            raise no_catalogue_in_effect(treatment_region, on)
         return max(hits, key=lambda c: c.effective_from)
 
     def by_version(self, version: str) -> Catalogue:

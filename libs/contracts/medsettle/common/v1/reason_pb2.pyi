@@ -80,6 +80,18 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     REASON_VERIFICATION_ALREADY_ANSWERED: _Reason.ValueType  # 70
     REASON_PREPAYMENT_ALREADY_SET: _Reason.ValueType  # 71
     REASON_INSTITUTION_PAYMENT_EXCEEDS_OUTSTANDING: _Reason.ValueType  # 72
+    REASON_NO_POLICY_IN_EFFECT: _Reason.ValueType  # 73
+    """FAILED_PRECONDITION: no policy of the insured place covers the date. ErrorInfo metadata:
+    region, insurance_type, date (YYYY-MM-DD).
+    """
+    REASON_NO_CATALOGUE_IN_EFFECT: _Reason.ValueType  # 74
+    """FAILED_PRECONDITION: no catalogue of the treatment place covers the date. ErrorInfo
+    metadata: region, date (YYYY-MM-DD).
+    """
+    REASON_SERVICE_NOT_COVERED: _Reason.ValueType  # 75
+    """FAILED_PRECONDITION: the policy in effect defines no benefit for the visit's service type.
+    ErrorInfo metadata: policy_version, service_type.
+    """
     REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE: _Reason.ValueType  # 55
     REASON_FILING_NOT_VALID_ON_DATE: _Reason.ValueType  # 56
     REASON_FILING_INSURED_RELATION_CHANGED: _Reason.ValueType  # 57
@@ -155,6 +167,18 @@ REASON_VERIFICATION_DEADLINE_PASSED: Reason.ValueType  # 54
 REASON_VERIFICATION_ALREADY_ANSWERED: Reason.ValueType  # 70
 REASON_PREPAYMENT_ALREADY_SET: Reason.ValueType  # 71
 REASON_INSTITUTION_PAYMENT_EXCEEDS_OUTSTANDING: Reason.ValueType  # 72
+REASON_NO_POLICY_IN_EFFECT: Reason.ValueType  # 73
+"""FAILED_PRECONDITION: no policy of the insured place covers the date. ErrorInfo metadata:
+region, insurance_type, date (YYYY-MM-DD).
+"""
+REASON_NO_CATALOGUE_IN_EFFECT: Reason.ValueType  # 74
+"""FAILED_PRECONDITION: no catalogue of the treatment place covers the date. ErrorInfo
+metadata: region, date (YYYY-MM-DD).
+"""
+REASON_SERVICE_NOT_COVERED: Reason.ValueType  # 75
+"""FAILED_PRECONDITION: the policy in effect defines no benefit for the visit's service type.
+ErrorInfo metadata: policy_version, service_type.
+"""
 REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE: Reason.ValueType  # 55
 REASON_FILING_NOT_VALID_ON_DATE: Reason.ValueType  # 56
 REASON_FILING_INSURED_RELATION_CHANGED: Reason.ValueType  # 57
