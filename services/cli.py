@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from libs.core.errors import DomainError, Reason
 from libs.platform.logs import configure_logging
 from libs.platform.settings import SERVICES, Settings, SettingsError, load_settings
 
@@ -33,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="start the suite on SQLite and drive a realistic run through it")
     d.add_argument("--data-dir", default=None, help="where the demo keeps its databases (default: a new temp dir)")
     d.add_argument("--port", type=int, default=0)
+    d.add_argument(
+        "--on",
+        type=dt.date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="run the suite's clock from 09:00 China Standard Time on this day (default: now)",
+    )
     return p
 
 
@@ -68,13 +77,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             from libs.platform.metrics import serve_metrics
 
             serve_metrics(settings.metrics_port)
-        return asyncio.run(_serve(settings, names, args.port, args.host, args.migrate))
+        return _refusing_bad_policies(lambda: asyncio.run(_serve(settings, names, args.port, args.host, args.migrate)))
 
     if args.command == "demo":
         from services.demo import run_demo
 
-        return asyncio.run(run_demo(settings, port=args.port, keep_data=bool(args.data_dir)))
+        return _refusing_bad_policies(
+            lambda: asyncio.run(run_demo(settings, port=args.port, keep_data=bool(args.data_dir), on=args.on))
+        )
     return 2
+
+
+def _refusing_bad_policies(run: Callable[[], int]) -> int:
+    """A policy set that does not load at start stops the command with every problem named."""
+    try:
+        return run()
+    except DomainError as exc:
+        if exc.reason not in (Reason.POLICY_DATA_INVALID, Reason.CATALOGUE_DATA_INVALID):
+            raise
+        print(
+            f"medsettle: the policies and catalogues of MEDSETTLE_POLICY_DIRS do not load: {exc.message}",
+            file=sys.stderr,
+        )
+        for v in exc.violations:
+            print(f"  {v.field}: {v.description}", file=sys.stderr)
+        return 2
 
 
 async def _serve(settings: Settings, names: list[str], port: int, host: str, run_migrations: bool | None) -> int:

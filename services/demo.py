@@ -18,10 +18,10 @@ from typing import Any
 
 import grpc
 
-from libs.platform.convert import CST
+from libs.platform.clock import CST, Clock, ShiftedClock, clock_for, today_cst
 from libs.platform.identity import INSTITUTION_HEADER
 from libs.platform.settings import Settings
-from libs.policy import default_books
+from libs.policy import CatalogueBook, default_books
 from medsettle.clearing.v1 import clearing_pb2, clearing_pb2_grpc
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as el
@@ -136,9 +136,12 @@ async def wait_eligible(
         await asyncio.sleep(0.05)
 
 
-def fee_lines(n: int, seed: int, treatment_region: str, day: dt.date) -> list[st.FeeLine]:
-    _, catalogues = default_books()
-    cat = catalogues.find(treatment_region, day)
+def fee_lines(
+    n: int, seed: int, treatment_region: str, day: dt.date, catalogues: CatalogueBook | None = None
+) -> list[st.FeeLine]:
+    """``n`` realistic lines of the treatment place's catalogue in effect on ``day`` (the shipped
+    samples unless ``catalogues`` is given)."""
+    cat = (catalogues or default_books()[1]).find(treatment_region, day)
     # mostly covered items (class A and B), the occasional self-pay (class C) one
     covered = sorted(code for code, item in cat.items.items() if item.item_class.value in ("A", "B"))
     self_pay = sorted(code for code, item in cat.items.items() if item.item_class.value == "C")
@@ -183,17 +186,24 @@ def print_breakdown(title: str, b: st.Breakdown) -> None:
     print(f"    policy {b.policy_version}; catalogue {b.catalogue_version}")
 
 
-async def drive(targets: str | dict[str, str], *, tag: str = "demo", out: Any = print) -> dict[str, Any]:
-    """The scripted run; returns what it saw (the tests assert on it)."""
+async def drive(
+    targets: str | dict[str, str],
+    *,
+    tag: str = "demo",
+    out: Any = print,
+    today: dt.date | None = None,
+    catalogues: CatalogueBook | None = None,
+) -> dict[str, Any]:
+    """The scripted run; returns what it saw (the tests assert on it). ``today`` is the
+    hospital's date (it must be the suite's date; default: today in China Standard Time)."""
     c = Clients(targets)
     try:
-        return await _drive(c, tag, out)
+        return await _drive(c, tag, out, today or dt.datetime.now(CST).date(), catalogues)
     finally:
         await c.close()
 
 
-async def _drive(c: Clients, tag: str, out: Any) -> dict[str, Any]:
-    today = dt.datetime.now(CST).date()
+async def _drive(c: Clients, tag: str, out: Any, today: dt.date, catalogues: CatalogueBook | None) -> dict[str, Any]:
     md = ((INSTITUTION_HEADER, HOSPITAL),)
     await seed_registry(c, tag)
     out("1. registry: 5 coordinating regions, 1 tier-3 hospital in Shanghai, 2 insured persons")
@@ -279,7 +289,7 @@ async def _drive(c: Clients, tag: str, out: Any) -> dict[str, Any]:
             metadata=md,
         )
     ).visit
-    lines = fee_lines(24, 1, "310100", today)
+    lines = fee_lines(24, 1, "310100", today, catalogues)
     await c.settlement.UploadFees(
         st.UploadFeesRequest(
             request_id=f"{tag}-fees-1", institution_code=HOSPITAL, visit_id=visit.visit_id, lines=lines
@@ -323,7 +333,7 @@ async def _drive(c: Clients, tag: str, out: Any) -> dict[str, Any]:
                 service_type=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
                 visit_date=_date(today),
                 diagnosis_codes=["J06.900"],
-                lines=fee_lines(5, 2, "310100", today),
+                lines=fee_lines(5, 2, "310100", today, catalogues),
             ),
             metadata=md,
         )
@@ -375,17 +385,23 @@ async def _drive(c: Clients, tag: str, out: Any) -> dict[str, Any]:
     }
 
 
-async def run_demo(settings: Settings, *, port: int = 0, keep_data: bool = False) -> int:
+async def run_demo(settings: Settings, *, port: int = 0, keep_data: bool = False, on: dt.date | None = None) -> int:
+    """The scripted run against a fresh all-in-one suite; ``on`` runs the suite's clock from
+    that day (09:00 China Standard Time), else from ``MEDSETTLE_TEST_CLOCK_START`` or now."""
+    from libs.platform import policies
     from libs.platform.settings import SERVICES
     from services.suite import start
+
+    clock: Clock = ShiftedClock.at_cst(on) if on is not None else clock_for(settings.test_clock_start)
 
     data_dir = Path(tempfile.mkdtemp(prefix="medsettle-demo-")) if not keep_data else settings.data_dir
     settings = settings.model_copy(update={"data_dir": data_dir, "drain_seconds": 0.0, "grace_seconds": 2.0})
     print(f"medsettle demo: all four services in one process, SQLite databases in {data_dir}")
-    host = await start(settings, SERVICES, port=port)
+    host = await start(settings, SERVICES, port=port, clock=clock)
     try:
-        print(f"serving on 127.0.0.1:{host.port} (health + reflection on)\n")
-        await drive(f"127.0.0.1:{host.port}")
+        day = today_cst(clock)
+        print(f"serving on 127.0.0.1:{host.port} (health + reflection on); the suite's date is {day}\n")
+        await drive(f"127.0.0.1:{host.port}", today=day, catalogues=policies.store_for(settings).current.catalogues)
         print("\ndone: a settled visit and the clearing statement that contains it.")
         return 0
     finally:

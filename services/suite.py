@@ -6,14 +6,16 @@ import importlib
 from collections.abc import Sequence
 
 from libs.platform import migrate
+from libs.platform.clock import Clock, clock_for, system_clock
 from libs.platform.host import Host, ServiceModule
+from libs.platform.logs import get_logger
 from libs.platform.settings import SERVICES, Settings
 from libs.platform.tracing import configure_tracing
 
 
-def create_module(name: str, settings: Settings) -> ServiceModule:
+def create_module(name: str, settings: Settings, clock: Clock = system_clock) -> ServiceModule:
     """Imports a service only when it is hosted: a one-service process loads only its own code."""
-    module: ServiceModule = importlib.import_module(f"services.{name}.server").create(settings)
+    module: ServiceModule = importlib.import_module(f"services.{name}.server").create(settings, clock=clock)
     return module
 
 
@@ -30,10 +32,20 @@ async def migrate_all(settings: Settings, names: Sequence[str]) -> None:
         await migrate.upgrade_async(name, settings.database_url(name))
 
 
-def build_host(settings: Settings, names: Sequence[str], *, port: int, bind_host: str = "[::]") -> Host:
+def build_host(
+    settings: Settings, names: Sequence[str], *, port: int, bind_host: str = "[::]", clock: Clock | None = None
+) -> Host:
+    """``clock`` is the one source of "now" for every hosted service (tests pass a shifted one);
+    by default the system clock, or the shifted one ``MEDSETTLE_TEST_CLOCK_START`` asks for."""
+    if clock is None:
+        clock = clock_for(settings.test_clock_start)
+        if settings.test_clock_start is not None:
+            get_logger("medsettle.suite").warning(
+                "clock_shifted", start=settings.test_clock_start.isoformat(), note="MEDSETTLE_TEST_CLOCK_START is set"
+            )
     resolved = resolve(names)
     configure_tracing("medsettle" if len(resolved) > 1 else f"medsettle-{resolved[0]}")
-    modules = [create_module(n, settings) for n in resolved]
+    modules = [create_module(n, settings, clock) for n in resolved]
     return Host(settings, modules, port=port, bind_host=bind_host)
 
 
@@ -44,10 +56,11 @@ async def start(
     port: int = 0,
     bind_host: str = "127.0.0.1",
     run_migrations: bool = True,
+    clock: Clock | None = None,
 ) -> Host:
     """Migrates (optionally) and starts a host; the caller stops it."""
     if run_migrations:
         await migrate_all(settings, names)
-    host = build_host(settings, names, port=port, bind_host=bind_host)
+    host = build_host(settings, names, port=port, bind_host=bind_host, clock=clock)
     await host.start()
     return host

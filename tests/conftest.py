@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from libs.platform.settings import SERVICES, Settings
+from tests.dates import TEST_CLOCK_START
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_BASE = os.environ.get("MEDSETTLE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
@@ -123,6 +124,7 @@ def settings(db_urls: dict[str, str], tmp_path: Path) -> Settings:
         drain_seconds=0.0,
         grace_seconds=1.0,
         log_level="WARNING",
+        test_clock_start=TEST_CLOCK_START,
         **{f"{s}_database_url": u for s, u in db_urls.items()},  # type: ignore[arg-type]
     )
 
@@ -177,6 +179,7 @@ class ServiceProcesses:
             "MEDSETTLE_DRAIN_SECONDS": "0.2",
             "MEDSETTLE_GRACE_SECONDS": "1",
             "MEDSETTLE_LOG_LEVEL": "INFO",
+            "MEDSETTLE_TEST_CLOCK_START": TEST_CLOCK_START.isoformat(),
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "libs" / "contracts")]),
         }
         for s in SERVICES:

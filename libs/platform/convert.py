@@ -10,8 +10,9 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.core.errors import Violations
+from libs.platform.clock import CST
 
-CST = dt.timezone(dt.timedelta(hours=8), "CST")
+__all__ = ["CST"]
 
 
 MAX_REQUEST_ID = 128

@@ -5,6 +5,8 @@ Nothing reads the environment at import time; the composition root calls :func:`
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -64,6 +66,17 @@ class Settings(BaseSettings):
     # Clearing follows the settlement feed from this service when true.
     clearing_follow_feed: bool = True
 
+    # Folders of policies and catalogues (each with policies/*.yaml and catalogues/*.yaml),
+    # separated by "," or the OS path separator; "@samples" is the shipped samples (the default).
+    # Watched: a changed, valid set takes effect without a restart.
+    policy_dirs: str = "@samples"
+    policy_poll_seconds: float = Field(default=2.0, gt=0, le=3600)
+
+    # For tests and rehearsals only: the services' clock starts at this instant (ISO 8601 with a
+    # UTC offset) and runs at the real pace. Logged as a warning at start-up; never set it in
+    # production (the manifests' tests check that no overlay does).
+    test_clock_start: dt.datetime | None = None
+
     @field_validator(
         "filing_database_url",
         "eligibility_database_url",
@@ -98,6 +111,11 @@ class Settings(BaseSettings):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"MEDSETTLE_{name.upper()}: no such file: {path}")
+        if self.test_clock_start is not None and self.test_clock_start.tzinfo is None:
+            raise ValueError("MEDSETTLE_TEST_CLOCK_START needs a UTC offset, e.g. 2027-01-04T09:00:00+08:00")
+        for part in (p.strip() for chunk in self.policy_dirs.split(",") for p in chunk.split(os.pathsep)):
+            if part and part != "@samples" and not Path(part).is_dir():
+                raise ValueError(f"MEDSETTLE_POLICY_DIRS: no such folder: {part}")
         return self
 
     @property

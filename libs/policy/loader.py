@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,13 +157,169 @@ class CatalogueBook:
 
 def load_books(data_dir: str | Path) -> tuple[PolicyBook, CatalogueBook]:
     """Load every ``policies/*.yaml`` and ``catalogues/*.yaml`` under ``data_dir``."""
-    root = Path(data_dir)
-    policies = [load_policy(p) for p in sorted((root / "policies").glob("*.yaml"))]
-    catalogues = [load_catalogue(p) for p in sorted((root / "catalogues").glob("*.yaml"))]
-    return PolicyBook(policies), CatalogueBook(catalogues)
+    found = load_dirs([Path(data_dir)])
+    return found.policies, found.catalogues
 
 
 @functools.cache
 def default_books() -> tuple[PolicyBook, CatalogueBook]:
     """The shipped data under ``libs/policy/data/``, loaded once per process."""
     return load_books(DATA_DIR)
+
+
+# ------------------------------------------------------------------------ policy folders
+
+SAMPLES = "@samples"
+"""In ``MEDSETTLE_POLICY_DIRS``: the shipped sample folder (``libs/policy/data``)."""
+
+Signature = tuple[tuple[str, int, int, int], ...]
+
+
+def parse_dirs(spec: str) -> tuple[Path, ...]:
+    """``MEDSETTLE_POLICY_DIRS``: folders separated by ``,`` or the OS path separator; ``@samples``
+    names the shipped samples; empty means the samples alone."""
+    parts = [p.strip() for chunk in spec.split(",") for p in chunk.split(os.pathsep)]
+    dirs = tuple(DATA_DIR if p == SAMPLES else Path(p) for p in parts if p)
+    return dirs or (DATA_DIR,)
+
+
+def policy_files(dirs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """The policy and catalogue files of the folders, in a stable order."""
+    policies: list[Path] = []
+    catalogues: list[Path] = []
+    for d in dirs:
+        policies.extend(sorted((d / "policies").glob("*.yaml")))
+        catalogues.extend(sorted((d / "catalogues").glob("*.yaml")))
+    return policies, catalogues
+
+
+def signature(dirs: Sequence[Path]) -> Signature:
+    """What changes when a file is added, removed, replaced or rewritten (cheap: no reads)."""
+    out: list[tuple[str, int, int, int]] = []
+    pols, cats = policy_files(dirs)
+    for path in (*pols, *cats):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """One consistent set of policies and catalogues. Swapped as a whole, never edited: a
+    computation takes one set and uses it to the end, so it never sees half of a change."""
+
+    policies: PolicyBook
+    catalogues: CatalogueBook
+    signature: Signature = ()
+
+    @property
+    def versions(self) -> frozenset[str]:
+        return frozenset([p.version for p in self.policies.policies] + [c.version for c in self.catalogues.catalogues])
+
+
+def load_dirs(dirs: Sequence[Path]) -> PolicySet:
+    """Load and validate every file of the folders as one set. Every problem of every file is
+    reported at once (``DomainError.violations``, each ``"<file>:<path>"``); nothing is partial."""
+    for d in dirs:
+        if not d.is_dir():
+            raise DomainError(
+                Reason.POLICY_DATA_INVALID,
+                f"{d}: not a folder",
+                violations=[FieldViolation(str(d), "not a folder (MEDSETTLE_POLICY_DIRS)")],
+            )
+    sig = signature(dirs)
+    pol_paths, cat_paths = policy_files(dirs)
+    problems: list[FieldViolation] = []
+    policies: list[Policy] = []
+    catalogues: list[Catalogue] = []
+    for path in pol_paths:
+        try:
+            policies.append(load_policy(path))
+        except DomainError as exc:
+            problems.extend(exc.violations or [FieldViolation(path.name, exc.message)])
+    for path in cat_paths:
+        try:
+            catalogues.append(load_catalogue(path))
+        except DomainError as exc:
+            problems.extend(exc.violations or [FieldViolation(path.name, exc.message)])
+    books: tuple[PolicyBook, CatalogueBook] | None = None
+    if not problems:
+        try:
+            books = (PolicyBook(policies), CatalogueBook(catalogues))
+        except DomainError as exc:
+            problems.extend(exc.violations)
+    if problems or books is None:
+        first = problems[0]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise DomainError(Reason.POLICY_DATA_INVALID, f"{first.field}: {first.description}{more}", violations=problems)
+    return PolicySet(books[0], books[1], sig)
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """What a reload changed (full versions)."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+class PolicyStore:
+    """The policies and catalogues a running service uses, read from folders.
+
+    ``current`` is one :class:`PolicySet`, replaced whole by :meth:`reload_if_changed` only when
+    every file of the new set is valid; otherwise the old set stays and the error is raised (once
+    per change of the files, not on every poll). Every version ever loaded stays addressable by
+    its full version (``label@hash``) through :meth:`policy_version` / :meth:`catalogue_version`,
+    so a settlement can be recomputed with exactly what it used after the files changed.
+    """
+
+    def __init__(self, dirs: Sequence[Path]) -> None:
+        self.dirs = tuple(dirs)
+        self._current = load_dirs(self.dirs)
+        self._policies: dict[str, Policy] = {}
+        self._catalogues: dict[str, Catalogue] = {}
+        self._refused: Signature | None = None
+        self._remember(self._current)
+
+    @property
+    def current(self) -> PolicySet:
+        return self._current
+
+    def _remember(self, found: PolicySet) -> None:
+        for p in found.policies.policies:
+            self._policies.setdefault(p.version, p)
+        for c in found.catalogues.catalogues:
+            self._catalogues.setdefault(c.version, c)
+
+    def reload_if_changed(self) -> Reloaded | None:
+        """None when the files did not change (or changed to a set already refused)."""
+        sig = signature(self.dirs)
+        if sig == self._current.signature or sig == self._refused:
+            return None
+        try:
+            found = load_dirs(self.dirs)
+        except DomainError:
+            self._refused = sig
+            raise
+        self._refused = None
+        old = self._current.versions
+        self._remember(found)
+        self._current = found
+        new = found.versions
+        return Reloaded(tuple(sorted(new - old)), tuple(sorted(old - new)))
+
+    def policy_version(self, version: str) -> Policy:
+        """A policy by its full version, also one no longer in the folders; or a current label."""
+        p = self._policies.get(version)
+        return p if p is not None else self._current.policies.by_version(version)
+
+    def catalogue_version(self, version: str) -> Catalogue:
+        c = self._catalogues.get(version)
+        return c if c is not None else self._current.catalogues.by_version(version)
+
+    @property
+    def known_versions(self) -> tuple[str, ...]:
+        return tuple(sorted([*self._policies, *self._catalogues]))

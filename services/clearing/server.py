@@ -7,6 +7,7 @@ import contextlib
 
 import grpc
 
+from libs.platform.clock import Clock, system_clock
 from libs.platform.db import Database
 from libs.platform.host import Runtime
 from libs.platform.peers import open_channel
@@ -23,10 +24,10 @@ class ClearingModule:
     name = "clearing"
     grpc_service_names = (SERVICE_NAME,)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
         self.db = Database(settings.database_url("clearing"), pool_size=settings.db_pool_size, echo=settings.db_echo)
-        self.service = ClearingService(self.db)
+        self.service = ClearingService(self.db, clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._channel: grpc.aio.Channel | None = None
 
@@ -53,5 +54,5 @@ class ClearingModule:
         await self.db.dispose()
 
 
-def create(settings: Settings) -> ClearingModule:
-    return ClearingModule(settings)
+def create(settings: Settings, *, clock: Clock = system_clock) -> ClearingModule:
+    return ClearingModule(settings, clock)

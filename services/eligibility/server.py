@@ -20,13 +20,14 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from libs.core.errors import DomainError
+from libs.platform import policies as policy_sources
+from libs.platform.clock import Clock, system_clock
 from libs.platform.db import Database
 from libs.platform.host import Runtime
 from libs.platform.logs import get_logger
 from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
-from libs.policy import default_books
+from libs.policy.loader import PolicyStore
 from medsettle.eligibility.v1 import eligibility_pb2
 from services.eligibility.adapters.peers import GrpcFilingFeed
 from services.eligibility.adapters.rpc import EligibilityServicer, register
@@ -47,15 +48,15 @@ def load_rules(path: Path = RULES_FILE) -> EligibilityRules:
     return parse_rules(yaml.safe_load(path.read_text(encoding="utf-8")), path.name)
 
 
-def policy_version_lookup() -> Callable[[str, str, dt.date], str]:
-    """The insured place's policy version in effect (libs/policy data), "" when there is none."""
-    policies, _ = default_books()
+def policy_version_lookup(store: PolicyStore) -> Callable[[str, str, str, dt.date], str]:
+    """The insured place's policy version in effect, from the policy set in force; refuses
+    (NO_POLICY_IN_EFFECT / NO_CATALOGUE_IN_EFFECT) when the policy or the treatment place's
+    catalogue does not cover the day."""
 
-    def lookup(insured_region: str, insurance_type: str, day: dt.date) -> str:
-        try:
-            return policies.find(insured_region, insurance_type, day).version
-        except (DomainError, ValueError):
-            return ""
+    def lookup(insured_region: str, insurance_type: str, treatment_region: str, day: dt.date) -> str:
+        books = store.current
+        books.catalogues.find(treatment_region, day)
+        return books.policies.find(insured_region, insurance_type, day).version
 
     return lookup
 
@@ -87,15 +88,17 @@ class EligibilityModule:
     name = "eligibility"
     grpc_service_names = (SERVICE_NAME,)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
+        self.policies = policy_sources.store_for(settings)
         self.db = Database(settings.database_url("eligibility"), pool_size=settings.db_pool_size, echo=settings.db_echo)
         self.service = EligibilityService(
             self.db,
             load_signer(settings),
             token_ttl_seconds=settings.ecert_ttl_seconds,
             rules=load_rules(),
-            policy_version=policy_version_lookup(),
+            policy_version=policy_version_lookup(self.policies),
+            clock=clock,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._channel: grpc.aio.Channel | None = None
@@ -105,6 +108,7 @@ class EligibilityModule:
 
     async def start(self, runtime: Runtime) -> None:
         await self.service.load()
+        policy_sources.watch(self.policies, self.settings.policy_poll_seconds)
         self._channel = open_channel(runtime.peer_target("filing"), self.settings)
         feed = GrpcFilingFeed(self._channel)
         self._tasks.append(asyncio.create_task(self.service.follow_filings(feed, runtime.stopping)))
@@ -126,6 +130,7 @@ class EligibilityModule:
                 _log.warning("registry_refresh_failed", error_type=type(exc).__name__)
 
     async def stop_tasks(self) -> None:
+        await policy_sources.unwatch(self.policies)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -139,5 +144,5 @@ class EligibilityModule:
         await self.db.dispose()
 
 
-def create(settings: Settings) -> EligibilityModule:
-    return EligibilityModule(settings)
+def create(settings: Settings, *, clock: Clock = system_clock) -> EligibilityModule:
+    return EligibilityModule(settings, clock)

@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 import yaml
 
+from libs.platform.clock import Clock, system_clock, today_cst
 from libs.platform.db import Database
 from libs.platform.host import Runtime
 from libs.platform.peers import open_channel
@@ -30,10 +31,12 @@ class FilingModule:
     name = "filing"
     grpc_service_names = (SERVICE_NAME,)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.db = Database(settings.database_url("filing"), pool_size=settings.db_pool_size, echo=settings.db_echo)
         self.settings = settings
-        self.service = FilingService(self.db, min_period=load_min_period_rules())
+        self.service = FilingService(
+            self.db, min_period=load_min_period_rules(), clock=clock, today=lambda: today_cst(clock)
+        )
         self._runtime: list[Runtime] = []
         self._channel: grpc.aio.Channel | None = None
 
@@ -57,5 +60,5 @@ class FilingModule:
         await self.db.dispose()
 
 
-def create(settings: Settings) -> FilingModule:
-    return FilingModule(settings)
+def create(settings: Settings, *, clock: Clock = system_clock) -> FilingModule:
+    return FilingModule(settings, clock)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import grpc
 
 from libs.platform import metrics
+from libs.platform import policies as policy_sources
+from libs.platform.clock import Clock, system_clock
 from libs.platform.db import Database
 from libs.platform.host import Runtime
 from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
-from libs.policy import SettlementResult, default_books
+from libs.policy import SettlementResult
 from medsettle.settlement.v1 import settlement_pb2
 from services.settlement.adapters.peers import GrpcEligibility
 from services.settlement.adapters.rpc import ManualClaimServicer, SettlementServicer, register
@@ -52,12 +54,12 @@ class SettlementModule:
     name = "settlement"
     grpc_service_names = (SERVICE_NAME, CLAIMS_SERVICE_NAME)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
         self.db = Database(settings.database_url("settlement"), pool_size=settings.db_pool_size, echo=settings.db_echo)
-        policies, catalogues = default_books()
+        self.policies = policy_sources.store_for(settings)
         self._eligibility = _LazyEligibility()
-        self.service = SettlementService(self.db, self._eligibility, policies, catalogues, on_commit=_count)
+        self.service = SettlementService(self.db, self._eligibility, self.policies, clock=clock, on_commit=_count)
         self._runtime: list[Runtime] = []
         self._channel: grpc.aio.Channel | None = None
 
@@ -69,8 +71,10 @@ class SettlementModule:
         self._channel = open_channel(runtime.peer_target("eligibility"), self.settings)
         self._eligibility.inner = GrpcEligibility(self._channel)
         self.service.batcher.start()
+        policy_sources.watch(self.policies, self.settings.policy_poll_seconds)
 
     async def stop_tasks(self) -> None:
+        await policy_sources.unwatch(self.policies)
         await self.service.batcher.stop()
 
     async def close(self) -> None:
@@ -79,5 +83,5 @@ class SettlementModule:
         await self.db.dispose()
 
 
-def create(settings: Settings) -> SettlementModule:
-    return SettlementModule(settings)
+def create(settings: Settings, *, clock: Clock = system_clock) -> SettlementModule:
+    return SettlementModule(settings, clock)

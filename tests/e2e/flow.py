@@ -19,7 +19,8 @@ from medsettle.eligibility.v1 import eligibility_pb2_grpc
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
 from medsettle.settlement.v1 import settlement_pb2 as st
 from medsettle.settlement.v1 import settlement_pb2_grpc
-from services.demo import CST, HOSPITAL, fee_lines, seed_registry, wait_eligible
+from services.demo import HOSPITAL, fee_lines, seed_registry, wait_eligible
+from tests.dates import TEST_DAY
 from tests.pki import Issued
 
 OTHER_HOSPITAL = "H31010400002"  # a second designated hospital in Shanghai
@@ -84,7 +85,7 @@ async def seed(c: TlsClients, tag: str) -> None:
             ),
         )
     )
-    today = dt.datetime.now(CST).date()
+    today = TEST_DAY
     await c.filing.CreateFiling(
         filing_pb2.CreateFilingRequest(
             request_id=f"{tag}-filing-1",
@@ -102,7 +103,7 @@ async def seed(c: TlsClients, tag: str) -> None:
 
 async def eligible_token(c: TlsClients, tag: str, hospital: str = HOSPITAL) -> str:
     """Issues the retiree's e-certificate and waits until eligibility has seen her filing."""
-    today = dt.datetime.now(CST).date()
+    today = TEST_DAY
     cert = await c.eligibility.IssueECertificate(
         el.IssueECertificateRequest(
             request_id=f"{tag}-ecert", person_no="P110100000001", id_number="110105195403120027"
@@ -125,7 +126,7 @@ async def settle_inpatient(
     c: TlsClients, tag: str, token: str, *, hospital: str = HOSPITAL, metadata: Metadata = ()
 ) -> Settled:
     """OpenVisit -> UploadFees -> Settle for ``hospital``, each call with ``metadata``."""
-    today = dt.datetime.now(CST).date()
+    today = TEST_DAY
     md = tuple(metadata)
     visit = (
         await c.settlement.OpenVisit(

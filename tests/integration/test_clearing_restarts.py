@@ -6,7 +6,6 @@ and the ledger sums to zero."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections import defaultdict
 
 import grpc
@@ -18,8 +17,9 @@ from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as el
 from medsettle.filing.v1 import filing_pb2
 from medsettle.settlement.v1 import settlement_pb2 as st
-from services.demo import CST, HOSPITAL, Clients, fee_lines, seed_registry, wait_eligible
+from services.demo import HOSPITAL, Clients, fee_lines, seed_registry, wait_eligible
 from tests.conftest import ServiceProcesses
+from tests.dates import TEST_DAY
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 MD = ((INSTITUTION_HEADER, HOSPITAL),)
@@ -48,7 +48,7 @@ async def test_statement_totals_equal_settlements_minus_cancellations_across_res
 ) -> None:
     await asyncio.to_thread(processes.start_all)
     c = Clients(processes.targets)
-    today = dt.datetime.now(CST).date()
+    today = TEST_DAY
     date = types_pb2.Date(year=today.year, month=today.month, day=today.day)
     try:
         await seed_registry(c, "rs")

@@ -12,7 +12,6 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from libs.platform.convert import today_cst
 from libs.platform.host import Host
 from libs.platform.settings import Settings
 from medsettle.common.v1 import types_pb2
@@ -21,6 +20,7 @@ from medsettle.filing.v1 import filing_pb2 as fp
 from services.eligibility.domain.credentials import TokenSigner
 from services.eligibility.load import main as load_main
 from services.filing.domain.model import temporary_min_end
+from tests.dates import TEST_DAY
 from tests.integration.test_filing_rules import Stubs, d, refused, request
 
 pytestmark = pytest.mark.db
@@ -85,7 +85,7 @@ def check(cred: types_pb2.Credential, **kw: object) -> el.CheckEligibilityReques
         credential=cred,
         institution_code=HOSPITAL,
         service_type=types_pb2.SERVICE_TYPE_INPATIENT,
-        service_date=d(today_cst()),
+        service_date=d(TEST_DAY),
     )
     base.update(kw)
     return el.CheckEligibilityRequest(**base)  # type: ignore[arg-type]
@@ -115,7 +115,7 @@ async def test_filing_reaches_the_decision_with_everything_settlement_needs(stub
     assert dec.person_no == "P1" and dec.insured_region_code == "110100" and dec.treatment_region_code == "310100"
     assert dec.filing_id == f.filing_id and dec.filing_type == types_pb2.FILING_TYPE_REFERRAL
     assert dec.institution_level == el.INSTITUTION_LEVEL_TIER_3 and dec.trauma_no_third_party_declared
-    assert dec.filing_start_date == d(today_cst()) and dec.filing_end_date == d(temporary_min_end(today_cst()))
+    assert dec.filing_start_date == d(TEST_DAY) and dec.filing_end_date == d(temporary_min_end(TEST_DAY))
     assert dec.policy_version.startswith("110100-employee")  # the insured place's policy in effect
     # the index also answers "which filings does this person hold"
     held = (await stubs.eligibility.GetInsuredPerson(el.GetInsuredPersonRequest(person_no="P1"))).active_filings
@@ -128,7 +128,7 @@ async def test_filing_reaches_the_decision_with_everything_settlement_needs(stub
     home = (await stubs.eligibility.CheckEligibility(check(card(), institution_code="H11010500009"))).decision
     assert list(home.reasons) == ["REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE"]
     # the day after the temporary filing ends it no longer covers
-    late = check(card(), service_date=d(temporary_min_end(today_cst()) + dt.timedelta(days=1)))
+    late = check(card(), service_date=d(temporary_min_end(TEST_DAY) + dt.timedelta(days=1)))
     assert list((await stubs.eligibility.CheckEligibility(late)).decision.reasons) == [
         "REASON_FILING_NOT_VALID_ON_DATE"
     ]
@@ -156,7 +156,7 @@ async def test_emergency_counts_as_filed_and_special_disease_needs_its_filing(st
 
 async def test_retro_filing_after_self_paid_discharge_is_flagged_for_manual_reimbursement(stubs: Stubs) -> None:
     await seed(stubs)
-    treated = today_cst() - dt.timedelta(days=10)
+    treated = TEST_DAY - dt.timedelta(days=10)
     await stubs.filing.CreateFiling(request("retro", treatment_start_date=d(treated), self_paid_discharged=True))
     dec = await decision_when(stubs, check(card(), service_date=d(treated)))
     assert dec.retro_filing and dec.manual_reimbursement

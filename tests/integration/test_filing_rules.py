@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from libs.platform.convert import today_cst
 from libs.platform.errors import error_details
 from libs.platform.host import Host
 from medsettle.common.v1 import types_pb2
@@ -20,6 +19,7 @@ from medsettle.eligibility.v1 import eligibility_pb2_grpc
 from medsettle.filing.v1 import filing_pb2 as fp
 from medsettle.filing.v1 import filing_pb2_grpc
 from services.filing.domain.model import add_months, temporary_min_end
+from tests.dates import TEST_DAY
 
 pytestmark = pytest.mark.db
 
@@ -29,7 +29,7 @@ def d(day: dt.date) -> types_pb2.Date:
 
 
 def request(rid: str, person: str = "P1", **kw: object) -> fp.CreateFilingRequest:
-    today = today_cst()
+    today = TEST_DAY
     base: dict[str, object] = dict(
         request_id=rid,
         person_no=person,
@@ -66,7 +66,7 @@ async def refused(call: object) -> tuple[grpc.StatusCode, str, list[str]]:
 
 
 async def test_long_term_filing_changes_from_the_minimum_period_and_the_old_one_expires(stubs: Stubs) -> None:
-    today = today_cst()
+    today = TEST_DAY
     first = (
         await stubs.filing.CreateFiling(
             request("lt-1", filing_type=types_pb2.FILING_TYPE_RELOCATED_RETIREE, end_date=None)
@@ -110,7 +110,7 @@ async def test_long_term_filing_changes_from_the_minimum_period_and_the_old_one_
 
 
 async def test_temporary_filing_period_edges_and_a_refusal_writes_nothing(stubs: Stubs) -> None:
-    today = today_cst()
+    today = TEST_DAY
     code, reason, fields = await refused(
         stubs.filing.CreateFiling(request("t-1", end_date=d(temporary_min_end(today) - dt.timedelta(days=1))))
     )
@@ -186,7 +186,7 @@ async def test_special_disease_filing_is_checked_against_the_institution_registr
 
 
 async def test_retro_filing_after_a_self_paid_discharge_enables_manual_reimbursement(stubs: Stubs) -> None:
-    today = today_cst()
+    today = TEST_DAY
     f = (
         await stubs.filing.CreateFiling(
             request(

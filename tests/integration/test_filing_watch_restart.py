@@ -11,12 +11,12 @@ import time
 import grpc
 import pytest
 
-from libs.platform.convert import today_cst
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as el
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
 from medsettle.filing.v1 import filing_pb2_grpc
 from tests.conftest import ServiceProcesses, wait_serving
+from tests.dates import TEST_DAY
 from tests.integration.test_filing_rules import d, request
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
@@ -28,7 +28,7 @@ def decision(stub: eligibility_pb2_grpc.EligibilityServiceStub, n: int) -> el.El
         credential=types_pb2.Credential(card=types_pb2.SocialSecurityCard(card_number=f"C{n}", card_serial=f"S{n}")),
         institution_code=HOSPITAL,
         service_type=types_pb2.SERVICE_TYPE_INPATIENT,
-        service_date=d(today_cst()),
+        service_date=d(TEST_DAY),
     )
     return stub.CheckEligibility(req, timeout=5).decision
 

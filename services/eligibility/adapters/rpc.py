@@ -9,7 +9,7 @@ import grpc
 
 from libs.core.errors import Violations
 from libs.platform import enums
-from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp, today_cst
+from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as pb
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
@@ -122,7 +122,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             date_from_proto(
                 request.service_date if request.HasField("service_date") else None, "service_date", v, required=False
             )
-            or today_cst()
+            or self.service.today()
         )
         if service is ServiceType.CHRONIC_OUTPATIENT:
             v.check(bool(request.special_disease_code), "special_disease_code", "required for chronic outpatient")
@@ -144,7 +144,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             guidance=d.guidance,
             treatment_region_code=d.treatment_region,
             emergency_deemed_filed=d.emergency_deemed_filed,
-            decision_time=timestamp(dt.datetime.now(dt.UTC)),
+            decision_time=timestamp(self.service.now()),
             policy_version=policy_version,
             manual_reimbursement=d.manual_reimbursement,
             trauma_no_third_party_declared=d.trauma_declared,

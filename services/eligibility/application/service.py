@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency
+from libs.platform.clock import CST
 from libs.platform.db import Database, upsert
 from libs.platform.logs import get_logger
 from services.eligibility.adapters import db as tables
@@ -95,7 +96,10 @@ class Registry:
 
 
 FilingFeed = Callable[[int], AsyncIterator[FilingChange | FeedCaughtUp]]
-PolicyVersionOf = Callable[[str, str, dt.date], str]
+# (insured region, insurance type, treatment region, day) -> the full version of the insured
+# place's policy in effect; raises NO_POLICY_IN_EFFECT / NO_CATALOGUE_IN_EFFECT when the insured
+# place's policy or the treatment place's catalogue does not cover the day.
+PolicyVersionOf = Callable[[str, str, str, dt.date], str]
 
 
 class EligibilityService:
@@ -114,7 +118,7 @@ class EligibilityService:
         self.ttl = token_ttl_seconds
         self.registry = Registry()
         self.rules = rules or EligibilityRules()
-        self._policy_version = policy_version or (lambda _region, _insurance, _day: "")
+        self._policy_version = policy_version or (lambda _region, _insurance, _treatment, _day: "")
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._revoked: set[str] = set()
         self._last_refresh = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -363,7 +367,16 @@ class EligibilityService:
         if not self.registry.filings_ready.is_set() and _FILING_REASONS.intersection(d.reasons):
             # A refusal from a half-built index would send a filed person away: retry instead.
             raise DomainError(Reason.FILING_INDEX_NOT_READY, "the filing index is still loading; retry shortly")
-        return d, self._policy_version(person.insured_region, person.insurance_type, day)
+        if not d.eligible:
+            # The decision's own reasons tell the hospital what to do; no policy is named.
+            return d, ""
+        return d, self._policy_version(person.insured_region, person.insurance_type, d.treatment_region, day)
+
+    def now(self) -> dt.datetime:
+        return self._clock()
+
+    def today(self) -> dt.date:
+        return self._clock().astimezone(CST).date()
 
     def filings_of(self, person_no: str) -> list[FilingView]:
         return list(self.registry.filings.get(person_no, {}).values())

@@ -325,6 +325,17 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         c = await self.service.get_settlement(caller_institution(), request.settlement_id)
         return pb.GetSettlementResponse(settlement=_committed(c))
 
+    async def RecomputeSettlement(
+        self, request: pb.RecomputeSettlementRequest, context: Any
+    ) -> pb.RecomputeSettlementResponse:
+        v = Violations()
+        v.check(0 < len(request.settlement_id) <= 40, "settlement_id", "required, at most 40 characters")
+        v.raise_if_any()
+        c, again = await self.service.recompute(caller_institution(), request.settlement_id)
+        return pb.RecomputeSettlementResponse(
+            settlement=_committed(c), recomputed=breakdown_to_proto(again), identical=again == c.result
+        )
+
     async def StreamSettlements(
         self, request: pb.StreamSettlementsRequest, context: Any
     ) -> AsyncIterator[pb.StreamSettlementsResponse]:

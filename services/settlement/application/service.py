@@ -28,6 +28,7 @@ from libs.policy import (
     CatalogueBook,
     FeeLine,
     FilingType,
+    Policy,
     PolicyBook,
     ServiceType,
     SettlementResult,
@@ -36,6 +37,7 @@ from libs.policy import (
     settle,
     validate_visit,
 )
+from libs.policy.loader import PolicySet
 from services.settlement.adapters.db import SettlementRepository, idempotency_keys, settlement_events
 from services.settlement.adapters.hot import KeyRow, StatusChange, batch_unit, presettle_reads
 from services.settlement.application.batch import SettleBatcher, SettleCall
@@ -98,6 +100,17 @@ class Committed:
     visit: VisitRecord
 
 
+class PolicySource(Protocol):
+    """Where the policies and catalogues come from (a watched ``PolicyStore`` in production)."""
+
+    @property
+    def current(self) -> PolicySet: ...
+
+    def policy_version(self, version: str) -> Policy: ...
+
+    def catalogue_version(self, version: str) -> Catalogue: ...
+
+
 def _new_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:22].upper()
 
@@ -107,16 +120,14 @@ class SettlementService:
         self,
         db: Database,
         eligibility: EligibilityPort,
-        policies: PolicyBook,
-        catalogues: CatalogueBook,
+        policies: PolicySource,
         *,
         clock: Callable[[], dt.datetime] | None = None,
         on_commit: Callable[[SettlementRecord, SettlementResult], None] | None = None,
     ) -> None:
         self.db = db
         self.eligibility = eligibility
-        self.policies = policies
-        self.catalogues = catalogues
+        self.policy_source = policies
         self.notifier = outbox.FeedNotifier()
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._on_commit = on_commit
@@ -126,6 +137,20 @@ class SettlementService:
 
     def today(self) -> dt.date:
         return self._clock().astimezone(CST).date()
+
+    @property
+    def books(self) -> PolicySet:
+        """The policy set in force now. Take it once per computation: a reload swaps the whole
+        set, so one computation never mixes two."""
+        return self.policy_source.current
+
+    @property
+    def policies(self) -> PolicyBook:
+        return self.policy_source.current.policies
+
+    @property
+    def catalogues(self) -> CatalogueBook:
+        return self.policy_source.current.catalogues
 
     async def _decide(self, cmd: OpenVisitCommand) -> Decision:
         """The one eligibility call of a visit, made before any transaction opens."""
@@ -148,6 +173,7 @@ class SettlementService:
                 return await self._visit_or_fail(ref)
         decision = await self._decide(cmd)
         require_eligible(decision)
+        self._require_rules_on(decision, cmd.admission_date)
 
         async def attempt() -> VisitRecord:
             async with self.db.transaction() as s:
@@ -166,6 +192,14 @@ class SettlementService:
             return visit
 
         return await idempotency.run_once(attempt, self._visit_or_fail)
+
+    def _require_rules_on(self, decision: Decision, day: dt.date) -> None:
+        """A visit opens only when the treatment place's catalogue and the insured place's policy
+        cover its admission date (NO_CATALOGUE_IN_EFFECT / NO_POLICY_IN_EFFECT otherwise)."""
+        books = self.books
+        books.catalogues.find(decision.treatment_region, day)
+        if decision.insurance_type is not None:
+            books.policies.find(decision.insured_region, decision.insurance_type, day)
 
     async def _insert_visit(self, repo: SettlementRepository, cmd: OpenVisitCommand, decision: Decision) -> VisitRecord:
         if await repo.visit_by_hospital_no(cmd.institution_code, cmd.hospital_visit_no):
@@ -301,8 +335,8 @@ class SettlementService:
         await repo.set_visit_status(visit_id, VisitStatus.CANCELLED)
 
     # -- computing ------------------------------------------------------------------------
-    def _catalogue(self, visit: VisitRecord) -> Catalogue:
-        return self.catalogues.find(visit.decision.treatment_region, visit.admission_date)
+    def _catalogue(self, visit: VisitRecord, books: PolicySet | None = None) -> Catalogue:
+        return (books or self.books).catalogues.find(visit.decision.treatment_region, visit.admission_date)
 
     def _policy_visit(
         self,
@@ -341,8 +375,9 @@ class SettlementService:
         day: dt.date,
         prior_deductible_fen: int,
     ) -> SettlementResult:
-        policy = self.policies.find(visit.decision.insured_region, visit.decision.insurance_type, day)
-        catalogue = self._catalogue(visit)
+        books = self.books
+        policy = books.policies.find(visit.decision.insured_region, visit.decision.insurance_type, day)
+        catalogue = self._catalogue(visit, books)
         pv = self._policy_visit(
             visit, lines, use_account=use_account, settle_date=day, prior_deductible_fen=prior_deductible_fen
         )
@@ -414,6 +449,15 @@ class SettlementService:
             )
         return day
 
+    @staticmethod
+    def _inputs(visit: VisitRecord, use_account: bool, prior_deductible_fen: int) -> results.Inputs:
+        """The engine inputs ``_policy_visit`` derives from the visit, kept for recomputation."""
+        return results.Inputs(
+            new_admission=visit.settled_stays == 0,
+            prior_stay_deductible_fen=prior_deductible_fen,
+            use_personal_account=use_account and visit.decision.has_personal_account,
+        )
+
     def _new_settlement(
         self,
         visit: VisitRecord,
@@ -423,11 +467,13 @@ class SettlementService:
         lines: tuple[FeeLine, ...],
         result: SettlementResult,
         stays: list[Stay],
+        inputs: results.Inputs,
     ) -> SettlementRecord:
         """The settlement record, with the monitoring flags raised at settle time."""
         d = visit.decision
         flags = monitoring.line_flags(lines)
-        flags.extend(monitoring.restriction_flags(lines, self._catalogue(visit), d.sex, d.birth_date, day))
+        catalogue = self.policy_source.catalogue_version(result.catalogue_version)
+        flags.extend(monitoring.restriction_flags(lines, catalogue, d.sex, d.birth_date, day))
         if visit.service_type is ServiceType.INPATIENT:
             flags.extend(monitoring.overlap_flags(stays, visit.visit_id, visit.admission_date, day))
         return SettlementRecord(
@@ -445,7 +491,7 @@ class SettlementService:
             settle_date=day,
             settled_at=self._clock(),
             interim=interim,
-            result_json=results.dump(result),
+            result_json=results.dump(result, inputs),
             flags=tuple(flags),
         )
 
@@ -540,7 +586,14 @@ class SettlementService:
                 balances[d.person_no] = result.accumulators_after.account_balance_fen
                 touched.add(key)
                 record = self._new_settlement(
-                    visit, c.request_id, day, c.interim, fee, result, reads.stays.get(d.person_no, [])
+                    visit,
+                    c.request_id,
+                    day,
+                    c.interim,
+                    fee,
+                    result,
+                    reads.stays.get(d.person_no, []),
+                    self._inputs(visit, c.use_account, reads.prior.get(visit.visit_id, 0)),
                 )
                 records.append((record, result))
                 new_status = VisitStatus.OPEN if c.interim else VisitStatus.SETTLED
@@ -597,7 +650,9 @@ class SettlementService:
         stays: list[Stay] = []
         if visit.service_type is ServiceType.INPATIENT:
             stays = (await repo.inpatient_stays_of([d.person_no])).get(d.person_no, [])
-        record = self._new_settlement(visit, request_id, day, interim, lines, result, stays)
+        record = self._new_settlement(
+            visit, request_id, day, interim, lines, result, stays, self._inputs(visit, use_account, prior)
+        )
         await self._write_settlement(repo, record, result)
         await repo.mark_lines_settled(visit.visit_id, [ln.line_no for ln in lines], record.settlement_id)
         await repo.save_accumulators(d.person_no, result.accumulators_after)
@@ -833,8 +888,8 @@ class SettlementService:
 
         return await idempotency.run_once(attempt, self._claim_or_fail)
 
-    def _claim_catalogue(self, claim: ManualClaim) -> Catalogue:
-        return self.catalogues.find(claim.decision.treatment_region, claim.admission_date)
+    def _claim_catalogue(self, claim: ManualClaim, books: PolicySet | None = None) -> Catalogue:
+        return (books or self.books).catalogues.find(claim.decision.treatment_region, claim.admission_date)
 
     def _claim_visit(self, claim: ManualClaim, filing_type: FilingType) -> Visit:
         d = claim.decision
@@ -877,10 +932,11 @@ class SettlementService:
                 d = current.decision
                 day = current.discharge_date
                 acc = await repo.lock_accumulators(d.person_no, day.year, d.account_balance_fen)
-                policy = self.policies.find(d.insured_region, d.insurance_type, day)
+                books = self.books
+                policy = books.policies.find(d.insured_region, d.insurance_type, day)
                 result = settle(
                     policy,
-                    self._claim_catalogue(current),
+                    self._claim_catalogue(current, books),
                     self._claim_visit(current, filing_type or FilingType.OTHER_TEMPORARY),
                     acc,
                 )
@@ -941,6 +997,61 @@ class SettlementService:
         c = await self._committed_or_fail(settlement_id)
         check_owner(c.record.institution_code, caller)
         return c
+
+    async def recompute(self, caller: str | None, settlement_id: str) -> tuple[Committed, SettlementResult]:
+        """Computes a stored settlement again with exactly the policy and catalogue versions it
+        names (also after newer versions were published or the files changed), from its own fee
+        lines and the accumulators it started from. Returns the stored one and the new result;
+        the engine is deterministic, so they are equal unless the stored data was altered."""
+        async with self.db.read() as s:
+            repo = SettlementRepository(s)
+            rec = await repo.settlement(settlement_id)
+            if rec is None:
+                raise DomainError(Reason.SETTLEMENT_NOT_FOUND, f"no settlement {settlement_id}")
+            check_owner(rec.institution_code, caller)
+            visit = await repo.visit(rec.visit_id)
+            lines = tuple(u.line for u in await repo.lines(rec.visit_id) if u.settlement_id == settlement_id)
+        assert visit is not None
+        if rec.kind is not SettlementKind.SETTLEMENT:
+            raise DomainError(
+                Reason.VALIDATION_FAILED,
+                "a cancellation is the mirror of the settlement it cancels: recompute that one",
+                violations=[FieldViolation("settlement_id", f"a cancellation of {rec.cancels_settlement_id}")],
+            )
+        inputs = results.inputs_of(rec.result_json)
+        if not lines:
+            raise DomainError(
+                Reason.SETTLEMENT_ALREADY_REVERSED, "the settlement was cancelled and its fee lines released"
+            )
+        if inputs is None:
+            raise DomainError(
+                Reason.VISIT_STATE_INVALID, "the settlement was stored before its engine inputs were recorded"
+            )
+        stored = results.load(rec.result_json)
+        d = visit.decision
+        if d.insurance_type is None or d.person_type is None or d.filing_type is None:
+            raise DomainError(Reason.INVARIANT_VIOLATED, "visit decision lacks insurance, person or filing type")
+        pv = Visit(
+            service_type=visit.service_type,
+            hospital_level=d.hospital_level,
+            insurance_type=d.insurance_type,
+            person_type=d.person_type,
+            filing_type=d.filing_type,
+            settle_date=stored.settle_date,
+            lines=lines,
+            use_personal_account=inputs.use_personal_account,
+            assistance_category=d.assistance_category or None,
+            hardship=d.hardship,
+            new_admission=inputs.new_admission,
+            prior_stay_deductible_fen=inputs.prior_stay_deductible_fen,
+        )
+        again = settle(
+            self.policy_source.policy_version(stored.policy_version),
+            self.policy_source.catalogue_version(stored.catalogue_version),
+            pv,
+            stored.accumulators_before,
+        )
+        return Committed(rec, stored, visit), again
 
     async def stream(
         self, after: int, follow: bool, stopping: asyncio.Event | None

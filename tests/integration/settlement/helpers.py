@@ -12,7 +12,8 @@ from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as el
 from medsettle.filing.v1 import filing_pb2
 from medsettle.settlement.v1 import settlement_pb2 as st
-from services.demo import CST, HOSPITAL, Clients, fee_lines, seed_registry
+from services.demo import HOSPITAL, Clients, fee_lines, seed_registry
+from tests.dates import TEST_DAY
 
 OTHER_HOSPITAL = "H31010400002"
 RETIREE = "P110100000001"  # Beijing employee, retired, personal account 2,684.50
@@ -34,7 +35,8 @@ def date(d: dt.date) -> types_pb2.Date:
 
 
 def today() -> dt.date:
-    return dt.datetime.now(CST).date()
+    """The suites' date in the tests (tests/dates.py)."""
+    return TEST_DAY
 
 
 @dataclass
@@ -43,9 +45,10 @@ class World:
     day: dt.date
 
 
-async def setup_world(target: str, *, file_resident: bool = True) -> World:
+async def setup_world(target: str, *, file_resident: bool = True, day: dt.date | None = None) -> World:
+    """The registry and filings, as of ``day`` (the suite's date; default TEST_DAY)."""
     c = Clients(target)
-    day = today()
+    day = day or today()
     await seed_registry(c, "t")
     await c.eligibility.UpsertInstitution(
         el.UpsertInstitutionRequest(

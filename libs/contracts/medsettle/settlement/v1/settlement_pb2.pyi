@@ -1395,3 +1395,57 @@ class ListManualClaimsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListManualClaimsResponse: _TypeAlias = ListManualClaimsResponse  # noqa: Y015
+
+@_typing.final
+class RecomputeSettlementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_ID_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    settlement_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        settlement_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["institution_code", b"institution_code", "settlement_id", b"settlement_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecomputeSettlementRequest: _TypeAlias = RecomputeSettlementRequest  # noqa: Y015
+
+@_typing.final
+class RecomputeSettlementResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTLEMENT_FIELD_NUMBER: _builtins.int
+    RECOMPUTED_FIELD_NUMBER: _builtins.int
+    IDENTICAL_FIELD_NUMBER: _builtins.int
+    identical: _builtins.bool
+    """True when every amount, line, fund detail and trace step of the two is equal."""
+    @_builtins.property
+    def settlement(self) -> Global___Settlement:
+        """The settlement as stored."""
+
+    @_builtins.property
+    def recomputed(self) -> Global___Breakdown:
+        """The same settlement computed again with the versions it names."""
+
+    def __init__(
+        self,
+        *,
+        settlement: Global___Settlement | None = ...,
+        recomputed: Global___Breakdown | None = ...,
+        identical: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recomputed", b"recomputed", "settlement", b"settlement"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identical", b"identical", "recomputed", b"recomputed", "settlement", b"settlement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecomputeSettlementResponse: _TypeAlias = RecomputeSettlementResponse  # noqa: Y015

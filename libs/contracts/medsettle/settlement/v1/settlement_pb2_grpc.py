@@ -102,6 +102,11 @@ class SettlementServiceStub:
                 request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimRequest.SerializeToString,
                 response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimResponse.FromString,
                 _registered_method=True)
+        self.RecomputeSettlement = channel.unary_unary(
+                '/medsettle.settlement.v1.SettlementService/RecomputeSettlement',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementResponse.FromString,
+                _registered_method=True)
 
 
 class SettlementServiceServicer:
@@ -199,6 +204,18 @@ class SettlementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecomputeSettlement(self, request, context):
+        """Computes a stored settlement again with exactly the policy and catalogue versions it names
+        (label@content-hash, kept even after newer versions were published or the files changed),
+        from its own fee lines and the accumulators it started from. Read-only. Only the
+        settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
+        SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
+        CATALOGUE_NOT_FOUND when a version is no longer known to this process.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettlementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +283,11 @@ def add_SettlementServiceServicer_to_server(servicer, server):
                     servicer.SubmitManualClaim,
                     request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimRequest.FromString,
                     response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimResponse.SerializeToString,
+            ),
+            'RecomputeSettlement': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecomputeSettlement,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -622,6 +644,33 @@ class SettlementService:
             '/medsettle.settlement.v1.SettlementService/SubmitManualClaim',
             medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimRequest.SerializeToString,
             medsettle_dot_settlement_dot_v1_dot_settlement__pb2.SubmitManualClaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecomputeSettlement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.SettlementService/RecomputeSettlement',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,14 @@ class SettlementServiceStub:
     """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
     so the insured place can process the person's claim online later.
     """
+    RecomputeSettlement: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.RecomputeSettlementRequest, _settlement_pb2.RecomputeSettlementResponse]
+    """Computes a stored settlement again with exactly the policy and catalogue versions it names
+    (label@content-hash, kept even after newer versions were published or the files changed),
+    from its own fee lines and the accumulators it started from. Read-only. Only the
+    settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
+    SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
+    CATALOGUE_NOT_FOUND when a version is no longer known to this process.
+    """
 
 @_typing.type_check_only
 class SettlementServiceAsyncStub(SettlementServiceStub):
@@ -94,6 +102,14 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     SubmitManualClaim: _aio.UnaryUnaryMultiCallable[_settlement_pb2.SubmitManualClaimRequest, _settlement_pb2.SubmitManualClaimResponse]  # type: ignore[assignment]
     """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
     so the insured place can process the person's claim online later.
+    """
+    RecomputeSettlement: _aio.UnaryUnaryMultiCallable[_settlement_pb2.RecomputeSettlementRequest, _settlement_pb2.RecomputeSettlementResponse]  # type: ignore[assignment]
+    """Computes a stored settlement again with exactly the policy and catalogue versions it names
+    (label@content-hash, kept even after newer versions were published or the files changed),
+    from its own fee lines and the accumulators it started from. Read-only. Only the
+    settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
+    SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
+    CATALOGUE_NOT_FOUND when a version is no longer known to this process.
     """
 
 class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -203,6 +219,20 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_settlement_pb2.SubmitManualClaimResponse, _abc.Awaitable[_settlement_pb2.SubmitManualClaimResponse]]:
         """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
         so the insured place can process the person's claim online later.
+        """
+
+    @_abc_1.abstractmethod
+    def RecomputeSettlement(
+        self,
+        request: _settlement_pb2.RecomputeSettlementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.RecomputeSettlementResponse, _abc.Awaitable[_settlement_pb2.RecomputeSettlementResponse]]:
+        """Computes a stored settlement again with exactly the policy and catalogue versions it names
+        (label@content-hash, kept even after newer versions were published or the files changed),
+        from its own fee lines and the accumulators it started from. Read-only. Only the
+        settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
+        SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
+        CATALOGUE_NOT_FOUND when a version is no longer known to this process.
         """
 
 def add_SettlementServiceServicer_to_server(servicer: SettlementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
