@@ -43,6 +43,11 @@ def store_for(settings: Settings) -> PolicyStore:
     return store
 
 
+def forget_stores() -> None:
+    """Drop the process's stores (tests: behave like a fresh process)."""
+    _stores.clear()
+
+
 def _log_refused(exc: DomainError) -> None:
     problems = [f"{v.field}: {v.description}" for v in exc.violations[:MAX_LOGGED_PROBLEMS]]
     _log.error(

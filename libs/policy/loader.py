@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime
 import functools
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,19 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _read_yaml(path: Path, reason: Reason) -> object:
+    return _read_yaml_text(path, reason)[0]
+
+
+def _read_yaml_text(path: Path, reason: Reason) -> tuple[object, str]:
+    """The parsed data and the exact text it was parsed from (read once: no race with a writer)."""
     try:
-        with path.open("rb") as f:
-            return yaml.load(f, Loader=_Loader)
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+        return yaml.load(text, Loader=_Loader), text
+    except UnicodeDecodeError as exc:
+        raise DomainError(
+            reason, f"{path}: not UTF-8 text", violations=[FieldViolation(path.name, "not UTF-8 text")]
+        ) from exc
     except OSError as exc:
         raise DomainError(
             reason,
@@ -63,6 +73,21 @@ def load_catalogue(path: str | Path) -> Catalogue:
         return parse_catalogue(data, p.name)
     except DomainError as exc:
         raise _with_path(exc, p) from None
+
+
+def policy_from_text(text: str, origin: str) -> Policy:
+    """A policy from the text of its file (an archived version): same checks, same version."""
+    try:
+        return parse_policy(yaml.load(text, Loader=_Loader), origin)
+    except yaml.YAMLError as exc:
+        raise DomainError(Reason.POLICY_DATA_INVALID, f"{origin}: not valid YAML") from exc
+
+
+def catalogue_from_text(text: str, origin: str) -> Catalogue:
+    try:
+        return parse_catalogue(yaml.load(text, Loader=_Loader), origin)
+    except yaml.YAMLError as exc:
+        raise DomainError(Reason.CATALOGUE_DATA_INVALID, f"{origin}: not valid YAML") from exc
 
 
 def _not_found(reason: Reason, field: str, what: str) -> DomainError:
@@ -214,6 +239,8 @@ class PolicySet:
     policies: PolicyBook
     catalogues: CatalogueBook
     signature: Signature = ()
+    # full version -> ("policy" | "catalogue", the file's text), to archive what was in force
+    sources: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def versions(self) -> frozenset[str]:
@@ -235,16 +262,25 @@ def load_dirs(dirs: Sequence[Path]) -> PolicySet:
     problems: list[FieldViolation] = []
     policies: list[Policy] = []
     catalogues: list[Catalogue] = []
+    sources: dict[str, tuple[str, str]] = {}
     for path in pol_paths:
         try:
-            policies.append(load_policy(path))
+            data, text = _read_yaml_text(path, Reason.POLICY_DATA_INVALID)
+            p = parse_policy(data, path.name)
         except DomainError as exc:
             problems.extend(exc.violations or [FieldViolation(path.name, exc.message)])
+            continue
+        policies.append(p)
+        sources[p.version] = ("policy", text)
     for path in cat_paths:
         try:
-            catalogues.append(load_catalogue(path))
+            data, text = _read_yaml_text(path, Reason.CATALOGUE_DATA_INVALID)
+            c = parse_catalogue(data, path.name)
         except DomainError as exc:
             problems.extend(exc.violations or [FieldViolation(path.name, exc.message)])
+            continue
+        catalogues.append(c)
+        sources[c.version] = ("catalogue", text)
     books: tuple[PolicyBook, CatalogueBook] | None = None
     if not problems:
         try:
@@ -255,7 +291,7 @@ def load_dirs(dirs: Sequence[Path]) -> PolicySet:
         first = problems[0]
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise DomainError(Reason.POLICY_DATA_INVALID, f"{first.field}: {first.description}{more}", violations=problems)
-    return PolicySet(books[0], books[1], sig)
+    return PolicySet(books[0], books[1], sig, sources)
 
 
 @dataclass(frozen=True)
@@ -312,13 +348,22 @@ class PolicyStore:
         return Reloaded(tuple(sorted(new - old)), tuple(sorted(old - new)))
 
     def policy_version(self, version: str) -> Policy:
-        """A policy by its full version, also one no longer in the folders; or a current label."""
+        """A policy by its full version, also one no longer in the folders (loaded since start or
+        given back by :meth:`remember`); or a current label."""
         p = self._policies.get(version)
         return p if p is not None else self._current.policies.by_version(version)
 
     def catalogue_version(self, version: str) -> Catalogue:
         c = self._catalogues.get(version)
         return c if c is not None else self._current.catalogues.by_version(version)
+
+    def remember(self, kind: str, text: str, origin: str) -> Policy | Catalogue:
+        """Give back an archived version (e.g. from a database) so it is addressable again."""
+        if kind == "policy":
+            p = policy_from_text(text, origin)
+            return self._policies.setdefault(p.version, p)
+        c = catalogue_from_text(text, origin)
+        return self._catalogues.setdefault(c.version, c)
 
     @property
     def known_versions(self) -> tuple[str, ...]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import grpc
 
 from libs.platform import metrics
@@ -9,15 +12,18 @@ from libs.platform import policies as policy_sources
 from libs.platform.clock import Clock, system_clock
 from libs.platform.db import Database
 from libs.platform.host import Runtime
+from libs.platform.logs import get_logger
 from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
 from libs.policy import SettlementResult
+from libs.policy.loader import Reloaded
 from medsettle.settlement.v1 import settlement_pb2
 from services.settlement.adapters.peers import GrpcEligibility
 from services.settlement.adapters.rpc import ManualClaimServicer, SettlementServicer, register
 from services.settlement.application.service import SettlementService
 from services.settlement.domain.model import SettlementRecord
 
+_log = get_logger("medsettle.settlement")
 SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name
 CLAIMS_SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["ManualClaimService"].full_name
 
@@ -61,6 +67,7 @@ class SettlementModule:
         self._eligibility = _LazyEligibility()
         self.service = SettlementService(self.db, self._eligibility, self.policies, clock=clock, on_commit=_count)
         self._runtime: list[Runtime] = []
+        self._archiving: set[asyncio.Task[None]] = set()
         self._channel: grpc.aio.Channel | None = None
 
     def register(self, server: grpc.aio.Server) -> None:
@@ -71,10 +78,30 @@ class SettlementModule:
         self._channel = open_channel(runtime.peer_target("eligibility"), self.settings)
         self._eligibility.inner = GrpcEligibility(self._channel)
         self.service.batcher.start()
-        policy_sources.watch(self.policies, self.settings.policy_poll_seconds)
+        await self._archive()
+        policy_sources.watch(self.policies, self.settings.policy_poll_seconds, self._reloaded)
+
+    def _reloaded(self, _changed: Reloaded) -> None:
+        task = asyncio.get_running_loop().create_task(self._archive())
+        self._archiving.add(task)
+        task.add_done_callback(self._archiving.discard)
+
+    async def _archive(self) -> None:
+        """Keep the text of every version in force (RecomputeSettlement after restarts); a failure
+        is retried with the next reload and does not stop settling."""
+        try:
+            added = await self.service.archive_policies()
+        except Exception as exc:  # noqa: BLE001 - the versions stay in memory; retried on the next reload
+            _log.warning("policy_archive_failed", error_type=type(exc).__name__)
+            return
+        if added:
+            _log.info("policy_versions_archived", count=added)
 
     async def stop_tasks(self) -> None:
-        await policy_sources.unwatch(self.policies)
+        await policy_sources.unwatch(self.policies, self._reloaded)
+        for task in list(self._archiving):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.service.batcher.stop()
 
     async def close(self) -> None:

@@ -175,3 +175,33 @@ async def test_recompute_refusals(published: tuple[World, ShiftedClock, Path, Po
     assert exc.code().name == "NOT_FOUND"
     exc = await rpc_error(recompute(w, ""))
     assert exc.code().name == "INVALID_ARGUMENT"
+
+
+async def test_a_version_stays_addressable_after_its_file_changed_and_the_service_restarted(
+    settings: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "beijing-bureau"
+    shutil.copytree(DATA_DIR, folder)
+    publish(folder, "110100-employee-2027.2.yaml", version_2(DAY, 9600))
+    ours = settings.model_copy(update={"policy_dirs": str(folder), "policy_poll_seconds": 60.0})
+    host = await start(ours, SERVICES, port=0, run_migrations=False, clock=ShiftedClock.at_cst(DAY))
+    w = await setup_world(f"127.0.0.1:{host.port}", day=DAY, file_resident=False)
+    try:
+        s = await settle_one(w, "a", DAY)
+        assert s.breakdown.policy_version.startswith("110100-employee-2027.2@")
+    finally:
+        await w.c.close()
+        await host.stop(drain=False)
+
+    # The file is corrected in place and the service restarts: the old content is in no file.
+    publish(folder, "110100-employee-2027.2.yaml", version_2(DAY, 9700))
+    policy_sources.forget_stores()
+    host = await start(ours, SERVICES, port=0, run_migrations=False, clock=ShiftedClock.at_cst(DAY))
+    w.c = type(w.c)(f"127.0.0.1:{host.port}")
+    try:
+        assert s.breakdown.policy_version not in policy_sources.store_for(ours).current.versions
+        again = await recompute(w, s.settlement_id)
+        assert again.identical and again.recomputed.policy_version == s.breakdown.policy_version
+    finally:
+        await w.c.close()
+        await host.stop(drain=False)

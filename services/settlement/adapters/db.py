@@ -159,6 +159,18 @@ manual_claims = Table(
 Index("ux_manual_claims_visit", manual_claims.c.institution_code, manual_claims.c.hospital_visit_no, unique=True)
 Index("ix_manual_claims_region_status", manual_claims.c.insured_region, manual_claims.c.status)
 
+# Every policy and catalogue version this service has had in force, as the text of its file, so a
+# settlement names a version that stays addressable (RecomputeSettlement) after the file changed,
+# was removed, or the service restarted.
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("version", String(120), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("source_text", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
 settlement_events = outbox_table(metadata, "settlement_events")
 idempotency_keys = idempotency_table(metadata)
 
@@ -725,3 +737,33 @@ class SettlementRepository:
             {"b_person": person_no, "b_year": acc.year, **{f"b_{n}": getattr(acc, n) for n in _ACC_FIELDS}},
         )
         await self.s.execute(_SAVE_BALANCE, {"b_person": person_no, "b_balance": acc.account_balance_fen})
+
+
+async def record_policy_versions(conn: AsyncConnection, sources: dict[str, tuple[str, str]], now: dt.datetime) -> int:
+    """Archive the versions not archived yet (replicas racing on one version: the first wins)."""
+    if not sources:
+        return 0
+    known = set(
+        (
+            await conn.execute(select(policy_versions.c.version).where(policy_versions.c.version.in_(list(sources))))
+        ).scalars()
+    )
+    missing = [v for v in sources if v not in known]
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    for version in missing:
+        kind, text = sources[version]
+        await conn.execute(
+            dialect_insert(policy_versions)
+            .values(version=version, kind=kind, source_text=text, recorded_at=now)
+            .on_conflict_do_nothing()
+        )
+    return len(missing)
+
+
+async def archived_policy_version(conn: AsyncConnection, version: str) -> tuple[str, str] | None:
+    row = (
+        await conn.execute(
+            select(policy_versions.c.kind, policy_versions.c.source_text).where(policy_versions.c.version == version)
+        )
+    ).first()
+    return None if row is None else (row.kind, row.source_text)

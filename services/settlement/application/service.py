@@ -38,7 +38,13 @@ from libs.policy import (
     validate_visit,
 )
 from libs.policy.loader import PolicySet
-from services.settlement.adapters.db import SettlementRepository, idempotency_keys, settlement_events
+from services.settlement.adapters.db import (
+    SettlementRepository,
+    archived_policy_version,
+    idempotency_keys,
+    record_policy_versions,
+    settlement_events,
+)
 from services.settlement.adapters.hot import KeyRow, StatusChange, batch_unit, presettle_reads
 from services.settlement.application.batch import SettleBatcher, SettleCall
 from services.settlement.domain import monitoring, results
@@ -109,6 +115,8 @@ class PolicySource(Protocol):
     def policy_version(self, version: str) -> Policy: ...
 
     def catalogue_version(self, version: str) -> Catalogue: ...
+
+    def remember(self, kind: str, text: str, origin: str) -> Policy | Catalogue: ...
 
 
 def _new_id(prefix: str) -> str:
@@ -1045,13 +1053,28 @@ class SettlementService:
             new_admission=inputs.new_admission,
             prior_stay_deductible_fen=inputs.prior_stay_deductible_fen,
         )
-        again = settle(
-            self.policy_source.policy_version(stored.policy_version),
-            self.policy_source.catalogue_version(stored.catalogue_version),
-            pv,
-            stored.accumulators_before,
-        )
+        policy = await self._version(stored.policy_version, "policy")
+        catalogue = await self._version(stored.catalogue_version, "catalogue")
+        assert isinstance(policy, Policy) and isinstance(catalogue, Catalogue)
+        again = settle(policy, catalogue, pv, stored.accumulators_before)
         return Committed(rec, stored, visit), again
+
+    async def _version(self, version: str, kind: str) -> Policy | Catalogue:
+        """A policy or catalogue by full version: in memory, else from this service's archive."""
+        find = self.policy_source.policy_version if kind == "policy" else self.policy_source.catalogue_version
+        try:
+            return find(version)
+        except DomainError:
+            async with self.db.read() as s:
+                found = await archived_policy_version(s, version)
+            if found is None or found[0] != kind:
+                raise
+            return self.policy_source.remember(kind, found[1], f"archived {version}")
+
+    async def archive_policies(self) -> int:
+        """Archive every version in force that is not archived yet (at start and after reloads)."""
+        async with self.db.transaction() as s:
+            return await record_policy_versions(s, dict(self.books.sources), self._clock())
 
     async def stream(
         self, after: int, follow: bool, stopping: asyncio.Event | None
