@@ -376,7 +376,21 @@ async def _drive(c: Clients, tag: str, out: Any, today: dt.date, catalogues: Cat
             out(
                 f"     {types_pb2.ClearingCategory.Name(ln.category).removeprefix('CLEARING_CATEGORY_').lower():<11}"
                 f" count {ln.count}  medical {yuan(ln.medical_total_fen):>12}  fund {yuan(ln.fund_total_fen):>12}"
+                f"  personal account {yuan(ln.personal_account_fen):>10}  due {yuan(ln.amount_due_fen):>12}"
             )
+        for owed in stmt.owed:
+            if owed.settled_fen or owed.adjustment_fen or owed.deducted_fen:
+                payer = clearing_pb2.Payer.Name(owed.payer).removeprefix("PAYER_").lower().replace("_", " ")
+                out(f"       {payer:<17} {yuan(owed.due_fen):>12}")
+    owed_to = (
+        await c.clearing.GetLedgerBalances(clearing_pb2.GetLedgerBalancesRequest(prefix="institution:"))
+    ).balances
+    for bal in owed_to:
+        code = bal.account.split(":")[1]
+        out(
+            f"   {PROVINCES.get(code[1:3], code[1:3])} owes {code} {yuan(-bal.balance_fen)} yuan "
+            "(what it advanced: funds and personal account)"
+        )
     return {
         "settlement": settled,
         "outpatient": outpatient,

@@ -53,6 +53,7 @@ def statements_table(sts: Sequence[Statement]) -> str:
         adj = sum(ln.adjustment_fen for ln in s.lines)
         rej = sum(ln.rejected_fen for ln in s.lines)
         fund = sum(ln.fund_total_fen for ln in s.lines)
+        account = sum(ln.personal_account_fen for ln in s.lines)
         rows.append(
             (
                 s.insured_province,
@@ -60,6 +61,7 @@ def statements_table(sts: Sequence[Statement]) -> str:
                 s.status.value,
                 s.settlement_count,
                 yuan(fund),
+                yuan(account),
                 yuan(adj),
                 yuan(rej),
                 yuan(s.amount_due_fen),
@@ -69,7 +71,19 @@ def statements_table(sts: Sequence[Statement]) -> str:
         )
     total = sum(s.amount_due_fen for s in sts)
     out = table(
-        ("insured", "treatment", "status", "count", "fund", "adjust", "rejected", "due", "signed", "pay inst. by"),
+        (
+            "insured",
+            "treatment",
+            "status",
+            "count",
+            "fund",
+            "account",
+            "adjust",
+            "rejected",
+            "due",
+            "signed",
+            "pay inst. by",
+        ),
         rows,
         left=3,
     )

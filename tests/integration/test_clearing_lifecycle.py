@@ -121,13 +121,14 @@ BOTH = (pb.SIDE_TREATMENT, pb.SIDE_INSURED)
 
 async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env) -> None:
     stub = env.stub
-    # the previous year's Q4: 11->31 and 51->31 each clear 100_000 fen a month
+    # the previous year's Q4: 11->31 and 51->31 each clear 100_000 fen of funds and 10_000 of
+    # personal account a month (every row's account payment is a tenth of its funds)
     q4 = [fs(f"Q{ip}{m}", ip, 100_000, dt.date(2025, m, 10)) for ip in ("11", "51") for m in (10, 11, 12)]
     assert await env.svc.ingest(q4) == 6
     assert await env.svc.ingest(q4) == 0  # a re-delivered batch is ignored
     for m in (10, 11, 12):
         sts = await env.run(2025, m)
-        assert {s.amount_due_fen for s in sts.values()} == {100_000}
+        assert {s.amount_due_fen for s in sts.values()} == {110_000}
         for sid in sts:
             await env.confirm(sid, *BOTH)
     await expect_error(
@@ -151,14 +152,15 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
         b.account: b.balance_fen
         for b in (await stub.GetLedgerBalances(pb.GetLedgerBalancesRequest(prefix="province:11:"))).balances
     }
-    assert bal["province:11:bank_charges"] == 35 and bal["province:11:fund_expense"] == 300_000
+    assert bal["province:11:bank_charges"] == 35 and bal["province:11:fund_expense:pooled_fund"] == 300_000
+    assert bal["province:11:account_expense"] == 30_000
 
-    # annual prepayment = 2 x 300_000 / 3
+    # annual prepayment = 2 x 330_000 / 3
     req = pb.ComputeAnnualPrepaymentRequest(
         request_id="pp-11", insured_province_code="11", treatment_province_code="31", year=2026
     )
     p = await stub.ComputeAnnualPrepayment(req)
-    assert (p.previous_q4_clearing_fen, p.prepayment.annual_prepayment_fen) == (300_000, 200_000)
+    assert (p.previous_q4_clearing_fen, p.prepayment.annual_prepayment_fen) == (330_000, 220_000)
     assert (await stub.ComputeAnnualPrepayment(req)) == p  # replay
     await expect_error(
         stub.ComputeAnnualPrepayment(
@@ -176,7 +178,7 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
     )
     await env.balanced()
 
-    # March: 11->31 clears exactly 90% of its prepayment, 51->31 clears 250_000
+    # March: 11->31 clears exactly 90% of its prepayment (198_000), 51->31 clears 275_000
     march = [
         fs("M11a", "11", 150_000, dt.date(2026, 3, 3)),
         fs("M11b", "11", 30_000, dt.date(2026, 3, 4), inst="H31B"),
@@ -184,9 +186,9 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
     ]
     await env.svc.ingest(march)
     sts = await env.run(2026, 3)
-    assert sts["ST-202603-11-31"].amount_due_fen == 180_000
+    assert sts["ST-202603-11-31"].amount_due_fen == 198_000
     march = await env.run(2026, 3)  # a draft is rebuilt to the same figures
-    assert march["ST-202603-11-31"].amount_due_fen == 180_000
+    assert march["ST-202603-11-31"].amount_due_fen == 198_000
     month = types_pb2.Month(year=2026, month=3)
     await expect_error(
         stub.RequestEmergencyTopUp(
@@ -216,7 +218,7 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
         grpc.StatusCode.FAILED_PRECONDITION,
         "REASON_TOP_UP_NOT_ALLOWED",
     )
-    cap = 2 * 250_000 - 200_000
+    cap = 2 * 275_000 - 220_000
     d = await expect_error(
         stub.RequestEmergencyTopUp(
             pb.RequestEmergencyTopUpRequest(
@@ -236,7 +238,7 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
             request_id=env.rid(), insured_province_code="51", treatment_province_code="31", month=month, amount_fen=cap
         )
     )
-    assert (t.cap_fen, t.month_clearing_fen, t.prepayment.top_ups_fen) == (cap, 250_000, cap)
+    assert (t.cap_fen, t.month_clearing_fen, t.prepayment.top_ups_fen) == (cap, 275_000, cap)
     await env.balanced()
     for sid in march:
         await env.confirm(sid, pb.SIDE_INSURED)
@@ -245,7 +247,7 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
             pb.GetPrepaymentRequest(insured_province_code="51", treatment_province_code="31", year=2026)
         )
     ).prepayment
-    assert (p.drawn_fen, p.available_fen) == (250_000, 200_000 + cap - 250_000)
+    assert (p.drawn_fen, p.available_fen) == (275_000, 220_000 + cap - 275_000)
 
     # after March closed: a late cancellation of a March settlement, a verification rejection
     await env.svc.ingest([fs("C-M11b", "11", -30_000, dt.date(2026, 4, 1), inst="H31B", cancels="M11b")])
@@ -288,13 +290,13 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
         "REASON_SETTLEMENT_NOT_FOUND",
     )
     march_again = await env.run(2026, 3)
-    assert march_again["ST-202603-11-31"].amount_due_fen == 180_000  # closed: frozen
+    assert march_again["ST-202603-11-31"].amount_due_fen == 198_000  # closed: frozen
     april = await env.run(2026, 4)
     a11, a51 = april["ST-202604-11-31"], april["ST-202604-51-31"]
-    assert a11.amount_due_fen == -30_000 and sum(ln.adjustment_fen for ln in a11.lines) == -30_000
+    assert a11.amount_due_fen == -33_000 and sum(ln.adjustment_fen for ln in a11.lines) == -33_000
     assert a51.amount_due_fen == -12_345 and sum(ln.rejected_fen for ln in a51.lines) == 12_345
     april = await env.run(2026, 4)  # rebuilding the draft claims the same rows once
-    assert april["ST-202604-11-31"].amount_due_fen == -30_000
+    assert april["ST-202604-11-31"].amount_due_fen == -33_000
     await env.confirm("ST-202604-11-31", pb.SIDE_TREATMENT)
     may = await env.run(2026, 5)
     assert "ST-202605-11-31" not in may  # the late row was taken by April, not again by May
@@ -321,7 +323,7 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
         )
     )
     assert pay.treatment_province_code == "31" and pay.late and pay.payment_deadline.year > 0
-    expected_owed = 6 * 100_000 + 150_000 + 250_000 - 12_345 - 1_000
+    expected_owed = 6 * 110_000 + 165_000 + 275_000 - 12_345 - 1_000
     assert pay.outstanding_fen == expected_owed
     interest = await stub.RecordPrepaymentInterest(
         pb.RecordPrepaymentInterestRequest(

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from libs.platform.host import Host
+from medsettle.clearing.v1 import clearing_pb2
 from services.demo import drive
 from tests.conftest import ServiceProcesses
 
@@ -24,9 +25,15 @@ def _check(seen: dict) -> None:  # type: ignore[type-arg]
     beijing_shanghai, sichuan_shanghai = seen["statements"]
     # the statement contains the settled visit, to the fen
     assert beijing_shanghai.settlement_count == 1
-    assert beijing_shanghai.amount_due_fen == b.fund_total_fen
+    # Beijing owes Shanghai the funds AND the personal account: the hospital took no cash for it
+    assert b.personal_account_fen > 0
+    assert beijing_shanghai.amount_due_fen == b.fund_total_fen + b.personal_account_fen
+    owed = {o.payer: o.due_fen for o in beijing_shanghai.owed}
+    assert owed[clearing_pb2.PAYER_PERSONAL_ACCOUNT] == b.personal_account_fen
+    assert owed[clearing_pb2.PAYER_POOLED_FUND] == b.pooled_fund_fen
     assert sum(ln.medical_total_fen for ln in beijing_shanghai.lines) == b.total_fen
-    assert sichuan_shanghai.amount_due_fen == seen["outpatient"].breakdown.fund_total_fen
+    o = seen["outpatient"].breakdown
+    assert sichuan_shanghai.amount_due_fen == o.fund_total_fen + o.personal_account_fen
 
 
 async def test_skeleton_flow_all_in_one(suite: Host) -> None:

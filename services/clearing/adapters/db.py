@@ -35,6 +35,8 @@ from libs.platform.db import upsert
 from libs.platform.idempotency import idempotency_table
 from services.clearing.domain.ledger import Entry, check_balanced
 from services.clearing.domain.model import (
+    NO_AMOUNTS,
+    PAYER_FIELDS,
     Category,
     FeedSettlement,
     Statement,
@@ -177,6 +179,8 @@ verifications = Table(
     Column("answer", Text, nullable=True),
     Column("rejected_fen", BigInteger, nullable=False),
     Column("deducted_in_statement_id", String(40), nullable=True),
+    # rejected_fen spread over the payers (JSON list in PAYERS order; rules.split_deduction)
+    Column("rejected_split", Text, nullable=True),
 )
 Index("ix_verifications_settlement", verifications.c.settlement_id)
 
@@ -453,24 +457,40 @@ class ClearingRepository:
             .values(deducted_in_statement_id=target)
         )
 
-    async def adjustments_of(self, year: int, month: int) -> list[Any]:
+    async def adjustments_of(self, year: int, month: int) -> dict[tuple[str, str, Category], tuple[int, ...]]:
+        """Late rows claimed by this month's statements, summed per pair and category, per payer."""
         c, adj = cleared_settlements.c, statement_adjustments.c
         q = (
-            select(c.insured_province, c.treatment_province, c.category, func.sum(c.fund_total_fen).label("fen"))
+            select(
+                c.insured_province,
+                c.treatment_province,
+                c.category,
+                *[func.sum(getattr(c, f)).label(f) for f in PAYER_FIELDS],
+            )
             .select_from(statement_adjustments.join(cleared_settlements, adj.settlement_id == c.settlement_id))
             .where(adj.statement_id.startswith(f"ST-{year:04d}{month:02d}-"))
             .group_by(c.insured_province, c.treatment_province, c.category)
         )
-        return list((await self.s.execute(q)).all())
+        return {
+            (r.insured_province, r.treatment_province, Category(r.category)): tuple(
+                int(getattr(r, f)) for f in PAYER_FIELDS
+            )
+            for r in (await self.s.execute(q)).all()
+        }
 
-    async def rejections_of(self, year: int, month: int) -> list[Any]:
+    async def rejections_of(self, year: int, month: int) -> dict[tuple[str, str, Category], tuple[int, ...]]:
+        """Deductions claimed by this month's statements, per pair and category, per payer
+        (verifications are few: summed here from each one's stored split)."""
         v = verifications.c
-        q = (
-            select(v.insured_province, v.treatment_province, v.category, func.sum(v.rejected_fen).label("fen"))
-            .where(v.deducted_in_statement_id.startswith(f"ST-{year:04d}{month:02d}-"))
-            .group_by(v.insured_province, v.treatment_province, v.category)
+        q = select(v.insured_province, v.treatment_province, v.category, v.rejected_fen, v.rejected_split).where(
+            v.deducted_in_statement_id.startswith(f"ST-{year:04d}{month:02d}-")
         )
-        return list((await self.s.execute(q)).all())
+        out: dict[tuple[str, str, Category], tuple[int, ...]] = {}
+        for r in (await self.s.execute(q)).all():
+            key = (r.insured_province, r.treatment_province, Category(r.category))
+            split = rejected_split(r)
+            out[key] = tuple(a + b for a, b in zip(out.get(key, NO_AMOUNTS), split, strict=True))
+        return out
 
     async def save_drafts(self, fresh: Sequence[Statement], drafts: Sequence[Statement], now: dt.datetime) -> None:
         """Set-based: the drafts being rebuilt are deleted and written again with the new ones
@@ -593,11 +613,13 @@ class ClearingRepository:
         q = select(verifications).where(verifications.c.verification_id == verification_id)
         return (await self.s.execute(q)).first()
 
-    async def answer_verification(self, verification_id: str, answer: str, rejected_fen: int, now: dt.datetime) -> bool:
+    async def answer_verification(
+        self, verification_id: str, answer: str, split: tuple[int, ...], now: dt.datetime
+    ) -> bool:
         result = await self.s.execute(
             update(verifications)
             .where(verifications.c.verification_id == verification_id, verifications.c.answered_at.is_(None))
-            .values(answer=answer, rejected_fen=rejected_fen, answered_at=now)
+            .values(answer=answer, rejected_fen=sum(split), rejected_split=json.dumps(list(split)), answered_at=now)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -663,6 +685,14 @@ class ClearingRepository:
         return (await self.s.execute(q)).first()
 
 
+def rejected_split(r: Any) -> tuple[int, ...]:
+    """A verification's deduction per payer; rows answered before the split was stored were
+    deducted from the fund part as a whole, shown as pooled."""
+    if r.rejected_split:
+        return tuple(int(x) for x in json.loads(r.rejected_split))
+    return (int(r.rejected_fen), *NO_AMOUNTS[1:])
+
+
 def _row(st: Statement, now: dt.datetime) -> dict[str, Any]:
     return {
         "insured_province": st.insured_province,
@@ -684,14 +714,22 @@ def _row(st: Statement, now: dt.datetime) -> dict[str, Any]:
 
 
 def _line_doc(ln: StatementLine) -> dict[str, Any]:
-    return {
-        name: (getattr(ln, name).value if name == "category" else getattr(ln, name))
-        for name in StatementLine.__dataclass_fields__
-    }
+    doc = {name: getattr(ln, name) for name in StatementLine.__dataclass_fields__}
+    doc["category"] = ln.category.value
+    doc["adjustments"], doc["deductions"] = list(ln.adjustments), list(ln.deductions)
+    return doc
+
+
+def _line_from_doc(d: dict[str, Any]) -> StatementLine:
+    d = {**d, "category": Category(d["category"])}
+    # statements written before the per-payer split: the adjustment and deduction as a whole
+    d["adjustments"] = tuple(d.get("adjustments") or (d.get("adjustment_fen", 0), *NO_AMOUNTS[1:]))
+    d["deductions"] = tuple(d.get("deductions") or (d.get("rejected_fen", 0), *NO_AMOUNTS[1:]))
+    return StatementLine(**d)
 
 
 def statement_from_row(r: Any) -> Statement:
-    lines = tuple(StatementLine(**{**d, "category": Category(d["category"])}) for d in json.loads(r.lines))
+    lines = tuple(_line_from_doc(d) for d in json.loads(r.lines))
     return Statement(
         statement_id=r.statement_id,
         insured_province=r.insured_province,

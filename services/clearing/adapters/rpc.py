@@ -14,7 +14,15 @@ from medsettle.common.v1 import types_pb2
 from services.clearing.adapters.peers import CATEGORY_IN
 from services.clearing.application.funds import PrepaymentView, Verification
 from services.clearing.application.service import ClearingService
-from services.clearing.domain.model import Category, Side, Statement, StatementStatus, payment_deadline
+from services.clearing.domain.model import (
+    Category,
+    Owed,
+    Payer,
+    Side,
+    Statement,
+    StatementStatus,
+    payment_deadline,
+)
 from services.clearing.domain.reconcile import Difference, DifferenceKind, Item, Totals
 
 CATEGORY_OUT = {v: k for k, v in CATEGORY_IN.items()}
@@ -123,6 +131,29 @@ def verification_to_proto(vr: Verification) -> pb.VerificationRequest:
     return msg
 
 
+PAYER_OUT = {
+    Payer.POOLED_FUND: pb.PAYER_POOLED_FUND,
+    Payer.LARGE_AMOUNT: pb.PAYER_LARGE_AMOUNT,
+    Payer.CRITICAL_ILLNESS: pb.PAYER_CRITICAL_ILLNESS,
+    Payer.ASSISTANCE: pb.PAYER_ASSISTANCE,
+    Payer.OTHER_FUND: pb.PAYER_OTHER_FUND,
+    Payer.PERSONAL_ACCOUNT: pb.PAYER_PERSONAL_ACCOUNT,
+}
+
+
+def _owed(owed: tuple[Owed, ...]) -> list[pb.OwedAmount]:
+    return [
+        pb.OwedAmount(
+            payer=PAYER_OUT[o.payer],
+            settled_fen=o.settled_fen,
+            adjustment_fen=o.adjustment_fen,
+            deducted_fen=o.deducted_fen,
+            due_fen=o.due_fen,
+        )
+        for o in owed
+    ]
+
+
 def statement_to_proto(st: Statement) -> pb.Statement:
     msg = pb.Statement(
         statement_id=st.statement_id,
@@ -145,9 +176,12 @@ def statement_to_proto(st: Statement) -> pb.Statement:
                 personal_account_fen=ln.personal_account_fen,
                 adjustment_fen=ln.adjustment_fen,
                 rejected_fen=ln.rejected_fen,
+                amount_due_fen=ln.due_fen,
+                owed=_owed(ln.owed),
             )
             for ln in st.lines
         ],
+        owed=_owed(st.owed),
     )
     msg.month.year, msg.month.month = st.year, st.month
     msg.through_position = st.through_position

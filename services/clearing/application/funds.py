@@ -16,7 +16,14 @@ from libs.platform.db import Database
 from libs.platform.logs import get_logger
 from services.clearing.adapters.db import DRAWN, ClearingRepository, idempotency_keys
 from services.clearing.domain import ledger, rules
-from services.clearing.domain.model import StatementStatus, month_key, payment_deadline, statement_id
+from services.clearing.domain.model import (
+    NO_AMOUNTS,
+    StatementStatus,
+    month_key,
+    payer_amounts,
+    payment_deadline,
+    statement_id,
+)
 
 _log = get_logger("medsettle.clearing")
 T = TypeVar("T")
@@ -288,12 +295,11 @@ class Funds:
                 rejected_fen,
                 int(settlement.fund_total_fen),
             )
-            if not await repo.answer_verification(vid, answer, rejected_fen, now):
+            split = rules.split_deduction(rejected_fen, payer_amounts(settlement), NO_AMOUNTS)
+            if not await repo.answer_verification(vid, answer, split, now):
                 raise DomainError(Reason.VERIFICATION_ALREADY_ANSWERED, "the verification request was already answered")
             if rejected_fen:
-                entries = ledger.rejection(
-                    row.insured_province, row.treatment_province, row.institution_code, rejected_fen
-                )
+                entries = ledger.rejection(row.insured_province, row.treatment_province, row.institution_code, split)
                 await repo.post(f"rejected:{vid}", entries, now)
             return vid
 

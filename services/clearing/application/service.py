@@ -157,8 +157,8 @@ class ClearingService:
                     year,
                     month,
                     _lines(await repo.month_aggregate(year, month, through)),
-                    _fen(await repo.adjustments_of(year, month)),
-                    _fen(await repo.rejections_of(year, month)),
+                    await repo.adjustments_of(year, month),
+                    await repo.rejections_of(year, month),
                     signing_date,
                     through,
                 )
@@ -267,7 +267,3 @@ def _lines(rows: Sequence[Any]) -> dict[PairKey, StatementLine]:
         )
         for r in rows
     }
-
-
-def _fen(rows: Sequence[Any]) -> dict[PairKey, int]:
-    return {(r.insured_province, r.treatment_province, Category(r.category)): int(r.fen) for r in rows}

@@ -4,11 +4,16 @@ One ledger for the national clearing house, holding every party's accounts; debi
 credits negative, and every posting sums to zero, so the whole ledger always does. Account names
 (``province:<2 digits>:...`` or ``institution:<code>:...``) read as "whose account : what":
 
-- ``province:{ip}:fund_expense``             the insured place's fund spent out of province
-- ``province:{ip}:payable:{tp}``             the insured place owes the treatment place (credit)
+- ``province:{ip}:fund_expense:{fund}``      one of the insured place's funds spent out of province
+                                             (pooled_fund, large_amount, critical_illness,
+                                             assistance, other_fund)
+- ``province:{ip}:account_expense``          personal-account payments out of province
+- ``province:{ip}:payable:{tp}``             the insured place owes the treatment place (credit):
+                                             every fund and the personal account
 - ``province:{tp}:receivable:{ip}``          the treatment place is owed by the insured place
 - ``institution:{code}:receivable``          the treatment place owes the institution (credit:
-                                             the institution's receivable at the treatment place)
+                                             the institution's receivable at the treatment place;
+                                             the same funds and account)
 - ``province:{ip}:prepayment_paid:{tp}``     prepayment advanced (asset of the insured place)
 - ``province:{tp}:prepayment_received:{ip}`` prepayment held (liability of the treatment place)
 - ``province:{p}:cash``                      cash at bank
@@ -23,7 +28,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from libs.core.errors import DomainError, Reason
-from services.clearing.domain.model import FeedSettlement
+from services.clearing.domain.model import PAYER_FIELDS, PAYERS, FeedSettlement, Payer, payer_amounts
+
+
+def expense_account(ip: str, payer: Payer) -> str:
+    if payer is Payer.PERSONAL_ACCOUNT:
+        return f"province:{ip}:account_expense"
+    return f"province:{ip}:fund_expense:{payer.value}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +58,11 @@ def _posting(pairs: Iterable[tuple[str, int]]) -> list[Entry]:
     return entries
 
 
-def _settlement_legs(s: FeedSettlement) -> list[tuple[str, int]]:
-    return _legs(s.insured_province, s.treatment_province, s.institution_code, s.fund_total_fen)
-
-
 def postings_for(s: FeedSettlement) -> list[Entry]:
-    """The fund part of one settlement: the treatment place advances it to the institution and is
-    owed it by the insured place. A cancellation carries negative amounts and so negates."""
-    return _posting(_settlement_legs(s))
+    """What the insured place pays for one settlement (each fund and the personal account): the
+    treatment place advances it to the institution and is owed it by the insured place. A
+    cancellation carries negative amounts and so negates."""
+    return _posting(_legs(s.insured_province, s.treatment_province, s.institution_code, payer_amounts(s)))
 
 
 def batch_posting(items: Iterable[FeedSettlement]) -> list[Entry]:
@@ -62,18 +70,26 @@ def batch_posting(items: Iterable[FeedSettlement]) -> list[Entry]:
     ``postings_for`` summed per account. The per-settlement detail stays in the cleared
     settlements (the sub-ledger), so the journal grows with accounts, not with settlements.
     Sums per province pair and per institution first: this runs on the ingest hot path."""
-    per_pair: dict[tuple[str, str], int] = defaultdict(int)
+    per_pair: dict[tuple[str, str], list[int]] = {}
     per_institution: dict[str, int] = defaultdict(int)
+    n = len(PAYER_FIELDS)
     for s in items:
-        per_pair[(s.insured_region[:2], s.treatment_region[:2])] += s.fund_total_fen
-        per_institution[s.institution_code] += s.fund_total_fen
+        key = (s.insured_region[:2], s.treatment_region[:2])
+        sums = per_pair.get(key)
+        if sums is None:
+            sums = per_pair[key] = [0] * n
+        sums[0] += s.pooled_fund_fen
+        sums[1] += s.large_amount_fen
+        sums[2] += s.critical_illness_fen
+        sums[3] += s.assistance_fen
+        sums[4] += s.other_fund_fen
+        sums[5] += s.personal_account_fen
+        per_institution[s.institution_code] += s.fund_total_fen + s.personal_account_fen
     legs: list[tuple[str, int]] = []
-    for (ip, tp), f in per_pair.items():
-        legs += [
-            (f"province:{ip}:fund_expense", f),
-            (f"province:{ip}:payable:{tp}", -f),
-            (f"province:{tp}:receivable:{ip}", f),
-        ]
+    for (ip, tp), sums in per_pair.items():
+        owed = sum(sums)
+        legs += [(expense_account(ip, p), sums[i]) for i, p in enumerate(PAYERS)]
+        legs += [(f"province:{ip}:payable:{tp}", -owed), (f"province:{tp}:receivable:{ip}", owed)]
     legs += [(f"institution:{code}:receivable", -f) for code, f in per_institution.items()]
     return _posting(legs)
 
@@ -116,18 +132,20 @@ def disbursement(ip: str, tp: str, amount_fen: int, bank_charge_fen: int) -> lis
     )
 
 
-def rejection(ip: str, tp: str, institution_code: str, amount_fen: int) -> list[Entry]:
-    """An expense found not compliant: the insured place's fund does not pay it; the treatment
-    place deducts it from what it owes the institution."""
-    return _posting((account, -amount) for account, amount in _legs(ip, tp, institution_code, amount_fen))
+def rejection(ip: str, tp: str, institution_code: str, per_payer: tuple[int, ...]) -> list[Entry]:
+    """An expense found not compliant: the insured place's funds do not pay it (``per_payer``:
+    the deduction split over the payers, see ``rules.split_deduction``); the treatment place
+    deducts it from what it owes the institution."""
+    return _posting((account, -amount) for account, amount in _legs(ip, tp, institution_code, per_payer))
 
 
-def _legs(ip: str, tp: str, institution_code: str, f: int) -> list[tuple[str, int]]:
+def _legs(ip: str, tp: str, institution_code: str, per_payer: tuple[int, ...]) -> list[tuple[str, int]]:
+    owed = sum(per_payer)
     return [
-        (f"province:{ip}:fund_expense", f),
-        (f"province:{ip}:payable:{tp}", -f),
-        (f"province:{tp}:receivable:{ip}", f),
-        (f"institution:{institution_code}:receivable", -f),
+        *((expense_account(ip, p), per_payer[i]) for i, p in enumerate(PAYERS)),
+        (f"province:{ip}:payable:{tp}", -owed),
+        (f"province:{tp}:receivable:{ip}", owed),
+        (f"institution:{institution_code}:receivable", -owed),
     ]
 
 

@@ -28,6 +28,33 @@ class Side(StrEnum):
 
 
 FUND_FIELDS = ("pooled_fund_fen", "large_amount_fen", "critical_illness_fen", "assistance_fen", "other_fund_fen")
+# Everything the insured place pays for a settlement the treatment place advanced: each fund and
+# the personal account (the hospital took no cash for it either). Statements, the ledger and
+# reconciliation carry each of them on its own line, in this order.
+PAYER_FIELDS = (*FUND_FIELDS, "personal_account_fen")
+
+
+class Payer(StrEnum):
+    POOLED_FUND = "pooled_fund"
+    LARGE_AMOUNT = "large_amount"
+    CRITICAL_ILLNESS = "critical_illness"
+    ASSISTANCE = "assistance"
+    OTHER_FUND = "other_fund"
+    PERSONAL_ACCOUNT = "personal_account"
+
+
+PAYERS = tuple(Payer)  # in PAYER_FIELDS order
+FUNDS = PAYERS[:-1]
+NO_AMOUNTS = (0,) * len(PAYERS)
+
+
+def payer_amounts(obj: object) -> tuple[int, ...]:
+    """An object's amounts per payer (fields named as in PAYER_FIELDS), in PAYERS order."""
+    return tuple(int(getattr(obj, f)) for f in PAYER_FIELDS)
+
+
+def add(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(x + y for x, y in zip(a, b, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +80,11 @@ class FeedSettlement:
     personal_account_fen: int
     cash_fen: int
     settled_at: dt.datetime | None = None  # when settlement committed it (feed lag)
+
+    @property
+    def owed_fen(self) -> int:
+        """What the insured place owes for it: every fund and the personal account."""
+        return self.fund_total_fen + self.personal_account_fen
 
     @property
     def insured_province(self) -> str:
@@ -87,7 +119,26 @@ def is_late(row_position: int, closed_through_position: int | None) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Owed:
+    """One payer's part of a statement (line): the month's settlements net of their
+    cancellations, late rows of closed months, deductions after expense verification."""
+
+    payer: Payer
+    settled_fen: int
+    adjustment_fen: int
+    deducted_fen: int
+
+    @property
+    def due_fen(self) -> int:
+        return self.settled_fen + self.adjustment_fen - self.deducted_fen
+
+
+@dataclass(frozen=True, slots=True)
 class StatementLine:
+    """One clearing category of a statement. The fund columns and ``personal_account_fen`` are
+    the month's settlements; ``adjustments`` and ``deductions`` are per payer (PAYERS order),
+    ``adjustment_fen`` / ``rejected_fen`` their sums."""
+
     category: Category
     count: int
     medical_total_fen: int
@@ -100,14 +151,31 @@ class StatementLine:
     personal_account_fen: int
     adjustment_fen: int = 0
     rejected_fen: int = 0
+    adjustments: tuple[int, ...] = NO_AMOUNTS
+    deductions: tuple[int, ...] = NO_AMOUNTS
 
     @property
     def due_fen(self) -> int:
-        return self.fund_total_fen + self.adjustment_fen - self.rejected_fen
+        return self.fund_total_fen + self.personal_account_fen + self.adjustment_fen - self.rejected_fen
+
+    @property
+    def owed(self) -> tuple[Owed, ...]:
+        settled = payer_amounts(self)
+        return tuple(Owed(p, settled[i], self.adjustments[i], self.deductions[i]) for i, p in enumerate(PAYERS))
 
 
 def empty_line(category: Category) -> StatementLine:
     return StatementLine(category, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def with_claims(line: StatementLine, adjustments: tuple[int, ...], deductions: tuple[int, ...]) -> StatementLine:
+    return replace(
+        line,
+        adjustments=adjustments,
+        deductions=deductions,
+        adjustment_fen=sum(adjustments),
+        rejected_fen=sum(deductions),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +199,21 @@ class Statement:
     @property
     def amount_due_fen(self) -> int:
         return sum(ln.due_fen for ln in self.lines)
+
+    @property
+    def owed(self) -> tuple[Owed, ...]:
+        """Per payer over every category: what the insured place owes the treatment place."""
+        out = [Owed(p, 0, 0, 0) for p in PAYERS]
+        for ln in self.lines:
+            for i, o in enumerate(ln.owed):
+                cur = out[i]
+                out[i] = Owed(
+                    o.payer,
+                    cur.settled_fen + o.settled_fen,
+                    cur.adjustment_fen + o.adjustment_fen,
+                    cur.deducted_fen + o.deducted_fen,
+                )
+        return tuple(out)
 
     @property
     def closed(self) -> bool:
@@ -188,23 +271,19 @@ def assemble(
     year: int,
     month: int,
     base: dict[PairKey, StatementLine],
-    adjustments: dict[PairKey, int],
-    rejections: dict[PairKey, int],
+    adjustments: dict[PairKey, tuple[int, ...]],
+    rejections: dict[PairKey, tuple[int, ...]],
     signing_date: dt.date | None,
     through_position: int,
 ) -> list[Statement]:
     """Draft statements of a month, one per province pair that has anything to clear: the month's
     settlements by category, plus late rows of closed months (adjustments) and rejected amounts
-    of answered verifications (deductions)."""
+    of answered verifications (deductions), both per payer (PAYERS order)."""
     keys = sorted(base.keys() | adjustments.keys() | rejections.keys())
     by_pair: dict[tuple[str, str], list[StatementLine]] = {}
     for ip, tp, cat in keys:
         line = base.get((ip, tp, cat)) or empty_line(cat)
-        line = replace(
-            line,
-            adjustment_fen=adjustments.get((ip, tp, cat), 0),
-            rejected_fen=rejections.get((ip, tp, cat), 0),
-        )
+        line = with_claims(line, adjustments.get((ip, tp, cat), NO_AMOUNTS), rejections.get((ip, tp, cat), NO_AMOUNTS))
         by_pair.setdefault((ip, tp), []).append(line)
     return [
         Statement(

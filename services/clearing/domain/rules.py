@@ -60,3 +60,25 @@ def check_answer(today: dt.date, deadline: dt.date, answered: bool, rejected_fen
             Reason.AMOUNT_OUT_OF_RANGE,
             f"rejected_fen must be between 0 and the settlement's fund part {fund_total_fen}",
         )
+
+
+def split_deduction(amount_fen: int, paid: tuple[int, ...], already: tuple[int, ...]) -> tuple[int, ...]:
+    """A verification deduction spread over the payers of the settlement (PAYERS order): the
+    funds in order (pooled, large-amount / critical illness, assistance, other), each never below
+    what it paid less what earlier deductions already took; the personal account is never
+    deducted (verification judges the fund payment). Refuses more than the funds have left."""
+    left = [max(p - a, 0) for p, a in zip(paid, already, strict=True)]
+    left[-1] = 0  # the personal account
+    if not 0 <= amount_fen <= sum(left):
+        raise DomainError(
+            Reason.AMOUNT_OUT_OF_RANGE,
+            f"the deduction {amount_fen} fen must be between 0 and what the settlement's funds have left "
+            f"after earlier deductions ({sum(left)} fen)",
+            metadata={"remaining_fen": str(sum(left))},
+        )
+    out, rest = [], amount_fen
+    for cap in left:
+        take = min(cap, rest)
+        out.append(take)
+        rest -= take
+    return tuple(out)

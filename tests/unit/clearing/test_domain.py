@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 from libs.core.errors import DomainError, Reason
 from services.clearing.domain import ledger, rules
 from services.clearing.domain.model import (
+    NO_AMOUNTS,
+    PAYERS,
     Category,
     FeedSettlement,
+    Payer,
     Side,
     Statement,
     StatementLine,
@@ -22,6 +25,7 @@ from services.clearing.domain.model import (
     clearing_month,
     is_late,
     payment_deadline,
+    with_claims,
 )
 from services.clearing.domain.reconcile import (
     DifferenceKind,
@@ -46,6 +50,8 @@ def feed(
     kind: str = "settlement",
     cancels: str = "",
     day: dt.date = dt.date(2026, 3, 5),
+    account: int = 0,
+    large: int = 0,
 ) -> FeedSettlement:
     return FeedSettlement(
         1,
@@ -57,21 +63,23 @@ def feed(
         tp + "0100",
         Category.INPATIENT,
         day,
-        fund * 2,
+        fund * 2 + large + account,
         fund,
+        large,
         0,
         0,
         0,
-        0,
-        fund,
-        0,
+        fund + large,
+        account,
         fund,
     )
 
 
 settlements = st.builds(
-    lambda sid, f, ip, tp, inst: feed(str(sid), fund=f, ip=ip, tp=tp, inst=inst),
+    lambda sid, f, a, la, ip, tp, inst: feed(str(sid), fund=f, account=a, large=la, ip=ip, tp=tp, inst=inst),
     st.integers(0, 10**6),
+    fen,
+    fen,
     fen,
     st.sampled_from(PROVINCES),
     st.sampled_from(PROVINCES),
@@ -94,7 +102,9 @@ def test_batch_posting_balances_and_equals_the_sum_of_single_postings(batch: lis
 def test_a_cancellation_negates_its_settlement_in_the_ledger(s: FeedSettlement) -> None:
     mirror = feed(
         "C" + s.settlement_id,
-        fund=-s.fund_total_fen,
+        fund=-s.pooled_fund_fen,
+        large=-s.large_amount_fen,
+        account=-s.personal_account_fen,
         ip=s.insured_province,
         tp=s.treatment_province,
         inst=s.institution_code,
@@ -110,7 +120,7 @@ def test_every_fund_operation_posting_balances(ip: str, tp: str, amount: int, ch
         ledger.prepayment_transfer(ip, tp, amount),
         ledger.clearing_drawn(ip, tp, amount),
         ledger.disbursement(ip, tp, amount, charge),
-        ledger.rejection(ip, tp, "H1", amount),
+        ledger.rejection(ip, tp, "H1", (amount, 3, 0, 0, 0, 0)),
         ledger.institution_payment(tp, "H1", amount),
         ledger.prepayment_interest(tp, amount),
     ):
@@ -245,8 +255,58 @@ def test_cancellations_clear_in_the_cancelled_settlements_month_late_rows_are_de
 def test_assemble_keeps_pairs_with_only_adjustments_or_rejections() -> None:
     key = ("11", "31", Category.INPATIENT)
     base = {key: StatementLine(Category.INPATIENT, 2, 100, 60, 0, 0, 0, 0, 60, 0)}
-    out = assemble(2026, 4, base, {("51", "31", Category.OUTPATIENT): -7}, {key: 4}, None, 99)
+    adjustments = {("51", "31", Category.OUTPATIENT): (-5, 0, 0, 0, 0, -2)}
+    out = assemble(2026, 4, base, adjustments, {key: (4, 0, 0, 0, 0, 0)}, None, 99)
     by_id = {s.statement_id: s for s in out}
     assert by_id["ST-202604-11-31"].amount_due_fen == 56
     assert by_id["ST-202604-51-31"].amount_due_fen == -7 and by_id["ST-202604-51-31"].settlement_count == 0
     assert all(s.through_position == 99 for s in out)
+
+
+def test_the_personal_account_is_owed_beside_each_fund_on_its_own_line() -> None:
+    line = StatementLine(Category.INPATIENT, 2, 900, 300, 50, 0, 7, 3, 360, 268)
+    line = with_claims(line, (-10, 0, 0, 0, 0, -2), (4, 1, 0, 0, 0, 0))
+    st_ = Statement("ST-202603-11-31", "11", "31", 2026, 3, StatementStatus.DRAFT, (line,), None, 2)
+    owed = {o.payer: o for o in st_.owed}
+    assert [o.payer for o in st_.owed] == list(PAYERS)
+    assert owed[Payer.PERSONAL_ACCOUNT].due_fen == 268 - 2
+    assert owed[Payer.POOLED_FUND].due_fen == 300 - 10 - 4
+    assert owed[Payer.LARGE_AMOUNT].due_fen == 50 - 1
+    assert st_.amount_due_fen == sum(o.due_fen for o in st_.owed) == 360 + 268 - 12 - 5
+
+
+def test_the_ledger_books_each_fund_and_the_account_and_the_institution_is_owed_both() -> None:
+    s = feed("S1", fund=1_000, large=200, account=268_450)
+    entries = {e.account: e.amount_fen for e in ledger.postings_for(s)}
+    assert entries == {
+        "province:11:fund_expense:pooled_fund": 1_000,
+        "province:11:fund_expense:large_amount": 200,
+        "province:11:account_expense": 268_450,
+        "province:11:payable:31": -269_650,
+        "province:31:receivable:11": 269_650,
+        "institution:H1:receivable": -269_650,
+    }
+
+
+def test_a_deduction_takes_the_funds_in_order_never_the_account_never_beyond_what_is_left() -> None:
+    paid = (100, 50, 0, 20, 5, 1_000)
+    assert rules.split_deduction(0, paid, NO_AMOUNTS) == NO_AMOUNTS
+    assert rules.split_deduction(120, paid, NO_AMOUNTS) == (100, 20, 0, 0, 0, 0)
+    assert rules.split_deduction(175, paid, NO_AMOUNTS) == (100, 50, 0, 20, 5, 0)
+    assert rules.split_deduction(40, paid, (100, 20, 0, 0, 0, 0)) == (0, 30, 0, 10, 0, 0)
+    for amount, already in ((176, NO_AMOUNTS), (56, (100, 20, 0, 0, 0, 0)), (-1, NO_AMOUNTS)):
+        with pytest.raises(DomainError) as e:
+            rules.split_deduction(amount, paid, already)
+        assert e.value.reason is Reason.AMOUNT_OUT_OF_RANGE
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=6, max_size=6), st.integers(0, 10**7))
+def test_a_deduction_split_sums_to_the_amount_and_stays_within_each_payer(paid: list[int], amount: int) -> None:
+    funds = sum(paid[:5])
+    if amount > funds:
+        with pytest.raises(DomainError):
+            rules.split_deduction(amount, tuple(paid), NO_AMOUNTS)
+        return
+    split = rules.split_deduction(amount, tuple(paid), NO_AMOUNTS)
+    assert sum(split) == amount and split[5] == 0
+    assert all(0 <= x <= p for x, p in zip(split, paid, strict=True))

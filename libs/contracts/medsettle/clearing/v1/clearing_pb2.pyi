@@ -67,6 +67,38 @@ STATEMENT_STATUS_CONFIRMED_BY_INSURED_SIDE: StatementStatus.ValueType  # 3
 STATEMENT_STATUS_DISBURSED: StatementStatus.ValueType  # 4
 Global___StatementStatus: _TypeAlias = StatementStatus  # noqa: Y015
 
+class _Payer:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PayerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payer.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYER_UNSPECIFIED: _Payer.ValueType  # 0
+    PAYER_POOLED_FUND: _Payer.ValueType  # 1
+    PAYER_LARGE_AMOUNT: _Payer.ValueType  # 2
+    PAYER_CRITICAL_ILLNESS: _Payer.ValueType  # 3
+    PAYER_ASSISTANCE: _Payer.ValueType  # 4
+    PAYER_OTHER_FUND: _Payer.ValueType  # 5
+    PAYER_PERSONAL_ACCOUNT: _Payer.ValueType  # 6
+    """The employee's personal account: the hospital took no cash for it, so the insured place
+    owes it like a fund payment.
+    """
+
+class Payer(_Payer, metaclass=_PayerEnumTypeWrapper):
+    """Who at the insured place pays an amount the treatment place advanced to an institution."""
+
+PAYER_UNSPECIFIED: Payer.ValueType  # 0
+PAYER_POOLED_FUND: Payer.ValueType  # 1
+PAYER_LARGE_AMOUNT: Payer.ValueType  # 2
+PAYER_CRITICAL_ILLNESS: Payer.ValueType  # 3
+PAYER_ASSISTANCE: Payer.ValueType  # 4
+PAYER_OTHER_FUND: Payer.ValueType  # 5
+PAYER_PERSONAL_ACCOUNT: Payer.ValueType  # 6
+"""The employee's personal account: the hospital took no cash for it, so the insured place
+owes it like a fund payment.
+"""
+Global___Payer: _TypeAlias = Payer  # noqa: Y015
+
 class _Side:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -345,6 +377,43 @@ class ReconcileDetailResponse(_message.Message):
 Global___ReconcileDetailResponse: _TypeAlias = ReconcileDetailResponse  # noqa: Y015
 
 @_typing.final
+class OwedAmount(_message.Message):
+    """One payer's part of a statement (or of one category line of it)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYER_FIELD_NUMBER: _builtins.int
+    SETTLED_FEN_FIELD_NUMBER: _builtins.int
+    ADJUSTMENT_FEN_FIELD_NUMBER: _builtins.int
+    DEDUCTED_FEN_FIELD_NUMBER: _builtins.int
+    DUE_FEN_FIELD_NUMBER: _builtins.int
+    payer: Global___Payer.ValueType
+    settled_fen: _builtins.int
+    """The month's settlements net of their cancellations."""
+    adjustment_fen: _builtins.int
+    """Late rows (cancellations) of an earlier, closed month."""
+    deducted_fen: _builtins.int
+    """Deducted after expense verification."""
+    due_fen: _builtins.int
+    """settled + adjustment - deducted."""
+    def __init__(
+        self,
+        *,
+        payer: Global___Payer.ValueType = ...,
+        settled_fen: _builtins.int = ...,
+        adjustment_fen: _builtins.int = ...,
+        deducted_fen: _builtins.int = ...,
+        due_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment_fen", b"adjustment_fen", "deducted_fen", b"deducted_fen", "due_fen", b"due_fen", "payer", b"payer", "settled_fen", b"settled_fen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OwedAmount: _TypeAlias = OwedAmount  # noqa: Y015
+
+@_typing.final
 class StatementLine(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -360,6 +429,8 @@ class StatementLine(_message.Message):
     PERSONAL_ACCOUNT_FEN_FIELD_NUMBER: _builtins.int
     ADJUSTMENT_FEN_FIELD_NUMBER: _builtins.int
     REJECTED_FEN_FIELD_NUMBER: _builtins.int
+    AMOUNT_DUE_FEN_FIELD_NUMBER: _builtins.int
+    OWED_FIELD_NUMBER: _builtins.int
     category: _types_pb2.ClearingCategory.ValueType
     count: _builtins.int
     medical_total_fen: _builtins.int
@@ -374,6 +445,14 @@ class StatementLine(_message.Message):
     """Late cancellations of an earlier, closed month carried into this one."""
     rejected_fen: _builtins.int
     """Deducted after expense verification."""
+    amount_due_fen: _builtins.int
+    """What the insured place owes for this category: fund_total + personal_account + adjustment
+    - rejected.
+    """
+    @_builtins.property
+    def owed(self) -> _containers.RepeatedCompositeFieldContainer[Global___OwedAmount]:
+        """The same per payer: each fund and the personal account on its own line."""
+
     def __init__(
         self,
         *,
@@ -389,10 +468,12 @@ class StatementLine(_message.Message):
         personal_account_fen: _builtins.int = ...,
         adjustment_fen: _builtins.int = ...,
         rejected_fen: _builtins.int = ...,
+        amount_due_fen: _builtins.int = ...,
+        owed: _abc.Iterable[Global___OwedAmount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment_fen", b"adjustment_fen", "assistance_fen", b"assistance_fen", "category", b"category", "count", b"count", "critical_illness_fen", b"critical_illness_fen", "fund_total_fen", b"fund_total_fen", "large_amount_fen", b"large_amount_fen", "medical_total_fen", b"medical_total_fen", "other_fund_fen", b"other_fund_fen", "personal_account_fen", b"personal_account_fen", "pooled_fund_fen", b"pooled_fund_fen", "rejected_fen", b"rejected_fen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adjustment_fen", b"adjustment_fen", "amount_due_fen", b"amount_due_fen", "assistance_fen", b"assistance_fen", "category", b"category", "count", b"count", "critical_illness_fen", b"critical_illness_fen", "fund_total_fen", b"fund_total_fen", "large_amount_fen", b"large_amount_fen", "medical_total_fen", b"medical_total_fen", "other_fund_fen", b"other_fund_fen", "owed", b"owed", "personal_account_fen", b"personal_account_fen", "pooled_fund_fen", b"pooled_fund_fen", "rejected_fen", b"rejected_fen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -418,12 +499,16 @@ class Statement(_message.Message):
     INSURED_CONFIRM_TIME_FIELD_NUMBER: _builtins.int
     DISBURSEMENT_DATE_FIELD_NUMBER: _builtins.int
     BANK_CHARGE_FEN_FIELD_NUMBER: _builtins.int
+    OWED_FIELD_NUMBER: _builtins.int
     statement_id: _builtins.str
     insured_province_code: _builtins.str
     treatment_province_code: _builtins.str
     status: Global___StatementStatus.ValueType
     amount_due_fen: _builtins.int
-    """What the insured province owes the treatment province for the month."""
+    """What the insured province owes the treatment province for the month: every fund and the
+    personal account, adjustments and deductions included (the sum of owed[].due_fen). The
+    treatment province owes its institutions the same.
+    """
     settlement_count: _builtins.int
     through_position: _builtins.int
     """The feed position the statement was built up to; later rows of its month are adjustments
@@ -448,6 +533,10 @@ class Statement(_message.Message):
     def insured_confirm_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def disbursement_date(self) -> _types_pb2.Date: ...
+    @_builtins.property
+    def owed(self) -> _containers.RepeatedCompositeFieldContainer[Global___OwedAmount]:
+        """Per payer over every category: each fund and the personal account on its own line."""
+
     def __init__(
         self,
         *,
@@ -467,10 +556,11 @@ class Statement(_message.Message):
         insured_confirm_time: _timestamp_pb2.Timestamp | None = ...,
         disbursement_date: _types_pb2.Date | None = ...,
         bank_charge_fen: _builtins.int = ...,
+        owed: _abc.Iterable[Global___OwedAmount] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["disbursement_date", b"disbursement_date", "institution_payment_deadline", b"institution_payment_deadline", "insured_confirm_time", b"insured_confirm_time", "month", b"month", "signing_date", b"signing_date", "treatment_confirm_time", b"treatment_confirm_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due_fen", b"amount_due_fen", "bank_charge_fen", b"bank_charge_fen", "disbursement_date", b"disbursement_date", "institution_payment_deadline", b"institution_payment_deadline", "insured_confirm_time", b"insured_confirm_time", "insured_province_code", b"insured_province_code", "lines", b"lines", "month", b"month", "settlement_count", b"settlement_count", "signing_date", b"signing_date", "statement_id", b"statement_id", "status", b"status", "through_position", b"through_position", "treatment_confirm_time", b"treatment_confirm_time", "treatment_province_code", b"treatment_province_code", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due_fen", b"amount_due_fen", "bank_charge_fen", b"bank_charge_fen", "disbursement_date", b"disbursement_date", "institution_payment_deadline", b"institution_payment_deadline", "insured_confirm_time", b"insured_confirm_time", "insured_province_code", b"insured_province_code", "lines", b"lines", "month", b"month", "owed", b"owed", "settlement_count", b"settlement_count", "signing_date", b"signing_date", "statement_id", b"statement_id", "status", b"status", "through_position", b"through_position", "treatment_confirm_time", b"treatment_confirm_time", "treatment_province_code", b"treatment_province_code", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,246 @@
+"""Every fen accounted for in clearing: the insured place owes the treatment place each fund and
+the personal account, each on its own line; the treatment place owes the institution the same;
+per province pair and month the statements equal what was settled, less cancellations, plus late
+adjustments, less deductions, and the ledger sums to zero. Runs on SQLite or PostgreSQL (--db)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from libs.platform.db import Database
+from libs.platform.settings import Settings
+from medsettle.clearing.v1 import clearing_pb2 as pb
+from medsettle.clearing.v1 import clearing_pb2_grpc
+from medsettle.common.v1 import types_pb2
+from services.clearing.application.service import ClearingService
+from services.clearing.domain.model import Category, FeedSettlement
+
+pytestmark = pytest.mark.db
+_pos = itertools.count(1)
+
+
+def row(
+    sid: str,
+    ip: str,
+    day: dt.date,
+    *,
+    pooled: int = 0,
+    large: int = 0,
+    critical: int = 0,
+    assistance: int = 0,
+    other: int = 0,
+    account: int = 0,
+    cash: int = 0,
+    tp: str = "31",
+    inst: str = "H31A",
+    cancels: str = "",
+    cat: Category = Category.INPATIENT,
+    sign: int = 1,
+) -> FeedSettlement:
+    funds = (pooled, large, critical, assistance, other)
+    amounts = [sign * a for a in (*funds, sum(funds), account, cash)]
+    return FeedSettlement(
+        next(_pos),
+        sid,
+        "cancellation" if cancels else "settlement",
+        cancels,
+        inst,
+        ip + "0100",
+        tp + "0100",
+        cat,
+        day,
+        sign * (sum(funds) + account + cash),
+        *amounts,
+    )
+
+
+@pytest.fixture
+async def clearing(settings: Settings) -> AsyncIterator[tuple[clearing_pb2_grpc.ClearingServiceStub, ClearingService]]:
+    from services.suite import start
+
+    host = await start(
+        settings.model_copy(update={"clearing_follow_feed": False}), ["clearing"], port=0, run_migrations=False
+    )
+    db = Database(settings.database_url("clearing"))
+    ch = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    try:
+        yield clearing_pb2_grpc.ClearingServiceStub(ch), ClearingService(db)
+    finally:
+        await ch.close()
+        await db.dispose()
+        await host.stop(drain=False)
+
+
+async def balances(stub: clearing_pb2_grpc.ClearingServiceStub, prefix: str = "") -> dict[str, int]:
+    resp = await stub.GetLedgerBalances(pb.GetLedgerBalancesRequest(prefix=prefix))
+    if not prefix:
+        assert resp.total_fen == 0 and sum(b.balance_fen for b in resp.balances) == 0
+    return {b.account: b.balance_fen for b in resp.balances}
+
+
+async def test_the_personal_account_is_owed_beside_every_fund(
+    clearing: tuple[clearing_pb2_grpc.ClearingServiceStub, ClearingService],
+) -> None:
+    stub, svc = clearing
+    day = dt.date(2026, 3, 9)
+    await svc.ingest(
+        [
+            # an employee's stay: pooled fund, large-amount fund and 2,684.50 from the personal account
+            row("A1", "11", day, pooled=3_100_000, large=120_000, account=268_450, cash=50_000),
+            # a resident: critical illness, assistance, other fund, no account
+            row("A2", "51", day, pooled=10_000, critical=2_000, assistance=300, other=45, cash=7_000, inst="H31B"),
+        ]
+    )
+    run = await stub.RunMonthlyClearing(
+        pb.RunMonthlyClearingRequest(request_id="m1", month=types_pb2.Month(year=2026, month=3))
+    )
+    by_id = {s.statement_id: s for s in run.statements}
+    bj = by_id["ST-202603-11-31"]
+    assert bj.amount_due_fen == 3_100_000 + 120_000 + 268_450
+    sc = by_id["ST-202603-51-31"]
+    assert sc.amount_due_fen == 10_000 + 2_000 + 300 + 45
+    led = await balances(stub)
+    # the treatment place owes each institution what it advanced: funds and account
+    assert led["institution:H31A:receivable"] == -(3_100_000 + 120_000 + 268_450)
+    assert led["institution:H31B:receivable"] == -(10_000 + 2_000 + 300 + 45)
+    assert led["province:11:payable:31"] == -bj.amount_due_fen
+    assert led["province:31:receivable:11"] == bj.amount_due_fen
+    assert led["province:11:account_expense"] == 268_450
+
+
+PAIRS = (("11", "31"), ("51", "31"), ("44", "31"), ("31", "11"))
+PAYER_FIELDS = (
+    "pooled_fund_fen",
+    "large_amount_fen",
+    "critical_illness_fen",
+    "assistance_fen",
+    "other_fund_fen",
+    "personal_account_fen",
+)
+
+
+def owed_of(r: FeedSettlement) -> tuple[int, ...]:
+    return tuple(getattr(r, f) for f in PAYER_FIELDS)
+
+
+async def test_conservation_per_pair_and_month_with_cancellations_late_rows_and_deductions(
+    clearing: tuple[clearing_pb2_grpc.ClearingServiceStub, ClearingService],
+) -> None:
+    import random
+
+    stub, svc = clearing
+    rnd = random.Random(20260301)
+    expected: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0] * 6)
+
+    def book(key: tuple[str, str, int], amounts: tuple[int, ...], sign: int = 1) -> None:
+        acc = expected[key]
+        for i, a in enumerate(amounts):
+            acc[i] += sign * a
+
+    def settle(sid: str, ip: str, tp: str, day: dt.date) -> FeedSettlement:
+        employee = rnd.random() < 0.6
+        return row(
+            sid,
+            ip,
+            day,
+            tp=tp,
+            inst=f"H{tp}{rnd.choice('AB')}",
+            pooled=rnd.randint(0, 900_000),
+            large=rnd.randint(0, 90_000) if employee else 0,
+            critical=0 if employee else rnd.randint(0, 50_000),
+            assistance=rnd.choice((0, rnd.randint(1, 9_999))),
+            other=rnd.choice((0, 0, rnd.randint(1, 999))),
+            account=rnd.randint(0, 300_000) if employee else 0,
+            cash=rnd.randint(0, 100_000),
+            cat=rnd.choice(list(Category)),
+        )
+
+    def cancel(s: FeedSettlement, day: dt.date) -> FeedSettlement:
+        return FeedSettlement(
+            next(_pos),
+            "C-" + s.settlement_id,
+            "cancellation",
+            s.settlement_id,
+            s.institution_code,
+            s.insured_region,
+            s.treatment_region,
+            s.category,
+            day,
+            *(-getattr(s, f) for f in FeedSettlement.__dataclass_fields__ if f.endswith("_fen")),
+        )
+
+    march = [settle(f"M{ip}{tp}-{i}", ip, tp, dt.date(2026, 3, 1 + i % 28)) for ip, tp in PAIRS for i in range(12)]
+    in_time = [cancel(s, dt.date(2026, 3, 30)) for s in march[::5]]
+    await svc.ingest(march)
+    await svc.ingest(in_time)
+    for s in march:
+        book((s.insured_province, s.treatment_province, 3), owed_of(s))
+    for c in in_time:
+        book((c.insured_province, c.treatment_province, 3), owed_of(c))
+    run = await stub.RunMonthlyClearing(
+        pb.RunMonthlyClearingRequest(request_id="mar", month=types_pb2.Month(year=2026, month=3))
+    )
+    for st in run.statements:
+        await stub.ConfirmStatement(
+            pb.ConfirmStatementRequest(
+                request_id=f"t-{st.statement_id}", statement_id=st.statement_id, side=pb.SIDE_TREATMENT
+            )
+        )
+    # after March closed: late cancellations of March, April's own rows, a verification deduction
+    late = [cancel(s, dt.date(2026, 4, 2)) for s in march[2::7] if s not in march[::5]]
+    april = [settle(f"A{ip}{tp}-{i}", ip, tp, dt.date(2026, 4, 1 + i % 28)) for ip, tp in PAIRS for i in range(6)]
+    april_cancelled = [cancel(s, dt.date(2026, 4, 29)) for s in april[::4]]
+    await svc.ingest(late + april + april_cancelled)
+    for c in late:  # a late row of March is an adjustment of April
+        book((c.insured_province, c.treatment_province, 4), owed_of(c))
+    for s in april + april_cancelled:
+        book((s.insured_province, s.treatment_province, 4), owed_of(s))
+    target = next(s for s in march if s not in march[::5] and s not in march[2::7] and s.fund_total_fen > 1_000)
+    vr = await stub.CreateVerificationRequest(
+        pb.CreateVerificationRequestRequest(request_id="v1", settlement_id=target.settlement_id, reason="x")
+    )
+    rejected = target.fund_total_fen - 1
+    await stub.AnswerVerificationRequest(
+        pb.AnswerVerificationRequestRequest(
+            request_id="v1a", verification_id=vr.verification.verification_id, answer="no", rejected_fen=rejected
+        )
+    )
+    rest, split = rejected, []
+    for f in PAYER_FIELDS[:5]:
+        take = min(getattr(target, f), rest)
+        split.append(take)
+        rest -= take
+    book((target.insured_province, target.treatment_province, 4), (*split, 0), -1)
+    await stub.RunMonthlyClearing(
+        pb.RunMonthlyClearingRequest(request_id="apr", month=types_pb2.Month(year=2026, month=4))
+    )
+
+    got: dict[tuple[str, str, int], list[int]] = {}
+    for m in (3, 4):
+        for st in (
+            await stub.ListStatements(pb.ListStatementsRequest(month=types_pb2.Month(year=2026, month=m)))
+        ).statements:
+            key = (st.insured_province_code, st.treatment_province_code, m)
+            got[key] = [o.due_fen for o in sorted(st.owed, key=lambda o: o.payer)]
+            assert st.amount_due_fen == sum(got[key]) == sum(ln.amount_due_fen for ln in st.lines)
+            for i, o in enumerate(sorted(st.owed, key=lambda o: o.payer)):
+                assert o.due_fen == o.settled_fen + o.adjustment_fen - o.deducted_fen
+                assert o.settled_fen == sum(getattr(ln, PAYER_FIELDS[i]) for ln in st.lines)
+    assert got == {k: v for k, v in expected.items()}
+    # the ledger: sums to zero; each pair's payable is the sum of its statements; the treatment
+    # place owes its institutions all of it
+    led = await balances(stub)
+    for ip, tp in PAIRS:
+        due = sum(sum(v) for (i, t, _), v in expected.items() if (i, t) == (ip, tp))
+        assert led[f"province:{ip}:payable:{tp}"] == -due
+        assert led[f"province:{tp}:receivable:{ip}"] == due
+    inst = sum(v for a, v in led.items() if a.startswith("institution:"))
+    assert inst == -sum(sum(v) for v in expected.values())
+    account = sum(v for a, v in led.items() if a.endswith(":account_expense"))
+    assert account == sum(v[5] for v in expected.values()) > 0
