@@ -201,7 +201,13 @@ async def test_conservation_per_pair_and_month_with_cancellations_late_rows_and_
         book((c.insured_province, c.treatment_province, 4), owed_of(c))
     for s in april + april_cancelled:
         book((s.insured_province, s.treatment_province, 4), owed_of(s))
-    target = next(s for s in march if s not in march[::5] and s not in march[2::7] and s.fund_total_fen > 1_000)
+    target = next(
+        s
+        for s in march
+        if s not in march[::5]
+        and s not in march[2::7]
+        and 1_000 < s.fund_total_fen <= sum(expected[(s.insured_province, s.treatment_province, 4)])
+    )
     vr = await stub.CreateVerificationRequest(
         pb.CreateVerificationRequestRequest(request_id="v1", settlement_id=target.settlement_id, reason="x")
     )
@@ -216,10 +222,13 @@ async def test_conservation_per_pair_and_month_with_cancellations_late_rows_and_
         take = min(getattr(target, f), rest)
         split.append(take)
         rest -= take
-    book((target.insured_province, target.treatment_province, 4), (*split, 0), -1)
+    april_key = (target.insured_province, target.treatment_province, 4)
+    book(april_key, (*split, 0), -1)
     await stub.RunMonthlyClearing(
         pb.RunMonthlyClearingRequest(request_id="apr", month=types_pb2.Month(year=2026, month=4))
     )
+    v = await svc.funds.verification(vr.verification.verification_id)
+    assert v.deducted_in_statement_id == "ST-202604-{}-{}".format(*april_key[:2])
 
     got: dict[tuple[str, str, int], list[int]] = {}
     for m in (3, 4):
@@ -244,3 +253,140 @@ async def test_conservation_per_pair_and_month_with_cancellations_late_rows_and_
     assert inst == -sum(sum(v) for v in expected.values())
     account = sum(v for a, v in led.items() if a.endswith(":account_expense"))
     assert account == sum(v[5] for v in expected.values()) > 0
+
+
+async def expect(call: object, code: grpc.StatusCode, reason: str) -> dict[str, str]:
+    from libs.platform.errors import error_details
+
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await call  # type: ignore[misc]
+    d = error_details(e.value)
+    assert (d.code, d.reason) == (code, reason), d
+    return dict(d.metadata)
+
+
+async def test_verification_within_bounds(
+    clearing: tuple[clearing_pb2_grpc.ClearingServiceStub, ClearingService], settings: Settings
+) -> None:
+    stub, svc = clearing
+    day = dt.date(2026, 6, 10)
+    rows = [row(f"V{i}", "11", day, pooled=10_000, account=2_000, cash=1_000) for i in range(1, 7)]
+    await svc.ingest([*rows, row("C-V3", "11", day, pooled=10_000, account=2_000, cash=1_000, cancels="V3", sign=-1)])
+    n = itertools.count()
+
+    async def create(sid: str, amount: int = 0) -> pb.VerificationRequest:
+        req = pb.CreateVerificationRequestRequest(
+            request_id=f"c{next(n)}", settlement_id=sid, reason="why", amount_fen=amount
+        )
+        return (await stub.CreateVerificationRequest(req)).verification
+
+    def answer(vid: str, rejected: int) -> object:
+        return stub.AnswerVerificationRequest(
+            pb.AnswerVerificationRequestRequest(
+                request_id=f"a{next(n)}", verification_id=vid, answer="ok", rejected_fen=rejected
+            )
+        )
+
+    # 100.00 of fund can be deducted once, not twice
+    v1 = await create("V1")
+    assert v1.questioned_fen == 10_000
+    await answer(v1.verification_id, 10_000)
+    md = await expect(create("V1"), grpc.StatusCode.INVALID_ARGUMENT, "REASON_AMOUNT_OUT_OF_RANGE")
+    assert md["remaining_fen"] == "0"
+    # one open at a time; together never more than the fund part
+    v2 = await create("V2")
+    md = await expect(create("V2"), grpc.StatusCode.FAILED_PRECONDITION, "REASON_VERIFICATION_ALREADY_OPEN")
+    assert md["verification_id"] == v2.verification_id
+    await answer(v2.verification_id, 4_000)
+    await expect(create("V2", 6_001), grpc.StatusCode.INVALID_ARGUMENT, "REASON_AMOUNT_OUT_OF_RANGE")
+    v2b = await create("V2")
+    assert v2b.questioned_fen == 6_000
+    md = await expect(
+        answer(v2b.verification_id, 6_001), grpc.StatusCode.INVALID_ARGUMENT, "REASON_AMOUNT_OUT_OF_RANGE"
+    )
+    assert md["remaining_fen"] == "6000"
+    await answer(v2b.verification_id, 6_000)
+    # none of a cancelled settlement
+    md = await expect(create("V3"), grpc.StatusCode.FAILED_PRECONDITION, "REASON_SETTLEMENT_ALREADY_REVERSED")
+    assert md["cancellation_id"] == "C-V3"
+    # cancelled while open: the verification closes with nothing to deduct
+    v4 = await create("V4")
+    await svc.ingest([row("C-V4", "11", day, pooled=10_000, account=2_000, cash=1_000, cancels="V4", sign=-1)])
+    await expect(
+        answer(v4.verification_id, 1), grpc.StatusCode.FAILED_PRECONDITION, "REASON_VERIFICATION_ALREADY_ANSWERED"
+    )
+    # V5: unanswered past its deadline: the next clearing run deducts what was in question
+    v5 = await create("V5", 2_500)
+    late = ClearingService(
+        Database(settings.database_url("clearing")),
+        clock=lambda: dt.datetime.combine(v5_deadline + dt.timedelta(days=1), dt.time(9), dt.UTC),
+    )
+    v5_deadline = dt.date(v5.answer_deadline.year, v5.answer_deadline.month, v5.answer_deadline.day)
+    try:
+        sts = await late.run_monthly("june", "fp", 2026, 6, None)
+        vr5 = await late.funds.verification(v5.verification_id)
+    finally:
+        await late.db.dispose()
+    assert vr5.answered and vr5.deducted_without_answer and vr5.rejected_fen == 2_500
+    (june,) = sts
+    # 6 settlements, one cancelled (V3), one cancelled while open (V4): 4 x 120.00;
+    # deducted: V1 100.00, V2 40.00 + 60.00, V5 25.00
+    assert june.amount_due_fen == 4 * 12_000 - 10_000 - 4_000 - 6_000 - 2_500
+    owed = {o.payer: o for o in june.owed}
+    assert owed["pooled_fund"].deducted_fen == 22_500 and owed["personal_account"].deducted_fen == 0
+    led = await balances(stub)
+    assert led["province:11:payable:31"] == -june.amount_due_fen
+    assert led["institution:H31A:receivable"] == -june.amount_due_fen
+
+
+async def test_a_deduction_never_turns_an_amount_due_negative_and_is_given_back_after_a_cancellation(
+    clearing: tuple[clearing_pb2_grpc.ClearingServiceStub, ClearingService],
+) -> None:
+    stub, svc = clearing
+    await svc.ingest([row("D1", "44", dt.date(2026, 5, 3), pooled=50_000, account=1_000)])
+    run = lambda m, rid: stub.RunMonthlyClearing(  # noqa: E731
+        pb.RunMonthlyClearingRequest(request_id=rid, month=types_pb2.Month(year=2026, month=m))
+    )
+    await run(5, "may")
+    await stub.ConfirmStatement(
+        pb.ConfirmStatementRequest(request_id="t5", statement_id="ST-202605-44-31", side=pb.SIDE_TREATMENT)
+    )
+    vr = (
+        await stub.CreateVerificationRequest(
+            pb.CreateVerificationRequestRequest(request_id="c", settlement_id="D1", reason="x")
+        )
+    ).verification
+    await stub.AnswerVerificationRequest(
+        pb.AnswerVerificationRequestRequest(
+            request_id="a", verification_id=vr.verification_id, answer="no", rejected_fen=30_000
+        )
+    )
+    # June has only 200.00 for 44->31: the 300.00 deduction waits rather than make it negative
+    await svc.ingest([row("D2", "44", dt.date(2026, 6, 3), pooled=20_000)])
+    june = {s.statement_id: s for s in (await run(6, "jun")).statements}["ST-202606-44-31"]
+    assert june.amount_due_fen == 20_000
+    await stub.ConfirmStatement(
+        pb.ConfirmStatementRequest(request_id="t6", statement_id=june.statement_id, side=pb.SIDE_TREATMENT)
+    )
+    await svc.ingest([row("D3", "44", dt.date(2026, 7, 3), pooled=40_000)])
+    july = {s.statement_id: s for s in (await run(7, "jul")).statements}["ST-202607-44-31"]
+    assert july.amount_due_fen == 40_000 - 30_000
+    await stub.ConfirmStatement(
+        pb.ConfirmStatementRequest(request_id="t7", statement_id=july.statement_id, side=pb.SIDE_TREATMENT)
+    )
+    # D1 cancelled after its deduction was taken: the cancellation returns all of D1, so the
+    # deduction is given back and nothing of D1 remains owed either way
+    await svc.ingest([row("C-D1", "44", dt.date(2026, 8, 1), pooled=50_000, account=1_000, cancels="D1", sign=-1)])
+    await svc.ingest([row("D4", "44", dt.date(2026, 8, 3), pooled=90_000)])
+    aug = {s.statement_id: s for s in (await run(8, "aug")).statements}["ST-202608-44-31"]
+    assert aug.amount_due_fen == 90_000 - 51_000 + 30_000
+    total = 0
+    for m in (5, 6, 7, 8):
+        for s in (
+            await stub.ListStatements(pb.ListStatementsRequest(month=types_pb2.Month(year=2026, month=m)))
+        ).statements:
+            assert s.amount_due_fen >= 0
+            total += s.amount_due_fen
+    assert total == 20_000 + 40_000 + 90_000  # D1 and its deduction have both left
+    led = await balances(stub)
+    assert led["province:44:payable:31"] == -total and led["institution:H31A:receivable"] == -total

@@ -23,6 +23,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    false,
     func,
     insert,
     literal,
@@ -88,6 +89,13 @@ Index(
     cleared_settlements.c.treatment_province,
 )
 Index("ix_cleared_institution_date", cleared_settlements.c.institution_code, cleared_settlements.c.settle_date)
+# cancellations by the settlement they cancel (partial: most rows are settlements)
+Index(
+    "ix_cleared_cancels",
+    cleared_settlements.c.cancels_settlement_id,
+    sqlite_where=cleared_settlements.c.cancels_settlement_id.is_not(None),
+    postgresql_where=cleared_settlements.c.cancels_settlement_id.is_not(None),
+)
 Index(
     "ix_cleared_clearing_month",
     cleared_settlements.c.clearing_month,
@@ -181,8 +189,20 @@ verifications = Table(
     Column("deducted_in_statement_id", String(40), nullable=True),
     # rejected_fen spread over the payers (JSON list in PAYERS order; rules.split_deduction)
     Column("rejected_split", Text, nullable=True),
+    Column("questioned_fen", BigInteger, nullable=False, server_default="0"),
+    Column("auto_deducted", Boolean, nullable=False, server_default=false()),
+    # the settlement was cancelled after its deduction was taken: the statement giving it back
+    Column("reinstated_in_statement_id", String(40), nullable=True),
 )
 Index("ix_verifications_settlement", verifications.c.settlement_id)
+# at most one open (unanswered) verification per settlement, also against concurrent requests
+Index(
+    "ux_verifications_open",
+    verifications.c.settlement_id,
+    unique=True,
+    sqlite_where=verifications.c.answered_at.is_(None),
+    postgresql_where=verifications.c.answered_at.is_(None),
+)
 
 reconciliations = Table(
     "reconciliations",
@@ -411,6 +431,11 @@ class ClearingRepository:
             .where(verifications.c.deducted_in_statement_id.in_(ids))
             .values(deducted_in_statement_id=None)
         )
+        await self.s.execute(
+            update(verifications)
+            .where(verifications.c.reinstated_in_statement_id.in_(ids))
+            .values(reinstated_in_statement_id=None)
+        )
 
     async def claim_late_rows(self, year: int, month: int, through: int) -> None:
         """Rows of an earlier month that arrived after that month's statement was closed become
@@ -441,20 +466,58 @@ class ClearingRepository:
         )
         await self.s.execute(insert(adj).from_select(["settlement_id", "statement_id"], q))
 
-    async def claim_rejections(self, year: int, month: int) -> None:
+    def _cancelled(self, through: int) -> Any:
+        """The verification's settlement has a cancellation ingested up to ``through``."""
+        c, v = cleared_settlements.c, verifications.c
+        return exists().where(and_(c.cancels_settlement_id == v.settlement_id, c.position <= through))
+
+    async def rejection_candidates(self, year: int, month: int, through: int) -> list[Any]:
+        """Answered deductions not yet taken by a statement, of this month or earlier, whose
+        settlement is not cancelled and whose pair's statement of this month is still open;
+        oldest answer first."""
         v = verifications.c
         target = _sid_expr(year, month, v.insured_province, v.treatment_province)
         mine = statements.alias("mine")
-        await self.s.execute(
-            update(verifications)
+        q = (
+            select(v.verification_id, v.insured_province, v.treatment_province, v.rejected_fen)
             .where(
                 v.answered_at.is_not(None),
                 v.rejected_fen > 0,
                 v.deducted_in_statement_id.is_(None),
                 v.clearing_month <= year * 100 + month,
+                ~self._cancelled(through),
                 ~exists().where(and_(mine.c.statement_id == target, mine.c.status.in_(CLOSED))),
             )
-            .values(deducted_in_statement_id=target)
+            .order_by(v.answered_at, v.verification_id)
+        )
+        return list((await self.s.execute(q)).all())
+
+    async def claim_rejections(self, verification_ids: Sequence[str], year: int, month: int) -> None:
+        if not verification_ids:
+            return
+        v = verifications.c
+        await self.s.execute(
+            update(verifications)
+            .where(v.verification_id.in_(list(verification_ids)))
+            .values(deducted_in_statement_id=_sid_expr(year, month, v.insured_province, v.treatment_province))
+        )
+
+    async def claim_reinstatements(self, year: int, month: int, through: int) -> None:
+        """A deduction taken by a closed statement whose settlement was cancelled afterwards is
+        given back by this month's statement (the cancellation returned the whole payment)."""
+        v = verifications.c
+        target = _sid_expr(year, month, v.insured_province, v.treatment_province)
+        taken, mine = statements.alias("taken"), statements.alias("mine")
+        await self.s.execute(
+            update(verifications)
+            .where(
+                v.deducted_in_statement_id.is_not(None),
+                v.reinstated_in_statement_id.is_(None),
+                self._cancelled(through),
+                exists().where(and_(taken.c.statement_id == v.deducted_in_statement_id, taken.c.status.in_(CLOSED))),
+                ~exists().where(and_(mine.c.statement_id == target, mine.c.status.in_(CLOSED))),
+            )
+            .values(reinstated_in_statement_id=target)
         )
 
     async def adjustments_of(self, year: int, month: int) -> dict[tuple[str, str, Category], tuple[int, ...]]:
@@ -482,14 +545,16 @@ class ClearingRepository:
         """Deductions claimed by this month's statements, per pair and category, per payer
         (verifications are few: summed here from each one's stored split)."""
         v = verifications.c
-        q = select(v.insured_province, v.treatment_province, v.category, v.rejected_fen, v.rejected_split).where(
-            v.deducted_in_statement_id.startswith(f"ST-{year:04d}{month:02d}-")
-        )
+        prefix = f"ST-{year:04d}{month:02d}-"
         out: dict[tuple[str, str, Category], tuple[int, ...]] = {}
-        for r in (await self.s.execute(q)).all():
-            key = (r.insured_province, r.treatment_province, Category(r.category))
-            split = rejected_split(r)
-            out[key] = tuple(a + b for a, b in zip(out.get(key, NO_AMOUNTS), split, strict=True))
+        for column, sign in ((v.deducted_in_statement_id, 1), (v.reinstated_in_statement_id, -1)):
+            q = select(v.insured_province, v.treatment_province, v.category, v.rejected_fen, v.rejected_split).where(
+                column.startswith(prefix)
+            )
+            for r in (await self.s.execute(q)).all():
+                key = (r.insured_province, r.treatment_province, Category(r.category))
+                split = rejected_split(r)
+                out[key] = tuple(a + sign * b for a, b in zip(out.get(key, NO_AMOUNTS), split, strict=True))
         return out
 
     async def save_drafts(self, fresh: Sequence[Statement], drafts: Sequence[Statement], now: dt.datetime) -> None:
@@ -614,14 +679,38 @@ class ClearingRepository:
         return (await self.s.execute(q)).first()
 
     async def answer_verification(
-        self, verification_id: str, answer: str, split: tuple[int, ...], now: dt.datetime
+        self, verification_id: str, answer: str, split: tuple[int, ...], now: dt.datetime, *, auto: bool = False
     ) -> bool:
         result = await self.s.execute(
             update(verifications)
             .where(verifications.c.verification_id == verification_id, verifications.c.answered_at.is_(None))
-            .values(answer=answer, rejected_fen=sum(split), rejected_split=json.dumps(list(split)), answered_at=now)
+            .values(
+                answer=answer,
+                rejected_fen=sum(split),
+                rejected_split=json.dumps(list(split)),
+                answered_at=now,
+                auto_deducted=auto,
+            )
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def verifications_of(self, settlement_ids: Sequence[str]) -> list[Any]:
+        if not settlement_ids:
+            return []
+        q = select(verifications).where(verifications.c.settlement_id.in_(list(settlement_ids)))
+        return list((await self.s.execute(q.order_by(verifications.c.created_at))).all())
+
+    async def overdue_verifications(self, today: dt.date, through: int) -> list[Any]:
+        """Unanswered past their deadline, of settlements not cancelled."""
+        v = verifications.c
+        q = select(verifications).where(v.answered_at.is_(None), v.answer_deadline < today, ~self._cancelled(through))
+        return list((await self.s.execute(q.order_by(v.created_at, v.verification_id))).all())
+
+    async def cancellation_of(self, settlement_id: str) -> str | None:
+        c = cleared_settlements.c
+        q = select(c.settlement_id).where(c.cancels_settlement_id == settlement_id).limit(1)
+        value = (await self.s.execute(q)).scalar()
+        return str(value) if value is not None else None
 
     async def all_verifications(self) -> list[Any]:
         return list((await self.s.execute(select(verifications).order_by(verifications.c.created_at))).all())

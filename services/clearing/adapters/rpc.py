@@ -125,6 +125,9 @@ def verification_to_proto(vr: Verification) -> pb.VerificationRequest:
         insured_province_code=vr.insured_province,
         treatment_province_code=vr.treatment_province,
         deducted_in_statement_id=vr.deducted_in_statement_id,
+        questioned_fen=vr.questioned_fen,
+        deducted_without_answer=vr.deducted_without_answer,
+        reinstated_in_statement_id=vr.reinstated_in_statement_id,
     )
     date_to_proto(vr.answer_deadline, msg.answer_deadline)
     msg.create_time.CopyFrom(timestamp(vr.created_at))
@@ -398,9 +401,10 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         check_request_id(request.request_id, v)
         v.check(0 < len(request.settlement_id) <= 40, "settlement_id", "required, 1-40 characters")
         v.check(0 < len(request.reason) <= 2000, "reason", "required, at most 2000 characters")
+        v.check(request.amount_fen >= 0, "amount_fen", "must not be negative (0: all the funds have left)")
         v.raise_if_any()
         vr = await self.service.funds.create_verification(
-            request.request_id, fingerprint(request), request.settlement_id, request.reason
+            request.request_id, fingerprint(request), request.settlement_id, request.reason, request.amount_fen
         )
         return pb.CreateVerificationRequestResponse(verification=verification_to_proto(vr))
 

@@ -14,11 +14,12 @@ from libs.platform import idempotency
 from libs.platform.convert import CST
 from libs.platform.db import Database
 from libs.platform.logs import get_logger
-from services.clearing.adapters.db import DRAWN, ClearingRepository, idempotency_keys
+from services.clearing.adapters.db import DRAWN, ClearingRepository, idempotency_keys, rejected_split
 from services.clearing.domain import ledger, rules
 from services.clearing.domain.model import (
     NO_AMOUNTS,
     StatementStatus,
+    add,
     month_key,
     payer_amounts,
     payment_deadline,
@@ -74,6 +75,19 @@ class Verification:
     treatment_province: str
     created_at: dt.datetime
     deducted_in_statement_id: str
+    questioned_fen: int = 0
+    deducted_without_answer: bool = False
+    reinstated_in_statement_id: str = ""
+
+
+def _deducted(rows: Any) -> tuple[int, ...]:
+    """What answered verifications of a settlement already deducted, per payer (a deduction
+    given back after a cancellation still counts: the settlement is gone)."""
+    total = NO_AMOUNTS
+    for r in rows:
+        if r.answered_at is not None:
+            total = add(total, rejected_split(r))
+    return total
 
 
 def _verification(r: Any) -> Verification:
@@ -89,6 +103,9 @@ def _verification(r: Any) -> Verification:
         r.treatment_province,
         r.created_at,
         r.deducted_in_statement_id or "",
+        int(r.questioned_fen),
+        bool(r.auto_deducted),
+        r.reinstated_in_statement_id or "",
     )
 
 
@@ -253,13 +270,41 @@ class Funds:
         return await self._once(request_id, "pay_institution", fp, work, answer)
 
     # -- expense verification -------------------------------------------------------------
-    async def create_verification(self, request_id: str, fp: str, settlement_id: str, reason: str) -> Verification:
+    async def create_verification(
+        self, request_id: str, fp: str, settlement_id: str, reason: str, amount_fen: int = 0
+    ) -> Verification:
+        """At most one open request per settlement, none of a cancelled one, and never more in
+        question than the settlement's funds have left after earlier deductions."""
+
         async def work(repo: ClearingRepository, now: dt.datetime) -> str:
             row = await repo.cleared(settlement_id)
             if row is None:
                 raise DomainError(Reason.SETTLEMENT_NOT_FOUND, f"clearing holds no settlement {settlement_id}")
             if row.kind != "settlement":
                 raise invalid("settlement_id", "a cancellation cannot be verified; name the settlement")
+            if (cancellation := await repo.cancellation_of(settlement_id)) is not None:
+                raise DomainError(
+                    Reason.SETTLEMENT_ALREADY_REVERSED,
+                    f"settlement {settlement_id} was cancelled ({cancellation}): nothing left to verify",
+                    metadata={"cancellation_id": cancellation},
+                )
+            earlier = await repo.verifications_of([settlement_id])
+            for v in earlier:
+                if v.answered_at is None:
+                    raise DomainError(
+                        Reason.VERIFICATION_ALREADY_OPEN,
+                        f"verification {v.verification_id} of settlement {settlement_id} is still open",
+                        metadata={"verification_id": v.verification_id},
+                    )
+            left = rules.deductible_left(payer_amounts(row), _deducted(earlier))
+            questioned = amount_fen or left
+            rules.split_deduction(questioned, payer_amounts(row), _deducted(earlier))  # refuses beyond what is left
+            if questioned == 0:
+                raise DomainError(
+                    Reason.AMOUNT_OUT_OF_RANGE,
+                    f"settlement {settlement_id} has no fund payment left to verify",
+                    metadata={"remaining_fen": "0"},
+                )
             vid = f"VR{uuid.uuid4().hex[:20].upper()}"
             await repo.add_verification(
                 {
@@ -274,6 +319,7 @@ class Funds:
                     "created_at": now,
                     "answer_deadline": rules.answer_deadline(now.astimezone(CST).date()),
                     "rejected_fen": 0,
+                    "questioned_fen": questioned,
                 }
             )
             return vid
@@ -295,15 +341,48 @@ class Funds:
                 rejected_fen,
                 int(settlement.fund_total_fen),
             )
-            split = rules.split_deduction(rejected_fen, payer_amounts(settlement), NO_AMOUNTS)
-            if not await repo.answer_verification(vid, answer, split, now):
-                raise DomainError(Reason.VERIFICATION_ALREADY_ANSWERED, "the verification request was already answered")
-            if rejected_fen:
-                entries = ledger.rejection(row.insured_province, row.treatment_province, row.institution_code, split)
-                await repo.post(f"rejected:{vid}", entries, now)
+            if (cancellation := await repo.cancellation_of(row.settlement_id)) is not None:
+                raise DomainError(
+                    Reason.SETTLEMENT_ALREADY_REVERSED,
+                    f"settlement {row.settlement_id} was cancelled ({cancellation}): nothing to deduct",
+                    metadata={"cancellation_id": cancellation},
+                )
+            others = [v for v in await repo.verifications_of([row.settlement_id]) if v.verification_id != vid]
+            split = rules.split_deduction(rejected_fen, payer_amounts(settlement), _deducted(others))
+            await self._deduct(repo, row, answer, split, now)
             return vid
 
         return await self._once(request_id, "answer_verification", fp, work, self.verification)
+
+    @staticmethod
+    async def _deduct(
+        repo: ClearingRepository, row: Any, answer: str, split: tuple[int, ...], now: dt.datetime, *, auto: bool = False
+    ) -> None:
+        if not await repo.answer_verification(row.verification_id, answer, split, now, auto=auto):
+            raise DomainError(Reason.VERIFICATION_ALREADY_ANSWERED, "the verification request was already answered")
+        if sum(split):
+            entries = ledger.rejection(row.insured_province, row.treatment_province, row.institution_code, split)
+            await repo.post(f"rejected:{row.verification_id}", entries, now)
+
+    async def deduct_overdue(self, repo: ClearingRepository, today: dt.date, through: int, now: dt.datetime) -> int:
+        """Unanswered requests past their deadline are deducted in full (the amount in question,
+        within what the settlement's funds have left), inside the clearing run's transaction."""
+        done = 0
+        for row in await repo.overdue_verifications(today, through):
+            settlement = await repo.cleared(row.settlement_id)
+            others = [
+                v for v in await repo.verifications_of([row.settlement_id]) if v.verification_id != row.verification_id
+            ]
+            paid, already = payer_amounts(settlement), _deducted(others)
+            amount = min(
+                int(row.questioned_fen) or rules.deductible_left(paid, already), rules.deductible_left(paid, already)
+            )
+            split = rules.split_deduction(amount, paid, already)
+            note = f"no answer by {row.answer_deadline.isoformat()}: deducted in full"
+            await self._deduct(repo, row, note, split, now, auto=True)
+            _log.info("verification_deducted_unanswered", verification_id=row.verification_id, amount_fen=amount)
+            done += 1
+        return done
 
     async def verification(self, vid: str) -> Verification:
         async with self.db.read() as s:

@@ -14,9 +14,10 @@ from libs.platform import idempotency, metrics
 from libs.platform.convert import CST
 from libs.platform.db import Database
 from libs.platform.logs import get_logger
-from services.clearing.adapters.db import ClearingRepository, idempotency_keys
+from services.clearing.adapters.db import ClearingRepository, idempotency_keys, rejected_split
 from services.clearing.domain import ledger
 from services.clearing.domain.model import (
+    NO_AMOUNTS,
     Category,
     FeedSettlement,
     PairKey,
@@ -72,10 +73,34 @@ class ClearingService:
             await repo.add_settlements(fresh, months)
             if fresh:
                 await repo.post(f"ingest:{fresh[0].position}-{fresh[-1].position}", ledger.batch_posting(fresh), now)
+            cancelled = sorted(
+                {b.cancels_settlement_id for b in fresh if b.is_cancellation and b.cancels_settlement_id}
+            )
+            if cancelled:
+                await self._verifications_of_cancelled(repo, cancelled, now)
             cursor = await repo.cursor(FEED)
             await repo.set_cursor(FEED, max(cursor, max(b.position for b in batch)), now)
         self.last_event_time = now
         return len(fresh)
+
+    @staticmethod
+    async def _verifications_of_cancelled(repo: ClearingRepository, ids: Sequence[str], now: dt.datetime) -> None:
+        """A cancellation returns the whole payment: an open verification of it closes with
+        nothing to deduct, and a deduction already answered is given back in the ledger (the
+        statements give it back when it was taken: ``claim_reinstatements``)."""
+        for v in await repo.verifications_of(ids):
+            if v.answered_at is None:
+                if await repo.answer_verification(
+                    v.verification_id, "the settlement was cancelled: nothing to deduct", NO_AMOUNTS, now
+                ):
+                    continue
+                v = await repo.verification(v.verification_id)  # answered meanwhile: give it back below
+            split = rejected_split(v)
+            if sum(split):
+                entries = ledger.rejection(
+                    v.insured_province, v.treatment_province, v.institution_code, tuple(-x for x in split)
+                )
+                await repo.post(f"reinstated:{v.verification_id}", entries, now)
 
     async def cursor(self) -> int:
         async with self.db.read() as s:
@@ -150,22 +175,32 @@ class ClearingService:
                 existing = await repo.lock_month(year, month)
                 closed = {sid: st for sid, st in existing.items() if isinstance(st, Statement)}
                 through = await repo.cursor(FEED)
+                now = self._clock()
                 await repo.release_claims([sid for sid in existing if sid not in closed])
                 await repo.claim_late_rows(year, month, through)
-                await repo.claim_rejections(year, month)
+                await self.funds.deduct_overdue(repo, self.today(), through, now)
+                await repo.claim_reinstatements(year, month, through)
+                base = _lines(await repo.month_aggregate(year, month, through))
+                adjustments = await repo.adjustments_of(year, month)
+                before = assemble(
+                    year, month, base, adjustments, await repo.rejections_of(year, month), signing_date, through
+                )
+                # deductions never turn an amount due negative: one that does not fit waits
+                room = {(st.insured_province, st.treatment_province): st.amount_due_fen for st in before}
+                taken: list[str] = []
+                for v in await repo.rejection_candidates(year, month, through):
+                    pair = (v.insured_province, v.treatment_province)
+                    if room.get(pair, 0) >= v.rejected_fen:
+                        room[pair] -= v.rejected_fen
+                        taken.append(v.verification_id)
+                await repo.claim_rejections(taken, year, month)
                 built = assemble(
-                    year,
-                    month,
-                    _lines(await repo.month_aggregate(year, month, through)),
-                    await repo.adjustments_of(year, month),
-                    await repo.rejections_of(year, month),
-                    signing_date,
-                    through,
+                    year, month, base, adjustments, await repo.rejections_of(year, month), signing_date, through
                 )
                 out: dict[str, Statement] = dict(closed)
                 fresh = [st for st in built if st.statement_id not in existing]
                 drafts = [st for st in built if st.statement_id in existing and st.statement_id not in closed]
-                await repo.save_drafts(fresh, drafts, self._clock())  # closed statements stay as they were
+                await repo.save_drafts(fresh, drafts, now)  # closed statements stay as they were
                 out.update({st.statement_id: st for st in fresh + drafts})
                 await idempotency.record(s, idempotency_keys, request_id, "run_monthly", fp, f"{year}-{month}")
             _log.info("monthly_clearing_ran", year=year, month=month, statements=len(out), through=through)

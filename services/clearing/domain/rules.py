@@ -62,6 +62,11 @@ def check_answer(today: dt.date, deadline: dt.date, answered: bool, rejected_fen
         )
 
 
+def deductible_left(paid: tuple[int, ...], already: tuple[int, ...]) -> int:
+    """What verification can still deduct from a settlement: its funds less earlier deductions."""
+    return sum(max(p - a, 0) for p, a in zip(paid[:-1], already[:-1], strict=True))
+
+
 def split_deduction(amount_fen: int, paid: tuple[int, ...], already: tuple[int, ...]) -> tuple[int, ...]:
     """A verification deduction spread over the payers of the settlement (PAYERS order): the
     funds in order (pooled, large-amount / critical illness, assistance, other), each never below

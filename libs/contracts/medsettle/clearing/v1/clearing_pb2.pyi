@@ -1036,6 +1036,9 @@ class VerificationRequest(_message.Message):
     TREATMENT_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     DEDUCTED_IN_STATEMENT_ID_FIELD_NUMBER: _builtins.int
+    QUESTIONED_FEN_FIELD_NUMBER: _builtins.int
+    DEDUCTED_WITHOUT_ANSWER_FIELD_NUMBER: _builtins.int
+    REINSTATED_IN_STATEMENT_ID_FIELD_NUMBER: _builtins.int
     verification_id: _builtins.str
     settlement_id: _builtins.str
     reason: _builtins.str
@@ -1046,6 +1049,14 @@ class VerificationRequest(_message.Message):
     treatment_province_code: _builtins.str
     deducted_in_statement_id: _builtins.str
     """The statement the rejected amount was deducted in (empty until a clearing run takes it)."""
+    questioned_fen: _builtins.int
+    """The fund amount put in question; deducted in full by the first clearing run after the
+    deadline when the treatment side has not answered.
+    """
+    deducted_without_answer: _builtins.bool
+    """Answered by the clearing run at the deadline, not by the treatment side."""
+    reinstated_in_statement_id: _builtins.str
+    """The settlement was cancelled after the deduction: the statement that gave it back."""
     @_builtins.property
     def answer_deadline(self) -> _types_pb2.Date: ...
     @_builtins.property
@@ -1064,10 +1075,13 @@ class VerificationRequest(_message.Message):
         treatment_province_code: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         deducted_in_statement_id: _builtins.str = ...,
+        questioned_fen: _builtins.int = ...,
+        deducted_without_answer: _builtins.bool = ...,
+        reinstated_in_statement_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["answer_deadline", b"answer_deadline", "create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "answer_deadline", b"answer_deadline", "answered", b"answered", "create_time", b"create_time", "deducted_in_statement_id", b"deducted_in_statement_id", "insured_province_code", b"insured_province_code", "reason", b"reason", "rejected_fen", b"rejected_fen", "settlement_id", b"settlement_id", "treatment_province_code", b"treatment_province_code", "verification_id", b"verification_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "answer_deadline", b"answer_deadline", "answered", b"answered", "create_time", b"create_time", "deducted_in_statement_id", b"deducted_in_statement_id", "deducted_without_answer", b"deducted_without_answer", "insured_province_code", b"insured_province_code", "questioned_fen", b"questioned_fen", "reason", b"reason", "reinstated_in_statement_id", b"reinstated_in_statement_id", "rejected_fen", b"rejected_fen", "settlement_id", b"settlement_id", "treatment_province_code", b"treatment_province_code", "verification_id", b"verification_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1075,24 +1089,36 @@ Global___VerificationRequest: _TypeAlias = VerificationRequest  # noqa: Y015
 
 @_typing.final
 class CreateVerificationRequestRequest(_message.Message):
+    """At most one open request per settlement (REASON_VERIFICATION_ALREADY_OPEN); none of a
+    cancelled or reversed settlement (REASON_SETTLEMENT_ALREADY_REVERSED); the deductions of a
+    settlement together never exceed its fund part (REASON_AMOUNT_OUT_OF_RANGE, ErrorInfo
+    metadata remaining_fen).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SETTLEMENT_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     settlement_id: _builtins.str
     reason: _builtins.str
+    amount_fen: _builtins.int
+    """The fund amount in question; 0 = all the settlement's funds have left after earlier
+    deductions.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         settlement_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "settlement_id", b"settlement_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "reason", b"reason", "request_id", b"request_id", "settlement_id", b"settlement_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

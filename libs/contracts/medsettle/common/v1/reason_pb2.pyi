@@ -101,6 +101,11 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     REASON_INSTITUTION_REGION_MISMATCH: _Reason.ValueType  # 61
     REASON_TRAUMA_DECLARATION_REQUIRED: _Reason.ValueType  # 85
     """settlement (85-99)"""
+    REASON_VERIFICATION_ALREADY_OPEN: _Reason.ValueType  # 100
+    """money integrity (100-119)
+    FAILED_PRECONDITION: an earlier expense verification of the settlement is still unanswered;
+    at most one is open per settlement. ErrorInfo metadata: verification_id (the open one).
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """The reason catalogue. Every error a medsettle service returns carries a
@@ -188,4 +193,9 @@ REASON_FILING_INDEX_NOT_READY: Reason.ValueType  # 60
 REASON_INSTITUTION_REGION_MISMATCH: Reason.ValueType  # 61
 REASON_TRAUMA_DECLARATION_REQUIRED: Reason.ValueType  # 85
 """settlement (85-99)"""
+REASON_VERIFICATION_ALREADY_OPEN: Reason.ValueType  # 100
+"""money integrity (100-119)
+FAILED_PRECONDITION: an earlier expense verification of the settlement is still unanswered;
+at most one is open per settlement. ErrorInfo metadata: verification_id (the open one).
+"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
