@@ -464,9 +464,7 @@ def validate_visit(visit: Visit, catalogue: Catalogue, *, allow_unknown_items: b
     split_lines(visit, catalogue, allow_unknown_items=allow_unknown_items)
 
 
-def split_lines(
-    visit: Visit, catalogue: Catalogue, *, allow_unknown_items: bool = True
-) -> tuple[LineSplit, ...]:
+def split_lines(visit: Visit, catalogue: Catalogue, *, allow_unknown_items: bool = True) -> tuple[LineSplit, ...]:
     """The line split :func:`settle` computes for this visit's lines (POLICY.md §1), without the
     funds: it depends only on the lines and the treatment-place catalogue, not on the policy.
     Refund lines are split telescopically against their original in the order they come, as in

@@ -39,7 +39,7 @@ def test_split_equals_the_settlement_lines(seed: int) -> None:
 def test_refunds_telescope_in_the_order_given() -> None:
     _, catalogues = default_books()
     catalogue = catalogues.find("310100", DAY)
-    code, item = next((c, i) for c, i in sorted(catalogue.items.items()) if i.item_class.value == "A")
+    code = next(c for c, i in sorted(catalogue.items.items()) if i.item_class.value == "A")
     base = generate_visit(catalogue, seed=1, n_lines=1, settle_date=DAY)
     lines = (
         FeeLine(1, code, 3000, 333),  # 9.99 yuan: two half refunds must still sum to the whole
