@@ -221,6 +221,11 @@ class SettlementFilter:
 def _settlement_days(service: SettlementService, f: SettlementFilter) -> tuple[dt.date, dt.date]:
     to = f.date_to or service.today()
     start = f.date_from or to - dt.timedelta(days=DEFAULT_SETTLEMENT_SPAN_DAYS)
+    _check_span(start, to)
+    return start, to
+
+
+def _check_span(start: dt.date, to: dt.date) -> None:
     bad: list[FieldViolation] = []
     if start > to:
         bad.append(FieldViolation("settle_date_from", "must be on or before settle_date_to"))
@@ -228,7 +233,6 @@ def _settlement_days(service: SettlementService, f: SettlementFilter) -> tuple[d
         bad.append(FieldViolation("settle_date_to", f"at most {MAX_SETTLEMENT_SPAN_DAYS} days after settle_date_from"))
     if bad:
         raise DomainError(Reason.VALIDATION_FAILED, f"{bad[0].field}: {bad[0].description}", violations=bad)
-    return start, to
 
 
 async def list_settlements(
@@ -247,7 +251,7 @@ async def list_settlements(
             start, to = dt.date.fromisoformat(doc["from"]), dt.date.fromisoformat(doc["to"])
         except ValueError:
             raise paging.invalid_token("not a page token of this list") from None
-        if after[0].tzinfo is None:
+        if after[0].tzinfo is None or start > to or (to - start).days >= MAX_SETTLEMENT_SPAN_DAYS:
             raise paging.invalid_token("not a page token of this list")
     else:
         start, to = _settlement_days(service, f)

@@ -21,6 +21,7 @@ from medsettle.settlement.v1 import catalogue_pb2 as cat
 from medsettle.settlement.v1 import catalogue_pb2_grpc
 from medsettle.settlement.v1 import settlement_pb2 as st
 from services.demo import HOSPITAL, Clients, seed_registry
+from services.settlement.application import queries
 from services.settlement.application.service import SettlementService
 from tests.integration.settlement.helpers import (
     OTHER_HOSPITAL,
@@ -172,6 +173,15 @@ async def test_catalogue_pages_filters_and_items(
         assert item.HasField("ceiling_fen") == (want.ceiling_fen is not None)
         if want.ceiling_fen is not None:
             assert item.ceiling_fen == want.ceiling_fen
+        assert item.name == want.name and item.HasField("restriction") == (want.restriction is not None)
+        if want.restriction is not None:
+            r = item.restriction
+            assert (r.sex or None, r.min_age if r.HasField("min_age") else None) == (
+                want.restriction.sex,
+                want.restriction.min_age,
+            )
+            assert (r.max_age if r.HasField("max_age") else None) == want.restriction.max_age
+    assert any(i.HasField("restriction") for i in got)
 
     b_drugs = await catalogue_stub.ListCatalogueItems(
         cat.ListCatalogueItemsRequest(
@@ -505,6 +515,16 @@ async def test_list_settlements_newest_first_paged_and_filtered(suite: Host, mon
         ids[2],
         ids[1],
     ]
+    # the application query takes the scope as a parameter: a bureau's (persons insured in its
+    # region, at any institution) is the same call, ready for when bureaus are authenticated
+    chengdu_bureau, _ = await queries.list_settlements(
+        settlement_service(suite),
+        queries.Scope(insured_region="510100"),
+        queries.SettlementFilter(None, None, dt.date(2026, 7, 1), dt.date(2026, 7, 31), None),
+        page_size=10,
+        page_token="",
+    )
+    assert [r.settlement_id for r in chengdu_bureau] == [ids[3], ids[1]]
     # the other hospital sees none of them
     theirs = st.ListSettlementsRequest(institution_code=OTHER_HOSPITAL, settle_date_from=date(dt.date(2026, 7, 1)))
     theirs.settle_date_to.CopyFrom(date(dt.date(2026, 7, 31)))
