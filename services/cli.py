@@ -1,4 +1,4 @@
-"""``medsettle``: serve, migrate, demo."""
+"""``medsettle``: serve, migrate, demo, policy (validate, diff, explain)."""
 
 from __future__ import annotations
 
@@ -33,11 +33,28 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="start the suite on SQLite and drive a realistic run through it")
     d.add_argument("--data-dir", default=None, help="where the demo keeps its databases (default: a new temp dir)")
     d.add_argument("--port", type=int, default=0)
+
+    pol = sub.add_parser("policy", help="check, compare and try out policy and catalogue files (offline)")
+    psub = pol.add_subparsers(dest="policy_command", required=True)
+    v = psub.add_parser("validate", help="every problem of every file at once, and whether they fit together")
+    v.add_argument("files", nargs="+", metavar="FILE", help="policy and catalogue files (told apart by schema:)")
+    f = psub.add_parser("diff", help="what changes between two policies (or two catalogues); exit 1 if any")
+    f.add_argument("old", metavar="OLD")
+    f.add_argument("new", metavar="NEW")
+    f.add_argument("--limit", type=int, default=20, help="catalogues: items printed per kind of change (default 20)")
+    e = psub.add_parser("explain", help="settle one visit offline and print the breakdown and trace")
+    e.add_argument("policy", metavar="POLICY_FILE")
+    e.add_argument("--visit", required=True, metavar="VISIT.json", help="the visit (docs/policy-tools.md)")
+    e.add_argument("--catalogue", metavar="CATALOGUE_FILE", help="default: the shipped one of the treatment region")
+    e.add_argument("--accumulators", metavar="ACC.json", help="year-to-date accumulators (default: a fresh year)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON (amounts in fen)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "policy":  # offline file tools: no settings, no logging set-up
+        return _policy(args)
     try:
         overrides = {}
         if args.command == "demo" and args.data_dir:
@@ -75,6 +92,54 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(run_demo(settings, port=args.port, keep_data=bool(args.data_dir)))
     return 2
+
+
+def _policy(args: argparse.Namespace) -> int:
+    """``medsettle policy ...``: exit 0 = valid / identical / settled, 1 = invalid / different /
+    refused, 2 = usage (a file that is not there, a policy diffed against a catalogue)."""
+    import json
+    import os
+
+    from libs.core.errors import DomainError
+    from libs.policy import tools
+
+    given = list(args.files) if args.policy_command == "validate" else []
+    if args.policy_command == "diff":
+        given = [args.old, args.new]
+    elif args.policy_command == "explain":
+        given = [p for p in (args.policy, args.visit, args.catalogue, args.accumulators) if p is not None]
+    missing = [p for p in given if not os.path.isfile(p)]
+    if missing:
+        print(f"medsettle policy {args.policy_command}: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+
+    if args.policy_command == "validate":
+        report = tools.validate_files(args.files)
+        print("\n".join(report.lines()))
+        return 0 if report.ok else 1
+
+    try:
+        if args.policy_command == "diff":
+            if args.limit < 0:
+                print("medsettle policy diff: --limit must be 0 or more", file=sys.stderr)
+                return 2
+            diff = tools.diff_files(args.old, args.new, limit=args.limit)
+            print("\n".join(diff.lines()))
+            return 0 if diff.identical else 1
+        ex = tools.explain_visit(
+            args.policy, args.visit, catalogue_path=args.catalogue, accumulators_path=args.accumulators
+        )
+    except DomainError as exc:
+        usage = args.policy_command == "diff"  # like diff(1): 2 = trouble, 1 = different
+        print(f"medsettle policy {args.policy_command}: {exc.reason.name}: {exc.message}", file=sys.stderr)
+        for v in exc.violations:
+            print(f"{v.field}: {v.description}", file=sys.stderr)
+        return 2 if usage else 1
+    if args.json:
+        print(json.dumps(ex.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(ex.lines()))
+    return 0
 
 
 async def _serve(settings: Settings, names: list[str], port: int, host: str, run_migrations: bool | None) -> int:
