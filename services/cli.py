@@ -131,7 +131,8 @@ def _policy(args: argparse.Namespace) -> int:
         )
     except DomainError as exc:
         usage = args.policy_command == "diff"  # like diff(1): 2 = trouble, 1 = different
-        print(f"medsettle policy {args.policy_command}: {exc.reason.name}: {exc.message}", file=sys.stderr)
+        what = f"{len(exc.violations)} problem(s)" if exc.violations else exc.message
+        print(f"medsettle policy {args.policy_command}: {exc.reason.name}: {what}", file=sys.stderr)
         for v in exc.violations:
             print(f"{v.field}: {v.description}", file=sys.stderr)
         return 2 if usage else 1

@@ -120,11 +120,16 @@ def _record_items(value: object) -> Iterator[tuple[str, object]]:
         yield from zip(record._fields, record, strict=True)
 
 
+_KEY_FIELDS = {"service", "category", "code"}  # records filed under these keys: not repeated
+
+
 def _brief(value: object) -> str:
     """One line for a whole record (an added segment, a catalogue item, a band of a trace step)."""
     if _is_record(value):
         parts = []
         for name, v in _record_items(value):
+            if name in _KEY_FIELDS:
+                continue  # the key it is filed under already names it
             if isinstance(v, Mapping) or (isinstance(v, tuple) and v and _is_record(v[0])):
                 continue  # nested tables are left to the per-cell lines
             parts.append(f"{name} {_value_text(v, name)}")
@@ -253,9 +258,9 @@ def check_file(path: str) -> FileCheck:
 def _overlaps(checks: Sequence[FileCheck]) -> list[str]:
     """What a book built from these files would refuse or silently shadow."""
     out: list[str] = []
-    labels: dict[tuple[str, str], str] = {}
-    starts: dict[tuple[object, ...], str] = {}
-    for c in checks:
+    labels: dict[tuple[str, str], int] = {}
+    starts: dict[tuple[object, ...], int] = {}
+    for i, c in enumerate(checks):
         if c.policy is not None:
             label = c.policy.label
             start: tuple[object, ...] = (
@@ -278,12 +283,12 @@ def _overlaps(checks: Sequence[FileCheck]) -> list[str]:
         else:
             continue
         assert c.kind is not None
-        first = labels.setdefault((c.kind, label), c.path)
-        if first != c.path:
-            out.append(f"{c.path}:version: duplicate {c.kind} version {label} (also in {first})")
-        first = starts.setdefault(start, c.path)
-        if first != c.path:
-            out.append(f"{c.path}:effective_from: {what} (also {first})")
+        first = labels.setdefault((c.kind, label), i)
+        if first != i:
+            out.append(f"{c.path}:version: duplicate {c.kind} version {label} (also in {checks[first].path})")
+        first = starts.setdefault(start, i)
+        if first != i:
+            out.append(f"{c.path}:effective_from: {what} (also {checks[first].path})")
     if not out:  # the books' own checks, in case they refuse something more
         try:
             PolicyBook(c.policy for c in checks if c.policy is not None)
@@ -391,8 +396,8 @@ def _walk(a: object, b: object, path: str, name: str, out: list[Change]) -> None
         return
     if _is_record(a) and type(a) is type(b):
         for (field, va), (_, vb) in zip(_record_items(a), _record_items(b), strict=True):
-            if field in _SKIP or field == "service" or field == "category":
-                continue  # the key it is filed under already names it
+            if field in _SKIP or field in _KEY_FIELDS:
+                continue
             key = _FILE_NAMES.get(field, field) if not path else field
             if _is_person_table(va, vb):
                 _person_cells(va, vb, f"{path} {_unit_less(field)}" if path else key, field, out)
@@ -433,6 +438,9 @@ def _person_cells(a: object, b: object, path: str, name: str, out: list[Change])
                 out.append(Change(_group(path), f"{path} {p} {level_name}", old, new))
 
 
+_COUNTED = ("added", "removed", "changed")  # the catalogue counts that are differences
+
+
 @dataclass(frozen=True)
 class DiffReport:
     kind: str  # "policy" or "catalogue"
@@ -444,7 +452,7 @@ class DiffReport:
 
     @property
     def identical(self) -> bool:
-        return not self.changes and not any(self.counts.values())
+        return not self.changes and not any(self.counts.get(k, 0) for k in _COUNTED)
 
     def lines(self) -> list[str]:
         out = [f"{self.kind} {self.old_version} -> {self.new_version}"]
@@ -465,7 +473,7 @@ class DiffReport:
                 f"({n.get('old_items', 0)} -> {n.get('new_items', 0)} items)"
             )
             out.extend(f"  {line}" for line in self.item_lines)
-        total = len(self.changes) + sum(n for k, n in self.counts.items() if k in ("added", "removed", "changed"))
+        total = len(self.changes) + sum(self.counts.get(k, 0) for k in _COUNTED)
         out.append(f"{total} difference(s)")
         return out
 
@@ -538,6 +546,10 @@ def _item_field(path: str) -> str:
     return {"item_class": "class", "ceiling_fen": "ceiling", "self_pay_first_bps": "self-pay first"}.get(path, path)
 
 
+def _kind_name(x: Policy | Catalogue) -> str:
+    return "policy" if isinstance(x, Policy) else "catalogue"
+
+
 def diff_files(old_path: str, new_path: str, limit: int = 20) -> DiffReport:
     """Diff two policy files or two catalogue files (a DomainError names what is wrong with them)."""
     old = load_one(old_path)
@@ -549,7 +561,13 @@ def diff_files(old_path: str, new_path: str, limit: int = 20) -> DiffReport:
     raise DomainError(
         Reason.VALIDATION_FAILED,
         "diff needs two policy files or two catalogue files",
-        violations=[FieldViolation(new_path, "is not the same kind of file as " + old_path)],
+        violations=[
+            FieldViolation(
+                new_path,
+                f"is a {_kind_name(new)} file and {old_path} a {_kind_name(old)} file; "
+                "diff needs two policy files or two catalogue files",
+            )
+        ],
     )
 
 
@@ -621,7 +639,7 @@ def _visit_value(value: object, kind: object, path: str, problems: _Collect) -> 
         return kind(value)
     if kind is int:
         if type(value) is not int:
-            problems.add(path, "must be an integer (fen, bps, thousandths or a number; no decimals)")
+            problems.add(path, "must be a whole number (no decimals, no quotes)")
             return _MISSING
         return value
     if kind is bool:
@@ -736,7 +754,8 @@ def parse_visit(data: object, origin: str = "visit") -> VisitFile:
 
 
 def read_json(path: str) -> object:
-    """A JSON file's data; an unreadable or malformed file is a DomainError naming the place."""
+    """A JSON file's data; an unreadable or malformed file is a DomainError naming the place
+    in the file (the caller prefixes the file name, see :func:`_prefixed`)."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -744,24 +763,29 @@ def read_json(path: str) -> object:
         raise DomainError(
             Reason.VALIDATION_FAILED,
             f"{path}: cannot read: {exc.strerror}",
-            violations=[FieldViolation(path, f"cannot read: {exc.strerror}")],
+            violations=[FieldViolation("", f"cannot read: {exc.strerror}")],
         ) from exc
     except json.JSONDecodeError as exc:
         raise DomainError(
             Reason.VALIDATION_FAILED,
             f"{path}: not valid JSON",
-            violations=[FieldViolation(f"{path}:line {exc.lineno} column {exc.colno}", f"not valid JSON ({exc.msg})")],
+            violations=[FieldViolation(f"line {exc.lineno} column {exc.colno}", f"not valid JSON ({exc.msg})")],
         ) from exc
 
 
-def _prefixed(exc: DomainError, origin: str) -> DomainError:
-    """The same error with every field named ``FILE:field``."""
+def _prefixed(exc: DomainError, origin: str, accumulators_origin: str | None = None) -> DomainError:
+    """The same error with every field named ``FILE:field`` (``accumulators.*`` fields by the
+    accumulators file when they came from one)."""
+
+    def named(field: str) -> str:
+        if accumulators_origin is not None and field.startswith("accumulators."):
+            return f"{accumulators_origin}:{field.removeprefix('accumulators.')}"
+        return f"{origin}:{field}" if field else origin
+
     return DomainError(
         exc.reason,
         exc.message if exc.message.startswith(origin) else f"{origin}: {exc.message}",
-        violations=[
-            FieldViolation(f"{origin}:{v.field}" if v.field else origin, v.description) for v in exc.violations
-        ],
+        violations=[FieldViolation(named(v.field), v.description) for v in exc.violations],
         metadata=exc.metadata,
     )
 
@@ -807,8 +831,8 @@ def explain_visit(
     acc = vf.accumulators
     if accumulators_path is not None:
         problems = _Collect()
-        acc = parse_accumulators(read_json(accumulators_path), "", problems, visit.settle_date.year)
         try:
+            acc = parse_accumulators(read_json(accumulators_path), "", problems, visit.settle_date.year)
             problems.raise_if_any(accumulators_path)
         except DomainError as exc:
             raise _prefixed(exc, accumulators_path) from None
@@ -835,15 +859,18 @@ def explain_visit(
     try:
         result = settle(policy, catalogue, visit, acc)
     except DomainError as exc:
-        raise _prefixed(_with_line_problems(exc, visit, catalogue), visit_path) from None
+        raise _prefixed(_with_line_problems(exc, visit, catalogue), visit_path, accumulators_path) from None
     return Explanation(policy, catalogue, origin, visit, result)
 
 
 def _with_line_problems(exc: DomainError, visit: Visit, catalogue: Catalogue) -> DomainError:
     """``settle`` stops at the visit's own fields before it looks at the lines; add what
     ``validate_visit`` says about the lines too, so every problem is named at once."""
+    fields_ok = dataclasses.replace(  # the visit's own fields are settle's part; here only the lines
+        visit, hospital_level=0, hospital_borne_fen=0, other_fund_fen=0, prior_stay_deductible_fen=0
+    )
     try:
-        validate_visit(visit, catalogue)
+        validate_visit(fields_ok, catalogue)
     except DomainError as more:
         seen = {(v.field, v.description) for v in exc.violations}
         extra = [v for v in more.violations if (v.field, v.description) not in seen]
