@@ -110,7 +110,7 @@ def _policy(args: argparse.Namespace) -> int:
         given = [p for p in (args.policy, args.visit, args.catalogue, args.accumulators) if p is not None]
     missing = [p for p in given if not os.path.isfile(p)]
     if missing:
-        print(f"medsettle policy {args.policy_command}: no such file: {', '.join(missing)}", file=sys.stderr)
+        print(f"medsettle policy {args.policy_command}: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
 
     if args.policy_command == "validate":

@@ -148,13 +148,18 @@ class FileCheck:
 
     path: str
     kind: str | None  # "policy", "catalogue", or None when it could not be told
-    problems: tuple[str, ...]  # "FILE:PATH: description"
+    violations: tuple[FieldViolation, ...]  # field "FILE:PATH" (or "FILE" for the whole file)
     policy: Policy | None = None
     catalogue: Catalogue | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.violations
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        """One ``FILE:PATH: description`` line per problem."""
+        return tuple(f"{v.field}: {v.description}" for v in self.violations)
 
     def summary(self) -> str:
         """``FILE: OK policy <label@hash12>, region ..., effective ...`` for a valid file."""
@@ -197,29 +202,28 @@ class ValidationReport:
         return out
 
 
-def _problem_line(origin: str, v: FieldViolation) -> str:
-    field = v.field
-    where = field[len(origin) + 1 :] if field.startswith(origin + ":") else field
-    return f"{origin}:{where}: {v.description}" if where else f"{origin}: {v.description}"
+def _named(origin: str, v: FieldViolation) -> FieldViolation:
+    """``FILE:PATH`` as the parser names it, or just ``FILE`` for a problem of the whole file."""
+    return FieldViolation(origin, v.description) if v.field in (origin, f"{origin}:") else v
 
 
-def read_yaml(path: str) -> tuple[object, list[str]]:
-    """The file's YAML data, or the problems reading it (named ``FILE:line N``)."""
+def read_yaml(path: str) -> tuple[object, list[FieldViolation]]:
+    """The file's YAML data, or the problem reading it (named ``FILE:line N``)."""
     try:
         with open(path, "rb") as f:
             return yaml.load(f, Loader=_Loader), []
     except OSError as exc:
-        return None, [f"{path}: cannot read: {exc.strerror}"]
+        return None, [FieldViolation(path, f"cannot read: {exc.strerror}")]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "?"
         problem = getattr(exc, "problem", None) or "syntax error"
-        return None, [f"{path}:{where}: not valid YAML ({problem})"]
+        return None, [FieldViolation(f"{path}:{where}", f"not valid YAML ({problem})")]
 
 
 def kind_of(data: object) -> str | None:
-    """ "policy" / "catalogue" by the file's ``schema:`` key; without one, by its keys
-    (``items`` = catalogue, ``services`` = policy) so the rest of it is still checked."""
+    """Which kind of file: "policy" or "catalogue" by its ``schema:`` key; without one, by its
+    keys (``items`` = catalogue, ``services`` = policy) so the rest of it is still checked."""
     if not isinstance(data, Mapping):
         return None
     schema = data.get("schema")
@@ -244,15 +248,15 @@ def check_file(path: str) -> FileCheck:
         return FileCheck(
             path,
             None,
-            (f"{path}:schema: missing or unknown; expected {POLICY_SCHEMA} or {CATALOGUE_SCHEMA}",),
+            (FieldViolation(f"{path}:schema", f"missing or unknown; expected {POLICY_SCHEMA} or {CATALOGUE_SCHEMA}"),),
         )
     try:
         if kind == "policy":
             return FileCheck(path, kind, (), policy=parse_policy(data, path))
         return FileCheck(path, kind, (), catalogue=parse_catalogue(data, path))
     except DomainError as exc:
-        lines = tuple(_problem_line(path, v) for v in exc.violations) or (f"{path}: {exc.message}",)
-        return FileCheck(path, kind, lines)
+        found = tuple(_named(path, v) for v in exc.violations) or (FieldViolation(path, exc.message),)
+        return FileCheck(path, kind, found)
 
 
 def _overlaps(checks: Sequence[FileCheck]) -> list[str]:
@@ -312,7 +316,7 @@ def load_one(path: str, want: str | None = None) -> Policy | Catalogue:
         raise DomainError(
             reason,
             f"{path} is not valid",
-            violations=[FieldViolation(line.split(": ", 1)[0], line.split(": ", 1)[-1]) for line in check.problems],
+            violations=list(check.violations),
         )
     got = check.policy if check.policy is not None else check.catalogue
     assert got is not None

@@ -154,7 +154,7 @@ def test_validate_refuses_files_that_overlap_when_given_together(tmp_path: Path)
 
 def test_validate_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rc, _, err = _run(capsys, "validate", str(tmp_path / "nowhere.yaml"))
-    assert rc == 2 and "no such file" in err
+    assert rc == 2 and "not a file" in err
     with pytest.raises(SystemExit) as exc:
         main(["policy", "validate"])
     assert exc.value.code == 2
