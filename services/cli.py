@@ -103,14 +103,20 @@ def _policy(args: argparse.Namespace) -> int:
     from libs.core.errors import DomainError
     from libs.policy import tools
 
-    given = list(args.files) if args.policy_command == "validate" else []
+    files = list(args.files) if args.policy_command == "validate" else []
+    versions = []  # a policy or catalogue may also be named by its version: label@hash12 or label
     if args.policy_command == "diff":
-        given = [args.old, args.new]
+        versions = [args.old, args.new]
     elif args.policy_command == "explain":
-        given = [p for p in (args.policy, args.visit, args.catalogue, args.accumulators) if p is not None]
-    missing = [p for p in given if not os.path.isfile(p)]
+        versions = [p for p in (args.policy, args.catalogue) if p is not None]
+        files = [p for p in (args.visit, args.accumulators) if p is not None]
+    missing = [p for p in files if not os.path.isfile(p)]
+    missing += [p for p in versions if not os.path.isfile(p) and tools.find_version(p) is None]
     if missing:
-        print(f"medsettle policy {args.policy_command}: not a file: {', '.join(missing)}", file=sys.stderr)
+        print(
+            f"medsettle policy {args.policy_command}: not a file (nor a loaded version): {', '.join(missing)}",
+            file=sys.stderr,
+        )
         return 2
 
     if args.policy_command == "validate":

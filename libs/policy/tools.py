@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import enum
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -307,9 +308,34 @@ def validate_files(paths: Sequence[str]) -> ValidationReport:
     return ValidationReport(checks, tuple(_overlaps(checks)))
 
 
+def find_version(ref: str) -> Policy | Catalogue | None:
+    """The policy or catalogue of the loaded books (:func:`default_books`) whose full version
+    ``label@hash12`` (or bare label) is ``ref``, or None."""
+    policies, catalogues = default_books()
+    for book in (policies, catalogues):
+        try:
+            return book.by_version(ref)
+        except DomainError:
+            continue
+    return None
+
+
 def load_one(path: str, want: str | None = None) -> Policy | Catalogue:
-    """Load a policy or catalogue file (told apart by ``schema:``); raises a DomainError whose
-    violations are ``FILE:PATH`` lines when it is not valid (or not of the ``want`` kind)."""
+    """Load a policy or catalogue file (told apart by ``schema:``), or, when ``path`` is no
+    file, the loaded version it names (``110100-employee-2026.1@57ad16cdacb8``); raises a
+    DomainError whose violations are ``FILE:PATH`` lines when it is not valid (or not of the
+    ``want`` kind)."""
+    known = None if os.path.isfile(path) else find_version(path)
+    if known is not None:
+        kind = "policy" if isinstance(known, Policy) else "catalogue"
+        if want is None or want == kind:
+            return known
+        reason = Reason.POLICY_NOT_FOUND if want == "policy" else Reason.CATALOGUE_NOT_FOUND
+        raise DomainError(
+            reason,
+            f"{path} is a {kind} version, not a {want}",
+            violations=[FieldViolation(path, f"is a {kind} version, expected a {want}")],
+        )
     check = check_file(path)
     if not check.ok:
         reason = Reason.CATALOGUE_DATA_INVALID if check.kind == "catalogue" else Reason.POLICY_DATA_INVALID
@@ -845,7 +871,7 @@ def explain_visit(
     if catalogue_path is not None:
         catalogue = load_one(catalogue_path, "catalogue")
         assert isinstance(catalogue, Catalogue)
-        origin = catalogue_path
+        origin = catalogue_path if os.path.isfile(catalogue_path) else f"version {catalogue_path} of the loaded books"
     else:
         if vf.treatment_region is None:
             raise DomainError(

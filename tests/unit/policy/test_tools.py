@@ -473,3 +473,30 @@ def test_the_real_console_script_on_the_example(tmp_path: Path) -> None:
     assert got.returncode == 1 and "  effective_from: 2026-01-01 -> 2027-01-01" in got.stdout.splitlines()
     got = run("explain", str(BEIJING_EMP))
     assert got.returncode == 2 and "--visit" in got.stderr
+
+
+def test_a_loaded_version_can_stand_for_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every version stays addressable: ``label@hash12`` (or the bare label) of the loaded books."""
+    policy, catalogue = load_policy(BEIJING_EMP), load_catalogue(SHANGHAI_CAT)
+    rc, out, _ = _run(capsys, "diff", policy.version, str(BEIJING_EMP))
+    assert rc == 0 and out.splitlines() == [f"policy {policy.version} -> {policy.version}", "no differences"]
+    ex = explain_visit(policy.version, str(EXAMPLE_VISIT), catalogue_path=catalogue.label)
+    assert ex.policy == policy and ex.catalogue == catalogue
+    assert ex.catalogue_origin == f"version {catalogue.label} of the loaded books"
+    stale = policy.label + "@000000000000"  # an edited file's old hash is not found
+    rc, _, err = _run(capsys, "diff", stale, str(BEIJING_EMP))
+    assert rc == 2 and stale in err
+    with pytest.raises(DomainError) as exc:  # a catalogue version where a policy is wanted
+        explain_visit(catalogue.version, str(EXAMPLE_VISIT))
+    assert [(v.field, v.description) for v in exc.value.violations] == [
+        (catalogue.version, "is a catalogue version, expected a policy")
+    ]
+
+
+def test_docs_show_what_explain_prints() -> None:
+    """docs/policy-tools.md carries the real output of explain on the example visit."""
+    doc = (ROOT / "docs" / "policy-tools.md").read_text(encoding="utf-8").splitlines()
+    got = explain_lines(explain_visit(str(BEIJING_EMP), str(EXAMPLE_VISIT)))
+    shown = [line for line in got if not line.startswith("  line_no ")]
+    missing = [line for line in shown if line and line not in doc]
+    assert not missing
