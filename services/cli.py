@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _policy(args: argparse.Namespace) -> int:
     """``medsettle policy ...``: exit 0 = valid / identical / settled, 1 = invalid / different /
-    refused, 2 = usage (a file that is not there, a policy diffed against a catalogue)."""
+    refused, 2 = usage (neither a file nor a loaded version; diff: a file it cannot compare)."""
     import json
     import os
 
@@ -121,7 +121,7 @@ def _policy(args: argparse.Namespace) -> int:
 
     if args.policy_command == "validate":
         report = tools.validate_files(args.files)
-        print("\n".join(report.lines()))
+        _emit("\n".join(report.lines()))
         return 0 if report.ok else 1
 
     try:
@@ -130,7 +130,7 @@ def _policy(args: argparse.Namespace) -> int:
                 print("medsettle policy diff: --limit must be 0 or more", file=sys.stderr)
                 return 2
             diff = tools.diff_files(args.old, args.new, limit=args.limit)
-            print("\n".join(diff.lines()))
+            _emit("\n".join(diff.lines()))
             return 0 if diff.identical else 1
         ex = tools.explain_visit(
             args.policy, args.visit, catalogue_path=args.catalogue, accumulators_path=args.accumulators
@@ -142,11 +142,19 @@ def _policy(args: argparse.Namespace) -> int:
         for v in exc.violations:
             print(f"{v.field}: {v.description}", file=sys.stderr)
         return 2 if usage else 1
-    if args.json:
-        print(json.dumps(ex.to_json(), indent=2, ensure_ascii=False))
-    else:
-        print("\n".join(ex.lines()))
+    _emit(json.dumps(ex.to_json(), indent=2, ensure_ascii=False) if args.json else "\n".join(ex.lines()))
     return 0
+
+
+def _emit(text: str) -> None:
+    """Print; a reader that stops early (``| head``) is no error (the Python docs' recipe)."""
+    import os
+
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 async def _serve(settings: Settings, names: list[str], port: int, host: str, run_migrations: bool | None) -> int:
