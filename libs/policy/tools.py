@@ -244,6 +244,10 @@ def check_file(path: str) -> FileCheck:
     data, problems = read_yaml(path)
     if problems:
         return FileCheck(path, None, tuple(problems))
+    if data is None:
+        return FileCheck(path, None, (FieldViolation(path, "the file is empty"),))
+    if not isinstance(data, Mapping):
+        return FileCheck(path, None, (FieldViolation(path, "the file must hold a YAML mapping (schema: ...)"),))
     kind = kind_of(data)
     if kind is None:
         return FileCheck(

@@ -109,7 +109,12 @@ def test_validate_lists_every_problem_of_every_file_and_exits_1(
     cat["items"][0][3], cat["items"][0][5] = "A", 2000  # class A with a self-pay-first ratio
     e = _write(tmp_path / "e.yaml", cat)
 
-    rc, out, _ = _run(capsys, "validate", str(a), str(b), str(c), str(d), str(e), str(BEIJING_EMP))
+    f = tmp_path / "f.yaml"
+    f.write_text("", encoding="utf-8")
+    g = tmp_path / "g.yaml"
+    g.write_text("- schema\n", encoding="utf-8")
+
+    rc, out, _ = _run(capsys, "validate", str(a), str(b), str(c), str(d), str(e), str(f), str(g), str(BEIJING_EMP))
     assert rc == 1
     lines = out.splitlines()
     problems = [line for line in lines if ": OK " not in line][:-1]
@@ -123,12 +128,14 @@ def test_validate_lists_every_problem_of_every_file_and_exits_1(
         f"{d}:schema: missing or unknown; expected medsettle.policy/v1 or medsettle.catalogue/v1",
         f"{e}:items[0].self_pay_first_bps: only class B items have a self-pay-first ratio",
         f"{e}:items[1].code: malformed national item code 'BAD'",
+        f"{f}: the file is empty",
+        f"{g}: the file must hold a YAML mapping (schema: ...)",
     ]
     assert [line for line in lines if ": OK " in line] == [
         f"{BEIJING_EMP}: OK policy {load_policy(BEIJING_EMP).version}, region 110100 Beijing, employee, "
         "effective 2026-01-01 to 2026-12-31"
     ]
-    assert lines[-1] == "6 file(s): 1 valid, 5 invalid; 9 problem(s)"
+    assert lines[-1] == "8 file(s): 1 valid, 7 invalid; 11 problem(s)"
 
 
 def test_validate_refuses_files_that_overlap_when_given_together(tmp_path: Path) -> None:
