@@ -131,8 +131,11 @@ def _brief(value: object) -> str:
         for name, v in _record_items(value):
             if name in _KEY_FIELDS:
                 continue  # the key it is filed under already names it
-            if isinstance(v, Mapping) or (isinstance(v, tuple) and v and _is_record(v[0])):
-                continue  # nested tables are left to the per-cell lines
+            if isinstance(v, Mapping):
+                continue  # per-person tables are left to the per-cell lines
+            if isinstance(v, tuple) and v and _is_record(v[0]):
+                parts.append(f"{name} {len(v)}")  # how many segments / bands
+                continue
             parts.append(f"{name} {_value_text(v, name)}")
         return ", ".join(parts)
     if isinstance(value, Mapping):
@@ -422,6 +425,8 @@ def _group(path: str) -> str:
 def _walk(a: object, b: object, path: str, name: str, out: list[Change]) -> None:
     if a is not _MISSING and b is not _MISSING and type(a) is type(b) and a == b:
         return
+    if (a is None and _is_record(b)) or (b is None and _is_record(a)):
+        a, b = (_MISSING if a is None else a), (_MISSING if b is None else b)  # e.g. no supplementary fund
     if a is _MISSING or b is _MISSING:
         present = b if a is _MISSING else a
         text = _brief(present) if _is_record(present) or isinstance(present, Mapping) else _value_text(present, name)

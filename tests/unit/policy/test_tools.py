@@ -257,7 +257,19 @@ def test_diff_names_added_and_removed_services() -> None:
     assert [c.line().split(": ")[:2] for c in report.changes] == [["services.pharmacy", "removed"]]
     back = diff_policies(trimmed, old)
     assert [c.line() for c in back.changes] == [
-        "services.pharmacy: added: pool outpatient, deductible mode annual, segment_scope per_year, supplementary no"
+        "services.pharmacy: added: pool outpatient, deductible mode annual, segment_scope per_year, segments 1, "
+        "supplementary no"
+    ]
+
+
+def test_diff_names_a_supplementary_fund_added_or_removed(tmp_path: Path) -> None:
+    data = _data(BEIJING_EMP)
+    del data["supplementary"]
+    report = diff_files(str(BEIJING_EMP), str(_write(tmp_path / "n.yaml", data)))
+    assert [c.line() for c in report.changes] == [
+        "supplementary: removed: fund large_amount, threshold_fen 20000.00 yuan (2000000 fen), bands 1, "
+        "annual_cap_fen 400000.00 yuan (40000000 fen), hardship_threshold_fen 10000.00 yuan (1000000 fen), "
+        "hardship_ratio_bonus_bps 5.00%, hardship_annual_cap_fen 400000.00 yuan (40000000 fen)"
     ]
 
 
