@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    exists,
     func,
     insert,
     or_,
@@ -665,6 +666,37 @@ class SettlementRepository:
             q = q.with_for_update()
         row = (await self.s.execute(q)).first()
         return claim_from_row(row) if row else None
+
+    async def stays_of(self, person_no: str, institution: str, service_type: str) -> list[tuple[Any, str]]:
+        """The person's visits at the institution of one service type that are not cancelled,
+        each with its live (not cancelled) settlement id or ""."""
+        v, st = visits.c, settlements.c
+        cancelled = settlements.alias("cancelled")
+        live = (
+            select(st.settlement_id)
+            .where(
+                st.visit_id == v.visit_id,
+                st.kind == "settlement",
+                ~exists().where(cancelled.c.cancels_settlement_id == st.settlement_id),
+            )
+            .order_by(st.settled_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        q = select(v.visit_id, v.hospital_visit_no, v.admission_date, v.discharge_date, live.label("live")).where(
+            v.person_no == person_no,
+            v.institution_code == institution,
+            v.service_type == service_type,
+            v.status != "cancelled",
+        )
+        return [(r, str(r.live or "")) for r in (await self.s.execute(q)).all()]
+
+    async def claims_of(self, person_no: str, institution: str, service_type: str) -> list[Any]:
+        c = manual_claims.c
+        q = select(c.claim_id, c.hospital_visit_no, c.admission_date, c.discharge_date).where(
+            c.person_no == person_no, c.institution_code == institution, c.service_type == service_type
+        )
+        return list((await self.s.execute(q)).all())
 
     async def claim_by_visit_no(self, institution: str, visit_no: str) -> ManualClaim | None:
         row = (

@@ -107,4 +107,5 @@ def decision_from_proto(d: eligibility_pb2.EligibilityDecision) -> Decision:
         birth_date=_date(d.birth_date),
         retro_filing=d.retro_filing,
         account_balance_fen=d.account_balance_fen,
+        manual_reimbursement=d.manual_reimbursement,
     )

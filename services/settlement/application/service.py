@@ -61,8 +61,10 @@ from services.settlement.domain.model import (
     VisitStatus,
     check_owner,
     clearing_category,
+    require_direct,
     require_eligible,
     require_trauma_declaration,
+    same_stay,
 )
 from services.settlement.domain.monitoring import Stay
 
@@ -182,6 +184,7 @@ class SettlementService:
                 return await self._visit_or_fail(ref)
         decision = await self._decide(cmd)
         require_eligible(decision)
+        require_direct(decision)
         self._require_rules_on(decision, cmd.admission_date)
 
         async def attempt() -> VisitRecord:
@@ -217,6 +220,15 @@ class SettlementService:
                 f"hospital visit {cmd.hospital_visit_no} is already open for direct settlement",
                 violations=[FieldViolation("hospital_visit_no", "already used by another visit")],
             )
+        for c in await repo.claims_of(decision.person_no, cmd.institution_code, cmd.service_type.value):
+            if same_stay(
+                c.hospital_visit_no, c.admission_date, c.discharge_date, cmd.hospital_visit_no, cmd.admission_date, None
+            ):
+                raise DomainError(
+                    Reason.STAY_ALREADY_PAID,
+                    f"the stay is claimed for manual reimbursement ({c.claim_id}): it is not settled directly too",
+                    metadata={"claim_id": c.claim_id},
+                )
         visit = VisitRecord(
             visit_id=_new_id("V"),
             institution_code=cmd.institution_code,
@@ -811,6 +823,7 @@ class SettlementService:
                 return await self._committed_or_fail(ref)
         decision = await self._decide(cmd)
         require_eligible(decision)
+        require_direct(decision)
 
         async def attempt() -> Committed:
             async with self.db.transaction() as s:
@@ -893,6 +906,21 @@ class SettlementService:
                 if ref := await idempotency.check(s, idempotency_keys, request_id, "submit_claim", fp):
                     raise idempotency.Replay(ref)
                 repo = SettlementRepository(s)
+                for v, live in await repo.stays_of(decision.person_no, cmd.institution_code, cmd.service_type.value):
+                    if same_stay(
+                        v.hospital_visit_no,
+                        v.admission_date,
+                        v.discharge_date,
+                        cmd.hospital_visit_no,
+                        cmd.admission_date,
+                        discharge_date,
+                    ):
+                        first = f"settled directly ({live})" if live else "open for direct settlement"
+                        raise DomainError(
+                            Reason.STAY_ALREADY_PAID,
+                            f"the stay is {first} in visit {v.visit_id}: it is not reimbursed manually too",
+                            metadata={"visit_id": v.visit_id, "settlement_id": live},
+                        )
                 if await repo.claim_by_visit_no(cmd.institution_code, cmd.hospital_visit_no):
                     raise DomainError(
                         Reason.VISIT_STATE_INVALID,

@@ -66,6 +66,30 @@ class Decision:
     birth_date: dt.date | None
     retro_filing: bool
     account_balance_fen: int = 0
+    # filed after a self-paid discharge, the date before the filing's start: manual reimbursement
+    manual_reimbursement: bool = False
+
+
+def require_direct(d: Decision) -> None:
+    """A stay the person paid themselves and filed for afterwards is reimbursed manually under
+    the insured place's rules, never settled directly as well."""
+    if d.manual_reimbursement:
+        raise DomainError(
+            Reason.MANUAL_REIMBURSEMENT_REQUIRED,
+            f"filing {d.filing_id} was made after a self-paid discharge: the stay is reimbursed "
+            "manually under the insured place's rules (SubmitManualClaim), not settled directly",
+            metadata={"filing_id": d.filing_id},
+        )
+
+
+def same_stay(
+    a_no: str, a_start: dt.date, a_end: dt.date | None, b_no: str, b_start: dt.date, b_end: dt.date | None
+) -> bool:
+    """Two treatments of one person at one institution are one stay when they carry the same
+    hospital visit number or their dates overlap (an open end: still in hospital)."""
+    if a_no == b_no:
+        return True
+    return a_start <= (b_end or dt.date.max) and b_start <= (a_end or dt.date.max)
 
 
 def require_eligible(d: Decision) -> None:

@@ -124,6 +124,17 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     FAILED_PRECONDITION: an earlier expense verification of the settlement is still unanswered;
     at most one is open per settlement. ErrorInfo metadata: verification_id (the open one).
     """
+    REASON_MANUAL_REIMBURSEMENT_REQUIRED: _Reason.ValueType  # 101
+    """FAILED_PRECONDITION: the person filed after a self-paid discharge and the filing covers the
+    treatment date before its start: the stay is reimbursed manually under the insured place's
+    rules (SubmitManualClaim), not settled directly. ErrorInfo metadata: filing_id.
+    """
+    REASON_STAY_ALREADY_PAID: _Reason.ValueType  # 102
+    """FAILED_PRECONDITION: the same stay (person, institution, service type, overlapping dates or
+    the same hospital visit number) is already settled directly or claimed manually. ErrorInfo
+    metadata: visit_id and settlement_id (a direct settlement came first; settlement_id empty
+    while the visit is open) or claim_id (a manual claim came first).
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """The reason catalogue. Every error a medsettle service returns carries a
@@ -233,5 +244,16 @@ REASON_VERIFICATION_ALREADY_OPEN: Reason.ValueType  # 100
 """money integrity (100-119)
 FAILED_PRECONDITION: an earlier expense verification of the settlement is still unanswered;
 at most one is open per settlement. ErrorInfo metadata: verification_id (the open one).
+"""
+REASON_MANUAL_REIMBURSEMENT_REQUIRED: Reason.ValueType  # 101
+"""FAILED_PRECONDITION: the person filed after a self-paid discharge and the filing covers the
+treatment date before its start: the stay is reimbursed manually under the insured place's
+rules (SubmitManualClaim), not settled directly. ErrorInfo metadata: filing_id.
+"""
+REASON_STAY_ALREADY_PAID: Reason.ValueType  # 102
+"""FAILED_PRECONDITION: the same stay (person, institution, service type, overlapping dates or
+the same hospital visit number) is already settled directly or claimed manually. ErrorInfo
+metadata: visit_id and settlement_id (a direct settlement came first; settlement_id empty
+while the visit is open) or claim_id (a manual claim came first).
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
