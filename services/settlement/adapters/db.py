@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.platform.idempotency import idempotency_table
 from libs.platform.outbox import outbox_table
 from libs.policy import Accumulators, FeeLine, FilingType, InsuranceType, PersonType, ServiceType, SettlementResult
+from libs.policy.money import round_half_up
 from services.settlement.domain.model import (
     ClaimStatus,
     ClearingCategory,
@@ -570,7 +571,7 @@ class SettlementRepository:
             )
         ).all()
         # display only: the policy engine computes the exact per-line amounts
-        return len(rows), sum((q * p + (500 if q * p >= 0 else -500)) // 1000 for q, p in rows)
+        return len(rows), sum(round_half_up(q * p, 1000) for q, p in rows)
 
     async def lines(self, visit_id: str, *, unsettled_only: bool = False) -> list[UploadedLine]:
         rows = (await self.s.execute(_UNSETTLED_LINES if unsettled_only else _LINES, {"b_visit": visit_id})).all()

@@ -790,8 +790,14 @@ class SettlementService:
                     # Never arrived: tombstone the id so the original is refused if it shows up late.
                     await idempotency.record(s, idempotency_keys, original_request_id, "reversed", "-", "-")
                     ref = "-"
+                elif earlier[0] in ("reverse", "reversed"):
+                    ref = "-"  # a reversal itself, or an id already tombstoned: nothing to undo
                 else:
-                    ref = "-"  # an upload or a read-only call: nothing to undo
+                    raise DomainError(
+                        Reason.TRANSACTION_NOT_REVERSIBLE,
+                        f"request {original_request_id} ({earlier[0]}) cannot be reversed; nothing was undone",
+                        metadata={"operation": earlier[0]},
+                    )
                 await idempotency.record(s, idempotency_keys, request_id, "reverse", fp, ref)
             if committed:
                 self._committed(committed)
@@ -836,6 +842,9 @@ class SettlementService:
                 committed = await self._settle_in_tx(
                     repo, visit, request_id, use_account=use_account, interim=False, discharge_date=cmd.admission_date
                 )
+                stored = await repo.visit(visit.visit_id)  # the visit as stored: its lines and status
+                assert stored is not None
+                committed = replace(committed, visit=stored)
                 await idempotency.record(
                     s, idempotency_keys, request_id, "settle_outpatient", fp, committed.record.settlement_id
                 )

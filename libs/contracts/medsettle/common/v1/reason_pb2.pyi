@@ -135,6 +135,11 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     metadata: visit_id and settlement_id (a direct settlement came first; settlement_id empty
     while the visit is open) or claim_id (a manual claim came first).
     """
+    REASON_TRANSACTION_NOT_REVERSIBLE: _Reason.ValueType  # 103
+    """FAILED_PRECONDITION: ReverseTransaction names a request that did something that cannot be
+    reversed (e.g. a fee upload: replace or refund the lines instead); nothing was undone.
+    ErrorInfo metadata: operation (what the original request did).
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """The reason catalogue. Every error a medsettle service returns carries a
@@ -255,5 +260,10 @@ REASON_STAY_ALREADY_PAID: Reason.ValueType  # 102
 the same hospital visit number) is already settled directly or claimed manually. ErrorInfo
 metadata: visit_id and settlement_id (a direct settlement came first; settlement_id empty
 while the visit is open) or claim_id (a manual claim came first).
+"""
+REASON_TRANSACTION_NOT_REVERSIBLE: Reason.ValueType  # 103
+"""FAILED_PRECONDITION: ReverseTransaction names a request that did something that cannot be
+reversed (e.g. a fee upload: replace or refund the lines instead); nothing was undone.
+ErrorInfo metadata: operation (what the original request did).
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015

@@ -165,7 +165,9 @@ class SettlementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReverseTransaction(self, request, context):
-        """Undoes whatever a call with original_request_id did (national 2601).
+        """Undoes whatever a call with original_request_id did (national 2601): a settlement is
+        cancelled, an opened visit cancelled, an id never seen tombstoned; a call that cannot be
+        undone (a fee upload) is refused with REASON_TRANSACTION_NOT_REVERSIBLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

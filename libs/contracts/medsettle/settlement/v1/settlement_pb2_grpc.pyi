@@ -46,7 +46,10 @@ class SettlementServiceStub:
     CancelSettlement: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.CancelSettlementRequest, _settlement_pb2.CancelSettlementResponse]
     """Cancels a settlement with its exact negative mirror (national 2208/2305)."""
     ReverseTransaction: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ReverseTransactionRequest, _settlement_pb2.ReverseTransactionResponse]
-    """Undoes whatever a call with original_request_id did (national 2601)."""
+    """Undoes whatever a call with original_request_id did (national 2601): a settlement is
+    cancelled, an opened visit cancelled, an id never seen tombstoned; a call that cannot be
+    undone (a fee upload) is refused with REASON_TRANSACTION_NOT_REVERSIBLE.
+    """
     SettleOutpatient: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.SettleOutpatientRequest, _settlement_pb2.SettleOutpatientResponse]
     """Open + upload + settle in one round trip for the common outpatient case."""
     GetVisit: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetVisitRequest, _settlement_pb2.GetVisitResponse]
@@ -107,7 +110,10 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     CancelSettlement: _aio.UnaryUnaryMultiCallable[_settlement_pb2.CancelSettlementRequest, _settlement_pb2.CancelSettlementResponse]  # type: ignore[assignment]
     """Cancels a settlement with its exact negative mirror (national 2208/2305)."""
     ReverseTransaction: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ReverseTransactionRequest, _settlement_pb2.ReverseTransactionResponse]  # type: ignore[assignment]
-    """Undoes whatever a call with original_request_id did (national 2601)."""
+    """Undoes whatever a call with original_request_id did (national 2601): a settlement is
+    cancelled, an opened visit cancelled, an id never seen tombstoned; a call that cannot be
+    undone (a fee upload) is refused with REASON_TRANSACTION_NOT_REVERSIBLE.
+    """
     SettleOutpatient: _aio.UnaryUnaryMultiCallable[_settlement_pb2.SettleOutpatientRequest, _settlement_pb2.SettleOutpatientResponse]  # type: ignore[assignment]
     """Open + upload + settle in one round trip for the common outpatient case."""
     GetVisit: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetVisitRequest, _settlement_pb2.GetVisitResponse]  # type: ignore[assignment]
@@ -201,7 +207,10 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.ReverseTransactionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.ReverseTransactionResponse, _abc.Awaitable[_settlement_pb2.ReverseTransactionResponse]]:
-        """Undoes whatever a call with original_request_id did (national 2601)."""
+        """Undoes whatever a call with original_request_id did (national 2601): a settlement is
+        cancelled, an opened visit cancelled, an id never seen tombstoned; a call that cannot be
+        undone (a fee upload) is refused with REASON_TRANSACTION_NOT_REVERSIBLE.
+        """
 
     @_abc_1.abstractmethod
     def SettleOutpatient(
