@@ -11,6 +11,7 @@ from libs.platform.host import Host
 from medsettle.clearing.v1 import clearing_pb2
 from services.demo import drive
 from tests.conftest import ServiceProcesses
+from tests.dates import TEST_DAY
 
 pytestmark = pytest.mark.db
 
@@ -37,12 +38,12 @@ def _check(seen: dict) -> None:  # type: ignore[type-arg]
 
 
 async def test_skeleton_flow_all_in_one(suite: Host) -> None:
-    seen = await drive(f"127.0.0.1:{suite.port}", out=lambda *_: None)
+    seen = await drive(f"127.0.0.1:{suite.port}", out=lambda *_: None, today=TEST_DAY)
     _check(seen)
 
 
 @pytest.mark.slow
 async def test_skeleton_flow_as_separate_processes(processes: ServiceProcesses) -> None:
     await asyncio.to_thread(processes.start_all)
-    seen = await drive(processes.targets, out=lambda *_: None)
+    seen = await drive(processes.targets, out=lambda *_: None, today=TEST_DAY)
     _check(seen)

@@ -61,8 +61,10 @@ from services.settlement.domain.model import (
     VisitStatus,
     check_owner,
     clearing_category,
+    fee_date_violations,
     require_direct,
     require_eligible,
+    require_not_after_today,
     require_trauma_declaration,
     same_stay,
 )
@@ -178,6 +180,7 @@ class SettlementService:
     # -- visits ---------------------------------------------------------------------------
     async def open_visit(self, request_id: str, fp: str, caller: str | None, cmd: OpenVisitCommand) -> VisitRecord:
         check_owner(cmd.institution_code, caller)
+        require_not_after_today("admission_date", cmd.admission_date, self.today())
         require_trauma_declaration(cmd.diagnosis_codes, cmd.trauma)
         async with self.db.read() as s:
             if ref := await idempotency.check(s, idempotency_keys, request_id, "open_visit", fp):
@@ -281,6 +284,9 @@ class SettlementService:
         """The request's lines first (their indices match the request), then the kept unsettled ones.
         A line already settled (by an interim settlement) cannot be replaced: cancel that settlement,
         or upload a refund line against an unsettled line."""
+        bad_dates = fee_date_violations([u.fee_date for u in new], visit.admission_date, self.today())
+        if bad_dates:
+            raise DomainError(Reason.VALIDATION_FAILED, "fee dates outside the stay", violations=bad_dates)
         settled = {u.line.line_no: u.settlement_id for u in existing if u.settlement_id}
         clashes = [
             FieldViolation(f"lines[{i}].line_no", f"line {u.line.line_no} was settled by {settled[u.line.line_no]}")
@@ -329,6 +335,7 @@ class SettlementService:
                 if diagnosis_codes is not None:
                     values["diagnosis_codes"] = diagnosis_codes
                 if admission_date is not None and admission_date != visit.admission_date:
+                    require_not_after_today("admission_date", admission_date, self.today())
                     if visit.settled_stays:
                         raise DomainError(
                             Reason.VISIT_STATE_INVALID,
@@ -823,6 +830,7 @@ class SettlementService:
         use_account: bool,
     ) -> Committed:
         check_owner(cmd.institution_code, caller)
+        require_not_after_today("visit_date", cmd.admission_date, self.today())
         require_trauma_declaration(cmd.diagnosis_codes, cmd.trauma)
         async with self.db.read() as s:
             if ref := await idempotency.check(s, idempotency_keys, request_id, "settle_outpatient", fp):

@@ -82,6 +82,29 @@ def require_direct(d: Decision) -> None:
         )
 
 
+def require_not_after_today(field: str, day: dt.date, today: dt.date) -> None:
+    """An admission (or visit, or discharge) date cannot lie in the future."""
+    if day > today:
+        raise DomainError(
+            Reason.VALIDATION_FAILED,
+            f"{field} {day.isoformat()} is after today ({today.isoformat()})",
+            violations=[FieldViolation(field, f"must not be after today ({today.isoformat()})")],
+        )
+
+
+def fee_date_violations(fee_dates: list[dt.date | None], admission: dt.date, last_day: dt.date) -> list[FieldViolation]:
+    """Fee lines are dated within the stay: from the admission date to ``last_day`` (the
+    discharge date, or today while the person is still in hospital). Undated lines pass."""
+    return [
+        FieldViolation(
+            f"lines[{i}].fee_date",
+            f"must be within the stay, {admission.isoformat()} to {last_day.isoformat()}",
+        )
+        for i, day in enumerate(fee_dates)
+        if day is not None and not admission <= day <= last_day
+    ]
+
+
 def same_stay(
     a_no: str, a_start: dt.date, a_end: dt.date | None, b_no: str, b_start: dt.date, b_end: dt.date | None
 ) -> bool:

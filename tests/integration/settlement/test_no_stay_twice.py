@@ -67,7 +67,8 @@ async def test_a_claim_after_a_direct_settlement_of_the_same_stay_is_refused_nam
     await w.c.settlement.CancelVisit(st.CancelVisitRequest(request_id="ns-cv", visit_id=visit.visit_id), metadata=md())
     claim = (
         await w.c.settlement.SubmitManualClaim(
-            claim_request(w, "ns-claim-2", RETIREE_CARD, w.day, w.day), metadata=md()
+            claim_request(w, "ns-claim-2", RETIREE_CARD, w.day - dt.timedelta(days=3), w.day - dt.timedelta(days=1)),
+            metadata=md(),
         )
     ).claim
     # and then the direct settlement of the same stay comes second: refused naming the claim
@@ -77,13 +78,14 @@ async def test_a_claim_after_a_direct_settlement_of_the_same_stay_is_refused_nam
         hospital_visit_no="ns-2",
         credential=RETIREE_CARD,
         service_type=types_pb2.SERVICE_TYPE_INPATIENT,
-        admission_date=date(w.day),
+        admission_date=date(w.day - dt.timedelta(days=2)),
         diagnosis_codes=["I63.900"],
     )
     d = error_details(await rpc_error(w.c.settlement.OpenVisit(req, metadata=md())))
     assert d.reason == "REASON_STAY_ALREADY_PAID" and d.metadata["claim_id"] == claim.claim_id, d
     # a stay that does not overlap is another stay
-    req.request_id, req.hospital_visit_no, req.admission_date.day = "ns-open-3", "ns-3", w.day.day + 2
+    req.request_id, req.hospital_visit_no = "ns-open-3", "ns-3"
+    req.admission_date.CopyFrom(date(w.day))
     assert (await w.c.settlement.OpenVisit(req, metadata=md())).visit.visit_id
 
 

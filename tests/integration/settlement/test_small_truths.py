@@ -86,3 +86,50 @@ async def test_reversing_an_upload_says_it_cannot_be_reversed(suite: Host) -> No
         st.ReverseTransactionRequest(request_id="rv-3", original_request_id="rv-open"), metadata=md()
     )
     assert opened.reversed
+
+
+async def test_admission_dates_after_today_and_fee_dates_outside_the_stay_are_refused(suite: Host) -> None:
+    import datetime as dt
+
+    w = await setup_world(f"127.0.0.1:{suite.port}")
+    tomorrow = w.day + dt.timedelta(days=1)
+    req = st.OpenVisitRequest(
+        request_id="fd-open-1",
+        institution_code=HOSPITAL,
+        hospital_visit_no="fd-1",
+        credential=RESIDENT_CARD,
+        service_type=types_pb2.SERVICE_TYPE_INPATIENT,
+        admission_date=date(tomorrow),
+        diagnosis_codes=["I63.900"],
+    )
+    d = error_details(await rpc_error(w.c.settlement.OpenVisit(req, metadata=md())))
+    assert (d.reason, [v.field for v in d.violations]) == ("REASON_VALIDATION_FAILED", ["admission_date"])
+    out = st.SettleOutpatientRequest(
+        request_id="fd-so",
+        institution_code=HOSPITAL,
+        hospital_visit_no="fd-so",
+        credential=RESIDENT_CARD,
+        service_type=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
+        visit_date=date(tomorrow),
+        diagnosis_codes=["J06.900"],
+        lines=lines(2, 1, w.day),
+    )
+    d = error_details(await rpc_error(w.c.settlement.SettleOutpatient(out, metadata=md())))
+    assert [v.field for v in d.violations] == ["visit_date"]
+    # admitted two days ago: fees before the admission or after today are outside the stay
+    req.request_id = "fd-open-2"
+    req.admission_date.CopyFrom(date(w.day - dt.timedelta(days=2)))
+    visit = (await w.c.settlement.OpenVisit(req, metadata=md())).visit
+    fees = lines(4, 2, w.day)
+    fees[1].fee_date.CopyFrom(date(w.day - dt.timedelta(days=3)))
+    fees[3].fee_date.CopyFrom(date(tomorrow))
+    d = error_details(await rpc_error(upload(w, "fd-up", visit.visit_id, fees)))
+    assert (d.reason, [v.field for v in d.violations]) == (
+        "REASON_VALIDATION_FAILED",
+        ["lines[1].fee_date", "lines[3].fee_date"],
+    )
+    got = (await w.c.settlement.GetVisit(st.GetVisitRequest(visit_id=visit.visit_id), metadata=md())).visit
+    assert got.fee_line_count == 0  # nothing persisted for the rejected upload
+    fees[1].fee_date.CopyFrom(date(w.day - dt.timedelta(days=2)))
+    fees[3].fee_date.CopyFrom(date(w.day))
+    await upload(w, "fd-up-2", visit.visit_id, fees)
