@@ -233,12 +233,53 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
         "REASON_TOP_UP_ABOVE_CAP",
     )
     assert d.metadata["cap_fen"] == str(cap)
+    allowance = await stub.GetTopUpAllowance(
+        pb.GetTopUpAllowanceRequest(insured_province_code="51", treatment_province_code="31", month=month)
+    )
+    assert (allowance.threshold_met, allowance.cap_fen, allowance.allowed_fen) == (True, cap, cap)
+    none = await stub.GetTopUpAllowance(
+        pb.GetTopUpAllowanceRequest(insured_province_code="11", treatment_province_code="31", month=month)
+    )
+    assert (none.threshold_met, none.cap_fen, none.allowed_fen) == (False, 0, 0)  # exactly 90%
     t = await stub.RequestEmergencyTopUp(
         pb.RequestEmergencyTopUpRequest(
-            request_id=env.rid(), insured_province_code="51", treatment_province_code="31", month=month, amount_fen=cap
+            request_id="top-51", insured_province_code="51", treatment_province_code="31", month=month, amount_fen=cap
         )
     )
-    assert (t.cap_fen, t.month_clearing_fen, t.prepayment.top_ups_fen) == (cap, 275_000, cap)
+    # requested: it takes the cap, but no money moves before the national review and the payment
+    assert (t.cap_fen, t.month_clearing_fen, t.month_top_ups_fen, t.prepayment.top_ups_fen) == (cap, 275_000, cap, 0)
+    assert t.top_up.status == pb.TOP_UP_STATUS_REQUESTED and t.top_up.top_up_id == "top-51"
+    allowance = await stub.GetTopUpAllowance(
+        pb.GetTopUpAllowanceRequest(insured_province_code="51", treatment_province_code="31", month=month)
+    )
+    assert (allowance.taken_fen, allowance.allowed_fen) == (cap, 0)
+    before = await stub.GetLedgerBalances(pb.GetLedgerBalancesRequest(prefix="province:51:prepayment_paid"))
+    d = await expect_error(
+        stub.RecordTopUpDisbursement(
+            pb.RecordTopUpDisbursementRequest(
+                request_id=env.rid(), top_up_id="top-51", disbursement_date=types_pb2.Date(year=2026, month=4, day=2)
+            )
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "REASON_TOP_UP_STATE_INVALID",
+    )
+    assert d.metadata["status"] == "requested"
+    await expect_error(
+        stub.ReviewEmergencyTopUp(pb.ReviewEmergencyTopUpRequest(request_id=env.rid(), top_up_id="nope", approve=True)),
+        grpc.StatusCode.NOT_FOUND,
+        "REASON_TOP_UP_NOT_FOUND",
+    )
+    r = await stub.ReviewEmergencyTopUp(
+        pb.ReviewEmergencyTopUpRequest(request_id=env.rid(), top_up_id="top-51", approve=True, note="ok")
+    )
+    assert r.top_up.status == pb.TOP_UP_STATUS_APPROVED and r.top_up.review_note == "ok"
+    assert await stub.GetLedgerBalances(pb.GetLedgerBalancesRequest(prefix="province:51:prepayment_paid")) == before
+    paid = await stub.RecordTopUpDisbursement(
+        pb.RecordTopUpDisbursementRequest(
+            request_id=env.rid(), top_up_id="top-51", disbursement_date=types_pb2.Date(year=2026, month=4, day=2)
+        )
+    )
+    assert paid.top_up.status == pb.TOP_UP_STATUS_DISBURSED and paid.prepayment.top_ups_fen == cap
     await env.balanced()
     for sid in march:
         await env.confirm(sid, pb.SIDE_INSURED)

@@ -167,6 +167,12 @@ top_ups = Table(
     Column("month", Integer, nullable=False),
     Column("amount_fen", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # requested -> approved | refused (national operator) -> disbursed; rows from before the
+    # review step were booked when requested
+    Column("status", String(16), nullable=False, server_default="disbursed"),
+    Column("reviewed_at", DateTime(timezone=True), nullable=True),
+    Column("review_note", Text, nullable=True),
+    Column("disbursement_date", Date, nullable=True),
 )
 Index("ix_top_ups_pair_year", top_ups.c.insured_province, top_ups.c.treatment_province, top_ups.c.year)
 
@@ -646,14 +652,28 @@ class ClearingRepository:
             )
         )
 
-    async def top_ups_sum(self, ip: str, tp: str, year: int, month: int | None = None) -> int:
+    async def top_ups_sum(
+        self, ip: str, tp: str, year: int, month: int | None = None, statuses: Sequence[str] = ("disbursed",)
+    ) -> int:
         t = top_ups.c
         q = select(func.coalesce(func.sum(t.amount_fen), 0)).where(
-            t.insured_province == ip, t.treatment_province == tp, t.year == year
+            t.insured_province == ip, t.treatment_province == tp, t.year == year, t.status.in_(list(statuses))
         )
         if month is not None:
             q = q.where(t.month == month)
         return int((await self.s.execute(q)).scalar_one())
+
+    async def top_up(self, top_up_id: str, *, for_update: bool = False) -> Any:
+        q = select(top_ups).where(top_ups.c.top_up_id == top_up_id)
+        if for_update:
+            q = q.with_for_update()
+        return (await self.s.execute(q)).first()
+
+    async def move_top_up(self, top_up_id: str, expect: str, values: Mapping[str, Any]) -> bool:
+        result = await self.s.execute(
+            update(top_ups).where(top_ups.c.top_up_id == top_up_id, top_ups.c.status == expect).values(**values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def add_top_up(
         self, top_up_id: str, ip: str, tp: str, year: int, month: int, amount: int, now: dt.datetime
@@ -667,6 +687,7 @@ class ClearingRepository:
                 month=month,
                 amount_fen=amount,
                 created_at=now,
+                status="requested",
             )
         )
 

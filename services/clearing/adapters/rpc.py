@@ -12,7 +12,7 @@ from medsettle.clearing.v1 import clearing_pb2 as pb
 from medsettle.clearing.v1 import clearing_pb2_grpc
 from medsettle.common.v1 import types_pb2
 from services.clearing.adapters.peers import CATEGORY_IN
-from services.clearing.application.funds import PrepaymentView, Verification
+from services.clearing.application.funds import PrepaymentView, TopUpView, Verification
 from services.clearing.application.service import ClearingService
 from services.clearing.domain.model import (
     Category,
@@ -24,6 +24,7 @@ from services.clearing.domain.model import (
     payment_deadline,
 )
 from services.clearing.domain.reconcile import Difference, DifferenceKind, Item, Totals
+from services.clearing.domain.rules import TopUpStatus
 
 CATEGORY_OUT = {v: k for k, v in CATEGORY_IN.items()}
 STATUS_OUT = {
@@ -155,6 +156,31 @@ def _owed(owed: tuple[Owed, ...]) -> list[pb.OwedAmount]:
         )
         for o in owed
     ]
+
+
+TOP_UP_STATUS_OUT = {
+    TopUpStatus.REQUESTED: pb.TOP_UP_STATUS_REQUESTED,
+    TopUpStatus.APPROVED: pb.TOP_UP_STATUS_APPROVED,
+    TopUpStatus.REFUSED: pb.TOP_UP_STATUS_REFUSED,
+    TopUpStatus.DISBURSED: pb.TOP_UP_STATUS_DISBURSED,
+}
+
+
+def top_up_to_proto(t: TopUpView) -> pb.TopUp:
+    msg = pb.TopUp(
+        top_up_id=t.top_up_id,
+        insured_province_code=t.insured_province,
+        treatment_province_code=t.treatment_province,
+        amount_fen=t.amount_fen,
+        status=TOP_UP_STATUS_OUT[t.status],
+        review_note=t.review_note,
+    )
+    msg.month.year, msg.month.month = t.year, t.month
+    msg.request_time.CopyFrom(timestamp(t.requested_at))
+    if t.reviewed_at is not None:
+        msg.review_time.CopyFrom(timestamp(t.reviewed_at))
+    date_to_proto(t.disbursement_date, msg.disbursement_date)
+    return msg
 
 
 def statement_to_proto(st: Statement) -> pb.Statement:
@@ -353,12 +379,61 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         r = await self.service.funds.request_top_up(
             request.request_id, fingerprint(request), ip, tp, year, month, request.amount_fen
         )
-        return pb.RequestEmergencyTopUpResponse(
+        out = pb.RequestEmergencyTopUpResponse(
             prepayment=prepayment_to_proto(r.prepayment),
             cap_fen=r.cap_fen,
             month_clearing_fen=r.month_clearing_fen,
             month_top_ups_fen=r.month_top_ups_fen,
         )
+        if r.top_up is not None:
+            out.top_up.CopyFrom(top_up_to_proto(r.top_up))
+        return out
+
+    async def GetTopUpAllowance(
+        self, request: pb.GetTopUpAllowanceRequest, context: Any
+    ) -> pb.GetTopUpAllowanceResponse:
+        v = Violations()
+        ip = _province(request.insured_province_code, "insured_province_code", v)
+        tp = _province(request.treatment_province_code, "treatment_province_code", v)
+        year, month = _month(request.month, "month", v)
+        v.raise_if_any()
+        a = await self.service.funds.top_up_allowance(ip, tp, year, month)
+        return pb.GetTopUpAllowanceResponse(
+            month_clearing_fen=a.month_clearing_fen,
+            annual_prepayment_fen=a.annual_prepayment_fen,
+            threshold_met=a.threshold_met,
+            cap_fen=a.cap_fen,
+            taken_fen=a.taken_fen,
+            allowed_fen=a.allowed_fen,
+            statement_closed=a.statement_closed,
+        )
+
+    async def ReviewEmergencyTopUp(
+        self, request: pb.ReviewEmergencyTopUpRequest, context: Any
+    ) -> pb.ReviewEmergencyTopUpResponse:
+        v = Violations()
+        check_request_id(request.request_id, v)
+        v.check(0 < len(request.top_up_id) <= 128, "top_up_id", "required")
+        v.check(len(request.note) <= 2000, "note", "at most 2000 characters")
+        v.raise_if_any()
+        t = await self.service.funds.review_top_up(
+            request.request_id, fingerprint(request), request.top_up_id, request.approve, request.note
+        )
+        return pb.ReviewEmergencyTopUpResponse(top_up=top_up_to_proto(t))
+
+    async def RecordTopUpDisbursement(
+        self, request: pb.RecordTopUpDisbursementRequest, context: Any
+    ) -> pb.RecordTopUpDisbursementResponse:
+        v = Violations()
+        check_request_id(request.request_id, v)
+        v.check(0 < len(request.top_up_id) <= 128, "top_up_id", "required")
+        on = date_from_proto(
+            request.disbursement_date if request.HasField("disbursement_date") else None, "disbursement_date", v
+        )
+        v.raise_if_any()
+        assert on is not None
+        t, p = await self.service.funds.disburse_top_up(request.request_id, fingerprint(request), request.top_up_id, on)
+        return pb.RecordTopUpDisbursementResponse(top_up=top_up_to_proto(t), prepayment=prepayment_to_proto(p))
 
     async def RecordPrepaymentInterest(
         self, request: pb.RecordPrepaymentInterestRequest, context: Any

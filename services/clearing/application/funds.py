@@ -47,11 +47,41 @@ class PrepaymentView:
 
 
 @dataclass(frozen=True, slots=True)
+class TopUpView:
+    top_up_id: str
+    insured_province: str
+    treatment_province: str
+    year: int
+    month: int
+    amount_fen: int
+    status: rules.TopUpStatus
+    review_note: str
+    requested_at: dt.datetime
+    reviewed_at: dt.datetime | None
+    disbursement_date: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
 class TopUpResult:
     prepayment: PrepaymentView
     cap_fen: int
     month_clearing_fen: int
     month_top_ups_fen: int
+    top_up: TopUpView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpAllowance:
+    month_clearing_fen: int
+    annual_prepayment_fen: int
+    threshold_met: bool
+    cap_fen: int
+    taken_fen: int
+    statement_closed: bool
+
+    @property
+    def allowed_fen(self) -> int:
+        return max(0, self.cap_fen - self.taken_fen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,43 +207,126 @@ class Funds:
 
         return await self._once(request_id, "prepayment", fp, work, lambda _: self.prepayment(ip, tp, year))
 
+    async def top_up_allowance(self, ip: str, tp: str, year: int, month: int) -> TopUpAllowance:
+        """What the treatment province may still ask for the month, before it asks."""
+        async with self.db.read() as s:
+            return await self._allowance(ClearingRepository(s), ip, tp, year, month)
+
+    async def _allowance(self, repo: ClearingRepository, ip: str, tp: str, year: int, month: int) -> TopUpAllowance:
+        pre = await repo.prepayment(ip, tp, year)
+        if pre is None:
+            raise DomainError(Reason.PREPAYMENT_NOT_FOUND, f"no prepayment {ip}->{tp} for {year}")
+        st = await repo.statement(statement_id(ip, tp, year, month))
+        if st is None:
+            raise DomainError(Reason.STATEMENT_NOT_FOUND, f"no statement {ip}->{tp} {year}-{month:02d}")
+        annual = int(pre.annual_prepayment_fen)
+        return TopUpAllowance(
+            st.amount_due_fen,
+            annual,
+            rules.top_up_threshold_met(st.amount_due_fen, annual),
+            rules.top_up_cap(st.amount_due_fen, annual),
+            await repo.top_ups_sum(ip, tp, year, month, rules.TAKEN),
+            st.closed,
+        )
+
     async def request_top_up(
         self, request_id: str, fp: str, ip: str, tp: str, year: int, month: int, amount_fen: int
     ) -> TopUpResult:
-        """At a monthly signing the treatment province may ask for an emergency increase."""
+        """At a monthly signing the treatment province may ask for an emergency increase; it is
+        requested until the national operator reviews it, and moves money only when disbursed."""
 
         async def work(repo: ClearingRepository, now: dt.datetime) -> str:
-            pre = await repo.prepayment(ip, tp, year)
-            if pre is None:
-                raise DomainError(Reason.PREPAYMENT_NOT_FOUND, f"no prepayment {ip}->{tp} for {year}")
-            st = await repo.statement(statement_id(ip, tp, year, month))
-            if st is None:
-                raise DomainError(Reason.STATEMENT_NOT_FOUND, f"no statement {ip}->{tp} {year}-{month:02d}")
-            if not st.closed:
+            allowance = await self._allowance(repo, ip, tp, year, month)
+            if not allowance.statement_closed:
                 raise DomainError(
                     Reason.STATEMENT_STATE_INVALID, "a top-up is requested at the signing: confirm the statement first"
                 )
-            granted = await repo.top_ups_sum(ip, tp, year, month)
-            rules.check_top_up(amount_fen, st.amount_due_fen, int(pre.annual_prepayment_fen), granted)
+            rules.check_top_up(
+                amount_fen, allowance.month_clearing_fen, allowance.annual_prepayment_fen, allowance.taken_fen
+            )
             await repo.add_top_up(request_id, ip, tp, year, month, amount_fen, now)
-            await repo.post(f"top_up:{request_id}"[:64], ledger.prepayment_transfer(ip, tp, amount_fen), now)
-            _log.info("top_up_granted", insured=ip, treatment=tp, year=year, month=month, amount_fen=amount_fen)
+            _log.info("top_up_requested", insured=ip, treatment=tp, year=year, month=month, amount_fen=amount_fen)
             return request_id
 
         async def answer(_: str) -> TopUpResult:
             async with self.db.read() as s:
                 repo = ClearingRepository(s)
-                view = await self._view(repo, ip, tp, year)
-                st = await repo.statement(statement_id(ip, tp, year, month))
-                clearing = st.amount_due_fen if st else 0
+                allowance = await self._allowance(repo, ip, tp, year, month)
                 return TopUpResult(
-                    view,
-                    rules.top_up_cap(clearing, view.annual_prepayment_fen),
-                    clearing,
-                    await repo.top_ups_sum(ip, tp, year, month),
+                    await self._view(repo, ip, tp, year),
+                    allowance.cap_fen,
+                    allowance.month_clearing_fen,
+                    allowance.taken_fen,
+                    await self._top_up(repo, request_id),
                 )
 
         return await self._once(request_id, "top_up", fp, work, answer)
+
+    async def review_top_up(self, request_id: str, fp: str, top_up_id: str, approve: bool, note: str) -> TopUpView:
+        """The national operator approves or refuses a requested top-up."""
+
+        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+            row = await self._top_up_row(repo, top_up_id)
+            step = rules.TopUpStatus.APPROVED if approve else rules.TopUpStatus.REFUSED
+            rules.next_top_up_status(rules.TopUpStatus(row.status), step)
+            values = {"status": step.value, "reviewed_at": now, "review_note": note}
+            if not await repo.move_top_up(top_up_id, row.status, values):
+                raise DomainError(Reason.CONCURRENT_UPDATE, f"top-up {top_up_id} changed meanwhile; retry")
+            _log.info("top_up_reviewed", top_up_id=top_up_id, status=step.value)
+            return top_up_id
+
+        return await self._once(request_id, "review_top_up", fp, work, self.top_up)
+
+    async def disburse_top_up(
+        self, request_id: str, fp: str, top_up_id: str, on: dt.date
+    ) -> tuple[TopUpView, PrepaymentView]:
+        """The insured province pays an approved top-up: the prepayment grows, cash moves."""
+
+        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+            row = await self._top_up_row(repo, top_up_id)
+            rules.next_top_up_status(rules.TopUpStatus(row.status), rules.TopUpStatus.DISBURSED)
+            if not await repo.move_top_up(top_up_id, row.status, {"status": "disbursed", "disbursement_date": on}):
+                raise DomainError(Reason.CONCURRENT_UPDATE, f"top-up {top_up_id} changed meanwhile; retry")
+            ip, tp = row.insured_province, row.treatment_province
+            await repo.post(f"top_up:{top_up_id}"[:64], ledger.prepayment_transfer(ip, tp, int(row.amount_fen)), now)
+            _log.info("top_up_disbursed", top_up_id=top_up_id, amount_fen=int(row.amount_fen))
+            return top_up_id
+
+        async def answer(ref: str) -> tuple[TopUpView, PrepaymentView]:
+            t = await self.top_up(ref)
+            return t, await self.prepayment(t.insured_province, t.treatment_province, t.year)
+
+        return await self._once(request_id, "disburse_top_up", fp, work, answer)
+
+    @staticmethod
+    async def _top_up_row(repo: ClearingRepository, top_up_id: str) -> Any:
+        row = await repo.top_up(top_up_id, for_update=True)
+        if row is None:
+            raise DomainError(Reason.TOP_UP_NOT_FOUND, f"no emergency top-up {top_up_id}")
+        return row
+
+    async def top_up(self, top_up_id: str) -> TopUpView:
+        async with self.db.read() as s:
+            return await self._top_up(ClearingRepository(s), top_up_id)
+
+    @staticmethod
+    async def _top_up(repo: ClearingRepository, top_up_id: str) -> TopUpView:
+        r = await repo.top_up(top_up_id)
+        if r is None:
+            raise DomainError(Reason.TOP_UP_NOT_FOUND, f"no emergency top-up {top_up_id}")
+        return TopUpView(
+            r.top_up_id,
+            r.insured_province,
+            r.treatment_province,
+            int(r.year),
+            int(r.month),
+            int(r.amount_fen),
+            rules.TopUpStatus(r.status),
+            r.review_note or "",
+            r.created_at,
+            r.reviewed_at,
+            r.disbursement_date,
+        )
 
     async def record_interest(self, request_id: str, fp: str, ip: str, tp: str, year: int, amount_fen: int) -> int:
         """Interest on a prepayment is the treatment place's income, never the insured fund's."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from libs.core.errors import DomainError, Reason
 from libs.policy.money import round_half_up
@@ -23,8 +24,37 @@ def top_up_threshold_met(month_clearing_fen: int, annual_prepayment_fen: int) ->
 
 
 def top_up_cap(month_clearing_fen: int, annual_prepayment_fen: int) -> int:
-    """Upper limit of the emergency increase: 2 x the month's clearing - the annual prepayment."""
+    """Upper limit of the emergency increase: 2 x the month's clearing - the annual prepayment,
+    and nothing at all unless the month's clearing exceeds 90% of it (the one place both rules
+    are applied)."""
+    if not top_up_threshold_met(month_clearing_fen, annual_prepayment_fen):
+        return 0
     return max(0, 2 * month_clearing_fen - annual_prepayment_fen)
+
+
+class TopUpStatus(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REFUSED = "refused"
+    DISBURSED = "disbursed"
+
+
+TAKEN = (TopUpStatus.REQUESTED.value, TopUpStatus.APPROVED.value, TopUpStatus.DISBURSED.value)
+
+
+def next_top_up_status(current: TopUpStatus, step: TopUpStatus) -> TopUpStatus:
+    """requested -> approved | refused (the national operator) -> disbursed (approved only)."""
+    allowed = {
+        TopUpStatus.REQUESTED: (TopUpStatus.APPROVED, TopUpStatus.REFUSED),
+        TopUpStatus.APPROVED: (TopUpStatus.DISBURSED,),
+    }
+    if step not in allowed.get(current, ()):
+        raise DomainError(
+            Reason.TOP_UP_STATE_INVALID,
+            f"a top-up that is {current.value} cannot become {step.value}",
+            metadata={"status": current.value},
+        )
+    return step
 
 
 def check_top_up(amount_fen: int, month_clearing_fen: int, annual_prepayment_fen: int, granted_fen: int) -> int:

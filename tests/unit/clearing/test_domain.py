@@ -310,3 +310,27 @@ def test_a_deduction_split_sums_to_the_amount_and_stays_within_each_payer(paid: 
     split = rules.split_deduction(amount, tuple(paid), NO_AMOUNTS)
     assert sum(split) == amount and split[5] == 0
     assert all(0 <= x <= p for x, p in zip(split, paid, strict=True))
+
+
+def test_the_top_up_cap_applies_the_90_percent_rule_itself() -> None:
+    annual = 1_000_000
+    assert rules.top_up_cap(900_000, annual) == 0  # exactly 90%: no top-up at all
+    assert rules.top_up_cap(900_001, annual) == 800_002
+    assert rules.top_up_cap(0, 0) == 0
+
+
+@given(st.integers(0, 10**10), st.integers(0, 10**10))
+def test_a_top_up_cap_above_zero_implies_the_threshold(month: int, annual: int) -> None:
+    if rules.top_up_cap(month, annual) > 0:
+        assert rules.top_up_threshold_met(month, annual)
+
+
+def test_a_top_up_goes_requested_then_reviewed_then_disbursed() -> None:
+    s = rules.TopUpStatus
+    assert rules.next_top_up_status(s.REQUESTED, s.APPROVED) is s.APPROVED
+    assert rules.next_top_up_status(s.REQUESTED, s.REFUSED) is s.REFUSED
+    assert rules.next_top_up_status(s.APPROVED, s.DISBURSED) is s.DISBURSED
+    for current, step in ((s.REQUESTED, s.DISBURSED), (s.REFUSED, s.DISBURSED), (s.APPROVED, s.REFUSED)):
+        with pytest.raises(DomainError) as e:
+            rules.next_top_up_status(current, step)
+        assert e.value.reason is Reason.TOP_UP_STATE_INVALID and e.value.metadata["status"] == current.value

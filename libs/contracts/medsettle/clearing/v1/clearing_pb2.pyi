@@ -116,6 +116,27 @@ SIDE_TREATMENT: Side.ValueType  # 1
 SIDE_INSURED: Side.ValueType  # 2
 Global___Side: _TypeAlias = Side  # noqa: Y015
 
+class _TopUpStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TopUpStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TopUpStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOP_UP_STATUS_UNSPECIFIED: _TopUpStatus.ValueType  # 0
+    TOP_UP_STATUS_REQUESTED: _TopUpStatus.ValueType  # 1
+    TOP_UP_STATUS_APPROVED: _TopUpStatus.ValueType  # 2
+    TOP_UP_STATUS_REFUSED: _TopUpStatus.ValueType  # 3
+    TOP_UP_STATUS_DISBURSED: _TopUpStatus.ValueType  # 4
+
+class TopUpStatus(_TopUpStatus, metaclass=_TopUpStatusEnumTypeWrapper): ...
+
+TOP_UP_STATUS_UNSPECIFIED: TopUpStatus.ValueType  # 0
+TOP_UP_STATUS_REQUESTED: TopUpStatus.ValueType  # 1
+TOP_UP_STATUS_APPROVED: TopUpStatus.ValueType  # 2
+TOP_UP_STATUS_REFUSED: TopUpStatus.ValueType  # 3
+TOP_UP_STATUS_DISBURSED: TopUpStatus.ValueType  # 4
+Global___TopUpStatus: _TypeAlias = TopUpStatus  # noqa: Y015
+
 @_typing.final
 class GetIngestStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -814,6 +835,7 @@ class Prepayment(_message.Message):
     year: _builtins.int
     annual_prepayment_fen: _builtins.int
     top_ups_fen: _builtins.int
+    """Top-ups disbursed (requested or approved ones have not moved money yet)."""
     drawn_fen: _builtins.int
     """The year's clearing drawn against the prepayment (statements confirmed by the insured side)."""
     replenished_fen: _builtins.int
@@ -932,13 +954,18 @@ class RequestEmergencyTopUpResponse(_message.Message):
     CAP_FEN_FIELD_NUMBER: _builtins.int
     MONTH_CLEARING_FEN_FIELD_NUMBER: _builtins.int
     MONTH_TOP_UPS_FEN_FIELD_NUMBER: _builtins.int
+    TOP_UP_FIELD_NUMBER: _builtins.int
     cap_fen: _builtins.int
-    """2 x the month's clearing - the annual prepayment."""
+    """2 x the month's clearing - the annual prepayment (0 unless the month's clearing exceeds 90%
+    of the annual prepayment).
+    """
     month_clearing_fen: _builtins.int
     month_top_ups_fen: _builtins.int
-    """Top-ups granted for this month so far, this one included."""
+    """Top-ups of this month requested, approved or disbursed so far, this one included."""
     @_builtins.property
     def prepayment(self) -> Global___Prepayment: ...
+    @_builtins.property
+    def top_up(self) -> Global___TopUp: ...
     def __init__(
         self,
         *,
@@ -946,14 +973,234 @@ class RequestEmergencyTopUpResponse(_message.Message):
         cap_fen: _builtins.int = ...,
         month_clearing_fen: _builtins.int = ...,
         month_top_ups_fen: _builtins.int = ...,
+        top_up: Global___TopUp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["prepayment", b"prepayment"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["prepayment", b"prepayment", "top_up", b"top_up"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_fen", b"cap_fen", "month_clearing_fen", b"month_clearing_fen", "month_top_ups_fen", b"month_top_ups_fen", "prepayment", b"prepayment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_fen", b"cap_fen", "month_clearing_fen", b"month_clearing_fen", "month_top_ups_fen", b"month_top_ups_fen", "prepayment", b"prepayment", "top_up", b"top_up"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RequestEmergencyTopUpResponse: _TypeAlias = RequestEmergencyTopUpResponse  # noqa: Y015
+
+@_typing.final
+class TopUp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOP_UP_ID_FIELD_NUMBER: _builtins.int
+    INSURED_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    TREATMENT_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REVIEW_NOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_TIME_FIELD_NUMBER: _builtins.int
+    REVIEW_TIME_FIELD_NUMBER: _builtins.int
+    DISBURSEMENT_DATE_FIELD_NUMBER: _builtins.int
+    top_up_id: _builtins.str
+    """The request id of the RequestEmergencyTopUp call."""
+    insured_province_code: _builtins.str
+    treatment_province_code: _builtins.str
+    amount_fen: _builtins.int
+    status: Global___TopUpStatus.ValueType
+    review_note: _builtins.str
+    @_builtins.property
+    def month(self) -> _types_pb2.Month: ...
+    @_builtins.property
+    def request_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def review_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def disbursement_date(self) -> _types_pb2.Date: ...
+    def __init__(
+        self,
+        *,
+        top_up_id: _builtins.str = ...,
+        insured_province_code: _builtins.str = ...,
+        treatment_province_code: _builtins.str = ...,
+        month: _types_pb2.Month | None = ...,
+        amount_fen: _builtins.int = ...,
+        status: Global___TopUpStatus.ValueType = ...,
+        review_note: _builtins.str = ...,
+        request_time: _timestamp_pb2.Timestamp | None = ...,
+        review_time: _timestamp_pb2.Timestamp | None = ...,
+        disbursement_date: _types_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disbursement_date", b"disbursement_date", "month", b"month", "request_time", b"request_time", "review_time", b"review_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "disbursement_date", b"disbursement_date", "insured_province_code", b"insured_province_code", "month", b"month", "request_time", b"request_time", "review_note", b"review_note", "review_time", b"review_time", "status", b"status", "top_up_id", b"top_up_id", "treatment_province_code", b"treatment_province_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopUp: _TypeAlias = TopUp  # noqa: Y015
+
+@_typing.final
+class GetTopUpAllowanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSURED_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    TREATMENT_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    insured_province_code: _builtins.str
+    treatment_province_code: _builtins.str
+    @_builtins.property
+    def month(self) -> _types_pb2.Month: ...
+    def __init__(
+        self,
+        *,
+        insured_province_code: _builtins.str = ...,
+        treatment_province_code: _builtins.str = ...,
+        month: _types_pb2.Month | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["month", b"month"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["insured_province_code", b"insured_province_code", "month", b"month", "treatment_province_code", b"treatment_province_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTopUpAllowanceRequest: _TypeAlias = GetTopUpAllowanceRequest  # noqa: Y015
+
+@_typing.final
+class GetTopUpAllowanceResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONTH_CLEARING_FEN_FIELD_NUMBER: _builtins.int
+    ANNUAL_PREPAYMENT_FEN_FIELD_NUMBER: _builtins.int
+    THRESHOLD_MET_FIELD_NUMBER: _builtins.int
+    CAP_FEN_FIELD_NUMBER: _builtins.int
+    TAKEN_FEN_FIELD_NUMBER: _builtins.int
+    ALLOWED_FEN_FIELD_NUMBER: _builtins.int
+    STATEMENT_CLOSED_FIELD_NUMBER: _builtins.int
+    month_clearing_fen: _builtins.int
+    annual_prepayment_fen: _builtins.int
+    threshold_met: _builtins.bool
+    """The month's clearing exceeds 90% of the annual prepayment."""
+    cap_fen: _builtins.int
+    """2 x the month's clearing - the annual prepayment, or 0 when the threshold is not met."""
+    taken_fen: _builtins.int
+    """Requested, approved or disbursed for the month already."""
+    allowed_fen: _builtins.int
+    """cap - taken: the most a request may ask now."""
+    statement_closed: _builtins.bool
+    """A top-up is requested at the signing: the month's statement must be confirmed first."""
+    def __init__(
+        self,
+        *,
+        month_clearing_fen: _builtins.int = ...,
+        annual_prepayment_fen: _builtins.int = ...,
+        threshold_met: _builtins.bool = ...,
+        cap_fen: _builtins.int = ...,
+        taken_fen: _builtins.int = ...,
+        allowed_fen: _builtins.int = ...,
+        statement_closed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_fen", b"allowed_fen", "annual_prepayment_fen", b"annual_prepayment_fen", "cap_fen", b"cap_fen", "month_clearing_fen", b"month_clearing_fen", "statement_closed", b"statement_closed", "taken_fen", b"taken_fen", "threshold_met", b"threshold_met"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTopUpAllowanceResponse: _TypeAlias = GetTopUpAllowanceResponse  # noqa: Y015
+
+@_typing.final
+class ReviewEmergencyTopUpRequest(_message.Message):
+    """Wrong order: REASON_TOP_UP_STATE_INVALID; unknown id: REASON_TOP_UP_NOT_FOUND."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TOP_UP_ID_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    top_up_id: _builtins.str
+    approve: _builtins.bool
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        top_up_id: _builtins.str = ...,
+        approve: _builtins.bool = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "note", b"note", "request_id", b"request_id", "top_up_id", b"top_up_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewEmergencyTopUpRequest: _TypeAlias = ReviewEmergencyTopUpRequest  # noqa: Y015
+
+@_typing.final
+class ReviewEmergencyTopUpResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOP_UP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def top_up(self) -> Global___TopUp: ...
+    def __init__(
+        self,
+        *,
+        top_up: Global___TopUp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["top_up", b"top_up"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["top_up", b"top_up"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewEmergencyTopUpResponse: _TypeAlias = ReviewEmergencyTopUpResponse  # noqa: Y015
+
+@_typing.final
+class RecordTopUpDisbursementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TOP_UP_ID_FIELD_NUMBER: _builtins.int
+    DISBURSEMENT_DATE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    top_up_id: _builtins.str
+    @_builtins.property
+    def disbursement_date(self) -> _types_pb2.Date: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        top_up_id: _builtins.str = ...,
+        disbursement_date: _types_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disbursement_date", b"disbursement_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disbursement_date", b"disbursement_date", "request_id", b"request_id", "top_up_id", b"top_up_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordTopUpDisbursementRequest: _TypeAlias = RecordTopUpDisbursementRequest  # noqa: Y015
+
+@_typing.final
+class RecordTopUpDisbursementResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOP_UP_FIELD_NUMBER: _builtins.int
+    PREPAYMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def top_up(self) -> Global___TopUp: ...
+    @_builtins.property
+    def prepayment(self) -> Global___Prepayment: ...
+    def __init__(
+        self,
+        *,
+        top_up: Global___TopUp | None = ...,
+        prepayment: Global___Prepayment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["prepayment", b"prepayment", "top_up", b"top_up"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["prepayment", b"prepayment", "top_up", b"top_up"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordTopUpDisbursementResponse: _TypeAlias = RecordTopUpDisbursementResponse  # noqa: Y015
 
 @_typing.final
 class LedgerBalance(_message.Message):

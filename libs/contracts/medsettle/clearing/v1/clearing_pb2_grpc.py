@@ -81,10 +81,25 @@ class ClearingServiceStub:
                 request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ComputeAnnualPrepaymentRequest.SerializeToString,
                 response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ComputeAnnualPrepaymentResponse.FromString,
                 _registered_method=True)
+        self.GetTopUpAllowance = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/GetTopUpAllowance',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetTopUpAllowanceRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetTopUpAllowanceResponse.FromString,
+                _registered_method=True)
         self.RequestEmergencyTopUp = channel.unary_unary(
                 '/medsettle.clearing.v1.ClearingService/RequestEmergencyTopUp',
                 request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RequestEmergencyTopUpRequest.SerializeToString,
                 response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RequestEmergencyTopUpResponse.FromString,
+                _registered_method=True)
+        self.ReviewEmergencyTopUp = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/ReviewEmergencyTopUp',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ReviewEmergencyTopUpRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ReviewEmergencyTopUpResponse.FromString,
+                _registered_method=True)
+        self.RecordTopUpDisbursement = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/RecordTopUpDisbursement',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordTopUpDisbursementRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordTopUpDisbursementResponse.FromString,
                 _registered_method=True)
         self.GetLedgerBalances = channel.unary_unary(
                 '/medsettle.clearing.v1.ClearingService/GetLedgerBalances',
@@ -179,8 +194,30 @@ class ClearingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTopUpAllowance(self, request, context):
+        """What a treatment province may still ask as an emergency top-up for a month, before it asks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RequestEmergencyTopUp(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The treatment province asks; the top-up is REQUESTED until the national operator reviews it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewEmergencyTopUp(self, request, context):
+        """The national operator approves or refuses a requested top-up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordTopUpDisbursement(self, request, context):
+        """The insured province pays an approved top-up: only then does money move (ledger, prepayment).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -272,10 +309,25 @@ def add_ClearingServiceServicer_to_server(servicer, server):
                     request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ComputeAnnualPrepaymentRequest.FromString,
                     response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ComputeAnnualPrepaymentResponse.SerializeToString,
             ),
+            'GetTopUpAllowance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTopUpAllowance,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetTopUpAllowanceRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetTopUpAllowanceResponse.SerializeToString,
+            ),
             'RequestEmergencyTopUp': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestEmergencyTopUp,
                     request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RequestEmergencyTopUpRequest.FromString,
                     response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RequestEmergencyTopUpResponse.SerializeToString,
+            ),
+            'ReviewEmergencyTopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewEmergencyTopUp,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ReviewEmergencyTopUpRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ReviewEmergencyTopUpResponse.SerializeToString,
+            ),
+            'RecordTopUpDisbursement': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordTopUpDisbursement,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordTopUpDisbursementRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordTopUpDisbursementResponse.SerializeToString,
             ),
             'GetLedgerBalances': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLedgerBalances,
@@ -564,6 +616,33 @@ class ClearingService:
             _registered_method=True)
 
     @staticmethod
+    def GetTopUpAllowance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/GetTopUpAllowance',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetTopUpAllowanceRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetTopUpAllowanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RequestEmergencyTopUp(request,
             target,
             options=(),
@@ -580,6 +659,60 @@ class ClearingService:
             '/medsettle.clearing.v1.ClearingService/RequestEmergencyTopUp',
             medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RequestEmergencyTopUpRequest.SerializeToString,
             medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RequestEmergencyTopUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewEmergencyTopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/ReviewEmergencyTopUp',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ReviewEmergencyTopUpRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ReviewEmergencyTopUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordTopUpDisbursement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/RecordTopUpDisbursement',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordTopUpDisbursementRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordTopUpDisbursementResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,7 +46,14 @@ class ClearingServiceStub:
     ConfirmStatement: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ConfirmStatementRequest, _clearing_pb2.ConfirmStatementResponse]
     RecordDisbursement: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordDisbursementRequest, _clearing_pb2.RecordDisbursementResponse]
     ComputeAnnualPrepayment: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ComputeAnnualPrepaymentRequest, _clearing_pb2.ComputeAnnualPrepaymentResponse]
+    GetTopUpAllowance: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetTopUpAllowanceRequest, _clearing_pb2.GetTopUpAllowanceResponse]
+    """What a treatment province may still ask as an emergency top-up for a month, before it asks."""
     RequestEmergencyTopUp: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RequestEmergencyTopUpRequest, _clearing_pb2.RequestEmergencyTopUpResponse]
+    """The treatment province asks; the top-up is REQUESTED until the national operator reviews it."""
+    ReviewEmergencyTopUp: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ReviewEmergencyTopUpRequest, _clearing_pb2.ReviewEmergencyTopUpResponse]
+    """The national operator approves or refuses a requested top-up."""
+    RecordTopUpDisbursement: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordTopUpDisbursementRequest, _clearing_pb2.RecordTopUpDisbursementResponse]
+    """The insured province pays an approved top-up: only then does money move (ledger, prepayment)."""
     GetLedgerBalances: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetLedgerBalancesRequest, _clearing_pb2.GetLedgerBalancesResponse]
     CreateVerificationRequest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.CreateVerificationRequestRequest, _clearing_pb2.CreateVerificationRequestResponse]
     AnswerVerificationRequest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.AnswerVerificationRequestRequest, _clearing_pb2.AnswerVerificationRequestResponse]
@@ -75,7 +82,14 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
     ConfirmStatement: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ConfirmStatementRequest, _clearing_pb2.ConfirmStatementResponse]  # type: ignore[assignment]
     RecordDisbursement: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordDisbursementRequest, _clearing_pb2.RecordDisbursementResponse]  # type: ignore[assignment]
     ComputeAnnualPrepayment: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ComputeAnnualPrepaymentRequest, _clearing_pb2.ComputeAnnualPrepaymentResponse]  # type: ignore[assignment]
+    GetTopUpAllowance: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetTopUpAllowanceRequest, _clearing_pb2.GetTopUpAllowanceResponse]  # type: ignore[assignment]
+    """What a treatment province may still ask as an emergency top-up for a month, before it asks."""
     RequestEmergencyTopUp: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RequestEmergencyTopUpRequest, _clearing_pb2.RequestEmergencyTopUpResponse]  # type: ignore[assignment]
+    """The treatment province asks; the top-up is REQUESTED until the national operator reviews it."""
+    ReviewEmergencyTopUp: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ReviewEmergencyTopUpRequest, _clearing_pb2.ReviewEmergencyTopUpResponse]  # type: ignore[assignment]
+    """The national operator approves or refuses a requested top-up."""
+    RecordTopUpDisbursement: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordTopUpDisbursementRequest, _clearing_pb2.RecordTopUpDisbursementResponse]  # type: ignore[assignment]
+    """The insured province pays an approved top-up: only then does money move (ledger, prepayment)."""
     GetLedgerBalances: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetLedgerBalancesRequest, _clearing_pb2.GetLedgerBalancesResponse]  # type: ignore[assignment]
     CreateVerificationRequest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.CreateVerificationRequestRequest, _clearing_pb2.CreateVerificationRequestResponse]  # type: ignore[assignment]
     AnswerVerificationRequest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.AnswerVerificationRequestRequest, _clearing_pb2.AnswerVerificationRequestResponse]  # type: ignore[assignment]
@@ -157,11 +171,36 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_clearing_pb2.ComputeAnnualPrepaymentResponse, _abc.Awaitable[_clearing_pb2.ComputeAnnualPrepaymentResponse]]: ...
 
     @_abc_1.abstractmethod
+    def GetTopUpAllowance(
+        self,
+        request: _clearing_pb2.GetTopUpAllowanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.GetTopUpAllowanceResponse, _abc.Awaitable[_clearing_pb2.GetTopUpAllowanceResponse]]:
+        """What a treatment province may still ask as an emergency top-up for a month, before it asks."""
+
+    @_abc_1.abstractmethod
     def RequestEmergencyTopUp(
         self,
         request: _clearing_pb2.RequestEmergencyTopUpRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.RequestEmergencyTopUpResponse, _abc.Awaitable[_clearing_pb2.RequestEmergencyTopUpResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.RequestEmergencyTopUpResponse, _abc.Awaitable[_clearing_pb2.RequestEmergencyTopUpResponse]]:
+        """The treatment province asks; the top-up is REQUESTED until the national operator reviews it."""
+
+    @_abc_1.abstractmethod
+    def ReviewEmergencyTopUp(
+        self,
+        request: _clearing_pb2.ReviewEmergencyTopUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.ReviewEmergencyTopUpResponse, _abc.Awaitable[_clearing_pb2.ReviewEmergencyTopUpResponse]]:
+        """The national operator approves or refuses a requested top-up."""
+
+    @_abc_1.abstractmethod
+    def RecordTopUpDisbursement(
+        self,
+        request: _clearing_pb2.RecordTopUpDisbursementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.RecordTopUpDisbursementResponse, _abc.Awaitable[_clearing_pb2.RecordTopUpDisbursementResponse]]:
+        """The insured province pays an approved top-up: only then does money move (ledger, prepayment)."""
 
     @_abc_1.abstractmethod
     def GetLedgerBalances(

@@ -140,6 +140,12 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     reversed (e.g. a fee upload: replace or refund the lines instead); nothing was undone.
     ErrorInfo metadata: operation (what the original request did).
     """
+    REASON_TOP_UP_STATE_INVALID: _Reason.ValueType  # 104
+    """FAILED_PRECONDITION: an emergency top-up goes requested -> approved or refused (national
+    operator) -> disbursed (approved only). ErrorInfo metadata: status (the top-up's current one).
+    """
+    REASON_TOP_UP_NOT_FOUND: _Reason.ValueType  # 105
+    """NOT_FOUND: no emergency top-up with that id. ErrorInfo metadata: none."""
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """The reason catalogue. Every error a medsettle service returns carries a
@@ -266,4 +272,10 @@ REASON_TRANSACTION_NOT_REVERSIBLE: Reason.ValueType  # 103
 reversed (e.g. a fee upload: replace or refund the lines instead); nothing was undone.
 ErrorInfo metadata: operation (what the original request did).
 """
+REASON_TOP_UP_STATE_INVALID: Reason.ValueType  # 104
+"""FAILED_PRECONDITION: an emergency top-up goes requested -> approved or refused (national
+operator) -> disbursed (approved only). ErrorInfo metadata: status (the top-up's current one).
+"""
+REASON_TOP_UP_NOT_FOUND: Reason.ValueType  # 105
+"""NOT_FOUND: no emergency top-up with that id. ErrorInfo metadata: none."""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
