@@ -390,3 +390,55 @@ async def test_a_deduction_never_turns_an_amount_due_negative_and_is_given_back_
     assert total == 20_000 + 40_000 + 90_000  # D1 and its deduction have both left
     led = await balances(stub)
     assert led["province:44:payable:31"] == -total and led["institution:H31A:receivable"] == -total
+
+
+async def test_the_signing_calendar_sets_the_deadlines_and_overdue_payments_are_reported(
+    clearing: tuple[clearing_pb2_grpc.ClearingServiceStub, ClearingService],
+) -> None:
+    stub, svc = clearing
+
+    def d(m: int, day: int) -> types_pb2.Date:
+        return types_pb2.Date(year=2026, month=m, day=day)
+
+    await expect(
+        stub.SetSigningCalendar(
+            pb.SetSigningCalendarRequest(request_id="cal0", year=2026, signing_dates=[d(5, 12), d(5, 20)])
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REASON_VALIDATION_FAILED",
+    )
+    cal = await stub.SetSigningCalendar(
+        pb.SetSigningCalendarRequest(request_id="cal1", year=2026, signing_dates=[d(m, 10 + m) for m in range(1, 13)])
+    )
+    assert len(cal.signing_dates) == 12
+    await svc.ingest([row("K1", "11", dt.date(2026, 5, 6), pooled=100_000, account=5_000, inst="H31K")])
+    await stub.RunMonthlyClearing(
+        pb.RunMonthlyClearingRequest(request_id="k5", month=types_pb2.Month(year=2026, month=5), signing_date=d(6, 16))
+    )
+    sid = "ST-202605-11-31"
+    for side in (pb.SIDE_TREATMENT, pb.SIDE_INSURED):
+        st_ = (
+            await stub.ConfirmStatement(pb.ConfirmStatementRequest(request_id=f"k-{side}", statement_id=sid, side=side))
+        ).statement
+    # signed on 16 June: everything is due by the next signing date, 17 July
+    assert st_.institution_payment_deadline == d(7, 17) == st_.disbursement_deadline
+
+    async def overdue(day: types_pb2.Date) -> set[tuple[int, str, str, int]]:
+        resp = await stub.ListOverduePayments(pb.ListOverduePaymentsRequest(as_of=day))
+        return {(o.kind, o.subject, o.province_code, o.amount_fen) for o in resp.overdue}
+
+    assert await overdue(d(7, 17)) == set()
+    assert await overdue(d(7, 18)) == {
+        (pb.OVERDUE_KIND_DISBURSEMENT, sid, "11", 105_000),
+        (pb.OVERDUE_KIND_INSTITUTION_PAYMENT, "H31K", "31", 105_000),
+    }
+    pay = await stub.RecordInstitutionPayment(
+        pb.RecordInstitutionPaymentRequest(
+            request_id="kp", institution_code="H31K", amount_fen=100_000, payment_date=d(7, 20)
+        )
+    )
+    assert pay.late and pay.payment_deadline == d(7, 17)
+    await stub.RecordDisbursement(
+        pb.RecordDisbursementRequest(request_id="kd", statement_id=sid, disbursement_date=d(7, 20))
+    )
+    assert await overdue(d(7, 21)) == {(pb.OVERDUE_KIND_INSTITUTION_PAYMENT, "H31K", "31", 5_000)}

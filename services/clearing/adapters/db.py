@@ -134,8 +134,18 @@ statements = Table(
     Column("insured_confirmed_at", DateTime(timezone=True), nullable=True),
     Column("disbursement_date", Date, nullable=True),
     Column("bank_charge_fen", BigInteger, nullable=False, server_default="0"),
+    Column("due_date", Date, nullable=True),
 )
 Index("ix_statements_month", statements.c.year, statements.c.month)
+
+# The monthly signing dates the national operator sets.
+signing_calendar = Table(
+    "signing_calendar",
+    metadata,
+    Column("signing_date", Date, primary_key=True),
+    Column("year", Integer, nullable=False),
+    Column("month", Integer, nullable=False),
+)
 
 # Late rows of a closed month, taken as adjustments by a later month's statement.
 statement_adjustments = Table(
@@ -621,6 +631,89 @@ class ClearingRepository:
         row = (await self.s.execute(q)).first()
         return statement_from_row(row) if row else None
 
+    # -- signing calendar and deadlines -------------------------------------------------------
+    async def set_calendar(self, year: int, dates: Sequence[dt.date]) -> None:
+        await self.s.execute(delete(signing_calendar).where(signing_calendar.c.year == year))
+        if dates:
+            await self.s.execute(
+                insert(signing_calendar), [{"signing_date": d, "year": year, "month": d.month} for d in dates]
+            )
+
+    async def calendar(self, year: int | None = None) -> list[dt.date]:
+        q = select(signing_calendar.c.signing_date).order_by(signing_calendar.c.signing_date)
+        if year is not None:
+            q = q.where(signing_calendar.c.year == year)
+        return list((await self.s.execute(q)).scalars())
+
+    async def signed_not_disbursed(self) -> list[Statement]:
+        q = select(statements).where(statements.c.status == StatementStatus.CONFIRMED_BY_INSURED_SIDE.value)
+        return [statement_from_row(r) for r in (await self.s.execute(q.order_by(statements.c.statement_id))).all()]
+
+    async def owed_to_institutions(self) -> list[Any]:
+        """Per institution and signed statement: what the statement holds for the institution
+        (its rows of the month up to the statement's position, the late rows it claimed, less the
+        deductions it took, plus those it gave back), with the statement's due date."""
+        c, st_, adj, v = cleared_settlements.c, statements.c, statement_adjustments.c, verifications.c
+        signed = st_.signing_date.is_not(None)
+        own = (
+            select(
+                c.institution_code,
+                st_.statement_id,
+                st_.due_date,
+                (c.fund_total_fen + c.personal_account_fen).label("fen"),
+            )
+            .select_from(
+                cleared_settlements.join(
+                    statements,
+                    and_(
+                        st_.insured_province == c.insured_province,
+                        st_.treatment_province == c.treatment_province,
+                        st_.year * 100 + st_.month == c.clearing_month,
+                        c.position <= st_.through_position,
+                    ),
+                )
+            )
+            .where(signed)
+        )
+        claimed = (
+            select(
+                c.institution_code,
+                st_.statement_id,
+                st_.due_date,
+                (c.fund_total_fen + c.personal_account_fen).label("fen"),
+            )
+            .select_from(
+                statement_adjustments.join(cleared_settlements, adj.settlement_id == c.settlement_id).join(
+                    statements, st_.statement_id == adj.statement_id
+                )
+            )
+            .where(signed)
+        )
+        deducted = (
+            select(v.institution_code, st_.statement_id, st_.due_date, (-v.rejected_fen).label("fen"))
+            .select_from(verifications.join(statements, st_.statement_id == v.deducted_in_statement_id))
+            .where(signed)
+        )
+        given_back = (
+            select(v.institution_code, st_.statement_id, st_.due_date, v.rejected_fen.label("fen"))
+            .select_from(verifications.join(statements, st_.statement_id == v.reinstated_in_statement_id))
+            .where(signed)
+        )
+        u = own.union_all(claimed, deducted, given_back).subquery()
+        q = select(u.c.institution_code, u.c.statement_id, u.c.due_date, func.sum(u.c.fen).label("fen")).group_by(
+            u.c.institution_code, u.c.statement_id, u.c.due_date
+        )
+        return list((await self.s.execute(q)).all())
+
+    async def institution_payments(self) -> dict[str, int]:
+        e = ledger_entries.c
+        q = (
+            select(e.account, func.sum(e.amount_fen))
+            .where(e.posting_id.startswith("institution_paid:"), e.account.startswith("institution:"))
+            .group_by(e.account)
+        )
+        return {a.split(":")[1]: int(v) for a, v in (await self.s.execute(q)).all()}
+
     # -- prepayments ------------------------------------------------------------------------
     async def clearing_sum(
         self, ip: str, tp: str, year: int, months: Sequence[int], statuses: Sequence[str] = ()
@@ -820,6 +913,7 @@ def _row(st: Statement, now: dt.datetime) -> dict[str, Any]:
         "insured_confirmed_at": st.insured_confirmed_at,
         "disbursement_date": st.disbursement_date,
         "bank_charge_fen": st.bank_charge_fen,
+        "due_date": st.due_date,
     }
 
 
@@ -856,4 +950,5 @@ def statement_from_row(r: Any) -> Statement:
         insured_confirmed_at=r.insured_confirmed_at,
         disbursement_date=r.disbursement_date,
         bank_charge_fen=r.bank_charge_fen,
+        due_date=getattr(r, "due_date", None),
     )

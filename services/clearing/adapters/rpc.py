@@ -224,7 +224,9 @@ def statement_to_proto(st: Statement) -> pb.Statement:
     date_to_proto(st.disbursement_date, msg.disbursement_date)
     if st.signing_date is not None:
         date_to_proto(st.signing_date, msg.signing_date)
-        date_to_proto(payment_deadline(st.signing_date), msg.institution_payment_deadline)
+        due = st.due_date or payment_deadline(st.signing_date)
+        date_to_proto(due, msg.institution_payment_deadline)
+        date_to_proto(due, msg.disbursement_deadline)
     return msg
 
 
@@ -388,6 +390,44 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         if r.top_up is not None:
             out.top_up.CopyFrom(top_up_to_proto(r.top_up))
         return out
+
+    async def SetSigningCalendar(
+        self, request: pb.SetSigningCalendarRequest, context: Any
+    ) -> pb.SetSigningCalendarResponse:
+        v = Violations()
+        check_request_id(request.request_id, v)
+        year = _year(request.year, "year", v)
+        dates = []
+        for i, d in enumerate(request.signing_dates):
+            day = date_from_proto(d, f"signing_dates[{i}]", v)
+            if day is not None:
+                v.check(day.year == year, f"signing_dates[{i}]", f"must be in {year}")
+                v.check(day.month not in {x.month for x in dates}, f"signing_dates[{i}]", "one signing date per month")
+                dates.append(day)
+        v.raise_if_any()
+        out = await self.service.funds.set_calendar(request.request_id, fingerprint(request), year, dates)
+        resp = pb.SetSigningCalendarResponse()
+        for d in out:
+            date_to_proto(d, resp.signing_dates.add())
+        return resp
+
+    async def ListOverduePayments(
+        self, request: pb.ListOverduePaymentsRequest, context: Any
+    ) -> pb.ListOverduePaymentsResponse:
+        v = Violations()
+        as_of = date_from_proto(request.as_of if request.HasField("as_of") else None, "as_of", v)
+        v.raise_if_any()
+        assert as_of is not None
+        resp = pb.ListOverduePaymentsResponse()
+        for o in await self.service.funds.overdue(as_of):
+            item = resp.overdue.add(
+                kind=pb.OVERDUE_KIND_DISBURSEMENT if o.kind == "disbursement" else pb.OVERDUE_KIND_INSTITUTION_PAYMENT,
+                subject=o.subject,
+                province_code=o.province,
+                amount_fen=o.amount_fen,
+            )
+            date_to_proto(o.due_date, item.due_date)
+        return resp
 
     async def GetTopUpAllowance(
         self, request: pb.GetTopUpAllowanceRequest, context: Any

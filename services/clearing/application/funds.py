@@ -20,6 +20,7 @@ from services.clearing.domain.model import (
     NO_AMOUNTS,
     StatementStatus,
     add,
+    is_overdue,
     month_key,
     payer_amounts,
     payment_deadline,
@@ -44,6 +45,15 @@ class PrepaymentView:
     @property
     def available_fen(self) -> int:
         return self.annual_prepayment_fen + self.top_ups_fen - self.drawn_fen + self.replenished_fen
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    kind: str  # disbursement | institution_payment
+    subject: str  # the statement id, or the institution code
+    province: str  # who owes: the insured province, or the treatment province
+    due_date: dt.date | None
+    amount_fen: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,12 +385,52 @@ class Funds:
                 repo = ClearingRepository(s)
                 tp = found.get("tp") or await treatment_province(repo)
                 latest = await repo.latest_signed(tp)
-                deadline = payment_deadline(latest.signing_date) if latest and latest.signing_date else None
+                deadline = None
+                if latest and latest.signing_date:
+                    deadline = latest.due_date or payment_deadline(latest.signing_date)
                 return InstitutionPayment(
                     tp, -await repo.balance(account), deadline, deadline is not None and on > deadline
                 )
 
         return await self._once(request_id, "pay_institution", fp, work, answer)
+
+    # -- signing calendar and overdue payments --------------------------------------------
+    async def set_calendar(self, request_id: str, fp: str, year: int, dates: list[dt.date]) -> list[dt.date]:
+        """The national operator sets the year's monthly signing dates (one per month, in it)."""
+
+        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+            await repo.set_calendar(year, dates)
+            _log.info("signing_calendar_set", year=year, dates=len(dates))
+            return str(year)
+
+        async def answer(_: str) -> list[dt.date]:
+            async with self.db.read() as s:
+                return await ClearingRepository(s).calendar(year)
+
+        return await self._once(request_id, "signing_calendar", fp, work, answer)
+
+    async def overdue(self, as_of: dt.date) -> list[Overdue]:
+        """Signed statements the insured place has not disbursed by their due date, and what the
+        treatment place still owes an institution from statements whose due date has passed."""
+        async with self.db.read() as s:
+            repo = ClearingRepository(s)
+            out = [
+                Overdue("disbursement", st.statement_id, st.insured_province, st.due_date, st.amount_due_fen)
+                for st in await repo.signed_not_disbursed()
+                if is_overdue(st.due_date, False, as_of)
+            ]
+            owed: dict[str, tuple[int, dt.date]] = {}
+            for r in await repo.owed_to_institutions():
+                if r.due_date is not None and as_of > r.due_date:
+                    fen, first = owed.get(r.institution_code, (0, r.due_date))
+                    owed[r.institution_code] = (fen + int(r.fen), min(first, r.due_date))
+            paid = await repo.institution_payments()
+            for code, (fen, due) in sorted(owed.items()):
+                left = fen - paid.get(code, 0)
+                if left > 0:
+                    province = await repo.institution_province(code) or ""
+                    out.append(Overdue("institution_payment", code, province, due, left))
+        return out
 
     # -- expense verification -------------------------------------------------------------
     async def create_verification(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from libs.core.errors import DomainError, Reason
@@ -26,6 +27,7 @@ from services.clearing.domain.model import (
     StatementLine,
     assemble,
     clearing_month,
+    next_signing_date,
     statement_id,
 )
 
@@ -214,7 +216,9 @@ class ClearingService:
     async def confirm(self, request_id: str, fp: str, sid: str, side: Side) -> Statement:
         async def change(repo: ClearingRepository, st: Statement, now: dt.datetime) -> Statement:
             new = st.confirm(side, now, self.today())
-            if side is Side.INSURED:
+            if side is Side.INSURED and new.signing_date is not None:
+                due = next_signing_date(await repo.calendar(), new.signing_date)
+                new = replace(new, due_date=due)
                 ledger_entries = ledger.clearing_drawn(st.insured_province, st.treatment_province, st.amount_due_fen)
                 await repo.post(f"drawn:{sid}", ledger_entries, now)
             return new

@@ -195,6 +195,9 @@ class Statement:
     insured_confirmed_at: dt.datetime | None = None
     disbursement_date: dt.date | None = None
     bank_charge_fen: int = 0
+    # set at the signing: the next signing date of the operator's calendar; the insured place's
+    # disbursement and the treatment place's payments to institutions are due by it
+    due_date: dt.date | None = None
 
     @property
     def amount_due_fen(self) -> int:
@@ -258,8 +261,20 @@ def month_bounds(year: int, month: int) -> tuple[dt.date, dt.date]:
     return start, end
 
 
+def next_signing_date(calendar: list[dt.date], signing: dt.date) -> dt.date:
+    """The first signing date of the operator's calendar after ``signing``; without one, the
+    same day of the next month (``payment_deadline``)."""
+    later = sorted(d for d in calendar if d > signing)
+    return later[0] if later else payment_deadline(signing)
+
+
+def is_overdue(due: dt.date | None, done: bool, as_of: dt.date) -> bool:
+    """Due by the next signing date: overdue from the day after it when not yet done."""
+    return due is not None and not done and as_of > due
+
+
 def payment_deadline(signing: dt.date) -> dt.date:
-    """Institutions are paid by the treatment place before the next monthly signing date."""
+    """Without a signing calendar: the same day of the next month (at most the 28th)."""
     nxt = month_bounds(signing.year, signing.month)[1]
     return dt.date(nxt.year, nxt.month, min(signing.day, 28))
 

@@ -99,6 +99,27 @@ owes it like a fund payment.
 """
 Global___Payer: _TypeAlias = Payer  # noqa: Y015
 
+class _OverdueKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OverdueKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OverdueKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OVERDUE_KIND_UNSPECIFIED: _OverdueKind.ValueType  # 0
+    OVERDUE_KIND_DISBURSEMENT: _OverdueKind.ValueType  # 1
+    """A signed statement the insured province has not disbursed."""
+    OVERDUE_KIND_INSTITUTION_PAYMENT: _OverdueKind.ValueType  # 2
+    """What the treatment province still owes an institution from statements now due."""
+
+class OverdueKind(_OverdueKind, metaclass=_OverdueKindEnumTypeWrapper): ...
+
+OVERDUE_KIND_UNSPECIFIED: OverdueKind.ValueType  # 0
+OVERDUE_KIND_DISBURSEMENT: OverdueKind.ValueType  # 1
+"""A signed statement the insured province has not disbursed."""
+OVERDUE_KIND_INSTITUTION_PAYMENT: OverdueKind.ValueType  # 2
+"""What the treatment province still owes an institution from statements now due."""
+Global___OverdueKind: _TypeAlias = OverdueKind  # noqa: Y015
+
 class _Side:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -521,6 +542,7 @@ class Statement(_message.Message):
     DISBURSEMENT_DATE_FIELD_NUMBER: _builtins.int
     BANK_CHARGE_FEN_FIELD_NUMBER: _builtins.int
     OWED_FIELD_NUMBER: _builtins.int
+    DISBURSEMENT_DEADLINE_FIELD_NUMBER: _builtins.int
     statement_id: _builtins.str
     insured_province_code: _builtins.str
     treatment_province_code: _builtins.str
@@ -544,7 +566,9 @@ class Statement(_message.Message):
     def signing_date(self) -> _types_pb2.Date: ...
     @_builtins.property
     def institution_payment_deadline(self) -> _types_pb2.Date:
-        """Institutions must be paid by the treatment place before this date."""
+        """Institutions must be paid by the treatment place by this date: the next signing date of the
+        operator's calendar after the signing (without a calendar: the same day of the next month).
+        """
 
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -557,6 +581,10 @@ class Statement(_message.Message):
     @_builtins.property
     def owed(self) -> _containers.RepeatedCompositeFieldContainer[Global___OwedAmount]:
         """Per payer over every category: each fund and the personal account on its own line."""
+
+    @_builtins.property
+    def disbursement_deadline(self) -> _types_pb2.Date:
+        """The insured place disburses the month by this date (the same next signing date)."""
 
     def __init__(
         self,
@@ -578,14 +606,139 @@ class Statement(_message.Message):
         disbursement_date: _types_pb2.Date | None = ...,
         bank_charge_fen: _builtins.int = ...,
         owed: _abc.Iterable[Global___OwedAmount] | None = ...,
+        disbursement_deadline: _types_pb2.Date | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["disbursement_date", b"disbursement_date", "institution_payment_deadline", b"institution_payment_deadline", "insured_confirm_time", b"insured_confirm_time", "month", b"month", "signing_date", b"signing_date", "treatment_confirm_time", b"treatment_confirm_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disbursement_date", b"disbursement_date", "disbursement_deadline", b"disbursement_deadline", "institution_payment_deadline", b"institution_payment_deadline", "insured_confirm_time", b"insured_confirm_time", "month", b"month", "signing_date", b"signing_date", "treatment_confirm_time", b"treatment_confirm_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due_fen", b"amount_due_fen", "bank_charge_fen", b"bank_charge_fen", "disbursement_date", b"disbursement_date", "institution_payment_deadline", b"institution_payment_deadline", "insured_confirm_time", b"insured_confirm_time", "insured_province_code", b"insured_province_code", "lines", b"lines", "month", b"month", "owed", b"owed", "settlement_count", b"settlement_count", "signing_date", b"signing_date", "statement_id", b"statement_id", "status", b"status", "through_position", b"through_position", "treatment_confirm_time", b"treatment_confirm_time", "treatment_province_code", b"treatment_province_code", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_due_fen", b"amount_due_fen", "bank_charge_fen", b"bank_charge_fen", "disbursement_date", b"disbursement_date", "disbursement_deadline", b"disbursement_deadline", "institution_payment_deadline", b"institution_payment_deadline", "insured_confirm_time", b"insured_confirm_time", "insured_province_code", b"insured_province_code", "lines", b"lines", "month", b"month", "owed", b"owed", "settlement_count", b"settlement_count", "signing_date", b"signing_date", "statement_id", b"statement_id", "status", b"status", "through_position", b"through_position", "treatment_confirm_time", b"treatment_confirm_time", "treatment_province_code", b"treatment_province_code", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Statement: _TypeAlias = Statement  # noqa: Y015
+
+@_typing.final
+class SetSigningCalendarRequest(_message.Message):
+    """One date per month of the year, each in its month, in any order; replaces the year's calendar."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    SIGNING_DATES_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    year: _builtins.int
+    @_builtins.property
+    def signing_dates(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Date]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        year: _builtins.int = ...,
+        signing_dates: _abc.Iterable[_types_pb2.Date] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "signing_dates", b"signing_dates", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSigningCalendarRequest: _TypeAlias = SetSigningCalendarRequest  # noqa: Y015
+
+@_typing.final
+class SetSigningCalendarResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNING_DATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def signing_dates(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Date]: ...
+    def __init__(
+        self,
+        *,
+        signing_dates: _abc.Iterable[_types_pb2.Date] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signing_dates", b"signing_dates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSigningCalendarResponse: _TypeAlias = SetSigningCalendarResponse  # noqa: Y015
+
+@_typing.final
+class ListOverduePaymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AS_OF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def as_of(self) -> _types_pb2.Date:
+        """Overdue on this date (the day after a due date)."""
+
+    def __init__(
+        self,
+        *,
+        as_of: _types_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOverduePaymentsRequest: _TypeAlias = ListOverduePaymentsRequest  # noqa: Y015
+
+@_typing.final
+class OverduePayment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    kind: Global___OverdueKind.ValueType
+    subject: _builtins.str
+    """The statement id (disbursement) or the institution code (institution payment)."""
+    province_code: _builtins.str
+    """Who owes: the insured province (disbursement) or the treatment province."""
+    amount_fen: _builtins.int
+    @_builtins.property
+    def due_date(self) -> _types_pb2.Date: ...
+    def __init__(
+        self,
+        *,
+        kind: Global___OverdueKind.ValueType = ...,
+        subject: _builtins.str = ...,
+        province_code: _builtins.str = ...,
+        due_date: _types_pb2.Date | None = ...,
+        amount_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "due_date", b"due_date", "kind", b"kind", "province_code", b"province_code", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OverduePayment: _TypeAlias = OverduePayment  # noqa: Y015
+
+@_typing.final
+class ListOverduePaymentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OVERDUE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def overdue(self) -> _containers.RepeatedCompositeFieldContainer[Global___OverduePayment]: ...
+    def __init__(
+        self,
+        *,
+        overdue: _abc.Iterable[Global___OverduePayment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["overdue", b"overdue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListOverduePaymentsResponse: _TypeAlias = ListOverduePaymentsResponse  # noqa: Y015
 
 @_typing.final
 class RunMonthlyClearingRequest(_message.Message):

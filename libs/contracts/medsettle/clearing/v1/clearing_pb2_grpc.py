@@ -126,6 +126,16 @@ class ClearingServiceStub:
                 request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentRequest.SerializeToString,
                 response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentResponse.FromString,
                 _registered_method=True)
+        self.SetSigningCalendar = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/SetSigningCalendar',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.SetSigningCalendarRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.SetSigningCalendarResponse.FromString,
+                _registered_method=True)
+        self.ListOverduePayments = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/ListOverduePayments',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListOverduePaymentsRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListOverduePaymentsResponse.FromString,
+                _registered_method=True)
         self.RecordPrepaymentInterest = channel.unary_unary(
                 '/medsettle.clearing.v1.ClearingService/RecordPrepaymentInterest',
                 request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestRequest.SerializeToString,
@@ -254,6 +264,22 @@ class ClearingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSigningCalendar(self, request, context):
+        """The national operator sets the year's monthly signing dates. The insured place's
+        disbursement of a signed statement and the treatment place's payments to institutions are
+        due by the next signing date after the statement's signing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListOverduePayments(self, request, context):
+        """Disbursements and institution payments not made by their due date.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordPrepaymentInterest(self, request, context):
         """Interest earned on a prepayment; it belongs to the treatment place.
         """
@@ -353,6 +379,16 @@ def add_ClearingServiceServicer_to_server(servicer, server):
                     servicer.RecordInstitutionPayment,
                     request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentRequest.FromString,
                     response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentResponse.SerializeToString,
+            ),
+            'SetSigningCalendar': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSigningCalendar,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.SetSigningCalendarRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.SetSigningCalendarResponse.SerializeToString,
+            ),
+            'ListOverduePayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOverduePayments,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListOverduePaymentsRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListOverduePaymentsResponse.SerializeToString,
             ),
             'RecordPrepaymentInterest': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordPrepaymentInterest,
@@ -848,6 +884,60 @@ class ClearingService:
             '/medsettle.clearing.v1.ClearingService/RecordInstitutionPayment',
             medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentRequest.SerializeToString,
             medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordInstitutionPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSigningCalendar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/SetSigningCalendar',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.SetSigningCalendarRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.SetSigningCalendarResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListOverduePayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/ListOverduePayments',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListOverduePaymentsRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListOverduePaymentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,6 +61,13 @@ class ClearingServiceStub:
     """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it."""
     RecordInstitutionPayment: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordInstitutionPaymentRequest, _clearing_pb2.RecordInstitutionPaymentResponse]
     """The treatment place pays an institution what it advanced for out-of-province patients."""
+    SetSigningCalendar: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.SetSigningCalendarRequest, _clearing_pb2.SetSigningCalendarResponse]
+    """The national operator sets the year's monthly signing dates. The insured place's
+    disbursement of a signed statement and the treatment place's payments to institutions are
+    due by the next signing date after the statement's signing.
+    """
+    ListOverduePayments: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ListOverduePaymentsRequest, _clearing_pb2.ListOverduePaymentsResponse]
+    """Disbursements and institution payments not made by their due date."""
     RecordPrepaymentInterest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordPrepaymentInterestRequest, _clearing_pb2.RecordPrepaymentInterestResponse]
     """Interest earned on a prepayment; it belongs to the treatment place."""
 
@@ -97,6 +104,13 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
     """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it."""
     RecordInstitutionPayment: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordInstitutionPaymentRequest, _clearing_pb2.RecordInstitutionPaymentResponse]  # type: ignore[assignment]
     """The treatment place pays an institution what it advanced for out-of-province patients."""
+    SetSigningCalendar: _aio.UnaryUnaryMultiCallable[_clearing_pb2.SetSigningCalendarRequest, _clearing_pb2.SetSigningCalendarResponse]  # type: ignore[assignment]
+    """The national operator sets the year's monthly signing dates. The insured place's
+    disbursement of a signed statement and the treatment place's payments to institutions are
+    due by the next signing date after the statement's signing.
+    """
+    ListOverduePayments: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ListOverduePaymentsRequest, _clearing_pb2.ListOverduePaymentsResponse]  # type: ignore[assignment]
+    """Disbursements and institution payments not made by their due date."""
     RecordPrepaymentInterest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordPrepaymentInterestRequest, _clearing_pb2.RecordPrepaymentInterestResponse]  # type: ignore[assignment]
     """Interest earned on a prepayment; it belongs to the treatment place."""
 
@@ -238,6 +252,25 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.RecordInstitutionPaymentResponse, _abc.Awaitable[_clearing_pb2.RecordInstitutionPaymentResponse]]:
         """The treatment place pays an institution what it advanced for out-of-province patients."""
+
+    @_abc_1.abstractmethod
+    def SetSigningCalendar(
+        self,
+        request: _clearing_pb2.SetSigningCalendarRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.SetSigningCalendarResponse, _abc.Awaitable[_clearing_pb2.SetSigningCalendarResponse]]:
+        """The national operator sets the year's monthly signing dates. The insured place's
+        disbursement of a signed statement and the treatment place's payments to institutions are
+        due by the next signing date after the statement's signing.
+        """
+
+    @_abc_1.abstractmethod
+    def ListOverduePayments(
+        self,
+        request: _clearing_pb2.ListOverduePaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.ListOverduePaymentsResponse, _abc.Awaitable[_clearing_pb2.ListOverduePaymentsResponse]]:
+        """Disbursements and institution payments not made by their due date."""
 
     @_abc_1.abstractmethod
     def RecordPrepaymentInterest(
