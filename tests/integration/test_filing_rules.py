@@ -290,3 +290,36 @@ async def test_racing_filings_for_one_person_leave_exactly_one_active(stubs: Stu
         assert len(active) == 1, (r, active)
         everything = (await stubs.filing.ListFilings(fp.ListFilingsRequest(person_no=person))).filings
         assert len(everything) == sum(not isinstance(x, BaseException) for x in results)
+
+
+async def test_a_backdated_start_is_a_retro_filing_and_long_term_filings_may_end(stubs: Stubs) -> None:
+    today = TEST_DAY
+    f = (
+        await stubs.filing.CreateFiling(
+            request("bd-1", start_date=d(today - dt.timedelta(days=10)), end_date=d(today + dt.timedelta(days=200)))
+        )
+    ).filing
+    # it starts on its registration day; the days before are covered as a retro-filing, flagged
+    assert f.start_date == d(today) and f.retro and f.treatment_start_date == d(today - dt.timedelta(days=10))
+    lt = (
+        await stubs.filing.CreateFiling(
+            request(
+                "bd-2",
+                person="P2",
+                filing_type=types_pb2.FILING_TYPE_LONG_TERM_RESIDENT,
+                end_date=d(today + dt.timedelta(days=400)),
+            )
+        )
+    ).filing
+    assert lt.end_date == d(today + dt.timedelta(days=400))
+    # a change cannot take effect in the past
+    code, reason, fields = await refused(
+        stubs.filing.ChangeFiling(
+            fp.ChangeFilingRequest(
+                request_id="bd-3",
+                filing_id=lt.filing_id,
+                new_filing=request("bd-3n", person="P2", start_date=d(today - dt.timedelta(days=1))),
+            )
+        )
+    )
+    assert (reason, fields) == ("REASON_VALIDATION_FAILED", ["new_filing.start_date"])

@@ -29,6 +29,7 @@ from services.filing.domain.model import (
     InstitutionInfo,
     MinPeriodRules,
     NewFiling,
+    as_registered,
     cancel,
     check_min_period,
     check_replaces,
@@ -101,6 +102,7 @@ class FilingService:
 
     # -- writes ---------------------------------------------------------------------------
     async def create(self, request_id: str, fp: str, new: NewFiling) -> Filing:
+        new = as_registered(new, self._today())
         validate_new_filing(new, today=self._today())
         await self._check_institutions(new)
 
@@ -134,6 +136,12 @@ class FilingService:
         return await idempotency.run_once(attempt, self._get_or_fail)
 
     async def change(self, request_id: str, fp: str, filing_id: str, new: NewFiling) -> tuple[Filing, Filing]:
+        if new.start_date < self._today():
+            raise DomainError(
+                Reason.VALIDATION_FAILED,
+                "a change takes effect on its registration day or later",
+                violations=[FieldViolation("new_filing.start_date", f"on or after {self._today().isoformat()}")],
+            )
         validate_new_filing(new, today=self._today(), prefix="new_filing.")
         await self._check_institutions(new, "new_filing.")
 

@@ -139,6 +139,16 @@ def temporary_min_end(start: dt.date) -> dt.date:
     return add_months(start, TEMPORARY_MIN_MONTHS) - dt.timedelta(days=1)
 
 
+def as_registered(f: NewFiling, today: dt.date) -> NewFiling:
+    """A filing starts on its registration day. Asked to start earlier, it is a retro-filing:
+    it starts today and covers the treatment from the day asked (or from an earlier
+    ``treatment_start_date``), flagged as such (``retro``)."""
+    if f.start_date >= today:
+        return f
+    treated = min(f.start_date, f.treatment_start_date or f.start_date)
+    return replace(f, start_date=today, treatment_start_date=treated)
+
+
 def validate_new_filing(f: NewFiling, *, today: dt.date, prefix: str = "") -> None:
     """Raises INVALID_ARGUMENT naming every bad field; then the rule refusals (period, commitment,
     special-disease institution count) each with its own reason."""
@@ -156,7 +166,8 @@ def validate_new_filing(f: NewFiling, *, today: dt.date, prefix: str = "") -> No
     v.check(f.insurance_type in ("employee", "resident"), f"{p}insurance_type", "required")
     v.check(len(f.employer_name) <= 200, f"{p}employer_name", "at most 200 characters")
     if f.filing_type.long_term:
-        v.check(f.end_date is None, f"{p}end_date", "long-term filings have no end date (valid until changed)")
+        # valid until changed, or until the end date the person chooses
+        v.check(f.end_date is None or f.end_date >= f.start_date, f"{p}end_date", "on or after the start date")
     elif f.end_date is None:
         v.add(f"{p}end_date", "temporary filings need an end date at least 6 months after the start")
     if f.treatment_start_date is not None:

@@ -21,6 +21,7 @@ from services.filing.domain.model import (
     NewFiling,
     SpecialDisease,
     add_months,
+    as_registered,
     cancel,
     check_min_period,
     check_replaces,
@@ -102,11 +103,27 @@ def test_temporary_filing_is_valid_at_least_six_months_to_the_day(start: dt.date
     )
 
 
-def test_temporary_filing_needs_an_end_date_and_long_term_has_none() -> None:
+def test_temporary_filing_needs_an_end_date_and_long_term_may_carry_one() -> None:
     assert reason_of(validate_new_filing, new(end_date=None), today=TODAY) is Reason.VALIDATION_FAILED
     long_term = new(filing_type=FilingType.LONG_TERM_RESIDENT, end_date=dt.date(2027, 1, 1))
-    assert reason_of(validate_new_filing, long_term, today=TODAY) is Reason.VALIDATION_FAILED
-    validate_new_filing(replace(long_term, end_date=None), today=TODAY)
+    validate_new_filing(long_term, today=TODAY)  # the end date the person chooses
+    validate_new_filing(replace(long_term, end_date=None), today=TODAY)  # or valid until changed
+    before_start = replace(long_term, end_date=long_term.start_date - dt.timedelta(days=1))
+    assert reason_of(validate_new_filing, before_start, today=TODAY) is Reason.VALIDATION_FAILED
+
+
+def test_a_filing_starts_on_its_registration_day_a_backdated_one_is_a_retro_filing() -> None:
+    today_ = new(start_date=TODAY, end_date=temporary_min_end(TODAY))
+    assert as_registered(today_, TODAY) == today_ and not today_.retro
+    later = replace(today_, start_date=TODAY + dt.timedelta(days=5))
+    assert as_registered(later, TODAY) == later
+    backdated = as_registered(replace(today_, start_date=TODAY - dt.timedelta(days=9)), TODAY)
+    assert backdated.start_date == TODAY and backdated.retro
+    assert backdated.treatment_start_date == TODAY - dt.timedelta(days=9)
+    earlier = replace(
+        today_, start_date=TODAY - dt.timedelta(days=2), treatment_start_date=TODAY - dt.timedelta(days=7)
+    )
+    assert as_registered(earlier, TODAY).treatment_start_date == TODAY - dt.timedelta(days=7)
 
 
 def test_intra_province_filing_and_bad_codes_are_named_together() -> None:
