@@ -234,3 +234,33 @@ async def test_bulk_loader_fills_the_registry_idempotently(suite: Host, stubs: S
     assert await asyncio.to_thread(load_main, [str(bad), "--target", target]) == 2
     code, _, _ = await refused(stubs.eligibility.GetInstitution(el.GetInstitutionRequest(institution_code="H9")))
     assert code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_change_of_employer_needs_a_new_filing(stubs: Stubs) -> None:
+    await seed(stubs)
+
+    async def employ(rid: str, employer: str) -> None:
+        await stubs.eligibility.UpsertInsuredPerson(
+            el.UpsertInsuredPersonRequest(
+                request_id=rid,
+                person=el.InsuredPerson(
+                    person_no="P1",
+                    id_number=ID1,
+                    name="P1",
+                    insured_region_code="110100",
+                    insurance_type=types_pb2.INSURANCE_TYPE_EMPLOYEE,
+                    person_type=types_pb2.PERSON_TYPE_IN_SERVICE,
+                    status=el.PERSON_STATUS_ACTIVE,
+                    card_number="C1",
+                    card_serial="SC1",
+                    employer_name=employer,
+                ),
+            )
+        )
+
+    await employ("e1", "Acme Beijing")
+    await stubs.filing.CreateFiling(request("fe", employer_name="Acme Beijing"))
+    await decision_when(stubs, check(card()))
+    await employ("e2", "Other Works")  # the insured place reports a new employer
+    dec = await decision_when(stubs, check(card()), want=False)
+    assert list(dec.reasons) == ["REASON_FILING_INSURED_RELATION_CHANGED"] and "employer" in dec.guidance

@@ -313,7 +313,7 @@ async def test_a_backdated_start_is_a_retro_filing_and_long_term_filings_may_end
     ).filing
     assert lt.end_date == d(today + dt.timedelta(days=400))
     # a change cannot take effect in the past
-    code, reason, fields = await refused(
+    _code, reason, fields = await refused(
         stubs.filing.ChangeFiling(
             fp.ChangeFilingRequest(
                 request_id="bd-3",

@@ -64,6 +64,7 @@ persons = Table(
     Column("birth_date", Date, nullable=True),
     Column("account_balance_fen", BigInteger, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("employer_name", String(200), nullable=False, server_default=""),
 )
 Index("ix_insured_persons_updated", persons.c.updated_at)
 issued_tokens = Table(
@@ -123,6 +124,7 @@ def person_row(p: InsuredPerson, now: dt.datetime) -> dict[str, Any]:
         "birth_date": p.birth_date,
         "account_balance_fen": p.account_balance_fen,
         "updated_at": now,
+        "employer_name": p.employer_name,
     }
 
 
@@ -143,6 +145,7 @@ def person_from_row(r: Any) -> InsuredPerson:
         sex=r.sex,
         birth_date=r.birth_date,
         account_balance_fen=r.account_balance_fen,
+        employer_name=r.employer_name,
     )
 
 

@@ -43,6 +43,7 @@ def filing_view(f: filing_pb2.Filing) -> FilingView:
         insured_region=f.insured_region_code,
         insurance_type=_INSURANCE.get(f.insurance_type, ""),
         manual_reimbursement=f.manual_reimbursement,
+        employer_name=f.employer_name,
     )
 
 

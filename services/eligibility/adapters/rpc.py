@@ -73,6 +73,7 @@ def person_to_proto(p: InsuredPerson) -> pb.InsuredPerson:
         card_serial=p.card_serial,
         sex=p.sex,
         account_balance_fen=p.account_balance_fen,
+        employer_name=p.employer_name,
     )
     date_to_proto(p.birth_date, msg.birth_date)
     return msg
@@ -261,6 +262,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         v.check(p.person_type in PERSON_TYPE_IN, "person.person_type", "required")
         v.check(p.status in STATUS_IN, "person.status", "required")
         v.check(p.sex in ("", "F", "M"), "person.sex", "F, M or empty")
+        v.check(len(p.employer_name) <= 200, "person.employer_name", "at most 200 characters")
         v.check(p.account_balance_fen >= 0, "person.account_balance_fen", "must be >= 0")
         birth = date_from_proto(
             p.birth_date if p.HasField("birth_date") else None, "person.birth_date", v, required=False
@@ -282,6 +284,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             sex=p.sex,
             birth_date=birth,
             account_balance_fen=p.account_balance_fen,
+            employer_name=p.employer_name.strip(),
         )
         saved = await self.service.upsert_person(request.request_id, fingerprint(request), person)
         return pb.UpsertInsuredPersonResponse(person=person_to_proto(saved))

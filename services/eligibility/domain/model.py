@@ -59,6 +59,12 @@ class InsuredPerson:
     sex: str = ""
     birth_date: dt.date | None = None
     account_balance_fen: int = 0
+    employer_name: str = ""
+
+
+def _employer_key(name: str) -> str:
+    """Employer names compare without case and spacing."""
+    return "".join(name.split()).casefold()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class FilingView:
     insured_region: str = ""
     insurance_type: str = ""
     manual_reimbursement: bool = False
+    employer_name: str = ""
 
     def in_period(self, day: dt.date) -> bool:
         """Valid on ``day`` (any region): a superseded or cancelled filing still covers the days
@@ -94,10 +101,18 @@ class FilingView:
         return region == self.treatment_region and self.in_period(day)
 
     def matches(self, person: InsuredPerson) -> bool:
-        """Filed under the person's current insured relation (a change of insured region or
-        insurance type needs a new filing). Unknown fields (old events) do not refuse."""
-        return (not self.insured_region or self.insured_region == person.insured_region) and (
-            not self.insurance_type or self.insurance_type == person.insurance_type
+        """Filed under the person's current insured relation (a change of insured region,
+        insurance type or employer needs a new filing). Unknown fields (old events, an employer
+        not given on either side) do not refuse."""
+        same_employer = (
+            not self.employer_name
+            or not person.employer_name
+            or _employer_key(self.employer_name) == _employer_key(person.employer_name)
+        )
+        return (
+            same_employer
+            and (not self.insured_region or self.insured_region == person.insured_region)
+            and (not self.insurance_type or self.insurance_type == person.insurance_type)
         )
 
     def manual_reimbursement_on(self, day: dt.date) -> bool:
@@ -182,7 +197,7 @@ def decide(
         elif any(f.covers(region, day) for f in ordered):
             reasons.append(Reason.FILING_INSURED_RELATION_CHANGED)
             guidance.append(
-                "the filing was made under another insured region or insurance type: "
+                "the filing was made under another insured region, insurance type or employer: "
                 "the person must file again under the current insured relation"
             )
         elif any(f.treatment_region == region for f in usable):

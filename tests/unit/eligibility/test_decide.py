@@ -96,6 +96,16 @@ def test_filing_for_another_region_or_another_period() -> None:
     )
 
 
+def test_a_change_of_employer_needs_a_new_filing() -> None:
+    from dataclasses import replace
+
+    at_a = replace(PERSON, employer_name="Acme Shanghai Branch")
+    assert reasons(view(employer_name="Acme  shanghai branch"), person=at_a) == ()  # case and spacing
+    assert reasons(view(employer_name="Other Co"), person=at_a) == (Reason.FILING_INSURED_RELATION_CHANGED,)
+    assert reasons(view(employer_name=""), person=at_a) == ()  # not filed under an employer
+    assert reasons(view(employer_name="Other Co")) == ()  # the insured place reports none
+
+
 def test_filing_under_a_former_insured_relation_needs_a_new_filing() -> None:
     assert reasons(view(insurance_type="resident")) == (Reason.FILING_INSURED_RELATION_CHANGED,)
     assert reasons(view(insured_region="120100")) == (Reason.FILING_INSURED_RELATION_CHANGED,)

@@ -147,6 +147,7 @@ class InsuredPerson(_message.Message):
     SEX_FIELD_NUMBER: _builtins.int
     BIRTH_DATE_FIELD_NUMBER: _builtins.int
     ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _builtins.int
+    EMPLOYER_NAME_FIELD_NUMBER: _builtins.int
     person_no: _builtins.str
     id_number: _builtins.str
     """18-character resident ID number. Never logged in full."""
@@ -165,6 +166,10 @@ class InsuredPerson(_message.Message):
     """"F" or "M", for monitoring rules restricted by sex."""
     account_balance_fen: _builtins.int
     """Personal account balance reported by the insured place."""
+    employer_name: _builtins.str
+    """The employer the insured place reports (employees). A filing made under another employer
+    (e.g. stationed staff) no longer matches: the person must file again.
+    """
     @_builtins.property
     def birth_date(self) -> _types_pb2.Date: ...
     def __init__(
@@ -185,10 +190,11 @@ class InsuredPerson(_message.Message):
         sex: _builtins.str = ...,
         birth_date: _types_pb2.Date | None = ...,
         account_balance_fen: _builtins.int = ...,
+        employer_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["birth_date", b"birth_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_balance_fen", b"account_balance_fen", "assistance_category", b"assistance_category", "birth_date", b"birth_date", "card_number", b"card_number", "card_serial", b"card_serial", "hardship", b"hardship", "has_personal_account", b"has_personal_account", "id_number", b"id_number", "insurance_type", b"insurance_type", "insured_region_code", b"insured_region_code", "name", b"name", "person_no", b"person_no", "person_type", b"person_type", "sex", b"sex", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_balance_fen", b"account_balance_fen", "assistance_category", b"assistance_category", "birth_date", b"birth_date", "card_number", b"card_number", "card_serial", b"card_serial", "employer_name", b"employer_name", "hardship", b"hardship", "has_personal_account", b"has_personal_account", "id_number", b"id_number", "insurance_type", b"insurance_type", "insured_region_code", b"insured_region_code", "name", b"name", "person_no", b"person_no", "person_type", b"person_type", "sex", b"sex", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
