@@ -442,3 +442,49 @@ async def test_the_signing_calendar_sets_the_deadlines_and_overdue_payments_are_
         pb.RecordDisbursementRequest(request_id="kd", statement_id=sid, disbursement_date=d(7, 20))
     )
     assert await overdue(d(7, 21)) == {(pb.OVERDUE_KIND_INSTITUTION_PAYMENT, "H31K", "31", 5_000)}
+
+
+async def test_reconciliation_carries_each_fund_and_the_account(
+    clearing: tuple[clearing_pb2_grpc.ClearingServiceStub, ClearingService],
+) -> None:
+    stub, svc = clearing
+    day = dt.date(2026, 4, 8)
+    await svc.ingest(
+        [
+            row("RF1", "11", day, pooled=7_000, large=500, account=1_200, cash=300),
+            row("RF2", "51", day, pooled=2_000, critical=400, assistance=60, other=5, cash=100),
+        ]
+    )
+    date_ = types_pb2.Date(year=2026, month=4, day=8)
+    ours = (
+        await stub.ReconcileDaily(
+            pb.ReconcileDailyRequest(request_id="rf0", treatment_province_code="31", date=date_, totals=[pb.Totals()])
+        )
+    ).our_totals
+    overall_ = next(t for t in ours if not t.category)
+    assert (overall_.pooled_fund_fen, overall_.large_amount_fen, overall_.critical_illness_fen) == (9_000, 500, 400)
+    assert (overall_.assistance_fen, overall_.other_fund_fen, overall_.personal_account_fen) == (60, 5, 1_200)
+    assert overall_.fund_total_fen == 9_000 + 500 + 400 + 60 + 5
+    theirs = pb.Totals()
+    theirs.CopyFrom(overall_)
+    theirs.large_amount_fen = 499  # the submitter books one fen of large-amount fund as pooled
+    theirs.pooled_fund_fen = 9_001
+    resp = await stub.ReconcileDaily(
+        pb.ReconcileDailyRequest(request_id="rf1", treatment_province_code="31", date=date_, totals=[theirs])
+    )
+    assert not resp.matched
+    assert {(d.field, d.expected_fen, d.actual_fen) for d in resp.differences} == {
+        ("pooled_fund_fen", 9_001, 9_000),
+        ("large_amount_fen", 499, 500),
+    }
+    # a submitter that gives only the fund total is compared on what it gives
+    plain = pb.Totals(
+        count=2,
+        medical_total_fen=overall_.medical_total_fen,
+        fund_total_fen=overall_.fund_total_fen,
+        personal_account_fen=1_200,
+    )
+    ok = await stub.ReconcileDaily(
+        pb.ReconcileDailyRequest(request_id="rf2", treatment_province_code="31", date=date_, totals=[plain])
+    )
+    assert ok.matched, ok.differences

@@ -36,6 +36,7 @@ from libs.platform.db import upsert
 from libs.platform.idempotency import idempotency_table
 from services.clearing.domain.ledger import Entry, check_balanced
 from services.clearing.domain.model import (
+    FUND_FIELDS,
     NO_AMOUNTS,
     PAYER_FIELDS,
     Category,
@@ -855,6 +856,7 @@ class ClearingRepository:
                 func.sum(c.total_fen).label("medical_total_fen"),
                 func.sum(c.fund_total_fen).label("fund_total_fen"),
                 func.sum(c.personal_account_fen).label("personal_account_fen"),
+                *[func.sum(getattr(c, f)).label(f) for f in FUND_FIELDS],
             )
             .where(self._day_filter(day, institution, province))
             .group_by(c.category)

@@ -15,6 +15,7 @@ from services.clearing.adapters.peers import CATEGORY_IN
 from services.clearing.application.funds import PrepaymentView, TopUpView, Verification
 from services.clearing.application.service import ClearingService
 from services.clearing.domain.model import (
+    FUND_FIELDS,
     Category,
     Owed,
     Payer,
@@ -66,7 +67,8 @@ def _totals_in(msg: Any, field: str, v: Violations) -> Totals:
     if msg.category:
         category = CATEGORY_IN.get(msg.category)
         v.check(category is not None, f"{field}.category", "unknown clearing category")
-    return Totals(category, msg.count, msg.medical_total_fen, msg.fund_total_fen, msg.personal_account_fen)
+    funds = [getattr(msg, f) if msg.HasField(f) else None for f in FUND_FIELDS]
+    return Totals(category, msg.count, msg.medical_total_fen, msg.fund_total_fen, msg.personal_account_fen, *funds)
 
 
 def _items_in(items: Any, v: Violations) -> list[Item]:
@@ -88,6 +90,7 @@ def _totals_out(t: Totals) -> pb.Totals:
         medical_total_fen=t.medical_total_fen,
         fund_total_fen=t.fund_total_fen,
         personal_account_fen=t.personal_account_fen,
+        **{f: getattr(t, f) for f in FUND_FIELDS if getattr(t, f) is not None},
     )
 
 

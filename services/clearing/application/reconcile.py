@@ -13,7 +13,7 @@ from libs.platform import idempotency
 from libs.platform.db import Database
 from libs.platform.logs import get_logger
 from services.clearing.adapters.db import ClearingRepository, idempotency_keys
-from services.clearing.domain.model import Category
+from services.clearing.domain.model import FUND_FIELDS, Category
 from services.clearing.domain.reconcile import (
     Difference,
     DifferenceKind,
@@ -109,6 +109,7 @@ class Reconciliation:
                         int(r.medical_total_fen),
                         int(r.fund_total_fen),
                         int(r.personal_account_fen),
+                        *(int(getattr(r, f)) for f in FUND_FIELDS),
                     )
                     for r in await repo.day_totals(day, institution, province)
                 ]

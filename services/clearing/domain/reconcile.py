@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from services.clearing.domain.model import Category
+from services.clearing.domain.model import FUND_FIELDS, Category
 
 TOTAL_FIELDS = ("count", "medical_total_fen", "fund_total_fen", "personal_account_fen")
 ITEM_FIELDS = ("medical_total_fen", "fund_total_fen", "personal_account_fen")
@@ -28,6 +28,12 @@ class Totals:
     medical_total_fen: int = 0
     fund_total_fen: int = 0
     personal_account_fen: int = 0
+    # each fund; None in a submission that does not give it (then it is not compared)
+    pooled_fund_fen: int | None = None
+    large_amount_fen: int | None = None
+    critical_illness_fen: int | None = None
+    assistance_fen: int | None = None
+    other_fund_fen: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +56,11 @@ class Difference:
 
 def overall(per_category: Iterable[Totals]) -> Totals:
     rows = list(per_category)
-    return Totals(None, *(sum(getattr(r, f) for r in rows) for f in TOTAL_FIELDS))
+    return Totals(
+        None,
+        *(sum(getattr(r, f) for r in rows) for f in TOTAL_FIELDS),
+        *(sum(getattr(r, f) or 0 for r in rows) for f in FUND_FIELDS),
+    )
 
 
 def compare_totals(theirs: Sequence[Totals], ours: Mapping[Category | None, Totals]) -> list[Difference]:
@@ -62,6 +72,10 @@ def compare_totals(theirs: Sequence[Totals], ours: Mapping[Category | None, Tota
         for f in TOTAL_FIELDS:
             if getattr(t, f) != getattr(mine, f):
                 out.append(Difference(DifferenceKind.TOTALS_DIFFER, "", t.category, getattr(t, f), getattr(mine, f), f))
+        for f in FUND_FIELDS:
+            given, held = getattr(t, f), getattr(mine, f) or 0
+            if given is not None and given != held:
+                out.append(Difference(DifferenceKind.TOTALS_DIFFER, "", t.category, given, held, f))
     return out
 
 

@@ -210,11 +210,24 @@ class Totals(_message.Message):
     MEDICAL_TOTAL_FEN_FIELD_NUMBER: _builtins.int
     FUND_TOTAL_FEN_FIELD_NUMBER: _builtins.int
     PERSONAL_ACCOUNT_FEN_FIELD_NUMBER: _builtins.int
+    POOLED_FUND_FEN_FIELD_NUMBER: _builtins.int
+    LARGE_AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    CRITICAL_ILLNESS_FEN_FIELD_NUMBER: _builtins.int
+    ASSISTANCE_FEN_FIELD_NUMBER: _builtins.int
+    OTHER_FUND_FEN_FIELD_NUMBER: _builtins.int
     category: _types_pb2.ClearingCategory.ValueType
     count: _builtins.int
     medical_total_fen: _builtins.int
     fund_total_fen: _builtins.int
     personal_account_fen: _builtins.int
+    pooled_fund_fen: _builtins.int
+    """Each fund on its own line (they sum to fund_total_fen). Optional in a submission: a fund
+    given is compared too; clearing's own totals always carry all five.
+    """
+    large_amount_fen: _builtins.int
+    critical_illness_fen: _builtins.int
+    assistance_fen: _builtins.int
+    other_fund_fen: _builtins.int
     def __init__(
         self,
         *,
@@ -223,12 +236,36 @@ class Totals(_message.Message):
         medical_total_fen: _builtins.int = ...,
         fund_total_fen: _builtins.int = ...,
         personal_account_fen: _builtins.int = ...,
+        pooled_fund_fen: _builtins.int | None = ...,
+        large_amount_fen: _builtins.int | None = ...,
+        critical_illness_fen: _builtins.int | None = ...,
+        assistance_fen: _builtins.int | None = ...,
+        other_fund_fen: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_assistance_fen", b"_assistance_fen", "_critical_illness_fen", b"_critical_illness_fen", "_large_amount_fen", b"_large_amount_fen", "_other_fund_fen", b"_other_fund_fen", "_pooled_fund_fen", b"_pooled_fund_fen", "assistance_fen", b"assistance_fen", "critical_illness_fen", b"critical_illness_fen", "large_amount_fen", b"large_amount_fen", "other_fund_fen", b"other_fund_fen", "pooled_fund_fen", b"pooled_fund_fen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "count", b"count", "fund_total_fen", b"fund_total_fen", "medical_total_fen", b"medical_total_fen", "personal_account_fen", b"personal_account_fen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_assistance_fen", b"_assistance_fen", "_critical_illness_fen", b"_critical_illness_fen", "_large_amount_fen", b"_large_amount_fen", "_other_fund_fen", b"_other_fund_fen", "_pooled_fund_fen", b"_pooled_fund_fen", "assistance_fen", b"assistance_fen", "category", b"category", "count", b"count", "critical_illness_fen", b"critical_illness_fen", "fund_total_fen", b"fund_total_fen", "large_amount_fen", b"large_amount_fen", "medical_total_fen", b"medical_total_fen", "other_fund_fen", b"other_fund_fen", "personal_account_fen", b"personal_account_fen", "pooled_fund_fen", b"pooled_fund_fen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__assistance_fen: _TypeAlias = _typing.Literal["assistance_fen"]  # noqa: Y015
+    _WhichOneofArgType__assistance_fen: _TypeAlias = _typing.Literal["_assistance_fen", b"_assistance_fen"]  # noqa: Y015
+    _WhichOneofReturnType__critical_illness_fen: _TypeAlias = _typing.Literal["critical_illness_fen"]  # noqa: Y015
+    _WhichOneofArgType__critical_illness_fen: _TypeAlias = _typing.Literal["_critical_illness_fen", b"_critical_illness_fen"]  # noqa: Y015
+    _WhichOneofReturnType__large_amount_fen: _TypeAlias = _typing.Literal["large_amount_fen"]  # noqa: Y015
+    _WhichOneofArgType__large_amount_fen: _TypeAlias = _typing.Literal["_large_amount_fen", b"_large_amount_fen"]  # noqa: Y015
+    _WhichOneofReturnType__other_fund_fen: _TypeAlias = _typing.Literal["other_fund_fen"]  # noqa: Y015
+    _WhichOneofArgType__other_fund_fen: _TypeAlias = _typing.Literal["_other_fund_fen", b"_other_fund_fen"]  # noqa: Y015
+    _WhichOneofReturnType__pooled_fund_fen: _TypeAlias = _typing.Literal["pooled_fund_fen"]  # noqa: Y015
+    _WhichOneofArgType__pooled_fund_fen: _TypeAlias = _typing.Literal["_pooled_fund_fen", b"_pooled_fund_fen"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__assistance_fen) -> _WhichOneofReturnType__assistance_fen | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__critical_illness_fen) -> _WhichOneofReturnType__critical_illness_fen | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__large_amount_fen) -> _WhichOneofReturnType__large_amount_fen | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__other_fund_fen) -> _WhichOneofReturnType__other_fund_fen | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pooled_fund_fen) -> _WhichOneofReturnType__pooled_fund_fen | None: ...
 
 Global___Totals: _TypeAlias = Totals  # noqa: Y015
 
