@@ -100,16 +100,32 @@ class Host:
 
     async def start(self) -> None:
         creds = self._credentials()
+        mtls = creds is not None and self.settings.tls_client_ca_file is not None
+        headers = self.settings.identity_headers
         server = grpc.aio.server(
             interceptors=[
                 ServerInterceptor(
-                    trust_institution_header=self.settings.trust_institution_header,
-                    tls_identity=creds is not None and self.settings.tls_client_ca_file is not None,
-                    trusted_proxies=self.settings.trusted_proxies,
+                    tls_identity=mtls,
+                    trust_loopback_headers=headers != "never",
+                    trust_any_headers=headers == "any",
                 )
             ],
             options=SERVER_OPTIONS,
         )
+        if mtls:
+            _log.info("identity_from_client_certificates", detail="the caller is the certificate's urn:medsettle URI")
+        elif headers == "never":
+            _log.warning("identity_none", detail="no mTLS and identity headers are not trusted: every call is refused")
+        elif headers == "any":
+            _log.warning(
+                "identity_from_headers_from_any_peer",
+                detail="no mTLS: identity headers are trusted from every peer; only behind a mesh that authenticates",
+            )
+        else:
+            _log.warning(
+                "identity_from_headers_on_loopback_only",
+                detail="no mTLS: identity headers are trusted only from loopback peers; other callers are refused",
+            )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for module in self.modules:
             module.register(server)

@@ -50,11 +50,11 @@ class Settings(BaseSettings):
     peer_ca_file: Path | None = None
     peer_cert_file: Path | None = None
     peer_key_file: Path | None = None
-    # Trust the gateway's x-medsettle-institution header (the gateway overwrites it).
-    trust_institution_header: bool = True
-    # With required client certificates: the CNs of proxies (the gateway) whose calls carry the
-    # institution in x-medsettle-institution; every other certificate is itself the caller.
-    trusted_proxy_cns: str = ""
+    # Without mTLS, whom the identity headers (x-medsettle-principal / -institution) are trusted
+    # from: "loopback" (default: development, all-in-one, a sidecar mesh delivering on 127.0.0.x),
+    # "any" (a mesh that authenticates every peer before it reaches the pod; logged at start-up),
+    # "never". With mTLS the client certificate decides (docs/access.md).
+    identity_headers: Literal["loopback", "any", "never"] = "loopback"
 
     # E-certificates (eligibility): Ed25519 private key PEM; older public keys still accepted.
     ecert_signing_key_file: Path | None = None
@@ -99,10 +99,6 @@ class Settings(BaseSettings):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"MEDSETTLE_{name.upper()}: no such file: {path}")
         return self
-
-    @property
-    def trusted_proxies(self) -> frozenset[str]:
-        return frozenset(cn.strip() for cn in self.trusted_proxy_cns.split(",") if cn.strip())
 
     def database_url(self, service: str) -> str:
         explicit: str | None = getattr(self, f"{service}_database_url")

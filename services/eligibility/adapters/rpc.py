@@ -7,9 +7,10 @@ from typing import Any
 
 import grpc
 
-from libs.core.errors import Violations
+from libs.core.errors import DomainError, Reason, Violations
 from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp, today_cst
+from libs.platform.identity import Role, caller, mask_id_number
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as pb
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
@@ -291,8 +292,21 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         v.check(bool(request.person_no), "person_no", "required")
         v.raise_if_any()
         person = self.service.person(request.person_no)
+        who = caller()
+        full = who is not None and who.role is Role.INSURED_BUREAU
+        if full and who is not None and not who.covers_region(person.insured_region):
+            raise DomainError(
+                Reason.NOT_AUTHORISED_FOR_REGION,
+                "this person is insured in another region",
+                metadata={"role": who.role.value, "region_code": person.insured_region},
+            )
+        out = person_to_proto(person)
+        if not full:
+            # full ID numbers and the card's secret serial go only to the insured-place bureau
+            out.id_number = mask_id_number(out.id_number)
+            out.card_serial = ""
         return pb.GetInsuredPersonResponse(
-            person=person_to_proto(person),
+            person=out,
             active_filings=[filing_view_to_proto(f) for f in self.service.filings_of(person.person_no) if f.active],
         )
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import grpc
 
-from libs.core.errors import Violations
+from libs.core.errors import DomainError, Reason, Violations
 from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
-from libs.platform.identity import caller_institution
+from libs.platform.identity import caller, caller_institution, scoped_request_id, unscoped_request_id
 from libs.policy import FeeLine, ServiceType, SettlementResult
 from medsettle.common.v1 import types_pb2
 from medsettle.settlement.v1 import settlement_pb2 as pb
@@ -175,7 +175,7 @@ def settlement_to_proto(rec: SettlementRecord, result: SettlementResult) -> pb.S
         settle_time=timestamp(rec.settled_at),
         interim=rec.interim,
         flags=[pb.MonitoringFlag(code=f.code, detail=f.detail, line_no=f.line_no) for f in rec.flags],
-        request_id=rec.request_id,
+        request_id=unscoped_request_id(rec.request_id),
         cancelled_by_settlement_id=rec.cancelled_by,
     )
     date_to_proto(rec.settle_date, msg.settle_date)
@@ -221,7 +221,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         cmd = self._open_command(request, v, "admission_date")
         v.raise_if_any()
         assert cmd is not None
-        visit = await self.service.open_visit(request.request_id, fingerprint(request), caller_institution(), cmd)
+        visit = await self.service.open_visit(
+            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), cmd
+        )
         return pb.OpenVisitResponse(visit=visit_to_proto(visit))
 
     async def UploadFees(self, request: pb.UploadFeesRequest, context: Any) -> pb.UploadFeesResponse:
@@ -231,7 +233,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         lines = lines_from_proto(request.lines, v)
         v.raise_if_any()
         visit, n = await self.service.upload_fees(
-            request.request_id, fingerprint(request), caller_institution(), request.visit_id, lines
+            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), request.visit_id, lines
         )
         return pb.UploadFeesResponse(visit=visit_to_proto(visit), lines_accepted=n)
 
@@ -251,7 +253,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         )
         v.raise_if_any()
         c = await self.service.settle(
-            request.request_id,
+            scoped_request_id(request.request_id),
             fingerprint(request),
             caller_institution(),
             request.visit_id,
@@ -267,7 +269,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(bool(request.settlement_id), "settlement_id", "required")
         v.raise_if_any()
         c = await self.service.cancel(
-            request.request_id, fingerprint(request), caller_institution(), request.settlement_id
+            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), request.settlement_id
         )
         return pb.CancelSettlementResponse(cancellation=_committed(c))
 
@@ -280,7 +282,10 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(request.original_request_id != request.request_id, "original_request_id", "must differ from request_id")
         v.raise_if_any()
         undone, c = await self.service.reverse_transaction(
-            request.request_id, fingerprint(request), caller_institution(), request.original_request_id
+            scoped_request_id(request.request_id),
+            fingerprint(request),
+            caller_institution(),
+            scoped_request_id(request.original_request_id),
         )
         out = pb.ReverseTransactionResponse(reversed=undone)
         if c is not None:
@@ -297,7 +302,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.raise_if_any()
         assert cmd is not None
         c = await self.service.settle_outpatient(
-            request.request_id,
+            scoped_request_id(request.request_id),
             fingerprint(request),
             caller_institution(),
             cmd,
@@ -344,7 +349,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         )
         v.raise_if_any()
         visit = await self.service.update_visit(
-            request.request_id,
+            scoped_request_id(request.request_id),
             fingerprint(request),
             caller_institution(),
             request.visit_id,
@@ -359,7 +364,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(bool(request.visit_id), "visit_id", "required")
         v.raise_if_any()
         visit = await self.service.cancel_visit(
-            request.request_id, fingerprint(request), caller_institution(), request.visit_id
+            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), request.visit_id
         )
         return pb.CancelVisitResponse(visit=visit_to_proto(visit))
 
@@ -377,7 +382,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.raise_if_any()
         assert cmd is not None and discharge is not None
         claim = await self.service.submit_claim(
-            request.request_id,
+            scoped_request_id(request.request_id),
             fingerprint(request),
             caller_institution(),
             cmd,
@@ -431,6 +436,19 @@ def claim_to_proto(c: ManualClaim) -> pb.ManualClaim:
     return msg
 
 
+def _own_region(claim: ManualClaim) -> ManualClaim:
+    """A manual claim is the insured place's: only its bureau reads or processes it."""
+    who = caller()
+    region = claim.decision.insured_region
+    if who is None or not who.covers_region(region):
+        raise DomainError(
+            Reason.NOT_AUTHORISED_FOR_REGION,
+            "this claim is another region's",
+            metadata={"role": who.role.value if who else "", "region_code": region},
+        )
+    return claim
+
+
 class ManualClaimServicer(settlement_pb2_grpc.ManualClaimServiceServicer):
     """The insured place's side; not routed to hospitals by the gateway."""
 
@@ -444,11 +462,16 @@ class ManualClaimServicer(settlement_pb2_grpc.ManualClaimServiceServicer):
         check_request_id(request.request_id, v)
         v.check(bool(request.claim_id), "claim_id", "required")
         v.raise_if_any()
-        claim, _ = await self.service.process_claim(request.request_id, fingerprint(request), request.claim_id)
+        _own_region(await self.service.get_claim(request.claim_id))
+        claim, _ = await self.service.process_claim(
+            scoped_request_id(request.request_id), fingerprint(request), request.claim_id
+        )
         return pb.ProcessManualClaimResponse(claim=claim_to_proto(claim))
 
     async def GetManualClaim(self, request: pb.GetManualClaimRequest, context: Any) -> pb.GetManualClaimResponse:
-        return pb.GetManualClaimResponse(claim=claim_to_proto(await self.service.get_claim(request.claim_id)))
+        return pb.GetManualClaimResponse(
+            claim=claim_to_proto(_own_region(await self.service.get_claim(request.claim_id)))
+        )
 
     async def ListManualClaims(self, request: pb.ListManualClaimsRequest, context: Any) -> pb.ListManualClaimsResponse:
         v = Violations()
