@@ -85,7 +85,7 @@ RULES: dict[str, Rule] = {
     ELIGIBILITY + "UpsertRegion": allow(OP),
     ELIGIBILITY + "UpsertInstitution": allow(TB, treatment="institution.region_code"),
     ELIGIBILITY + "UpsertInsuredPerson": allow(IB, insured="person.insured_region_code"),
-    ELIGIBILITY + "GetInsuredPerson": allow(I, TB, IB, SVC, note="full ID number only to the insured-place bureau"),
+    ELIGIBILITY + "GetInsuredPerson": allow(TB, IB, SVC, note="full ID number only to the insured-place bureau"),
     # settlement: the hospital's desk; a visit is its institution's own
     SETTLEMENT + "OpenVisit": allow(I, institution="institution_code"),
     SETTLEMENT + "UploadFees": allow(I, note="own visits"),
