@@ -30,7 +30,7 @@ async def migrate_all(settings: Settings, names: Sequence[str]) -> None:
         await migrate.upgrade_async(name, settings.database_url(name))
 
 
-def build_host(settings: Settings, names: Sequence[str], *, port: int, bind_host: str = "[::]") -> Host:
+def build_host(settings: Settings, names: Sequence[str], *, port: int, bind_host: str = "127.0.0.1") -> Host:
     resolved = resolve(names)
     configure_tracing("medsettle" if len(resolved) > 1 else f"medsettle-{resolved[0]}")
     modules = [create_module(n, settings) for n in resolved]

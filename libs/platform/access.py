@@ -203,5 +203,23 @@ def render_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+START, END = "<!-- access-table:start -->\n", "<!-- access-table:end -->"
+
+
+def write_doc(path: str) -> None:
+    """Replaces the table between the markers of ``path`` with :func:`render_markdown`."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(head + START + render_markdown() + END + tail)
+
+
 if __name__ == "__main__":
-    print(render_markdown(), end="")
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        write_doc(sys.argv[2])
+    else:
+        print(render_markdown(), end="")

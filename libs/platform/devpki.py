@@ -187,3 +187,34 @@ class Pki:
             not_after=now - dt.timedelta(days=1),
             uri=san,
         )
+
+
+# What ``medsettle dev-certs`` writes: file stem -> (identity URI, also a server certificate).
+DEV_IDENTITIES: dict[str, tuple[str, bool]] = {
+    "gateway": ("urn:medsettle:gateway:local", True),
+    "hospital-H31010400001": ("urn:medsettle:hospital:H31010400001", False),
+    "hospital-H31010400002": ("urn:medsettle:hospital:H31010400002", False),
+    "pharmacy-P31010400009": ("urn:medsettle:pharmacy:P31010400009", False),
+    "bureau-treatment-310100": ("urn:medsettle:bureau:treatment:310100", False),
+    "bureau-insured-110100": ("urn:medsettle:bureau:insured:110100", False),
+    "bureau-insured-510100": ("urn:medsettle:bureau:insured:510100", False),
+    "operator-national": ("urn:medsettle:operator:national", False),
+    "app-P110100000001": ("urn:medsettle:app:P110100000001", False),
+    **{
+        f"service-{s}": (f"urn:medsettle:service:{s}", True)
+        for s in ("filing", "eligibility", "settlement", "clearing")
+    },
+}
+
+
+def write_dev_certs(out_dir: Path) -> list[Path]:
+    """A development CA (``ca.crt``) and one certificate per role in ``out_dir``, named
+    ``<stem>.crt`` / ``<stem>.key`` (see :data:`DEV_IDENTITIES`). Servers' certificates (the
+    gateway, the services) are also valid for localhost, 127.0.0.1 and ::1."""
+    pki = Pki(out_dir, ca_name="ca")
+    written = [pki.ca_file]
+    for stem, (uri, server) in DEV_IDENTITIES.items():
+        cn = uri.rsplit(":", 1)[-1]
+        issued = pki._issue(stem, cn, server=server, client=True, uri=uri)
+        written += [issued.cert_file, issued.key_file]
+    return written

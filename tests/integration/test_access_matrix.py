@@ -160,3 +160,44 @@ async def test_identity_headers_are_trusted_from_loopback_only(suite: Host) -> N
             await stub(_request(method, None), metadata=two, timeout=5)
     assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert error_details(exc.value).reason == "REASON_CALLER_IDENTITY_AMBIGUOUS"
+
+
+def _non_loopback_address() -> str | None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: only picks the outgoing interface
+            address = str(s.getsockname()[0])
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.parametrize("mode", ["loopback", "any"])
+async def test_without_tls_identity_headers_count_only_from_loopback(settings: Any, mode: str) -> None:
+    from services.suite import start
+
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    host = await start(
+        settings.model_copy(update={"clearing_follow_feed": False, "identity_headers": mode}),
+        ["clearing"],
+        bind_host=address,
+        run_migrations=False,
+    )
+    method = "/medsettle.clearing.v1.ClearingService/GetIngestStatus"
+    operator = ((PRINCIPAL_HEADER, "urn:medsettle:operator:national"),)
+    try:
+        async with grpc.aio.insecure_channel(f"{address}:{host.port}") as ch:
+            stub = ch.unary_unary(method, request_serializer=lambda x: x.SerializeToString())
+            if mode == "loopback":
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await stub(_request(method, None), metadata=operator, timeout=5)
+                assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                assert error_details(exc.value).reason == "REASON_CALLER_IDENTITY_INVALID"
+            else:
+                await stub(_request(method, None), metadata=operator, timeout=5)
+    finally:
+        await host.stop(drain=False)

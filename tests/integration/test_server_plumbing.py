@@ -174,3 +174,17 @@ def test_cli_refuses_bad_settings_with_exit_code_2(tmp_path) -> None:  # type: i
         },
     )
     assert result.returncode == 2 and "MEDSETTLE_FILING_DATABASE_URL" in result.stderr
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_reflection_answers_v1_and_v1alpha_to_anyone(suite: Host, version: str) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}") as ch:
+        call = ch.stream_stream(
+            f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        names = [s.name async for r in call for s in r.list_services_response.service]
+    assert {"grpc.reflection.v1.ServerReflection", "medsettle.settlement.v1.SettlementService"} <= set(names)

@@ -74,7 +74,9 @@ def test_a_method_without_a_rule_is_refused_for_every_caller() -> None:
 
 def test_docs_access_md_shows_the_table() -> None:
     doc = (ROOT / "docs" / "access.md").read_text(encoding="utf-8")
-    assert access.render_markdown() in doc, "docs/access.md is stale: python -m libs.platform.access"
+    assert access.START + access.render_markdown() + access.END in doc, (
+        "docs/access.md is stale: python -m libs.platform.access --write docs/access.md"
+    )
 
 
 @pytest.mark.parametrize(
