@@ -298,9 +298,10 @@ def test_database_urls_come_from_secret_references(rendered: dict[str, list[dict
 
 PORT_GRPC, PORT_METRICS = "50051/TCP", "9464/TCP"
 GRPC_EDGES = {
-    ("gateway", "filing"),
+    # the gateway reaches exactly the services with a method open to hospitals (access table)
     ("gateway", "eligibility"),
     ("gateway", "settlement"),
+    ("gateway", "clearing"),
     ("settlement", "eligibility"),
     ("eligibility", "filing"),
     ("filing", "eligibility"),  # GetInstitution when a special disease is filed
@@ -388,23 +389,50 @@ def test_every_allowed_network_edge_is_a_promised_one(objects: list[dict[str, An
         e for e in ALLOWED_EDGES if e[1] in ("dns", "otlp", "postgres")
     }
     assert ("prometheus", "medsettle-servers", PORT_METRICS) in ingress
-    # Nobody may call clearing.
-    assert not [e for e in ingress | egress if e[1] == "clearing"]
+    # Only the gateway may call clearing (a hospital's own reconciliation), and nobody filing
+    # but eligibility.
+    assert {e[0] for e in ingress | egress if e[1] == "clearing"} == {"gateway"}
+    assert {e[0] for e in ingress | egress if e[1] == "filing"} == {"eligibility"}
+    # The gateway's edges are the services the access table opens a method of to hospitals.
+    from libs.platform.access import RULES
+
+    render = _load_render()
+    opened = {render.UPSTREAM_OF[m.split("/")[1]] for m, r in RULES.items() if r.hospital_facing}
+    assert {dst for src, dst, _ in egress if src == "gateway" and dst in SERVICES} == opened
 
 
 # --------------------------------------------------------------------------- gateway
 
 
-def test_no_grpc_route_reaches_clearing(objects: list[dict[str, Any]]) -> None:
-    routed = set()
+STANDARD_TOOLS = {
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+}
+
+
+def test_grpc_routes_match_exactly_the_methods_the_access_table_opens_to_hospitals(
+    objects: list[dict[str, Any]],
+) -> None:
+    from libs.platform.access import RULES
+
+    render = _load_render()
+    routed: set[tuple[str, str]] = set()
     for route in of_kind(objects, "GRPCRoute"):
         for rule in route["spec"]["rules"]:
-            for backend in rule["backendRefs"]:
-                assert backend.get("kind", "Service") == "Service"
-                routed.add(backend["name"])
+            (backend,) = rule["backendRefs"]
+            assert backend.get("kind", "Service") == "Service"
             for match in rule["matches"]:
-                assert "clearing" not in match["method"]["service"].lower()
-    assert routed == {"filing", "eligibility", "settlement"}
+                method = match["method"]
+                assert method.get("type", "Exact") == "Exact", method
+                if method["service"] in STANDARD_TOOLS:
+                    assert "method" not in method and backend["name"] == "settlement"
+                    continue
+                assert method.get("method"), f"{method['service']}: a whole service is routed"
+                assert render.UPSTREAM_OF[method["service"]] == backend["name"], method
+                routed.add((method["service"], method["method"]))
+    opened = {tuple(m.strip("/").split("/")) for m, r in RULES.items() if r.hospital_facing}
+    assert routed == opened
 
 
 def test_the_gateway_requires_client_certificates(objects: list[dict[str, Any]]) -> None:
