@@ -12,7 +12,7 @@ from libs.core.errors import DomainError, Reason, Violations
 from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
-from libs.platform.identity import Role, caller
+from libs.platform.identity import Role, caller, scoped_request_id
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
 from services.filing.application.service import CaughtUp, FilingService
 from services.filing.domain.model import (
@@ -164,7 +164,7 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         new = new_filing_from_proto(request, v, today=self.service.today())
         v.raise_if_any()
         assert new is not None
-        f = await self.service.create(request.request_id, fingerprint(request), new)
+        f = await self.service.create(scoped_request_id(request.request_id), fingerprint(request), new)
         return filing_pb2.CreateFilingResponse(filing=filing_to_proto(f))
 
     async def ChangeFiling(
@@ -178,7 +178,9 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         v.raise_if_any()
         assert new is not None
         _own(await self.service.get_required(request.filing_id), insured_only=True)
-        old, created = await self.service.change(request.request_id, fingerprint(request), request.filing_id, new)
+        old, created = await self.service.change(
+            scoped_request_id(request.request_id), fingerprint(request), request.filing_id, new
+        )
         return filing_pb2.ChangeFilingResponse(old_filing=filing_to_proto(old), new_filing=filing_to_proto(created))
 
     async def CancelFiling(
@@ -192,7 +194,9 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         )
         v.raise_if_any()
         _own(await self.service.get_required(request.filing_id), insured_only=True)
-        f = await self.service.cancel(request.request_id, fingerprint(request), request.filing_id, day)
+        f = await self.service.cancel(
+            scoped_request_id(request.request_id), fingerprint(request), request.filing_id, day
+        )
         return filing_pb2.CancelFilingResponse(filing=filing_to_proto(f))
 
     async def GetFiling(self, request: filing_pb2.GetFilingRequest, context: Any) -> filing_pb2.GetFilingResponse:
