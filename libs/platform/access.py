@@ -14,9 +14,10 @@ request before the handler sees it:
 Ownership that needs stored data (the visit of a settlement, the region of a filing) is checked
 by the service, next to the data. ``tests/unit/test_access.py`` fails if a method of any service
 has no rule; ``tests/integration/test_access_matrix.py`` calls every method as every role; the
-table is rendered in docs/access.md (``python -m libs.platform.access``, checked by a test).
+table is rendered in docs/access.md and routed by the gateways (``scripts/gen_access.py``,
+checked by tests).
 
-Adding a method is one line below.
+Adding a method is one line below, then ``scripts/gen_access.py``.
 """
 
 from __future__ import annotations

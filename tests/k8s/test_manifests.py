@@ -435,6 +435,17 @@ def test_grpc_routes_match_exactly_the_methods_the_access_table_opens_to_hospita
     assert routed == opened
 
 
+def test_the_gateway_routes_are_generated_from_the_access_table() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(K8S.parent / "scripts" / "gen_access.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stderr}: run scripts/gen_access.py"
+
+
 def test_the_gateway_requires_client_certificates(objects: list[dict[str, Any]]) -> None:
     (gateway,) = of_kind(objects, "Gateway")
     spec = gateway["spec"]
