@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # "any" (a mesh that authenticates every peer before it reaches the pod; logged at start-up),
     # "never". With mTLS the client certificate decides (docs/access.md).
     identity_headers: Literal["loopback", "any", "never"] = "loopback"
+    # Refuse to start without service-side mTLS (server certificate and required client
+    # certificates): for deployments where the identity must come from certificates only.
+    require_mtls: bool = False
 
     # E-certificates (eligibility): Ed25519 private key PEM; older public keys still accepted.
     ecert_signing_key_file: Path | None = None
@@ -84,6 +87,11 @@ class Settings(BaseSettings):
             raise ValueError("MEDSETTLE_TLS_CERT_FILE and MEDSETTLE_TLS_KEY_FILE go together")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("MEDSETTLE_TLS_CLIENT_CA_FILE needs MEDSETTLE_TLS_CERT_FILE")
+        if self.require_mtls and (self.tls_cert_file is None or self.tls_client_ca_file is None):
+            raise ValueError(
+                "MEDSETTLE_REQUIRE_MTLS is set: MEDSETTLE_TLS_CERT_FILE, MEDSETTLE_TLS_KEY_FILE and "
+                "MEDSETTLE_TLS_CLIENT_CA_FILE are required"
+            )
         if (self.peer_cert_file is None) != (self.peer_key_file is None):
             raise ValueError("MEDSETTLE_PEER_CERT_FILE and MEDSETTLE_PEER_KEY_FILE go together")
         for name in (

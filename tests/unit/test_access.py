@@ -165,3 +165,19 @@ def test_certificate_identity_is_the_uri_san_never_the_subject(tmp_path: Path) -
 
 def test_id_numbers_are_masked() -> None:
     assert identity.mask_id_number("110105195403120027") == "110105********0027"
+
+
+def test_require_mtls_refuses_to_start_without_client_certificates(tmp_path: Path) -> None:
+    from libs.platform.devpki import Pki
+    from libs.platform.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="MEDSETTLE_REQUIRE_MTLS"):
+        load_settings(require_mtls=True)
+    pki = Pki(tmp_path)
+    server = pki.server("svc", uri="urn:medsettle:service:settlement")
+    with pytest.raises(SettingsError, match="MEDSETTLE_REQUIRE_MTLS"):
+        load_settings(require_mtls=True, tls_cert_file=server.cert_file, tls_key_file=server.key_file)
+    ok = load_settings(
+        require_mtls=True, tls_cert_file=server.cert_file, tls_key_file=server.key_file, tls_client_ca_file=pki.ca_file
+    )
+    assert ok.require_mtls
