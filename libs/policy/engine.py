@@ -39,6 +39,7 @@ from libs.policy.model import (
     ServiceType,
     SettlementResult,
     Supplementary,
+    TraceBand,
     TraceStep,
     Visit,
     slot_builder,
@@ -479,19 +480,47 @@ def _check_visit_fields(visit: Visit, problems: _Problems) -> None:
 # ------------------------------------------------------------------------------ fund math
 
 
-_BandTable = tuple[tuple[int, int, int, str], ...]  # (from, to, ratio_bps, trace label)
+# (from, to, ratio_bps, trace label, the band's TraceBand with nothing in it); ``to`` is _INF when
+# open. Edges are in the engine's coordinates; the TraceBand's in the trace's (see _supp_bands).
+_BandTable = tuple[tuple[int, int, int, str, TraceBand], ...]
 
 
-def _band_payment(start: int, end: int, bands: _BandTable) -> int:
+def _band_payment(start: int, end: int, bands: _BandTable) -> tuple[int, tuple[TraceBand, ...]]:
     """Σ ratio_bps x |[start, end) ∩ [lo, hi)| over the bands, / 10 000 rounded half-up: the
-    payment on the base from ``start`` to ``end``, rounded once from its exact value."""
+    payment on the base from ``start`` to ``end``, rounded once from its exact value; and every
+    band with the base and payment falling in it (README.md "Trace").
+
+    A band's payment is its own exact part rounded half-up; the last band with a base takes the
+    remainder, so the bands add up exactly to the one rounding of the sum. Only called with
+    ``end >= start`` (a settlement's bases are never negative)."""
     num = 0
-    for lo, hi, ratio, _ in bands:
+    paid_sum = 0
+    last = -1
+    rows: list[TraceBand] = []
+    append = rows.append
+    new = _new
+    for lo, hi, ratio, _, empty in bands:
         a = start if start > lo else lo
         b = end if end < hi else hi
         if b > a:
-            num += ratio * (b - a)
-    return (num + HALF_BPS) // BPS_ONE if num >= 0 else round_half_up(num, BPS_ONE)
+            w = b - a
+            n = ratio * w
+            num += n
+            paid = (n + HALF_BPS) // BPS_ONE
+            paid_sum += paid
+            last = len(rows)
+            append(new(TraceBand, (empty[0], empty[1], ratio, w, paid)))
+        else:
+            append(empty)
+    total = (num + HALF_BPS) // BPS_ONE
+    if total != paid_sum:  # the remainder of the per-band rounding, on the last band with a base
+        f, t, r, w, paid = rows[last]
+        rows[last] = new(TraceBand, (f, t, r, w, paid + total - paid_sum))
+    return total, tuple(rows)
+
+
+def _empty_bands(bands: _BandTable) -> tuple[TraceBand, ...]:
+    return tuple(b[4] for b in bands)
 
 
 def _label(lo: int, hi: int, ratio: int) -> str:
@@ -506,21 +535,26 @@ def _pooled_bands(policy: Policy, service: ServiceType, person: PersonType, leve
         for seg in policy.benefits[service].segments:
             ratio = max(seg.ratio_bps[person][level] - reduction, 0)
             hi = _INF if seg.to_fen is None else seg.to_fen
-            rows.append((seg.from_fen, hi, ratio, _label(seg.from_fen, hi, ratio)))
+            empty = TraceBand(seg.from_fen, seg.to_fen, ratio, 0, 0)
+            rows.append((seg.from_fen, hi, ratio, _label(seg.from_fen, hi, ratio), empty))
         got = policy.memo[key] = tuple(rows)
     return got  # type: ignore[return-value]
 
 
 def _supp_bands(policy: Policy, supp: Supplementary, hardship: bool) -> _BandTable:
+    """The bands above the threshold (the model's form); their TraceBands carry the published
+    edges, on the cumulative compliant burden (threshold + edge), like the trace's base start."""
     key = ("supplementary", hardship)
     got = policy.memo.get(key)
     if got is None:
         bonus = supp.hardship_ratio_bonus_bps if hardship else 0
+        threshold = supp.hardship_threshold_fen if hardship else supp.threshold_fen
         rows = []
         for b in supp.bands:
             ratio = min(b.ratio_bps + bonus, BPS_ONE)
             hi = _INF if b.to_fen is None else b.to_fen
-            rows.append((b.from_fen, hi, ratio, _label(b.from_fen, hi, ratio)))
+            empty = TraceBand(threshold + b.from_fen, None if b.to_fen is None else threshold + b.to_fen, ratio, 0, 0)
+            rows.append((b.from_fen, hi, ratio, _label(b.from_fen, hi, ratio), empty))
         got = policy.memo[key] = tuple(rows)
     return got  # type: ignore[return-value]
 
@@ -528,7 +562,7 @@ def _supp_bands(policy: Policy, supp: Supplementary, hardship: bool) -> _BandTab
 def _describe_bands(bands: _BandTable, used_from: int, used_to: int) -> str:
     """The labels of the bands ``[used_from, used_to)`` reaches, joined by "; "."""
     text = None
-    for lo, hi, _, label in bands:
+    for lo, hi, _, label, _ in bands:
         if used_to > lo and used_from < hi:
             text = label if text is None else f"{text}; {label}"
     return text or "no band reached"
@@ -579,7 +613,15 @@ def _assistance_plan(policy: Policy, category: str) -> tuple[AssistanceRule, _Ba
         rule = policy.assistance[category]
         got = policy.memo[key] = (
             rule,
-            ((rule.deductible_fen, _INF, rule.ratio_bps, ""),),
+            (
+                (
+                    rule.deductible_fen,
+                    _INF,
+                    rule.ratio_bps,
+                    "",
+                    TraceBand(rule.deductible_fen, None, rule.ratio_bps, 0, 0),
+                ),
+            ),
             f"category {category}",
             f"{pct(rule.ratio_bps)} above {yuan(rule.deductible_fen)} a year",
         )
@@ -627,6 +669,8 @@ def settle(
         and service in policy.benefits
     ):
         _visit_problems(policy, visit, acc).raise_if_any()
+        if service not in policy.benefits:
+            raise _not_covered(policy, service)
     if not (policy.effective_from <= day and (policy.effective_to is None or day <= policy.effective_to)):
         raise _bad("settle_date", f"policy {policy.version} is not in effect", Reason.POLICY_NOT_FOUND)
     if not (catalogue.effective_from <= day and (catalogue.effective_to is None or day <= catalogue.effective_to)):
@@ -644,6 +688,8 @@ def settle(
                 total,
                 f"full self-pay {yuan(full)}, over-limit {yuan(over)}, pre-self-pay {yuan(pre)}, "
                 f"in scope {yuan(in_scope)}",
+                (),
+                0,
             ),
         )
     ]
@@ -672,7 +718,9 @@ def settle(
     deductible = in_scope if in_scope < open_ded else open_ded
     if deductible < 0:
         deductible = 0
-    trace.append(new(TraceStep, ("deductible", f"{mode} deductible", ded_param, deductible, f"open {yuan(open_ded)}")))
+    trace.append(
+        new(TraceStep, ("deductible", f"{mode} deductible", ded_param, deductible, f"open {yuan(open_ded)}", (), 0))
+    )
 
     # 2. pooled fund by segments, then the annual cap ---------------------------------------
     base = in_scope - deductible
@@ -683,18 +731,32 @@ def settle(
         base_before, paid_before = acc.outpatient_pooled_base_fen, acc.outpatient_pooled_paid_fen
     start = base_before if benefit.segment_scope is _PER_YEAR else 0
     end = start + base
-    uncapped = _band_payment(start, end, bands) if base > 0 else 0
+    if base > 0:
+        uncapped, in_bands = _band_payment(start, end, bands)
+    else:
+        uncapped, in_bands = 0, _empty_bands(bands)
     cap = policy.pool_caps_fen[benefit.pool]
     remaining = cap - paid_before if cap > paid_before else 0
     pooled = uncapped if uncapped < remaining else remaining
     trace.append(
-        new(TraceStep, ("pooled_fund", pooled_rule, _describe_bands(bands, start, end), uncapped, f"base {yuan(base)}"))
+        new(
+            TraceStep,
+            (
+                "pooled_fund",
+                pooled_rule,
+                _describe_bands(bands, start, end),
+                uncapped,
+                f"base {yuan(base)}",
+                in_bands,
+                start,
+            ),
+        )
     )
     if pooled != uncapped:
         trace.append(
             new(
                 TraceStep,
-                ("annual_cap", f"{benefit.pool} pool annual cap", yuan(cap), pooled, f"left {yuan(remaining)}"),
+                ("annual_cap", f"{benefit.pool} pool annual cap", yuan(cap), pooled, f"left {yuan(remaining)}", (), 0),
             )
         )
     funds = [new(FundDetail, (_POOLED, base, remaining, pooled))]
@@ -711,7 +773,10 @@ def settle(
         ci_paid = acc.ci_paid_fen
         s_start = acc.ci_burden_fen - threshold
         s_end = s_start + burden
-        s_uncapped = _band_payment(s_start, s_end, sbands) if burden > 0 else 0
+        if burden > 0:
+            s_uncapped, s_in_bands = _band_payment(s_start, s_end, sbands)
+        else:
+            s_uncapped, s_in_bands = 0, _empty_bands(sbands)
         s_remaining: int | None = None
         supp_paid = s_uncapped
         if scap is not None:
@@ -733,6 +798,8 @@ def settle(
                     f"burden {yuan(burden)}"
                     if s_remaining is None
                     else f"burden {yuan(burden)}, cap left {yuan(s_remaining)}",
+                    s_in_bands,
+                    s_start + threshold,
                 ),
             )
         )
@@ -745,7 +812,10 @@ def settle(
         rule, a_bands, assist_rule, assist_param = _assistance_plan(policy, category)
         assist_base = burden - supp_paid
         a_start = acc.assistance_base_fen
-        a_uncapped = _band_payment(a_start, a_start + assist_base, a_bands) if assist_base > 0 else 0
+        if assist_base > 0:
+            a_uncapped, a_in_bands = _band_payment(a_start, a_start + assist_base, a_bands)
+        else:
+            a_uncapped, a_in_bands = 0, _empty_bands(a_bands)
         a_remaining = rule.annual_cap_fen - acc.assistance_paid_fen
         if a_remaining < 0:
             a_remaining = 0
@@ -759,6 +829,8 @@ def settle(
                     assist_param,
                     assistance,
                     f"base {yuan(assist_base)}, cap left {yuan(a_remaining)}",
+                    a_in_bands,
+                    a_start,
                 ),
             )
         )
@@ -773,12 +845,12 @@ def settle(
             Reason.AMOUNT_OUT_OF_RANGE,
         )
     if other:
-        trace.append(new(TraceStep, ("other_fund", "other fund (as reported)", "", other, "")))
+        trace.append(new(TraceStep, ("other_fund", "other fund (as reported)", "", other, "", (), 0)))
     if borne:
-        trace.append(new(TraceStep, ("hospital_borne", "borne by the hospital (as reported)", "", borne, "")))
+        trace.append(new(TraceStep, ("hospital_borne", "borne by the hospital (as reported)", "", borne, "", (), 0)))
     fund_total = pooled + supp_paid + assistance + other
     personal = total - fund_total - borne
-    trace.append(new(TraceStep, ("personal_part", "total - funds - hospital-borne", "", personal, "")))
+    trace.append(new(TraceStep, ("personal_part", "total - funds - hospital-borne", "", personal, "", (), 0)))
 
     account = 0
     balance = acc.account_balance_fen
@@ -786,13 +858,16 @@ def settle(
         if policy.personal_account:
             account = personal if personal < balance else balance
             trace.append(
-                new(TraceStep, ("personal_account", "account pays first", f"balance {yuan(balance)}", account, ""))
+                new(
+                    TraceStep,
+                    ("personal_account", "account pays first", f"balance {yuan(balance)}", account, "", (), 0),
+                )
             )
             funds.append(new(FundDetail, (_PERSONAL_ACCOUNT, personal, balance, account)))
         else:
             trace.append(TraceStep("personal_account", "not available", policy.insurance_type.value, 0, "no account"))
     cash = personal - account
-    trace.append(new(TraceStep, ("cash", "personal part - account", "", cash, "")))
+    trace.append(new(TraceStep, ("cash", "personal part - account", "", cash, "", (), 0)))
 
     # 6. accumulators -----------------------------------------------------------------------------
     if inpatient_pool:
@@ -893,9 +968,17 @@ def _visit_problems(policy: Policy, visit: Visit, acc: Accumulators) -> _Problem
             "assistance_category",
             f"unknown assistance category {category!r} in policy {policy.version}",
         )
-    if visit.service_type not in policy.benefits:
-        problems.add(Reason.VALIDATION_FAILED, "service_type", f"policy has no {visit.service_type} benefit")
     return problems
+
+
+def _not_covered(policy: Policy, service: ServiceType) -> DomainError:
+    """A visit of a service type the policy leaves out (a pharmacy-only policy, say)."""
+    return DomainError(
+        Reason.SERVICE_NOT_COVERED,
+        f"service_type: policy {policy.version} defines no {service} benefit",
+        violations=[FieldViolation("service_type", f"policy {policy.version} defines no {service} benefit")],
+        metadata={"policy_version": policy.version, "service_type": str(service)},
+    )
 
 
 # --------------------------------------------------------------------------------- reverse
@@ -935,8 +1018,16 @@ def reverse(result: SettlementResult, acc: Accumulators | None = None) -> Settle
                 ]
             ),
             (
-                new(trace_step, ("reversal", "exact negative mirror", result.policy_version, -result.total_fen, "")),
-                *[new(trace_step, (t.step, t.rule, t.parameter, -t.amount_fen, t.note)) for t in result.trace],
+                new(
+                    trace_step,
+                    ("reversal", "exact negative mirror", result.policy_version, -result.total_fen, "", (), 0),
+                ),
+                *[
+                    new(
+                        trace_step, (step, rule, param, -amount, note, _negated_bands(bands) if bands else bands, start)
+                    )
+                    for step, rule, param, amount, note, bands, start in result.trace
+                ],
             ),
             result.policy_version,
             result.catalogue_version,
@@ -950,6 +1041,12 @@ def reverse(result: SettlementResult, acc: Accumulators | None = None) -> Settle
     )
     check_identities(mirrored)
     return mirrored
+
+
+def _negated_bands(bands: tuple[TraceBand, ...]) -> tuple[TraceBand, ...]:
+    """A reversal's bands: the same edges, ratios and start, every base and payment negated."""
+    new = _new
+    return tuple([new(TraceBand, (f, t, r, -w, -p)) for f, t, r, w, p in bands])
 
 
 # ------------------------------------------------------------------------------ identities
