@@ -493,13 +493,22 @@ def _band_payment(start: int, end: int, bands: _BandTable) -> tuple[int, tuple[T
     A band's payment is its own exact part rounded half-up; the last band with a base takes the
     remainder, so the bands add up exactly to the one rounding of the sum. Only called with
     ``end >= start`` (a settlement's bases are never negative)."""
+    new = _new
+    if len(bands) == 1:  # one band (most supplementary and every assistance table): no remainder
+        lo, hi, ratio, _, empty = bands[0]
+        a = start if start > lo else lo
+        b = end if end < hi else hi
+        if b <= a:
+            return 0, (empty,)
+        w = b - a
+        paid = (ratio * w + HALF_BPS) // BPS_ONE
+        return paid, (new(TraceBand, (empty[0], empty[1], ratio, w, paid)),)
     num = 0
     paid_sum = 0
     last = -1
     rows: list[TraceBand] = []
     append = rows.append
-    new = _new
-    for lo, hi, ratio, _, empty in bands:
+    for i, (lo, hi, ratio, _, empty) in enumerate(bands):
         a = start if start > lo else lo
         b = end if end < hi else hi
         if b > a:
@@ -508,7 +517,7 @@ def _band_payment(start: int, end: int, bands: _BandTable) -> tuple[int, tuple[T
             num += n
             paid = (n + HALF_BPS) // BPS_ONE
             paid_sum += paid
-            last = len(rows)
+            last = i
             append(new(TraceBand, (empty[0], empty[1], ratio, w, paid)))
         else:
             append(empty)
@@ -996,6 +1005,7 @@ def reverse(result: SettlementResult, acc: Accumulators | None = None) -> Settle
     new = _new
     line_split = LineSplit
     trace_step = TraceStep
+    band = TraceBand
     amounts = tuple(map(neg, _amounts_of(result)))
     # unpacking a LineSplit is cheaper than indexing it nine times
     lines = [new(line_split, (n, c, k, -a, -f, -o, -p, -i, v)) for n, c, k, a, f, o, p, i, v in result.lines]
@@ -1024,7 +1034,17 @@ def reverse(result: SettlementResult, acc: Accumulators | None = None) -> Settle
                 ),
                 *[
                     new(
-                        trace_step, (step, rule, param, -amount, note, _negated_bands(bands) if bands else bands, start)
+                        trace_step,
+                        (
+                            step,
+                            rule,
+                            param,
+                            -amount,
+                            note,
+                            # the same edges, ratios and start; every base and payment negated
+                            tuple([new(band, (f, t, r, -w, -p)) for f, t, r, w, p in bands]) if bands else bands,
+                            start,
+                        ),
                     )
                     for step, rule, param, amount, note, bands, start in result.trace
                 ],
@@ -1041,12 +1061,6 @@ def reverse(result: SettlementResult, acc: Accumulators | None = None) -> Settle
     )
     check_identities(mirrored)
     return mirrored
-
-
-def _negated_bands(bands: tuple[TraceBand, ...]) -> tuple[TraceBand, ...]:
-    """A reversal's bands: the same edges, ratios and start, every base and payment negated."""
-    new = _new
-    return tuple([new(TraceBand, (f, t, r, -w, -p)) for f, t, r, w, p in bands])
 
 
 # ------------------------------------------------------------------------------ identities

@@ -13,7 +13,7 @@ import datetime
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
@@ -255,7 +255,12 @@ class _Errors:
             raise DomainError(self.reason, f"{first.field}: {first.description}{more}", violations=self.items)
 
 
-def _shape(model: type[BaseModel], data: object, errors: _Errors) -> Any:
+def _shape(
+    model: type[BaseModel], data: object, errors: _Errors, also: Callable[[Mapping[Any, Any]], None] | None = None
+) -> Any:
+    """The file's data checked by ``model``; on failure every shape problem is raised, together
+    with what ``also`` finds in the raw data (the hand-checked parts), so a file's problems are
+    listed at once."""
     if not isinstance(data, Mapping):
         errors.add("", "the file must hold a YAML mapping")
         errors.raise_if_any()
@@ -265,8 +270,36 @@ def _shape(model: type[BaseModel], data: object, errors: _Errors) -> Any:
         for e in exc.errors():
             msg = e["msg"]
             errors.add(_loc(tuple(e["loc"])), msg.removeprefix("Value error, "))
+        if also is not None and isinstance(data, Mapping):
+            also(data)
         errors.raise_if_any()
         raise  # unreachable
+
+
+def _raw_tables(data: Mapping[Any, Any], errors: _Errors) -> None:
+    """The person-type x level tables of a policy file that failed its shape check, checked by
+    hand from the raw data (the shape check does not look inside them)."""
+    try:
+        scheme = PERSON_TYPES_OF[InsuranceType(str(data.get("insurance_type")))]
+    except ValueError:
+        return
+    services = data.get("services")
+    if not isinstance(services, Mapping):
+        return
+    for name, s in services.items():
+        if not isinstance(s, Mapping):
+            continue
+        sp = f"services.{name}"
+        d = s.get("deductible")
+        if isinstance(d, Mapping) and d.get("mode") != DeductibleMode.NONE.value:
+            for key in ("first_fen", "later_fen"):
+                if d.get(key) is not None:
+                    _person_table(d[key], scheme, f"{sp}.deductible.{key}", errors, ratio=False)
+        segments = s.get("segments")
+        if isinstance(segments, list):
+            for i, g in enumerate(segments):
+                if isinstance(g, Mapping) and "ratio_bps" in g:
+                    _person_table(g["ratio_bps"], scheme, f"{sp}.segments[{i}].ratio_bps", errors, ratio=True)
 
 
 def _check_bands(bounds: list[tuple[int, int | None]], path: str, errors: _Errors, start: int = 0) -> None:
@@ -443,7 +476,7 @@ def _band_shift(basis: str | None, threshold: int, bounds: list[tuple[int, int |
 def parse_policy(data: object, origin: str) -> Policy:
     """Validate one policy file's data (already parsed from YAML) and build the Policy."""
     errors = _Errors(origin, Reason.POLICY_DATA_INVALID)
-    p: PolicyIn = _shape(PolicyIn, data, errors)
+    p: PolicyIn = _shape(PolicyIn, data, errors, lambda raw: _raw_tables(raw, errors))
     scheme = PERSON_TYPES_OF[p.insurance_type]
     prefix = f"{p.insured_region}-{p.insurance_type}-"
     if not p.version.startswith(prefix) or len(p.version) == len(prefix):
