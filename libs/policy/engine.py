@@ -480,52 +480,65 @@ def _check_visit_fields(visit: Visit, problems: _Problems) -> None:
 # ------------------------------------------------------------------------------ fund math
 
 
-# (from, to, ratio_bps, trace label, the band's TraceBand with nothing in it); ``to`` is _INF when
-# open. Edges are in the engine's coordinates; the TraceBand's in the trace's (see _supp_bands).
-_BandTable = tuple[tuple[int, int, int, str, TraceBand], ...]
+# (from, to, ratio_bps, trace label, the band's TraceBand with nothing in it, and that TraceBand's
+# from and to); ``to`` is _INF when open. Edges are in the engine's coordinates; the TraceBand's
+# in the trace's (see _supp_bands).
+_BandTable = tuple[tuple[int, int, int, str, TraceBand, int, int | None], ...]
+# The trace parameter for the bands i..j a base reaches: texts[i][j] (see _band_texts).
+_Texts = tuple[tuple[str, ...], ...]
 
 
-def _band_payment(start: int, end: int, bands: _BandTable) -> tuple[int, tuple[TraceBand, ...]]:
+def _band_payment(
+    start: int, end: int, bands: _BandTable, texts: _Texts | None
+) -> tuple[int, tuple[TraceBand, ...], str]:
     """Σ ratio_bps x |[start, end) ∩ [lo, hi)| over the bands, / 10 000 rounded half-up: the
-    payment on the base from ``start`` to ``end``, rounded once from its exact value; and every
-    band with the base and payment falling in it (README.md "Trace").
+    payment on the base from ``start`` to ``end``, rounded once from its exact value; every band
+    with the base and payment falling in it (README.md "Trace"); and the labels of the bands the
+    base reaches (``texts``; "" without them).
 
     A band's payment is its own exact part rounded half-up; the last band with a base takes the
     remainder, so the bands add up exactly to the one rounding of the sum. Only called with
-    ``end >= start`` (a settlement's bases are never negative)."""
+    ``end > start`` (a settlement's bases are never negative; a zero base takes no bands)."""
     new = _new
     if len(bands) == 1:  # one band (most supplementary and every assistance table): no remainder
-        lo, hi, ratio, _, empty = bands[0]
-        a = start if start > lo else lo
-        b = end if end < hi else hi
-        if b <= a:
-            return 0, (empty,)
-        w = b - a
+        lo, hi, ratio, label, empty, f, t = bands[0]
+        if end <= lo or start >= hi:
+            return 0, (empty,), "" if texts is None else "no band reached"
+        w = (end if end < hi else hi) - (start if start > lo else lo)
         paid = (ratio * w + HALF_BPS) // BPS_ONE
-        return paid, (new(TraceBand, (empty[0], empty[1], ratio, w, paid)),)
+        return paid, (new(TraceBand, (f, t, ratio, w, paid)),), "" if texts is None else label
     num = 0
     paid_sum = 0
-    last = -1
+    first = last = -1
     rows: list[TraceBand] = []
     append = rows.append
-    for i, (lo, hi, ratio, _, empty) in enumerate(bands):
-        a = start if start > lo else lo
-        b = end if end < hi else hi
-        if b > a:
-            w = b - a
+    for i, (lo, hi, ratio, _, empty, f, t) in enumerate(bands):
+        if end > lo and start < hi:
+            w = (end if end < hi else hi) - (start if start > lo else lo)
             n = ratio * w
             num += n
             paid = (n + HALF_BPS) // BPS_ONE
             paid_sum += paid
+            if first < 0:
+                first = i
             last = i
-            append(new(TraceBand, (empty[0], empty[1], ratio, w, paid)))
+            append(new(TraceBand, (f, t, ratio, w, paid)))
         else:
             append(empty)
     total = (num + HALF_BPS) // BPS_ONE
     if total != paid_sum:  # the remainder of the per-band rounding, on the last band with a base
         f, t, r, w, paid = rows[last]
         rows[last] = new(TraceBand, (f, t, r, w, paid + total - paid_sum))
-    return total, tuple(rows)
+    if texts is None:
+        return total, tuple(rows), ""
+    return total, tuple(rows), "no band reached" if first < 0 else texts[first][last]
+
+
+def _band_texts(bands: _BandTable) -> _Texts:
+    """texts[i][j]: the labels of bands i..j joined by "; " (what :func:`_describe_bands` says of
+    a base reaching exactly those bands; the bands a base reaches are always contiguous)."""
+    labels = [b[3] for b in bands]
+    return tuple(tuple("; ".join(labels[i : j + 1]) for j in range(len(labels))) for i in range(len(labels)))
 
 
 def _empty_bands(bands: _BandTable) -> tuple[TraceBand, ...]:
@@ -545,7 +558,7 @@ def _pooled_bands(policy: Policy, service: ServiceType, person: PersonType, leve
             ratio = max(seg.ratio_bps[person][level] - reduction, 0)
             hi = _INF if seg.to_fen is None else seg.to_fen
             empty = TraceBand(seg.from_fen, seg.to_fen, ratio, 0, 0)
-            rows.append((seg.from_fen, hi, ratio, _label(seg.from_fen, hi, ratio), empty))
+            rows.append((seg.from_fen, hi, ratio, _label(seg.from_fen, hi, ratio), empty, empty[0], empty[1]))
         got = policy.memo[key] = tuple(rows)
     return got  # type: ignore[return-value]
 
@@ -563,7 +576,7 @@ def _supp_bands(policy: Policy, supp: Supplementary, hardship: bool) -> _BandTab
             ratio = min(b.ratio_bps + bonus, BPS_ONE)
             hi = _INF if b.to_fen is None else b.to_fen
             empty = TraceBand(threshold + b.from_fen, None if b.to_fen is None else threshold + b.to_fen, ratio, 0, 0)
-            rows.append((b.from_fen, hi, ratio, _label(b.from_fen, hi, ratio), empty))
+            rows.append((b.from_fen, hi, ratio, _label(b.from_fen, hi, ratio), empty, empty[0], empty[1]))
         got = policy.memo[key] = tuple(rows)
     return got  # type: ignore[return-value]
 
@@ -571,7 +584,7 @@ def _supp_bands(policy: Policy, supp: Supplementary, hardship: bool) -> _BandTab
 def _describe_bands(bands: _BandTable, used_from: int, used_to: int) -> str:
     """The labels of the bands ``[used_from, used_to)`` reaches, joined by "; "."""
     text = None
-    for lo, hi, _, label, _ in bands:
+    for lo, hi, _, label, *_ in bands:
         if used_to > lo and used_from < hi:
             text = label if text is None else f"{text}; {label}"
     return text or "no band reached"
@@ -583,8 +596,8 @@ def _describe_bands(bands: _BandTable, used_from: int, used_to: int) -> str:
 
 def _pooled_plan(
     policy: Policy, benefit: ServiceBenefit, service: ServiceType, person: PersonType, level: int, filing: FilingType
-) -> tuple[_BandTable, str]:
-    """(band table, trace rule) of the pooled fund for one kind of visit."""
+) -> tuple[_BandTable, str, _Texts]:
+    """(band table, trace rule, band texts) of the pooled fund for one kind of visit."""
     key = ("pooled plan", service, person, level, filing)
     got = policy.memo.get(key)
     if got is None:
@@ -594,12 +607,16 @@ def _pooled_plan(
         got = policy.memo[key] = (
             bands,
             f"segments {benefit.segment_scope}, tier {level}, {person}{red_note}",
+            _band_texts(bands),
         )
     return got  # type: ignore[return-value]
 
 
-def _supp_plan(policy: Policy, supp: Supplementary, hardship: bool) -> tuple[int, int | None, _BandTable, str, str]:
-    """(threshold, annual cap, band table, trace rule, fund name) of the supplementary fund."""
+def _supp_plan(
+    policy: Policy, supp: Supplementary, hardship: bool
+) -> tuple[int, int | None, _BandTable, str, str, _Texts]:
+    """(threshold, annual cap, band table, trace rule, fund name, band texts) of the supplementary
+    fund."""
     key = ("supplementary plan", hardship)
     got = policy.memo.get(key)
     if got is None:
@@ -610,6 +627,7 @@ def _supp_plan(policy: Policy, supp: Supplementary, hardship: bool) -> tuple[int
             _supp_bands(policy, supp, hardship),
             f"threshold {yuan(threshold)}{' (hardship)' if hardship else ''}",
             supp.fund.value,
+            _band_texts(_supp_bands(policy, supp, hardship)),
         )
     return got  # type: ignore[return-value]
 
@@ -629,6 +647,8 @@ def _assistance_plan(policy: Policy, category: str) -> tuple[AssistanceRule, _Ba
                     rule.ratio_bps,
                     "",
                     TraceBand(rule.deductible_fen, None, rule.ratio_bps, 0, 0),
+                    rule.deductible_fen,
+                    None,
                 ),
             ),
             f"category {category}",
@@ -733,7 +753,7 @@ def settle(
 
     # 2. pooled fund by segments, then the annual cap ---------------------------------------
     base = in_scope - deductible
-    bands, pooled_rule = _pooled_plan(policy, benefit, service, person, level, visit.filing_type)
+    bands, pooled_rule, texts = _pooled_plan(policy, benefit, service, person, level, visit.filing_type)
     if inpatient_pool:
         base_before, paid_before = acc.pooled_base_fen, acc.pooled_paid_fen
     else:
@@ -741,9 +761,9 @@ def settle(
     start = base_before if benefit.segment_scope is _PER_YEAR else 0
     end = start + base
     if base > 0:
-        uncapped, in_bands = _band_payment(start, end, bands)
+        uncapped, in_bands, reached = _band_payment(start, end, bands, texts)
     else:
-        uncapped, in_bands = 0, _empty_bands(bands)
+        uncapped, in_bands, reached = 0, _empty_bands(bands), _describe_bands(bands, start, end)
     cap = policy.pool_caps_fen[benefit.pool]
     remaining = cap - paid_before if cap > paid_before else 0
     pooled = uncapped if uncapped < remaining else remaining
@@ -753,7 +773,7 @@ def settle(
             (
                 "pooled_fund",
                 pooled_rule,
-                _describe_bands(bands, start, end),
+                reached,
                 uncapped,
                 f"base {yuan(base)}",
                 in_bands,
@@ -778,14 +798,14 @@ def settle(
     supp_paid = 0
     if supp is not None and benefit.supplementary:
         supp_base = burden
-        threshold, scap, sbands, supp_rule, supp_fund = _supp_plan(policy, supp, visit.hardship)
+        threshold, scap, sbands, supp_rule, supp_fund, stexts = _supp_plan(policy, supp, visit.hardship)
         ci_paid = acc.ci_paid_fen
         s_start = acc.ci_burden_fen - threshold
         s_end = s_start + burden
         if burden > 0:
-            s_uncapped, s_in_bands = _band_payment(s_start, s_end, sbands)
+            s_uncapped, s_in_bands, s_reached = _band_payment(s_start, s_end, sbands, stexts)
         else:
-            s_uncapped, s_in_bands = 0, _empty_bands(sbands)
+            s_uncapped, s_in_bands, s_reached = 0, _empty_bands(sbands), _describe_bands(sbands, s_start, s_end)
         s_remaining: int | None = None
         supp_paid = s_uncapped
         if scap is not None:
@@ -802,7 +822,7 @@ def settle(
                 (
                     supp_fund,
                     supp_rule,
-                    _describe_bands(sbands, s_start, s_end),
+                    s_reached,
                     supp_paid,
                     f"burden {yuan(burden)}"
                     if s_remaining is None
@@ -822,7 +842,7 @@ def settle(
         assist_base = burden - supp_paid
         a_start = acc.assistance_base_fen
         if assist_base > 0:
-            a_uncapped, a_in_bands = _band_payment(a_start, a_start + assist_base, a_bands)
+            a_uncapped, a_in_bands, _ = _band_payment(a_start, a_start + assist_base, a_bands, None)
         else:
             a_uncapped, a_in_bands = 0, _empty_bands(a_bands)
         a_remaining = rule.annual_cap_fen - acc.assistance_paid_fen
