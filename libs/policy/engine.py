@@ -496,9 +496,13 @@ def _band_payment(
     with the base and payment falling in it (README.md "Trace"); and the labels of the bands the
     base reaches (``texts``; "" without them).
 
-    A band's payment is its own exact part rounded half-up; the last band with a base takes the
-    remainder, so the bands add up exactly to the one rounding of the sum. Only called with
-    ``end > start`` (a settlement's bases are never negative; a zero base takes no bands)."""
+    The bands' payments add up exactly to that one rounding by the largest-remainder rule: each
+    band pays its exact part rounded down, and the fen still missing go one each to the bands with
+    the largest fractions (ties: the later band). When every band's own half-up rounding already
+    adds up, that is the same thing and is what the loop computes; otherwise
+    :func:`_largest_remainder` redoes it. Each band so pays its exact part rounded down or up, never
+    less than 0. Only called with ``end > start`` (a settlement's bases are never negative; a zero
+    base takes no bands)."""
     new = _new
     if len(bands) == 1:  # one band (most supplementary and every assistance table): no remainder
         lo, hi, ratio, label, empty, f, t = bands[0]
@@ -526,12 +530,26 @@ def _band_payment(
         else:
             append(empty)
     total = (num + HALF_BPS) // BPS_ONE
-    if total != paid_sum:  # the remainder of the per-band rounding, on the last band with a base
-        f, t, r, w, paid = rows[last]
-        rows[last] = new(TraceBand, (f, t, r, w, paid + total - paid_sum))
+    if total != paid_sum:  # rare: the bands' own roundings do not add up to the fund's one rounding
+        rows = _largest_remainder(rows, total)
     if texts is None:
         return total, tuple(rows), ""
     return total, tuple(rows), "no band reached" if first < 0 else texts[first][last]
+
+
+def _largest_remainder(rows: list[TraceBand], total: int) -> list[TraceBand]:
+    """The bands' payments by the largest-remainder rule (see :func:`_band_payment`): exact part
+    rounded down, then one fen more for each of the ``total - Σ floors`` bands with the largest
+    fractional parts (ties: the later band)."""
+    exact = [r * w for _, _, r, w, _ in rows]
+    floors = [n // BPS_ONE for n in exact]
+    order = sorted((i for i, row in enumerate(rows) if row[3]), key=lambda i: (exact[i] % BPS_ONE, i), reverse=True)
+    up = set(order[: total - sum(floors)])
+    out = []
+    for i, row in enumerate(rows):
+        f, t, r, w, _ = row
+        out.append(TraceBand(f, t, r, w, floors[i] + (i in up)) if w else row)
+    return out
 
 
 def _band_texts(bands: _BandTable) -> _Texts:

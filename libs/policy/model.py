@@ -314,9 +314,9 @@ class TraceBand(NamedTuple):
     in: the pool's base (cumulative in the year for ``per_year``), the cumulative compliant burden
     for large-amount / critical illness (as published: the first band starts at the threshold),
     the cumulative assistance base. ``base_fen`` is the part of this visit's base inside the band,
-    ``paid_fen`` what the band pays: ``ratio_bps x base_fen / 10 000`` rounded half-up, except
-    that the last band with a base takes the remainder, so the bands add up exactly to the fund's
-    one rounding of the exact sum (the step's amount before any cap)."""
+    ``paid_fen`` what the band pays: ``ratio_bps x base_fen / 10 000`` rounded down or up by the
+    largest-remainder rule, so the bands add up exactly to the fund's one rounding of the exact sum
+    (the step's amount before any cap); see ``engine._band_payment``."""
 
     from_fen: int
     to_fen: int | None

@@ -420,11 +420,9 @@ def _check_bands(result: Any, acc: Accumulators) -> None:
     assert pooled.base_start_fen == acc.pooled_base_fen
     for step in steps.values():
         for b in step.bands:
-            if b.base_fen:
-                # each band's payment is its own exact part rounded, but for the remainder
-                assert abs(b.paid_fen * 10_000 - b.ratio_bps * b.base_fen) < 10_000 * len(step.bands)
-            else:
-                assert b.paid_fen == 0
+            # each band pays its exact part rounded down or up (largest remainder), never below 0
+            exact = b.ratio_bps * b.base_fen
+            assert exact // 10_000 <= b.paid_fen <= -(-exact // 10_000), (step, b)
     supp = steps.get("large_amount")
     if supp is not None:
         detail = next(f for f in result.funds if f.fund == "large_amount")
@@ -475,10 +473,29 @@ def test_a_visit_across_three_segments_shows_each_band() -> None:
     r = settle(BAND_POLICY, CAT, v, acc)
     pooled = next(t for t in r.trace if t.step == "pooled_fund")
     assert pooled.base_start_fen == 50_000
+    # exact parts 44 170.8834 + 133 336.7778 + 93 072.7921 = 270 580.4533: the fund is 270 580.
+    # Each rounded half-up they would add up to 270 581, so the largest-remainder rule: floors
+    # 270 578, and the 2 fen left go to the largest fractions (.8834 and .7921).
     assert pooled.bands == (
-        TraceBand(0, 100_001, 8834, 50_001, 44_171),  # 44 170.88 -> 44 171
-        TraceBand(100_001, 250_003, 8889, 150_002, 133_337),  # 133 336.78 -> 133 337
-        TraceBand(250_003, None, 9307, 100_003, 93_072),  # 93 072.79 -> 93 073, less the remainder 1
+        TraceBand(0, 100_001, 8834, 50_001, 44_171),
+        TraceBand(100_001, 250_003, 8889, 150_002, 133_336),
+        TraceBand(250_003, None, 9307, 100_003, 93_073),
     )
-    # the fund is rounded once from the exact sum 270 580.35..., the bands add up to it
-    assert pooled.amount_fen == r.pooled_fund_fen == 270_580 == 44_171 + 133_337 + 93_072
+    assert pooled.amount_fen == r.pooled_fund_fen == 270_580 == 44_171 + 133_336 + 93_073
+
+
+def test_tiny_bases_at_band_edges_never_pay_a_negative_band() -> None:
+    """Fractions .5, .5, .4 of a fen: half-up per band gives 1 + 1 + 0 = 2 against the fund's 1;
+    taking the fen back from the last band would make it -1."""
+    data = policy_dict()
+    data["services"]["inpatient"]["segments"] = [
+        {"from_fen": 0, "to_fen": 1, "ratio_bps": {"base": 5000}},
+        {"from_fen": 1, "to_fen": 2, "ratio_bps": {"base": 5000}},
+        {"from_fen": 2, "to_fen": None, "ratio_bps": {"base": 4000}},
+    ]
+    policy = _parse(data)
+    r = settle(policy, CAT, visit(FeeLine(1, DRUG_A, 1000, 80_003)), Accumulators(2026))
+    pooled = next(t for t in r.trace if t.step == "pooled_fund")
+    assert pooled.amount_fen == 1  # round(1.4)
+    assert [b.paid_fen for b in pooled.bands] == [0, 1, 0]  # ties at .5: the later band
+    assert all(b.paid_fen >= 0 for b in pooled.bands)

@@ -285,8 +285,8 @@ class TraceStep(_message.Message):
     def bands(self) -> _containers.RepeatedCompositeFieldContainer[Global___TraceBand]:
         """Fund steps measured in bands (pooled_fund, large_amount / critical_illness, assistance):
         every band of the step. The bands' paid_fen add up exactly to the step's payment before any
-        annual cap (per band rounded half-up, the remainder on the last band with a base). Empty for
-        the other steps.
+        annual cap (each band's exact part rounded down, the fen left over to the largest fractions).
+        Empty for the other steps.
         """
 
     def __init__(
