@@ -156,7 +156,24 @@ def breakdown_to_proto(r: SettlementResult, *, lines: bool = True) -> pb.Breakdo
             for f in r.funds
         ],
         trace=[
-            pb.TraceStep(step=t.step, rule=t.rule, parameter=t.parameter, amount_fen=t.amount_fen, note=t.note)
+            pb.TraceStep(
+                step=t.step,
+                rule=t.rule,
+                parameter=t.parameter,
+                amount_fen=t.amount_fen,
+                note=t.note,
+                bands=[
+                    pb.TraceBand(
+                        from_fen=b.from_fen,
+                        to_fen=b.to_fen,
+                        ratio_bps=b.ratio_bps,
+                        base_fen=b.base_fen,
+                        paid_fen=b.paid_fen,
+                    )
+                    for b in t.bands
+                ],
+                base_start_fen=t.base_start_fen,
+            )
             for t in r.trace
         ],
         policy_version=r.policy_version,
