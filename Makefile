@@ -5,14 +5,22 @@ BIN     := $(VENV)/bin
 BUF     := .tools/node_modules/.bin/buf
 export PYTHONDONTWRITEBYTECODE = 1
 
-.PHONY: setup demo test test-sqlite test-postgres lint protos buf-lint buf-breaking k8s-tools bench clean
+.PHONY: help setup demo test unit fmt test-sqlite test-postgres lint protos buf-lint buf-breaking k8s-tools bench clean
+.DEFAULT_GOAL := help
+
+help:  ## this list
+	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-setup: $(BIN)/python  ## create the venv and install the project with its dev tools
+# Installed once, again only when pyproject.toml changes (a stamp in the venv).
+$(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed  ## create the venv and install the project with its dev tools (once)
 
 $(BUF):
 	mkdir -p .tools && cd .tools && npm install --silent --no-audit --no-fund --prefix . @bufbuild/buf@1.75.0
@@ -21,6 +29,13 @@ demo: setup  ## start the suite on SQLite and drive a realistic run through all 
 	MEDSETTLE_LOG_LEVEL=WARNING $(BIN)/medsettle demo
 
 test: setup k8s-tools lint test-sqlite test-postgres  ## everything CI runs
+
+unit: setup  ## the fast tests alone: domain, use cases, contracts (no servers, no database)
+	$(BIN)/python -m pytest -q tests/unit
+
+fmt: setup  ## format and autofix (ruff)
+	$(BIN)/ruff format libs services tests scripts
+	$(BIN)/ruff check --fix libs services tests scripts
 
 test-sqlite:
 	$(BIN)/python -m pytest -q --db=sqlite
@@ -44,8 +59,12 @@ buf-breaking: $(BUF)
 protos: $(BUF) buf-lint  ## regenerate Python code and type stubs from protos/
 	$(BIN)/python scripts/gen_protos.py
 
-k8s-tools:  ## kubectl (kustomize), schema validators and nginx for tests/k8s and the gateway test
+# Installed once, again only when the install script changes (a stamp in .tools).
+.tools/.k8s-tools: scripts/install-k8s-tools.sh | $(VENV)/.installed
 	PYTHON=$(BIN)/python bash scripts/install-k8s-tools.sh
+	touch $@
+
+k8s-tools: .tools/.k8s-tools  ## kubectl (kustomize), schema validators and nginx for tests/k8s and the gateway test (once)
 
 bench:  ## the policy engine benchmark (a script, not a test)
 	$(BIN)/python scripts/bench_policy.py

@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("service", nargs="?", choices=SERVICES, help="the service to serve (omit with --all)")
     s.add_argument("--all", action="store_true", help="all four services on one port (all-in-one)")
     s.add_argument("--port", type=int, default=50051)
-    s.add_argument("--host", default="[::]", help="address to bind (default: all interfaces)")
+    s.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; '[::]' for every interface)"
+    )
     s.add_argument(
         "--migrate",
         action=argparse.BooleanOptionalAction,
@@ -31,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("migrate", help="upgrade the databases to the latest schema")
     m.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
+
+    c = sub.add_parser("dev-certs", help="write a development CA and a client certificate per role (docs/access.md)")
+    c.add_argument("out_dir", metavar="OUT_DIR", help="directory to write ca.crt and <role>.crt/.key into")
 
     d = sub.add_parser("demo", help="start the suite on SQLite and drive a realistic run through it")
     d.add_argument("--data-dir", default=None, help="where the demo keeps its databases (default: a new temp dir)")
@@ -64,6 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "policy":  # offline file tools: no settings, no logging set-up
         return _policy(args)
+    if args.command == "dev-certs":
+        from pathlib import Path
+
+        from libs.platform.devpki import write_dev_certs
+
+        for path in write_dev_certs(Path(args.out_dir)):
+            print(path)
+        return 0
     try:
         overrides = {}
         if args.command == "demo" and args.data_dir:

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from libs.platform.clock import CST, Clock, ShiftedClock, clock_for, today_cst
-from libs.platform.identity import INSTITUTION_HEADER
+from libs.platform.identity import IDENTITY_HEADERS, INSTITUTION_HEADER, PRINCIPAL_HEADER
 from libs.platform.settings import Settings
 from libs.policy import CatalogueBook, default_books
 from medsettle.clearing.v1 import clearing_pb2, clearing_pb2_grpc
@@ -44,13 +44,113 @@ def _date(d: dt.date) -> types_pb2.Date:
     return types_pb2.Date(year=d.year, month=d.month, day=d.day)
 
 
-class Clients:
-    """Stubs for the four services: one target for all (all-in-one) or one per service."""
+OPERATOR = "urn:medsettle:operator:national"
 
-    def __init__(self, targets: str | dict[str, str]) -> None:
+
+def acting_party(method: str, request: Any) -> str:
+    """Who makes this call in the story (the demo plays every party): the identity it presents
+    in ``x-medsettle-principal``. Over plaintext the suite trusts that header from loopback only;
+    over TLS only from the gateway's certificate (docs/access.md)."""
+    name = method.rsplit("/", 1)[-1]
+    if name == "WatchFilings":
+        return "urn:medsettle:service:eligibility"
+    if name == "StreamSettlements":
+        return "urn:medsettle:service:clearing"
+    if name == "UpsertInstitution":
+        return f"urn:medsettle:bureau:treatment:{request.institution.region_code}"
+    if name == "UpsertInsuredPerson":
+        return f"urn:medsettle:bureau:insured:{request.person.insured_region_code}"
+    if name == "CreateFiling":
+        return f"urn:medsettle:bureau:insured:{request.insured_region_code}"
+    if name == "ChangeFiling":
+        return f"urn:medsettle:bureau:insured:{request.new_filing.insured_region_code}"
+    if name == "ListFilings" and request.insured_region_code:
+        return f"urn:medsettle:bureau:insured:{request.insured_region_code}"
+    if name == "ListFilings" and request.treatment_region_code:
+        return f"urn:medsettle:bureau:treatment:{request.treatment_region_code}"
+    if name in ("CancelFiling", "GetFiling", "GetFilingHistory", "ListFilings"):
+        return "urn:medsettle:bureau:insured:11"  # the story's filings are Beijing's
+    if name in ("IssueECertificate",):
+        return f"urn:medsettle:app:{request.person_no}"
+    if name == "GetInsuredPerson" and request.person_no[1:7].isdigit() and len(request.person_no) > 7:
+        # the story's person numbers start with their insured region: P110100...
+        return f"urn:medsettle:bureau:insured:{request.person_no[1:7]}"
+    if name in ("GetInsuredPerson", "RevokeECertificate"):
+        return "urn:medsettle:bureau:insured:11"
+    if name == "ListManualClaims":
+        return f"urn:medsettle:bureau:insured:{request.insured_region_code}"
+    if name in ("ProcessManualClaim", "GetManualClaim"):
+        return "urn:medsettle:bureau:insured:51"  # the demo's manual claims are Chengdu residents'
+    code = getattr(request, "institution_code", "")
+    clearing_but_not_reconciliation = "ClearingService" in method and not name.startswith("Reconcile")
+    if isinstance(code, str) and code and not clearing_but_not_reconciliation:
+        return f"urn:medsettle:hospital:{code}"
+    return OPERATOR
+
+
+def _has_identity(metadata: Any) -> bool:
+    return any(k in IDENTITY_HEADERS for k, _ in (metadata or ()))
+
+
+def _acting(details: Any, request: Any) -> Any:
+    if _has_identity(details.metadata):
+        return details
+    method = details.method.decode() if isinstance(details.method, bytes) else details.method
+    metadata = grpc.aio.Metadata(*(tuple(details.metadata or ())))
+    metadata[PRINCIPAL_HEADER] = acting_party(method, request)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class ActingParties(grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds :func:`acting_party` to a call that names no caller itself."""
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_acting(details, request), request)
+
+
+class ActingPartiesOnStreams(grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_acting(details, request), request)
+
+
+class _SyncDetails(grpc.ClientCallDetails):
+    def __init__(self, details: Any, metadata: list[tuple[str, str]]) -> None:
+        self.method = details.method
+        self.timeout = details.timeout
+        self.metadata = metadata
+        self.credentials = details.credentials
+        self.wait_for_ready = getattr(details, "wait_for_ready", None)
+        self.compression = getattr(details, "compression", None)
+
+
+class SyncActingParties(grpc.UnaryUnaryClientInterceptor):
+    """:class:`ActingParties` for blocking channels: ``grpc.intercept_channel(ch, SyncActingParties())``."""
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if _has_identity(details.metadata):
+            return continuation(details, request)
+        metadata = [*(details.metadata or ()), (PRINCIPAL_HEADER, acting_party(details.method, request))]
+        return continuation(_SyncDetails(details, metadata), request)
+
+
+def acting_parties() -> list[grpc.aio.ClientInterceptor]:
+    """The interceptors of a channel that plays every party (grpc.aio files an interceptor under
+    one kind only, so one per kind)."""
+    return [ActingParties(), ActingPartiesOnStreams()]
+
+
+class Clients:
+    """Stubs for the four services: one target for all (all-in-one) or one per service. Each
+    call presents the identity of the party that makes it (:func:`acting_party`) unless it
+    names one in its own metadata; ``parties=False`` sends none."""
+
+    def __init__(self, targets: str | dict[str, str], *, parties: bool = True) -> None:
         if isinstance(targets, str):
             targets = dict.fromkeys(("filing", "eligibility", "settlement", "clearing"), targets)
-        self._channels = {name: grpc.aio.insecure_channel(t) for name, t in targets.items()}
+        interceptors = acting_parties() if parties else []
+        self._channels = {name: grpc.aio.insecure_channel(t, interceptors=interceptors) for name, t in targets.items()}
         self.filing = filing_pb2_grpc.FilingServiceStub(self._channels["filing"])
         self.eligibility = eligibility_pb2_grpc.EligibilityServiceStub(self._channels["eligibility"])
         self.settlement = settlement_pb2_grpc.SettlementServiceStub(self._channels["settlement"])

@@ -33,7 +33,7 @@ async def migrate_all(settings: Settings, names: Sequence[str]) -> None:
 
 
 def build_host(
-    settings: Settings, names: Sequence[str], *, port: int, bind_host: str = "[::]", clock: Clock | None = None
+    settings: Settings, names: Sequence[str], *, port: int, bind_host: str = "127.0.0.1", clock: Clock | None = None
 ) -> Host:
     """``clock`` is the one source of "now" for every hosted service (tests pass a shifted one);
     by default the system clock, or the shifted one ``MEDSETTLE_TEST_CLOCK_START`` asks for."""

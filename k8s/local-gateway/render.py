@@ -5,8 +5,11 @@ Importable (``render(template_path, **values) -> str``) for the tests, and a sma
     python k8s/local-gateway/render.py --out /tmp/gw/nginx.conf \
         listen_port=8443 prefix=/tmp/gw \
         filing_upstream=127.0.0.1:50051 eligibility_upstream=127.0.0.1:50051 \
-        settlement_upstream=127.0.0.1:50051 \
-        tls_cert=gw.crt tls_key=gw.key client_ca=hospital-ca.crt
+        settlement_upstream=127.0.0.1:50051 clearing_upstream=127.0.0.1:50051 \
+        tls_cert=gw.crt tls_key=gw.key client_ca=ca.crt
+
+The routes are not a value: ``@@{hospital_routes}`` becomes one exact ``location`` per method the
+access table (libs/platform/access.py) opens to hospitals, so the gateway routes exactly those.
 
 Placeholders are ``@@{name}``, so nginx's own ``$variables`` pass through untouched. Every
 placeholder must be given (a missing one raises KeyError) and values may not contain
@@ -22,6 +25,33 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 _FORBIDDEN = set(";{}\"'\n\r\t ")
+ROOT = Path(__file__).resolve().parents[2]
+GENERATED = {"hospital_routes"}
+UPSTREAM_OF = {
+    "medsettle.filing.v1.FilingService": "filing",
+    "medsettle.eligibility.v1.EligibilityService": "eligibility",
+    "medsettle.settlement.v1.SettlementService": "settlement",
+    "medsettle.settlement.v1.ManualClaimService": "settlement",
+    "medsettle.settlement.v1.CatalogueService": "settlement",
+    "medsettle.clearing.v1.ClearingService": "clearing",
+}
+
+
+def hospital_methods() -> list[str]:
+    """``/package.Service/Method`` of every RPC the access table opens to hospitals."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from libs.platform.access import RULES
+
+    return [m for m, rule in RULES.items() if rule.hospital_facing]
+
+
+def hospital_routes() -> str:
+    lines = []
+    for method in hospital_methods():
+        upstream = UPSTREAM_OF[method.split("/")[1]]
+        lines.append(f"        location = {method} {{ grpc_pass grpc://{upstream}; }}")
+    return "\n".join(lines).lstrip()
 
 
 class NginxTemplate(string.Template):
@@ -31,7 +61,8 @@ class NginxTemplate(string.Template):
 def placeholders(template_path: str | Path = TEMPLATE) -> set[str]:
     """Names the template expects."""
     text = Path(template_path).read_text(encoding="utf-8")
-    return {m.group("named") or m.group("braced") for m in NginxTemplate.pattern.finditer(text)} - {None}
+    found = {m.group("named") or m.group("braced") for m in NginxTemplate.pattern.finditer(text)} - {None}
+    return found - GENERATED
 
 
 def render(template_path: str | Path = TEMPLATE, **values: object) -> str:
@@ -45,7 +76,7 @@ def render(template_path: str | Path = TEMPLATE, **values: object) -> str:
     unknown = set(clean) - placeholders(template_path)
     if unknown:
         raise KeyError(f"not in the template: {sorted(unknown)}")
-    return NginxTemplate(text).substitute(clean)
+    return NginxTemplate(text).substitute(clean, hospital_routes=hospital_routes())
 
 
 def main(argv: list[str] | None = None) -> int:

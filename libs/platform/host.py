@@ -17,7 +17,7 @@ from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from libs.platform.interceptors import ServerInterceptor
 from libs.platform.logs import get_logger
@@ -64,6 +64,25 @@ class ServiceModule(Protocol):
     async def close(self) -> None: ...
 
 
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _enable_reflection(service_names: list[str], server: grpc.aio.Server) -> None:
+    """Reflection under both names: grpc.reflection.v1 (grpcurl >= 1.9, grpc-go, Java, .NET) and
+    v1alpha (older clients). grpcio-reflection ships only v1alpha; v1's messages are the same
+    on the wire (same fields, same numbers), so one servicer answers both."""
+    servicer = reflection.aio.ReflectionServicer(service_names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    handlers = {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+        )
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, handlers),))
+
+
 class Host:
     def __init__(
         self,
@@ -71,7 +90,7 @@ class Host:
         modules: Sequence[ServiceModule],
         *,
         port: int,
-        bind_host: str = "[::]",
+        bind_host: str = "127.0.0.1",
     ) -> None:
         self.settings = settings
         self.modules = list(modules)
@@ -100,23 +119,40 @@ class Host:
 
     async def start(self) -> None:
         creds = self._credentials()
+        mtls = creds is not None and self.settings.tls_client_ca_file is not None
+        headers = self.settings.identity_headers
         server = grpc.aio.server(
             interceptors=[
                 ServerInterceptor(
-                    trust_institution_header=self.settings.trust_institution_header,
-                    tls_identity=creds is not None and self.settings.tls_client_ca_file is not None,
-                    trusted_proxies=self.settings.trusted_proxies,
+                    tls_identity=mtls,
+                    trust_loopback_headers=headers != "never",
+                    trust_any_headers=headers == "any",
                 )
             ],
             options=SERVER_OPTIONS,
         )
+        if mtls:
+            _log.info("identity_from_client_certificates", detail="the caller is the certificate's urn:medsettle URI")
+        elif headers == "never":
+            _log.warning("identity_none", detail="no mTLS and identity headers are not trusted: every call is refused")
+        elif headers == "any":
+            _log.warning(
+                "identity_from_headers_from_any_peer",
+                detail="no mTLS: identity headers are trusted from every peer; only behind a mesh that authenticates",
+            )
+        else:
+            _log.warning(
+                "identity_from_headers_on_loopback_only",
+                detail="no mTLS: identity headers are trusted only from loopback peers; other callers are refused",
+            )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for module in self.modules:
             module.register(server)
-        reflection.enable_server_reflection(
+        _enable_reflection(
             [
                 *self.health_names[1:],
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                REFLECTION_V1,
                 reflection.SERVICE_NAME,
             ],
             server,

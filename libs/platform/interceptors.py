@@ -16,15 +16,15 @@ import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from libs.core.errors import Category, DomainError
-from libs.platform import metrics
+from libs.core.errors import Category, DomainError, Reason
+from libs.platform import identity, metrics
+from libs.platform.access import OPEN_PREFIXES, authorise
 from libs.platform.errors import STATUS_DETAILS_KEY, status_for, status_for_internal
-from libs.platform.identity import INSTITUTION_HEADER, reset_caller_institution, set_caller_institution
+from libs.platform.identity import Principal, Role, reset_caller, set_caller
 from libs.platform.logs import get_logger
 
 _log = get_logger("medsettle.rpc")
 _tracer = trace.get_tracer("medsettle.rpc")
-_SKIP_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
 def _trace_id() -> str:
@@ -33,16 +33,16 @@ def _trace_id() -> str:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """``tls_identity``: the server verified the client's certificate, whose URI SAN is the caller
+    (a gateway's certificate vouches for the caller named in the identity headers). Otherwise
+    the identity headers are trusted from loopback peers only (``trust_loopback_headers``)."""
+
     def __init__(
-        self,
-        *,
-        trust_institution_header: bool = True,
-        tls_identity: bool = False,
-        trusted_proxies: frozenset[str] = frozenset(),
+        self, *, tls_identity: bool = False, trust_loopback_headers: bool = True, trust_any_headers: bool = False
     ) -> None:
-        self._trust_header = trust_institution_header
         self._tls_identity = tls_identity
-        self._trusted_proxies = trusted_proxies
+        self._trust_headers = trust_loopback_headers
+        self._trust_any = trust_any_headers
 
     async def intercept_service(
         self,
@@ -50,7 +50,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
-        if handler is None or details.method.startswith(_SKIP_PREFIXES):
+        if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
@@ -66,36 +66,43 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # client/bidi streaming: none in the v1 contracts
 
-    def _institution(self, context: grpc.aio.ServicerContext[Any, Any], md: dict[str, Any]) -> str | None:
+    def _principal(self, context: grpc.aio.ServicerContext[Any, Any], pairs: Any) -> Principal | None:
         if self._tls_identity:
-            # The server verified the peer's certificate: its CN is the caller, and the header is
-            # never consulted (a client could set it to anything). A service calling a peer
-            # presents its own certificate (CN like svc-settlement): not an institution, so
-            # institution-scoped RPCs refuse it and the peer-facing ones (CheckEligibility,
-            # WatchFilings, StreamSettlements) do not ask.
-            cn = context.auth_context().get("x509_common_name")
-            peer = bytes(cn[0]).decode() if cn else None
-            if peer is not None and peer in self._trusted_proxies:
-                # a trusted proxy (the gateway) verified the hospital and names it in the header
-                value = md.get(INSTITUTION_HEADER)
-                return value if isinstance(value, str) and value else None
-            return peer
-        if self._trust_header:
-            value = md.get(INSTITUTION_HEADER)
-            if isinstance(value, str) and value:
-                return value
+            pem = context.auth_context().get("x509_pem_cert")
+            if not pem:
+                raise DomainError(Reason.INSTITUTION_IDENTITY_MISSING, "no verified client certificate")
+            peer = identity.from_certificate(bytes(pem[0]))
+            if peer.role is Role.GATEWAY:
+                # the gateway verified the caller's certificate and names it in the headers
+                return identity.from_headers(pairs)
+            return peer  # the certificate is the caller; headers it sent are not consulted
+        if self._trust_any or (self._trust_headers and identity.is_loopback_peer(context.peer() or "")):
+            return identity.from_headers(pairs)
+        if any(k in identity.IDENTITY_HEADERS for k, _ in pairs):
+            raise DomainError(
+                Reason.CALLER_IDENTITY_INVALID,
+                "identity headers are trusted only from loopback peers when the server has no mTLS",
+            )
         return None
+
+    def _authorise(self, context: grpc.aio.ServicerContext[Any, Any], method: str, request: Any) -> Principal:
+        pairs = tuple(context.invocation_metadata() or ())
+        principal = self._principal(context, pairs)
+        authorise(method, principal, request)
+        assert principal is not None
+        return principal
 
     def _wrap_unary(self, behaviour: Any, method: str) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             md = dict(context.invocation_metadata() or ())
-            token = set_caller_institution(self._institution(context, md))
+            token = set_caller(None)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             with _tracer.start_as_current_span(
                 method.lstrip("/"), context=propagate.extract(md), kind=SpanKind.SERVER
             ) as span:
                 try:
+                    set_caller(self._authorise(context, method, request))
                     return await behaviour(request, context)
                 except DomainError as err:
                     code = await _abort_domain(context, span, method, err)
@@ -106,20 +113,21 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     code = await _abort_internal(context, span, method, exc)
                 finally:
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
-                    reset_caller_institution(token)
+                    reset_caller(token)
 
         return wrapped
 
     def _wrap_stream(self, behaviour: Any, method: str) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             md = dict(context.invocation_metadata() or ())
-            token = set_caller_institution(self._institution(context, md))
+            token = set_caller(None)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             with _tracer.start_as_current_span(
                 method.lstrip("/"), context=propagate.extract(md), kind=SpanKind.SERVER
             ) as span:
                 try:
+                    set_caller(self._authorise(context, method, request))
                     async for item in behaviour(request, context):
                         yield item
                 except DomainError as err:
@@ -130,7 +138,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     code = await _abort_internal(context, span, method, exc)
                 finally:
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
-                    reset_caller_institution(token)
+                    reset_caller(token)
 
         return wrapped
 
@@ -162,9 +170,13 @@ async def _abort_internal(
     return code  # pragma: no cover
 
 
-def _with_trace_metadata(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+def _with_trace_metadata(
+    details: grpc.aio.ClientCallDetails, principal: str | None = None
+) -> grpc.aio.ClientCallDetails:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
+    if principal is not None:
+        carrier[identity.PRINCIPAL_HEADER] = principal
     if not carrier:
         return details
     metadata = grpc.aio.Metadata(*(tuple(details.metadata or ())))
@@ -175,15 +187,31 @@ def _with_trace_metadata(details: grpc.aio.ClientCallDetails) -> grpc.aio.Client
     )
 
 
-class ClientTraceInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
-    """Starts a CLIENT span per outgoing call and propagates the context in metadata."""
+class ClientTraceInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Starts a CLIENT span per outgoing call and propagates the context in metadata; names the
+    calling service in ``x-medsettle-principal`` when ``principal`` is given. grpc.aio files an
+    interceptor under its first matching kind only: streams need :class:`ClientStreamInterceptor`."""
+
+    def __init__(self, principal: str | None = None) -> None:
+        self._principal = principal
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         name = details.method.decode() if isinstance(details.method, bytes) else details.method
         with _tracer.start_as_current_span(name.lstrip("/"), kind=SpanKind.CLIENT):
-            call = await continuation(_with_trace_metadata(details), request)
+            call = await continuation(_with_trace_metadata(details, self._principal), request)
             await call  # finish inside the span
             return call
 
+
+class ClientStreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    """The same metadata on server-streaming calls (the feeds)."""
+
+    def __init__(self, principal: str | None = None) -> None:
+        self._principal = principal
+
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(_with_trace_metadata(details), request)
+        return await continuation(_with_trace_metadata(details, self._principal), request)
+
+
+def client_interceptors(principal: str | None = None) -> list[grpc.aio.ClientInterceptor]:
+    return [ClientTraceInterceptor(principal), ClientStreamInterceptor(principal)]

@@ -7,7 +7,8 @@ import json
 
 import grpc
 
-from libs.platform.interceptors import ClientTraceInterceptor
+from libs.platform.identity import URN_PREFIX
+from libs.platform.interceptors import client_interceptors
 from libs.platform.settings import Settings
 
 _SERVICE_CONFIG = json.dumps(
@@ -37,8 +38,12 @@ CHANNEL_OPTIONS = [
 ]
 
 
-def open_channel(target: str, settings: Settings | None = None) -> grpc.aio.Channel:
-    interceptors = [ClientTraceInterceptor()]
+def open_channel(target: str, settings: Settings | None = None, *, as_service: str = "") -> grpc.aio.Channel:
+    """``as_service``: the calling service, named to the peer as ``urn:medsettle:service:<name>``
+    in the identity header (trusted without mTLS on loopback); with mTLS the peer certificate
+    (``MEDSETTLE_PEER_CERT_FILE``, URI SAN of the same form) is what the peer believes."""
+    principal = f"{URN_PREFIX}service:{as_service}" if as_service else None
+    interceptors = client_interceptors(principal)
     if settings is not None and settings.peer_ca_file is not None:
         creds = grpc.ssl_channel_credentials(
             root_certificates=settings.peer_ca_file.read_bytes(),

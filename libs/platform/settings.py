@@ -52,11 +52,14 @@ class Settings(BaseSettings):
     peer_ca_file: Path | None = None
     peer_cert_file: Path | None = None
     peer_key_file: Path | None = None
-    # Trust the gateway's x-medsettle-institution header (the gateway overwrites it).
-    trust_institution_header: bool = True
-    # With required client certificates: the CNs of proxies (the gateway) whose calls carry the
-    # institution in x-medsettle-institution; every other certificate is itself the caller.
-    trusted_proxy_cns: str = ""
+    # Without mTLS, whom the identity headers (x-medsettle-principal / -institution) are trusted
+    # from: "loopback" (default: development, all-in-one, a sidecar mesh delivering on 127.0.0.x),
+    # "any" (a mesh that authenticates every peer before it reaches the pod; logged at start-up),
+    # "never". With mTLS the client certificate decides (docs/access.md).
+    identity_headers: Literal["loopback", "any", "never"] = "loopback"
+    # Refuse to start without service-side mTLS (server certificate and required client
+    # certificates): for deployments where the identity must come from certificates only.
+    require_mtls: bool = False
 
     # E-certificates (eligibility): Ed25519 private key PEM; older public keys still accepted.
     ecert_signing_key_file: Path | None = None
@@ -97,6 +100,11 @@ class Settings(BaseSettings):
             raise ValueError("MEDSETTLE_TLS_CERT_FILE and MEDSETTLE_TLS_KEY_FILE go together")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("MEDSETTLE_TLS_CLIENT_CA_FILE needs MEDSETTLE_TLS_CERT_FILE")
+        if self.require_mtls and (self.tls_cert_file is None or self.tls_client_ca_file is None):
+            raise ValueError(
+                "MEDSETTLE_REQUIRE_MTLS is set: MEDSETTLE_TLS_CERT_FILE, MEDSETTLE_TLS_KEY_FILE and "
+                "MEDSETTLE_TLS_CLIENT_CA_FILE are required"
+            )
         if (self.peer_cert_file is None) != (self.peer_key_file is None):
             raise ValueError("MEDSETTLE_PEER_CERT_FILE and MEDSETTLE_PEER_KEY_FILE go together")
         for name in (
@@ -117,10 +125,6 @@ class Settings(BaseSettings):
             if part and part != "@samples" and not Path(part).is_dir():
                 raise ValueError(f"MEDSETTLE_POLICY_DIRS: no such folder: {part}")
         return self
-
-    @property
-    def trusted_proxies(self) -> frozenset[str]:
-        return frozenset(cn.strip() for cn in self.trusted_proxy_cns.split(",") if cn.strip())
 
     def database_url(self, service: str) -> str:
         explicit: str | None = getattr(self, f"{service}_database_url")

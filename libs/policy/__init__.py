@@ -28,6 +28,7 @@ from libs.policy.model import (
     Policy,
     ServiceType,
     SettlementResult,
+    TraceBand,
     TraceStep,
     Visit,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "ServiceType",
     "SettlementResult",
     "SyntheticPerson",
+    "TraceBand",
     "TraceStep",
     "Visit",
     "check_identities",

@@ -39,6 +39,7 @@ from libs.policy.model import (
     ServiceType,
     SettlementResult,
     Supplementary,
+    TraceBand,
     TraceStep,
     Visit,
     slot_builder,
@@ -488,19 +489,87 @@ def _check_visit_fields(visit: Visit, problems: _Problems) -> None:
 # ------------------------------------------------------------------------------ fund math
 
 
-_BandTable = tuple[tuple[int, int, int, str], ...]  # (from, to, ratio_bps, trace label)
+# (from, to, ratio_bps, trace label, the band's TraceBand with nothing in it, and that TraceBand's
+# from and to); ``to`` is _INF when open. Edges are in the engine's coordinates; the TraceBand's
+# in the trace's (see _supp_bands).
+_BandTable = tuple[tuple[int, int, int, str, TraceBand, int, int | None], ...]
+# The trace parameter for the bands i..j a base reaches: texts[i][j] (see _band_texts).
+_Texts = tuple[tuple[str, ...], ...]
 
 
-def _band_payment(start: int, end: int, bands: _BandTable) -> int:
+def _band_payment(
+    start: int, end: int, bands: _BandTable, texts: _Texts | None
+) -> tuple[int, tuple[TraceBand, ...], str]:
     """Σ ratio_bps x |[start, end) ∩ [lo, hi)| over the bands, / 10 000 rounded half-up: the
-    payment on the base from ``start`` to ``end``, rounded once from its exact value."""
+    payment on the base from ``start`` to ``end``, rounded once from its exact value; every band
+    with the base and payment falling in it (README.md "Trace"); and the labels of the bands the
+    base reaches (``texts``; "" without them).
+
+    The bands' payments add up exactly to that one rounding by the largest-remainder rule: each
+    band pays its exact part rounded down, and the fen still missing go one each to the bands with
+    the largest fractions (ties: the later band). When every band's own half-up rounding already
+    adds up, that is the same thing and is what the loop computes; otherwise
+    :func:`_largest_remainder` redoes it. Each band so pays its exact part rounded down or up, never
+    less than 0. Only called with ``end > start`` (a settlement's bases are never negative; a zero
+    base takes no bands)."""
+    new = _new
+    if len(bands) == 1:  # one band (most supplementary and every assistance table): no remainder
+        lo, hi, ratio, label, empty, f, t = bands[0]
+        if end <= lo or start >= hi:
+            return 0, (empty,), "" if texts is None else "no band reached"
+        w = (end if end < hi else hi) - (start if start > lo else lo)
+        paid = (ratio * w + HALF_BPS) // BPS_ONE
+        return paid, (new(TraceBand, (f, t, ratio, w, paid)),), "" if texts is None else label
     num = 0
-    for lo, hi, ratio, _ in bands:
-        a = start if start > lo else lo
-        b = end if end < hi else hi
-        if b > a:
-            num += ratio * (b - a)
-    return (num + HALF_BPS) // BPS_ONE if num >= 0 else round_half_up(num, BPS_ONE)
+    paid_sum = 0
+    first = last = -1
+    rows: list[TraceBand] = []
+    append = rows.append
+    for i, (lo, hi, ratio, _, empty, f, t) in enumerate(bands):
+        if end > lo and start < hi:
+            w = (end if end < hi else hi) - (start if start > lo else lo)
+            n = ratio * w
+            num += n
+            paid = (n + HALF_BPS) // BPS_ONE
+            paid_sum += paid
+            if first < 0:
+                first = i
+            last = i
+            append(new(TraceBand, (f, t, ratio, w, paid)))
+        else:
+            append(empty)
+    total = (num + HALF_BPS) // BPS_ONE
+    if total != paid_sum:  # rare: the bands' own roundings do not add up to the fund's one rounding
+        rows = _largest_remainder(rows, total)
+    if texts is None:
+        return total, tuple(rows), ""
+    return total, tuple(rows), "no band reached" if first < 0 else texts[first][last]
+
+
+def _largest_remainder(rows: list[TraceBand], total: int) -> list[TraceBand]:
+    """The bands' payments by the largest-remainder rule (see :func:`_band_payment`): exact part
+    rounded down, then one fen more for each of the ``total - Σ floors`` bands with the largest
+    fractional parts (ties: the later band)."""
+    exact = [r * w for _, _, r, w, _ in rows]
+    floors = [n // BPS_ONE for n in exact]
+    order = sorted((i for i, row in enumerate(rows) if row[3]), key=lambda i: (exact[i] % BPS_ONE, i), reverse=True)
+    up = set(order[: total - sum(floors)])
+    out = []
+    for i, row in enumerate(rows):
+        f, t, r, w, _ = row
+        out.append(TraceBand(f, t, r, w, floors[i] + (i in up)) if w else row)
+    return out
+
+
+def _band_texts(bands: _BandTable) -> _Texts:
+    """texts[i][j]: the labels of bands i..j joined by "; " (what :func:`_describe_bands` says of
+    a base reaching exactly those bands; the bands a base reaches are always contiguous)."""
+    labels = [b[3] for b in bands]
+    return tuple(tuple("; ".join(labels[i : j + 1]) for j in range(len(labels))) for i in range(len(labels)))
+
+
+def _empty_bands(bands: _BandTable) -> tuple[TraceBand, ...]:
+    return tuple(b[4] for b in bands)
 
 
 def _label(lo: int, hi: int, ratio: int) -> str:
@@ -515,21 +584,26 @@ def _pooled_bands(policy: Policy, service: ServiceType, person: PersonType, leve
         for seg in policy.benefits[service].segments:
             ratio = max(seg.ratio_bps[person][level] - reduction, 0)
             hi = _INF if seg.to_fen is None else seg.to_fen
-            rows.append((seg.from_fen, hi, ratio, _label(seg.from_fen, hi, ratio)))
+            empty = TraceBand(seg.from_fen, seg.to_fen, ratio, 0, 0)
+            rows.append((seg.from_fen, hi, ratio, _label(seg.from_fen, hi, ratio), empty, empty[0], empty[1]))
         got = policy.memo[key] = tuple(rows)
     return got  # type: ignore[return-value]
 
 
 def _supp_bands(policy: Policy, supp: Supplementary, hardship: bool) -> _BandTable:
+    """The bands above the threshold (the model's form); their TraceBands carry the published
+    edges, on the cumulative compliant burden (threshold + edge), like the trace's base start."""
     key = ("supplementary", hardship)
     got = policy.memo.get(key)
     if got is None:
         bonus = supp.hardship_ratio_bonus_bps if hardship else 0
+        threshold = supp.hardship_threshold_fen if hardship else supp.threshold_fen
         rows = []
         for b in supp.bands:
             ratio = min(b.ratio_bps + bonus, BPS_ONE)
             hi = _INF if b.to_fen is None else b.to_fen
-            rows.append((b.from_fen, hi, ratio, _label(b.from_fen, hi, ratio)))
+            empty = TraceBand(threshold + b.from_fen, None if b.to_fen is None else threshold + b.to_fen, ratio, 0, 0)
+            rows.append((b.from_fen, hi, ratio, _label(b.from_fen, hi, ratio), empty, empty[0], empty[1]))
         got = policy.memo[key] = tuple(rows)
     return got  # type: ignore[return-value]
 
@@ -537,7 +611,7 @@ def _supp_bands(policy: Policy, supp: Supplementary, hardship: bool) -> _BandTab
 def _describe_bands(bands: _BandTable, used_from: int, used_to: int) -> str:
     """The labels of the bands ``[used_from, used_to)`` reaches, joined by "; "."""
     text = None
-    for lo, hi, _, label in bands:
+    for lo, hi, _, label, *_ in bands:
         if used_to > lo and used_from < hi:
             text = label if text is None else f"{text}; {label}"
     return text or "no band reached"
@@ -549,8 +623,8 @@ def _describe_bands(bands: _BandTable, used_from: int, used_to: int) -> str:
 
 def _pooled_plan(
     policy: Policy, benefit: ServiceBenefit, service: ServiceType, person: PersonType, level: int, filing: FilingType
-) -> tuple[_BandTable, str]:
-    """(band table, trace rule) of the pooled fund for one kind of visit."""
+) -> tuple[_BandTable, str, _Texts]:
+    """(band table, trace rule, band texts) of the pooled fund for one kind of visit."""
     key = ("pooled plan", service, person, level, filing)
     got = policy.memo.get(key)
     if got is None:
@@ -560,12 +634,16 @@ def _pooled_plan(
         got = policy.memo[key] = (
             bands,
             f"segments {benefit.segment_scope}, tier {level}, {person}{red_note}",
+            _band_texts(bands),
         )
     return got  # type: ignore[return-value]
 
 
-def _supp_plan(policy: Policy, supp: Supplementary, hardship: bool) -> tuple[int, int | None, _BandTable, str, str]:
-    """(threshold, annual cap, band table, trace rule, fund name) of the supplementary fund."""
+def _supp_plan(
+    policy: Policy, supp: Supplementary, hardship: bool
+) -> tuple[int, int | None, _BandTable, str, str, _Texts]:
+    """(threshold, annual cap, band table, trace rule, fund name, band texts) of the supplementary
+    fund."""
     key = ("supplementary plan", hardship)
     got = policy.memo.get(key)
     if got is None:
@@ -576,6 +654,7 @@ def _supp_plan(policy: Policy, supp: Supplementary, hardship: bool) -> tuple[int
             _supp_bands(policy, supp, hardship),
             f"threshold {yuan(threshold)}{' (hardship)' if hardship else ''}",
             supp.fund.value,
+            _band_texts(_supp_bands(policy, supp, hardship)),
         )
     return got  # type: ignore[return-value]
 
@@ -588,7 +667,17 @@ def _assistance_plan(policy: Policy, category: str) -> tuple[AssistanceRule, _Ba
         rule = policy.assistance[category]
         got = policy.memo[key] = (
             rule,
-            ((rule.deductible_fen, _INF, rule.ratio_bps, ""),),
+            (
+                (
+                    rule.deductible_fen,
+                    _INF,
+                    rule.ratio_bps,
+                    "",
+                    TraceBand(rule.deductible_fen, None, rule.ratio_bps, 0, 0),
+                    rule.deductible_fen,
+                    None,
+                ),
+            ),
             f"category {category}",
             f"{pct(rule.ratio_bps)} above {yuan(rule.deductible_fen)} a year",
         )
@@ -636,6 +725,8 @@ def settle(
         and service in policy.benefits
     ):
         _visit_problems(policy, visit, acc).raise_if_any()
+        if service not in policy.benefits:
+            raise _not_covered(policy, service)
     if not (policy.effective_from <= day and (policy.effective_to is None or day <= policy.effective_to)):
         raise _bad("settle_date", f"policy {policy.version} is not in effect", Reason.POLICY_NOT_FOUND)
     if not (catalogue.effective_from <= day and (catalogue.effective_to is None or day <= catalogue.effective_to)):
@@ -653,6 +744,8 @@ def settle(
                 total,
                 f"full self-pay {yuan(full)}, over-limit {yuan(over)}, pre-self-pay {yuan(pre)}, "
                 f"in scope {yuan(in_scope)}",
+                (),
+                0,
             ),
         )
     ]
@@ -681,29 +774,45 @@ def settle(
     deductible = in_scope if in_scope < open_ded else open_ded
     if deductible < 0:
         deductible = 0
-    trace.append(new(TraceStep, ("deductible", f"{mode} deductible", ded_param, deductible, f"open {yuan(open_ded)}")))
+    trace.append(
+        new(TraceStep, ("deductible", f"{mode} deductible", ded_param, deductible, f"open {yuan(open_ded)}", (), 0))
+    )
 
     # 2. pooled fund by segments, then the annual cap ---------------------------------------
     base = in_scope - deductible
-    bands, pooled_rule = _pooled_plan(policy, benefit, service, person, level, visit.filing_type)
+    bands, pooled_rule, texts = _pooled_plan(policy, benefit, service, person, level, visit.filing_type)
     if inpatient_pool:
         base_before, paid_before = acc.pooled_base_fen, acc.pooled_paid_fen
     else:
         base_before, paid_before = acc.outpatient_pooled_base_fen, acc.outpatient_pooled_paid_fen
     start = base_before if benefit.segment_scope is _PER_YEAR else 0
     end = start + base
-    uncapped = _band_payment(start, end, bands) if base > 0 else 0
+    if base > 0:
+        uncapped, in_bands, reached = _band_payment(start, end, bands, texts)
+    else:
+        uncapped, in_bands, reached = 0, _empty_bands(bands), _describe_bands(bands, start, end)
     cap = policy.pool_caps_fen[benefit.pool]
     remaining = cap - paid_before if cap > paid_before else 0
     pooled = uncapped if uncapped < remaining else remaining
     trace.append(
-        new(TraceStep, ("pooled_fund", pooled_rule, _describe_bands(bands, start, end), uncapped, f"base {yuan(base)}"))
+        new(
+            TraceStep,
+            (
+                "pooled_fund",
+                pooled_rule,
+                reached,
+                uncapped,
+                f"base {yuan(base)}",
+                in_bands,
+                start,
+            ),
+        )
     )
     if pooled != uncapped:
         trace.append(
             new(
                 TraceStep,
-                ("annual_cap", f"{benefit.pool} pool annual cap", yuan(cap), pooled, f"left {yuan(remaining)}"),
+                ("annual_cap", f"{benefit.pool} pool annual cap", yuan(cap), pooled, f"left {yuan(remaining)}", (), 0),
             )
         )
     funds = [new(FundDetail, (_POOLED, base, remaining, pooled))]
@@ -716,11 +825,14 @@ def settle(
     supp_paid = 0
     if supp is not None and benefit.supplementary:
         supp_base = burden
-        threshold, scap, sbands, supp_rule, supp_fund = _supp_plan(policy, supp, visit.hardship)
+        threshold, scap, sbands, supp_rule, supp_fund, stexts = _supp_plan(policy, supp, visit.hardship)
         ci_paid = acc.ci_paid_fen
         s_start = acc.ci_burden_fen - threshold
         s_end = s_start + burden
-        s_uncapped = _band_payment(s_start, s_end, sbands) if burden > 0 else 0
+        if burden > 0:
+            s_uncapped, s_in_bands, s_reached = _band_payment(s_start, s_end, sbands, stexts)
+        else:
+            s_uncapped, s_in_bands, s_reached = 0, _empty_bands(sbands), _describe_bands(sbands, s_start, s_end)
         s_remaining: int | None = None
         supp_paid = s_uncapped
         if scap is not None:
@@ -737,11 +849,13 @@ def settle(
                 (
                     supp_fund,
                     supp_rule,
-                    _describe_bands(sbands, s_start, s_end),
+                    s_reached,
                     supp_paid,
                     f"burden {yuan(burden)}"
                     if s_remaining is None
                     else f"burden {yuan(burden)}, cap left {yuan(s_remaining)}",
+                    s_in_bands,
+                    s_start + threshold,
                 ),
             )
         )
@@ -754,7 +868,10 @@ def settle(
         rule, a_bands, assist_rule, assist_param = _assistance_plan(policy, category)
         assist_base = burden - supp_paid
         a_start = acc.assistance_base_fen
-        a_uncapped = _band_payment(a_start, a_start + assist_base, a_bands) if assist_base > 0 else 0
+        if assist_base > 0:
+            a_uncapped, a_in_bands, _ = _band_payment(a_start, a_start + assist_base, a_bands, None)
+        else:
+            a_uncapped, a_in_bands = 0, _empty_bands(a_bands)
         a_remaining = rule.annual_cap_fen - acc.assistance_paid_fen
         if a_remaining < 0:
             a_remaining = 0
@@ -768,6 +885,8 @@ def settle(
                     assist_param,
                     assistance,
                     f"base {yuan(assist_base)}, cap left {yuan(a_remaining)}",
+                    a_in_bands,
+                    a_start,
                 ),
             )
         )
@@ -782,12 +901,12 @@ def settle(
             Reason.AMOUNT_OUT_OF_RANGE,
         )
     if other:
-        trace.append(new(TraceStep, ("other_fund", "other fund (as reported)", "", other, "")))
+        trace.append(new(TraceStep, ("other_fund", "other fund (as reported)", "", other, "", (), 0)))
     if borne:
-        trace.append(new(TraceStep, ("hospital_borne", "borne by the hospital (as reported)", "", borne, "")))
+        trace.append(new(TraceStep, ("hospital_borne", "borne by the hospital (as reported)", "", borne, "", (), 0)))
     fund_total = pooled + supp_paid + assistance + other
     personal = total - fund_total - borne
-    trace.append(new(TraceStep, ("personal_part", "total - funds - hospital-borne", "", personal, "")))
+    trace.append(new(TraceStep, ("personal_part", "total - funds - hospital-borne", "", personal, "", (), 0)))
 
     account = 0
     balance = acc.account_balance_fen
@@ -795,13 +914,16 @@ def settle(
         if policy.personal_account:
             account = personal if personal < balance else balance
             trace.append(
-                new(TraceStep, ("personal_account", "account pays first", f"balance {yuan(balance)}", account, ""))
+                new(
+                    TraceStep,
+                    ("personal_account", "account pays first", f"balance {yuan(balance)}", account, "", (), 0),
+                )
             )
             funds.append(new(FundDetail, (_PERSONAL_ACCOUNT, personal, balance, account)))
         else:
             trace.append(TraceStep("personal_account", "not available", policy.insurance_type.value, 0, "no account"))
     cash = personal - account
-    trace.append(new(TraceStep, ("cash", "personal part - account", "", cash, "")))
+    trace.append(new(TraceStep, ("cash", "personal part - account", "", cash, "", (), 0)))
 
     # 6. accumulators -----------------------------------------------------------------------------
     if inpatient_pool:
@@ -902,9 +1024,17 @@ def _visit_problems(policy: Policy, visit: Visit, acc: Accumulators) -> _Problem
             "assistance_category",
             f"unknown assistance category {category!r} in policy {policy.version}",
         )
-    if visit.service_type not in policy.benefits:
-        problems.add(Reason.VALIDATION_FAILED, "service_type", f"policy has no {visit.service_type} benefit")
     return problems
+
+
+def _not_covered(policy: Policy, service: ServiceType) -> DomainError:
+    """A visit of a service type the policy leaves out (a pharmacy-only policy, say)."""
+    return DomainError(
+        Reason.SERVICE_NOT_COVERED,
+        f"service_type: policy {policy.version} defines no {service} benefit",
+        violations=[FieldViolation("service_type", f"policy {policy.version} defines no {service} benefit")],
+        metadata={"policy_version": policy.version, "service_type": str(service)},
+    )
 
 
 # --------------------------------------------------------------------------------- reverse
@@ -922,6 +1052,7 @@ def reverse(result: SettlementResult, acc: Accumulators | None = None) -> Settle
     new = _new
     line_split = LineSplit
     trace_step = TraceStep
+    band = TraceBand
     amounts = tuple(map(neg, _amounts_of(result)))
     # unpacking a LineSplit is cheaper than indexing it nine times
     lines = [new(line_split, (n, c, k, -a, -f, -o, -p, -i, v)) for n, c, k, a, f, o, p, i, v in result.lines]
@@ -944,8 +1075,26 @@ def reverse(result: SettlementResult, acc: Accumulators | None = None) -> Settle
                 ]
             ),
             (
-                new(trace_step, ("reversal", "exact negative mirror", result.policy_version, -result.total_fen, "")),
-                *[new(trace_step, (t.step, t.rule, t.parameter, -t.amount_fen, t.note)) for t in result.trace],
+                new(
+                    trace_step,
+                    ("reversal", "exact negative mirror", result.policy_version, -result.total_fen, "", (), 0),
+                ),
+                *[
+                    new(
+                        trace_step,
+                        (
+                            step,
+                            rule,
+                            param,
+                            -amount,
+                            note,
+                            # the same edges, ratios and start; every base and payment negated
+                            tuple([new(band, (f, t, r, -w, -p)) for f, t, r, w, p in bands]) if bands else bands,
+                            start,
+                        ),
+                    )
+                    for step, rule, param, amount, note, bands, start in result.trace
+                ],
             ),
             result.policy_version,
             result.catalogue_version,

@@ -307,12 +307,35 @@ class FundDetail(NamedTuple):
     paid_fen: int
 
 
+class TraceBand(NamedTuple):
+    """One band of a fund step, as the step used it on this visit.
+
+    ``from_fen`` / ``to_fen`` (None = open) are the band edges in the coordinates the step measures
+    in: the pool's base (cumulative in the year for ``per_year``), the cumulative compliant burden
+    for large-amount / critical illness (as published: the first band starts at the threshold),
+    the cumulative assistance base. ``base_fen`` is the part of this visit's base inside the band,
+    ``paid_fen`` what the band pays: ``ratio_bps x base_fen / 10 000`` rounded down or up by the
+    largest-remainder rule, so the bands add up exactly to the fund's one rounding of the exact sum
+    (the step's amount before any cap); see ``engine._band_payment``."""
+
+    from_fen: int
+    to_fen: int | None
+    ratio_bps: int
+    base_fen: int
+    paid_fen: int
+
+
 class TraceStep(NamedTuple):
     step: str
     rule: str
     parameter: str
     amount_fen: int
     note: str = ""
+    # Fund steps measured in bands (pooled fund, large-amount / critical illness, assistance):
+    # every band of the step, and where this visit's base started in the step's coordinates (the
+    # year-to-date base before it; 0 for a per-visit scope). Empty / 0 for the other steps.
+    bands: tuple[TraceBand, ...] = ()
+    base_start_fen: int = 0
 
 
 @dataclass(frozen=True, slots=True)

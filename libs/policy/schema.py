@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.policy.codes import kind_of_code
@@ -45,12 +46,85 @@ from libs.policy.model import (
     ServiceType,
     Supplementary,
 )
-from libs.policy.money import BPS_ONE, INT64_MAX
+from libs.policy.money import BPS_ONE, INT64_MAX, pct, yuan
 
 POLICY_SCHEMA = "medsettle.policy/v1"
 CATALOGUE_SCHEMA = "medsettle.catalogue/v1"
 
-LevelList = Annotated[list[StrictInt], Field(min_length=4, max_length=4)]
+# A money field takes integer fen (130000) or an exact yuan string with at most two decimals
+# ("1300", "1300.00"); a ratio field integer bps (8500) or a percentage string with at most two
+# decimals of a percent ("85%", "92.25%"). Floats are refused: 0.85 or 1300.0 in YAML is never
+# read as money or a ratio. Conversion is exact (integer parsing of the digits).
+_YUAN = re.compile(r"([+-]?)([0-9]{1,19})(?:\.([0-9]{1,2}))?")
+_PERCENT = re.compile(r"([+-]?)([0-9]{1,5})(?:\.([0-9]{1,2}))?%")
+_FLOAT_HINT = "floats are not accepted"
+
+
+def _digits(sign: str, whole: str, frac: str | None) -> int:
+    value = int(whole) * 100 + (int(frac.ljust(2, "0")) if frac else 0)
+    return -value if sign == "-" else value
+
+
+def money_value(raw: object, *, signed: bool = False) -> int:
+    """Fen from integer fen or a yuan string ("1300.00"); ``signed`` for adjustments ("+500",
+    "-650.00", or a signed int of fen). Raises ValueError with the reason otherwise."""
+    if type(raw) is int:
+        return raw
+    if isinstance(raw, float):
+        raise ValueError(f"{raw!r}: {_FLOAT_HINT}; write integer fen (130000) or an exact yuan string ('1300.00')")
+    if isinstance(raw, str):
+        m = _YUAN.fullmatch(raw.strip())
+        if m is not None and (signed or not m.group(1)):
+            if signed and not m.group(1):
+                raise ValueError(
+                    f"{raw!r}: an adjustment is written with its sign ('+{raw.strip()}' or '-{raw.strip()}')"
+                )
+            return _digits(m.group(1), m.group(2), m.group(3))
+        if _PERCENT.fullmatch(raw.strip()):
+            raise ValueError(f"{raw!r}: a money field takes fen or yuan, not a percentage")
+        want = "a signed yuan string ('+500', '-650.00')" if signed else "a yuan string ('1300.00')"
+        raise ValueError(f"{raw!r}: must be integer fen or {want} with at most two decimals")
+    raise ValueError(f"{raw!r}: must be integer fen or a yuan string ('1300.00')")
+
+
+def ratio_value(raw: object, *, signed: bool = False) -> int:
+    """Basis points from integer bps or a percentage string ("85%", "92.2%"); ``signed`` for
+    adjustments ("+5%", "-3%", or a signed int of bps). Raises ValueError otherwise."""
+    if type(raw) is int:
+        return raw
+    if isinstance(raw, float):
+        raise ValueError(f"{raw!r}: {_FLOAT_HINT}; write integer bps (8500) or a percentage string ('85%')")
+    if isinstance(raw, str):
+        m = _PERCENT.fullmatch(raw.strip())
+        if m is not None and (signed or not m.group(1)):
+            if signed and not m.group(1):
+                raise ValueError(
+                    f"{raw!r}: an adjustment is written with its sign ('+{raw.strip()}' or '-{raw.strip()}')"
+                )
+            return _digits(m.group(1), m.group(2), m.group(3))
+        if m is None and re.fullmatch(r"[+-]?[0-9]+\.[0-9]{3,}%", raw.strip()):
+            raise ValueError(f"{raw!r}: at most two decimals of a percent (a whole number of bps)")
+        want = "a signed percentage ('+5%', '-3%')" if signed else "a percentage string ('85%')"
+        raise ValueError(f"{raw!r}: must be integer bps or {want}")
+    raise ValueError(f"{raw!r}: must be integer bps or a percentage string ('85%')")
+
+
+def _pyd_money(raw: object) -> object:
+    return money_value(raw)
+
+
+def _pyd_ratio(raw: object) -> object:
+    return ratio_value(raw)
+
+
+Fen = Annotated[StrictInt, BeforeValidator(_pyd_money)]
+Bps = Annotated[StrictInt, BeforeValidator(_pyd_ratio)]
+# A person-type x level table, as a grid ``{person: [unrated, tier1, tier2, tier3]}`` or in the
+# compact form ``{base, person: {person: adj}, level: {tier1: adj, ...}}``; checked by hand
+# (:func:`_person_table`) so every cell's problem is named by its path.
+Table = Any
+LEVEL_NAMES = ("unrated", "tier1", "tier2", "tier3")  # hospital level 0..3
+BAND_BASES = ("above_threshold", "cumulative_burden")
 
 
 class _In(BaseModel):
@@ -58,15 +132,15 @@ class _In(BaseModel):
 
 
 class SegmentIn(_In):
-    from_fen: StrictInt
-    to_fen: StrictInt | None = None
-    ratio_bps: dict[PersonType, LevelList]
+    from_fen: Fen
+    to_fen: Fen | None = None
+    ratio_bps: Table
 
 
 class DeductibleIn(_In):
     mode: DeductibleMode
-    first_fen: dict[PersonType, LevelList] = {}
-    later_fen: dict[PersonType, LevelList] | None = None
+    first_fen: Table = None
+    later_fen: Table = None
 
 
 class ServiceIn(_In):
@@ -78,33 +152,34 @@ class ServiceIn(_In):
 
 
 class PoolIn(_In):
-    annual_cap_fen: StrictInt
+    annual_cap_fen: Fen
 
 
 class BandIn(_In):
-    from_fen: StrictInt
-    to_fen: StrictInt | None = None
-    ratio_bps: StrictInt
+    from_fen: Fen
+    to_fen: Fen | None = None
+    ratio_bps: Bps
 
 
 class HardshipIn(_In):
-    threshold_fen: StrictInt
-    ratio_bonus_bps: StrictInt = 0
-    annual_cap_fen: StrictInt | None = None
+    threshold_fen: Fen
+    ratio_bonus_bps: Bps = 0
+    annual_cap_fen: Fen | None = None
 
 
 class SupplementaryIn(_In):
     fund: Literal["large_amount", "critical_illness"]
-    threshold_fen: StrictInt
+    threshold_fen: Fen
+    band_basis: StrictStr | None = None  # required; checked by hand for a clear message
     bands: Annotated[list[BandIn], Field(min_length=1)]
-    annual_cap_fen: StrictInt | None = None
+    annual_cap_fen: Fen | None = None
     hardship: HardshipIn | None = None
 
 
 class AssistanceIn(_In):
-    deductible_fen: StrictInt
-    ratio_bps: StrictInt
-    annual_cap_fen: StrictInt
+    deductible_fen: Fen
+    ratio_bps: Bps
+    annual_cap_fen: Fen
 
 
 class PolicyIn(_In):
@@ -117,9 +192,9 @@ class PolicyIn(_In):
     effective_to: datetime.date | None = None
     source: Annotated[StrictStr, Field(min_length=1)]
     personal_account: StrictBool = False
-    temporary_reduction_bps: dict[FilingType, StrictInt] = {}
+    temporary_reduction_bps: dict[FilingType, Bps] = {}
     pools: dict[Pool, PoolIn]
-    services: dict[ServiceType, ServiceIn]
+    services: Annotated[dict[ServiceType, ServiceIn], Field(min_length=1)]
     supplementary: SupplementaryIn | None = None
     assistance: dict[StrictStr, AssistanceIn] = {}
 
@@ -180,7 +255,12 @@ class _Errors:
             raise DomainError(self.reason, f"{first.field}: {first.description}{more}", violations=self.items)
 
 
-def _shape(model: type[BaseModel], data: object, errors: _Errors) -> Any:
+def _shape(
+    model: type[BaseModel], data: object, errors: _Errors, also: Callable[[Mapping[Any, Any]], None] | None = None
+) -> Any:
+    """The file's data checked by ``model``; on failure every shape problem is raised, together
+    with what ``also`` finds in the raw data (the hand-checked parts), so a file's problems are
+    listed at once."""
     if not isinstance(data, Mapping):
         errors.add("", "the file must hold a YAML mapping")
         errors.raise_if_any()
@@ -188,17 +268,47 @@ def _shape(model: type[BaseModel], data: object, errors: _Errors) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         for e in exc.errors():
-            errors.add(_loc(tuple(e["loc"])), e["msg"])
+            msg = e["msg"]
+            errors.add(_loc(tuple(e["loc"])), msg.removeprefix("Value error, "))
+        if also is not None and isinstance(data, Mapping):
+            also(data)
         errors.raise_if_any()
         raise  # unreachable
 
 
-def _check_bands(bounds: list[tuple[int, int | None]], path: str, errors: _Errors) -> None:
-    """Bands must start at 0, be contiguous and ordered; only the last may be open."""
+def _raw_tables(data: Mapping[Any, Any], errors: _Errors) -> None:
+    """The person-type x level tables of a policy file that failed its shape check, checked by
+    hand from the raw data (the shape check does not look inside them)."""
+    try:
+        scheme = PERSON_TYPES_OF[InsuranceType(str(data.get("insurance_type")))]
+    except ValueError:
+        return
+    services = data.get("services")
+    if not isinstance(services, Mapping):
+        return
+    for name, s in services.items():
+        if not isinstance(s, Mapping):
+            continue
+        sp = f"services.{name}"
+        d = s.get("deductible")
+        if isinstance(d, Mapping) and d.get("mode") != DeductibleMode.NONE.value:
+            for key in ("first_fen", "later_fen"):
+                if d.get(key) is not None:
+                    _person_table(d[key], scheme, f"{sp}.deductible.{key}", errors, ratio=False)
+        segments = s.get("segments")
+        if isinstance(segments, list):
+            for i, g in enumerate(segments):
+                if isinstance(g, Mapping) and "ratio_bps" in g:
+                    _person_table(g["ratio_bps"], scheme, f"{sp}.segments[{i}].ratio_bps", errors, ratio=True)
+
+
+def _check_bands(bounds: list[tuple[int, int | None]], path: str, errors: _Errors, start: int = 0) -> None:
+    """Bands must start at ``start`` (0, or the threshold for published supplementary bands), be
+    contiguous and ordered; only the last may be open."""
     for i, (lo, hi) in enumerate(bounds):
         p = f"{path}[{i}]"
-        if i == 0 and lo != 0:
-            errors.add(f"{p}.from_fen", "the first band must start at 0")
+        if i == 0 and lo != start:
+            errors.add(f"{p}.from_fen", "the first band must start at 0" if start == 0 else f"must be {start}")
         if i > 0:
             prev_hi = bounds[i - 1][1]
             if prev_hi is not None and lo != prev_hi:
@@ -213,35 +323,160 @@ def _check_bands(bounds: list[tuple[int, int | None]], path: str, errors: _Error
             errors.amount(hi, f"{p}.to_fen")
 
 
+_TABLE_FORMS = (
+    "a table {person type: [unrated, tier1, tier2, tier3]} or "
+    "{base: value, person: {person type: adjustment}, level: {tier1: adjustment, ...}}"
+)
+
+
+def _cell(raw: object, path: str, errors: _Errors, *, ratio: bool, signed: bool = False) -> int | None:
+    """One value of a table (or an adjustment), converted; None (and an error) when it is bad."""
+    try:
+        return (ratio_value if ratio else money_value)(raw, signed=signed)
+    except ValueError as exc:
+        errors.add(path, str(exc))
+        return None
+
+
 def _person_table(
-    table: Mapping[PersonType, list[int]],
+    table: object,
     scheme: tuple[PersonType, ...],
     path: str,
     errors: _Errors,
     *,
     ratio: bool,
 ) -> dict[PersonType, LevelTable]:
+    """A person-type x level table, from the grid or the compact form (see docs/policy-format.md)."""
+    if not isinstance(table, Mapping) or not table:
+        errors.add(path, f"must be {_TABLE_FORMS}")
+        return {}
+    if "base" in table:
+        return _compact_table(table, scheme, path, errors, ratio=ratio)
     out: dict[PersonType, LevelTable] = {}
     for person in scheme:
-        if person not in table:
+        if person.value not in table:
             errors.add(f"{path}.{person}", "missing: every person type of the scheme needs a value")
     for person, levels in table.items():
         if person not in scheme:
             errors.add(f"{path}.{person}", "not a person type of this insurance type")
             continue
-        for lvl, v in enumerate(levels):
-            (errors.ratio if ratio else errors.amount)(v, f"{path}.{person}[{lvl}]")
-        out[person] = (levels[0], levels[1], levels[2], levels[3])
+        if not isinstance(levels, list) or len(levels) != len(LEVEL_NAMES):
+            errors.add(f"{path}.{person}", "must list 4 values: [unrated, tier1, tier2, tier3]")
+            continue
+        cells = [_cell(v, f"{path}.{person}[{lvl}]", errors, ratio=ratio) for lvl, v in enumerate(levels)]
+        for lvl, v in enumerate(cells):
+            if v is not None:
+                (errors.ratio if ratio else errors.amount)(v, f"{path}.{person}[{lvl}]")
+        if all(v is not None for v in cells):
+            out[PersonType(person)] = (cells[0], cells[1], cells[2], cells[3])  # type: ignore[assignment]
     return out
+
+
+def _compact_table(
+    table: Mapping[Any, Any],
+    scheme: tuple[PersonType, ...],
+    path: str,
+    errors: _Errors,
+    *,
+    ratio: bool,
+) -> dict[PersonType, LevelTable]:
+    """``{base, person: {p: adj}, level: {tierN: adj}}``: cell (p, level) = base + person[p] +
+    level[level], each part exact; adjustments are signed ("+5%", "-3%", "+500", or signed ints)."""
+    for key in table:
+        if key not in ("base", "person", "level"):
+            errors.add(f"{path}.{key}", "unknown key: the compact form has base, person and level")
+    base = _cell(table["base"], f"{path}.base", errors, ratio=ratio)
+    person_adj: dict[str, int] = {}
+    level_adj: dict[int, int] = {}
+    for key, known, into in (("person", tuple(p.value for p in scheme), person_adj), ("level", LEVEL_NAMES, None)):
+        raw = table.get(key, {})
+        if not isinstance(raw, Mapping):
+            errors.add(f"{path}.{key}", f"must be a mapping of {', '.join(known)} to signed adjustments")
+            continue
+        for name, adj in raw.items():
+            if name not in known:
+                what = "person type of this insurance type" if key == "person" else "level (unrated, tier1..tier3)"
+                errors.add(f"{path}.{key}.{name}", f"not a {what}")
+                continue
+            v = _cell(adj, f"{path}.{key}.{name}", errors, ratio=ratio, signed=True)
+            if v is None:
+                continue
+            if into is not None:
+                into[name] = v
+            else:
+                level_adj[LEVEL_NAMES.index(name)] = v
+    if base is None:
+        return {}
+    fmt = pct if ratio else yuan
+    out: dict[PersonType, LevelTable] = {}
+    for person in scheme:
+        row = []
+        for lvl in range(len(LEVEL_NAMES)):
+            v = base + person_adj.get(person.value, 0) + level_adj.get(lvl, 0)
+            limit = BPS_ONE if ratio else INT64_MAX
+            if not 0 <= v <= limit:
+                parts = fmt(base)
+                if person.value in person_adj:
+                    parts += f" {_signed(fmt, person_adj[person.value])} ({person})"
+                if lvl in level_adj:
+                    parts += f" {_signed(fmt, level_adj[lvl])} ({LEVEL_NAMES[lvl]})"
+                bound = "from 0 to 100%" if ratio else "from 0 to int64 max fen"
+                errors.add(f"{path}.{person}[{lvl}]", f"{parts} = {fmt(v)}: must be {bound}")
+            row.append(v)
+        out[person] = (row[0], row[1], row[2], row[3])
+    return out
+
+
+def _signed(fmt: Any, v: int) -> str:
+    return f"+{fmt(v)}" if v >= 0 else f"-{fmt(-v)}"
 
 
 # ----------------------------------------------------------------------------------- policy
 
 
+def _band_shift(basis: str | None, threshold: int, bounds: list[tuple[int, int | None]], errors: _Errors) -> int:
+    """How far the declared band coordinates lie from the model's (bands above the threshold),
+    after checking the bands against their declared basis. ``band_basis`` is required, so the two
+    coordinate systems are never taken for one another silently."""
+    path = "supplementary.bands"
+    first = bounds[0][0]
+    if basis not in BAND_BASES:
+        errors.add(
+            "supplementary.band_basis",
+            "required: above_threshold (bands measured on the cumulative compliant burden above the "
+            "threshold, the first band starts at 0) or cumulative_burden (bands in the published "
+            "coordinates, the cumulative compliant burden itself: the first band starts at the threshold)"
+            + ("" if basis is None else f"; got {basis!r}"),
+        )
+        return 0
+    if basis == "above_threshold":
+        if first != 0 and threshold != 0 and first == threshold:
+            errors.add(
+                f"{path}[0].from_fen",
+                f"band_basis above_threshold: the first band must start at 0, but it starts at the threshold "
+                f"({threshold}): bands written as published are band_basis: cumulative_burden",
+            )
+            first_ok = False
+        else:
+            first_ok = True
+        _check_bands(bounds if first_ok else [(0, bounds[0][1]), *bounds[1:]], path, errors)
+        return 0
+    if first != threshold:
+        errors.add(
+            f"{path}[0].from_fen",
+            f"band_basis cumulative_burden: the first band must start at the threshold ({threshold} fen = "
+            f"{yuan(threshold)} yuan), not {first}"
+            + (": bands measured above the threshold are band_basis: above_threshold" if first == 0 else ""),
+        )
+        bounds = [(threshold, bounds[0][1]), *bounds[1:]]
+    _check_bands(bounds, path, errors, start=threshold)
+    return threshold
+
+
 def parse_policy(data: object, origin: str) -> Policy:
     """Validate one policy file's data (already parsed from YAML) and build the Policy."""
     errors = _Errors(origin, Reason.POLICY_DATA_INVALID)
-    p: PolicyIn = _shape(PolicyIn, data, errors)
+    p: PolicyIn = _shape(PolicyIn, data, errors, lambda raw: _raw_tables(raw, errors))
     scheme = PERSON_TYPES_OF[p.insurance_type]
     prefix = f"{p.insured_region}-{p.insurance_type}-"
     if not p.version.startswith(prefix) or len(p.version) == len(prefix):
@@ -259,18 +494,23 @@ def parse_policy(data: object, origin: str) -> Policy:
     if p.personal_account and p.insurance_type is not InsuranceType.EMPLOYEE:
         errors.add("personal_account", "only the employee scheme has personal accounts")
 
+    # A policy need not define every service type: a visit of one it leaves out is refused at
+    # settle time with SERVICE_NOT_COVERED.
     benefits: dict[ServiceType, ServiceBenefit] = {}
-    for service in ServiceType:
-        if service not in p.services:
-            errors.add(f"services.{service}", "missing: every service type needs a benefit")
     for service, s in p.services.items():
         sp = f"services.{service}"
         if s.pool not in p.pools:
             errors.add(f"{sp}.pool", f"pool {s.pool} has no entry under pools")
         d = s.deductible
+        if d.mode is DeductibleMode.NONE and (d.first_fen is not None or d.later_fen is not None):
+            errors.add(f"{sp}.deductible", "mode none takes no first_fen / later_fen")
+        if d.mode is not DeductibleMode.NONE and d.first_fen is None:
+            errors.add(f"{sp}.deductible.first_fen", f"required for mode {d.mode}")
+        if d.mode is DeductibleMode.ANNUAL and d.later_fen is not None:
+            errors.add(f"{sp}.deductible.later_fen", "only a per_admission deductible has later admissions")
         first = (
             _person_table(d.first_fen, scheme, f"{sp}.deductible.first_fen", errors, ratio=False)
-            if (d.mode is not DeductibleMode.NONE)
+            if d.mode is not DeductibleMode.NONE and d.first_fen is not None
             else {}
         )
         later = (
@@ -302,7 +542,9 @@ def parse_policy(data: object, origin: str) -> Policy:
         errors.amount(su.threshold_fen, "supplementary.threshold_fen")
         if su.annual_cap_fen is not None:
             errors.amount(su.annual_cap_fen, "supplementary.annual_cap_fen")
-        _check_bands([(b.from_fen, b.to_fen) for b in su.bands], "supplementary.bands", errors)
+        bounds = [(b.from_fen, b.to_fen) for b in su.bands]
+        shift = _band_shift(su.band_basis, su.threshold_fen, bounds, errors)
+        bounds = [(lo - shift, None if hi is None else hi - shift) for lo, hi in bounds]
         for i, b in enumerate(su.bands):
             errors.ratio(b.ratio_bps, f"supplementary.bands[{i}].ratio_bps")
         h = su.hardship
@@ -314,7 +556,7 @@ def parse_policy(data: object, origin: str) -> Policy:
         supplementary = Supplementary(
             fund=want,
             threshold_fen=su.threshold_fen,
-            bands=tuple(Band(b.from_fen, b.to_fen, b.ratio_bps) for b in su.bands),
+            bands=tuple(Band(lo, hi, b.ratio_bps) for (lo, hi), b in zip(bounds, su.bands, strict=True)),
             annual_cap_fen=su.annual_cap_fen,
             hardship_threshold_fen=su.threshold_fen if h is None else h.threshold_fen,
             hardship_ratio_bonus_bps=0 if h is None else h.ratio_bonus_bps,
@@ -417,11 +659,20 @@ def parse_catalogue(data: object, origin: str) -> Catalogue:
         if cls is None:
             errors.add(f"{p}.class", "must be A, B or C")
             ok = False
+        if isinstance(ceiling, str):  # a yuan string ("12.50"), converted exactly
+            ceiling = _cell(ceiling, f"{p}.ceiling_fen", errors, ratio=False)
+            ok = ok and ceiling is not None
+            ceiling = -1 if ceiling is None else ceiling
+        if isinstance(spf, str):  # a percentage string ("10%")
+            spf = _cell(spf, f"{p}.self_pay_first_bps", errors, ratio=True)
+            ok = ok and spf is not None
+            spf = 0 if spf is None else spf
         if ceiling is not None and (type(ceiling) is not int or not 0 < ceiling <= INT64_MAX):
-            errors.add(f"{p}.ceiling_fen", "must be null or a positive integer of fen")
+            if ok:
+                errors.add(f"{p}.ceiling_fen", "must be null, a positive integer of fen or a yuan string ('12.50')")
             ok = False
         if type(spf) is not int or not 0 <= spf <= BPS_ONE:
-            errors.add(f"{p}.self_pay_first_bps", "must be an integer from 0 to 10000 bps")
+            errors.add(f"{p}.self_pay_first_bps", "must be an integer from 0 to 10000 bps or a percentage ('10%')")
             ok = False
         elif spf and cls is not ItemClass.B:
             errors.add(f"{p}.self_pay_first_bps", "only class B items have a self-pay-first ratio")

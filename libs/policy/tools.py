@@ -981,7 +981,26 @@ def explain_lines(ex: Explanation) -> list[str]:
     for i, step in enumerate(r.trace, 1):
         items = list(_record_items(step))
         out.append(f"  {i:>2}. {items[0][1]}")
+        has_bands = bool(getattr(step, "bands", ()))
         for name, x in items[1:]:
+            if name == "bands" and isinstance(x, tuple | list):
+                out.extend(_band_lines(x))
+                continue
+            if name == "base_start_fen" and not has_bands:
+                continue  # only fund steps measured on bands have a year-to-date start
             shown = _field_text(name, x)
             out.append(f"      {name}: {shown}" if shown else f"      {name}:")
+    return out
+
+
+def _band_lines(bands: tuple[object, ...] | list[object]) -> list[str]:
+    """A fund step's bands, one line each: edges, ratio, the visit's base in the band, paid."""
+    out = []
+    for b in bands:
+        lo, hi = getattr(b, "from_fen", 0), getattr(b, "to_fen", None)
+        edges = f"{yuan(lo)}-{'open' if hi is None else yuan(hi)}"
+        out.append(
+            f"      band {edges:<22} at {percent(getattr(b, 'ratio_bps', 0)):>7}: "
+            f"base {yuan(getattr(b, 'base_fen', 0)):>12}, paid {yuan(getattr(b, 'paid_fen', 0)):>12}"
+        )
     return out

@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from libs.platform.clock import system_clock, today_cst
 from libs.platform.db import Database
 from services.clearing.application.reports import PairFigures, Reports
 from services.clearing.domain.model import Category, Statement, payment_deadline
@@ -237,7 +238,7 @@ def _month(text: str) -> tuple[int, int]:
 async def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m services.clearing.report", description=__doc__.split("\n")[0])
     p.add_argument("report", choices=("statements", "fund-use", "direct", "ledger", "verifications"))
-    p.add_argument("--month", default=dt.date.today().strftime("%Y-%m"), help="YYYY-MM")
+    p.add_argument("--month", default=today_cst(system_clock).strftime("%Y-%m"), help="YYYY-MM")
     p.add_argument("--province", default="", help="statements of one province (either side)")
     p.add_argument("--prefix", default="", help="ledger account prefix")
     p.add_argument("--png", type=Path, help="also write a chart")
@@ -270,7 +271,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
             print(f"sum {yuan(sum(b for _, b in rows))}")
         else:
             vs = await r.verifications()
-            today = dt.date.today()
+            today = today_cst(system_clock)
             print(
                 table(
                     ("id", "settlement", "pair", "deadline", "state", "rejected", "deducted in"),

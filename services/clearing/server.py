@@ -36,7 +36,7 @@ class ClearingModule:
 
     async def start(self, runtime: Runtime) -> None:
         if self.settings.clearing_follow_feed:
-            self._channel = open_channel(runtime.peer_target("settlement"), self.settings)
+            self._channel = open_channel(runtime.peer_target("settlement"), self.settings, as_service=self.name)
             feed = GrpcSettlementFeed(self._channel)
             self._tasks.append(asyncio.create_task(self.service.follow(feed, runtime.stopping)))
 

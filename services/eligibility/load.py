@@ -21,6 +21,7 @@ import grpc
 
 from libs.core.errors import DomainError
 from libs.platform.errors import error_details
+from libs.platform.identity import PRINCIPAL_HEADER, URN_PREFIX
 from medsettle.eligibility.v1 import eligibility_pb2 as pb
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
 from services.eligibility.adapters.registry_file import RegistryData, load_registry_file
@@ -32,22 +33,35 @@ def _rid(kind: str, key: str, message: pb.Region | pb.Institution | pb.InsuredPe
     return f"load-{kind}-{key}-{digest}"[:128]
 
 
+def _as(urn: str) -> tuple[tuple[str, str], ...]:
+    return ((PRINCIPAL_HEADER, urn),)
+
+
 async def send(stub: eligibility_pb2_grpc.EligibilityServiceStub, data: RegistryData) -> int:
+    """Each row goes in as the party that owns it (docs/access.md): regions as the national
+    operator, institutions as their treatment-place bureau, persons as their insured-place
+    bureau. The identity header is believed on loopback only (or from the gateway's
+    certificate): run the loader next to the service."""
     sent = 0
     for r in data.regions:
         region = pb.Region(region_code=r.region_code, name=r.name)
-        await stub.UpsertRegion(pb.UpsertRegionRequest(request_id=_rid("region", r.region_code, region), region=region))
+        await stub.UpsertRegion(
+            pb.UpsertRegionRequest(request_id=_rid("region", r.region_code, region), region=region),
+            metadata=_as(f"{URN_PREFIX}operator:national"),
+        )
         sent += 1
     for i in data.institutions:
         inst = institution_to_proto(i)
         await stub.UpsertInstitution(
-            pb.UpsertInstitutionRequest(request_id=_rid("inst", i.institution_code, inst), institution=inst)
+            pb.UpsertInstitutionRequest(request_id=_rid("inst", i.institution_code, inst), institution=inst),
+            metadata=_as(f"{URN_PREFIX}bureau:treatment:{i.region_code}"),
         )
         sent += 1
     for p in data.persons:
         person = person_to_proto(p)
         await stub.UpsertInsuredPerson(
-            pb.UpsertInsuredPersonRequest(request_id=_rid("person", p.person_no, person), person=person)
+            pb.UpsertInsuredPersonRequest(request_id=_rid("person", p.person_no, person), person=person),
+            metadata=_as(f"{URN_PREFIX}bureau:insured:{p.insured_region}"),
         )
         sent += 1
     return sent

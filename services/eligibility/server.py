@@ -109,7 +109,7 @@ class EligibilityModule:
     async def start(self, runtime: Runtime) -> None:
         await self.service.load()
         policy_sources.watch(self.policies, self.settings.policy_poll_seconds)
-        self._channel = open_channel(runtime.peer_target("filing"), self.settings)
+        self._channel = open_channel(runtime.peer_target("filing"), self.settings, as_service=self.name)
         feed = GrpcFilingFeed(self._channel)
         self._tasks.append(asyncio.create_task(self.service.follow_filings(feed, runtime.stopping)))
         self._tasks.append(asyncio.create_task(self._refresh_loop(runtime.stopping)))

@@ -46,7 +46,7 @@ class FilingModule:
     async def start(self, runtime: Runtime) -> None:
         self._runtime.append(runtime)
         # Special-disease filings are checked against eligibility's institution registry.
-        self._channel = open_channel(runtime.peer_target("eligibility"), self.settings)
+        self._channel = open_channel(runtime.peer_target("eligibility"), self.settings, as_service=self.name)
         self.service.institutions = GrpcInstitutionDirectory(self._channel)
 
     async def stop_tasks(self) -> None:

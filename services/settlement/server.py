@@ -78,7 +78,7 @@ class SettlementModule:
 
     async def start(self, runtime: Runtime) -> None:
         self._runtime.append(runtime)
-        self._channel = open_channel(runtime.peer_target("eligibility"), self.settings)
+        self._channel = open_channel(runtime.peer_target("eligibility"), self.settings, as_service=self.name)
         self._eligibility.inner = GrpcEligibility(self._channel)
         self.service.batcher.start()
         await self._archive()

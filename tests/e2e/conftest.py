@@ -19,7 +19,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from libs.platform import migrate
 from libs.platform.settings import SERVICES
-from services.demo import HOSPITAL
+from services.demo import HOSPITAL, Clients
 from tests.conftest import ServiceProcesses, _truncate, free_port, wait_serving
 from tests.e2e.flow import OTHER_HOSPITAL, Settled, TlsClients, eligible_token, seed, settle_inpatient
 from tests.e2e.nginx import Nginx, find_nginx
@@ -125,10 +125,16 @@ def traced_settlement(stack: Stack) -> TracedSettlement:
         ctx = span.get_span_context()
 
     async def run() -> Settled:
-        async with stack.clients(stack.hospital) as c:
-            await seed(c, "e2e")
-            token = await eligible_token(c, "e2e")
-            return await settle_inpatient(c, "e2e", token, metadata=tuple(carrier.items()))
+        # the registry, the filing and the e-certificate are the bureaus' and the app's calls,
+        # straight to the services on loopback; the hospital's go through the gateway
+        parties = Clients(stack.processes.targets)
+        try:
+            async with stack.clients(stack.hospital) as c:
+                await seed(parties, "e2e")  # type: ignore[arg-type]  # duck-typed: same stub attributes
+                token = await eligible_token(c, "e2e", app=parties)
+                return await settle_inpatient(c, "e2e", token, metadata=tuple(carrier.items()))
+        finally:
+            await parties.close()
 
     settled = asyncio.run(run())
     return TracedSettlement(settled, format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))

@@ -19,7 +19,7 @@ from medsettle.eligibility.v1 import eligibility_pb2_grpc
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
 from medsettle.settlement.v1 import settlement_pb2 as st
 from medsettle.settlement.v1 import settlement_pb2_grpc
-from services.demo import HOSPITAL, fee_lines, seed_registry, wait_eligible
+from services.demo import HOSPITAL, acting_parties, fee_lines, seed_registry, wait_eligible
 from tests.dates import TEST_DAY
 from tests.pki import Issued
 
@@ -38,11 +38,18 @@ def credentials(ca_pem: bytes, client: Issued | None) -> grpc.ChannelCredentials
 class TlsClients:
     """Stubs for the services, over TLS, all through one target (the gateway) or one per service."""
 
-    def __init__(self, targets: str | dict[str, str], ca_pem: bytes, client: Issued | None) -> None:
+    def __init__(
+        self, targets: str | dict[str, str], ca_pem: bytes, client: Issued | None, *, parties: bool = False
+    ) -> None:
+        """``parties``: name the acting party of each call in the identity header (believed only
+        from a gateway certificate: ``client`` should be one)."""
         if isinstance(targets, str):
             targets = dict.fromkeys(("filing", "eligibility", "settlement", "clearing"), targets)
         creds = credentials(ca_pem, client)
-        self._channels = {name: grpc.aio.secure_channel(t, creds) for name, t in targets.items()}
+        interceptors = acting_parties() if parties else None
+        self._channels = {
+            name: grpc.aio.secure_channel(t, creds, interceptors=interceptors) for name, t in targets.items()
+        }
         self.filing = filing_pb2_grpc.FilingServiceStub(self._channels["filing"])
         self.eligibility = eligibility_pb2_grpc.EligibilityServiceStub(self._channels["eligibility"])
         self.settlement = settlement_pb2_grpc.SettlementServiceStub(self._channels["settlement"])
@@ -71,7 +78,8 @@ class Settled:
 
 
 async def seed(c: TlsClients, tag: str) -> None:
-    """Registry (regions, two hospitals, two persons) and the Beijing retiree's filing for Shanghai."""
+    """Registry (regions, two hospitals, two persons) and the Beijing retiree's filing for Shanghai,
+    each made by its own party: ``c`` must present acting parties (``parties=True``)."""
     await seed_registry(c, tag)  # type: ignore[arg-type]  # duck-typed: same stub attributes
     await c.eligibility.UpsertInstitution(
         el.UpsertInstitutionRequest(
@@ -101,10 +109,12 @@ async def seed(c: TlsClients, tag: str) -> None:
     )
 
 
-async def eligible_token(c: TlsClients, tag: str, hospital: str = HOSPITAL) -> str:
-    """Issues the retiree's e-certificate and waits until eligibility has seen her filing."""
+async def eligible_token(c: TlsClients, tag: str, hospital: str = HOSPITAL, *, app: object = None) -> str:
+    """The retiree's app (``app``, default ``c``) issues her e-certificate; the hospital (``c``)
+    waits until eligibility has seen her filing."""
     today = TEST_DAY
-    cert = await c.eligibility.IssueECertificate(
+    issuer: TlsClients = app or c  # type: ignore[assignment]
+    cert = await issuer.eligibility.IssueECertificate(
         el.IssueECertificateRequest(
             request_id=f"{tag}-ecert", person_no="P110100000001", id_number="110105195403120027"
         )

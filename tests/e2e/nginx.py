@@ -55,6 +55,7 @@ class Nginx:
             filing_upstream=upstreams["filing"],
             eligibility_upstream=upstreams["eligibility"],
             settlement_upstream=upstreams["settlement"],
+            clearing_upstream=upstreams["clearing"],
             tls_cert=tls_cert,
             tls_key=tls_key,
             client_ca=client_ca,

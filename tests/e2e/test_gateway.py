@@ -96,3 +96,35 @@ async def test_clearing_is_not_reachable_through_the_gateway(stack: Stack) -> No
     async with stack.clients(stack.hospital) as c:
         err = await rpc_error(c.clearing.GetIngestStatus(clearing_pb2.GetIngestStatusRequest(), timeout=5))
     assert err.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_hospital_reconciles_its_own_day_through_the_gateway_and_no_one_elses(
+    traced_settlement: TracedSettlement, stack: Stack
+) -> None:
+    s = traced_settlement.settled.settlement
+    totals = [
+        clearing_pb2.Totals(
+            count=1,
+            medical_total_fen=s.breakdown.total_fen,
+            fund_total_fen=s.breakdown.fund_total_fen,
+            personal_account_fen=s.breakdown.personal_account_fen,
+        )
+    ]
+    own = clearing_pb2.ReconcileDailyRequest(
+        request_id="e2e-recon-own", institution_code=HOSPITAL, date=s.settle_date, totals=totals
+    )
+    other = clearing_pb2.ReconcileDailyRequest(
+        request_id="e2e-recon-other", institution_code=OTHER_HOSPITAL, date=s.settle_date, totals=totals
+    )
+    async with stack.clients(stack.hospital) as c:
+        answer = await c.clearing.ReconcileDaily(own, timeout=10)
+        err = await rpc_error(c.clearing.ReconcileDaily(other, timeout=10))
+        # and the rest of clearing stays shut at the edge
+        shut = await rpc_error(
+            c.clearing.RunMonthlyClearing(clearing_pb2.RunMonthlyClearingRequest(request_id="e2e-run"), timeout=5)
+        )
+    # answered (matched once clearing has ingested the day's settlement, else with differences)
+    assert answer.matched or answer.differences
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
+    assert shut.code() == grpc.StatusCode.UNIMPLEMENTED

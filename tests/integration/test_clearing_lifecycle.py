@@ -21,6 +21,7 @@ from medsettle.clearing.v1 import clearing_pb2_grpc
 from medsettle.common.v1 import types_pb2
 from services.clearing.application.service import ClearingService
 from services.clearing.domain.model import Category, FeedSettlement
+from services.demo import acting_parties
 
 pytestmark = pytest.mark.db
 _pos = itertools.count(1)
@@ -99,7 +100,7 @@ async def env(settings: Settings) -> AsyncIterator[Env]:
         settings.model_copy(update={"clearing_follow_feed": False}), ["clearing"], port=0, run_migrations=False
     )
     db = Database(settings.database_url("clearing"))
-    ch = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    ch = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}", interceptors=acting_parties())
     try:
         yield Env(clearing_pb2_grpc.ClearingServiceStub(ch), ClearingService(db))
     finally:
@@ -248,7 +249,8 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
     )
     # requested: it takes the cap, but no money moves before the national review and the payment
     assert (t.cap_fen, t.month_clearing_fen, t.month_top_ups_fen, t.prepayment.top_ups_fen) == (cap, 275_000, cap, 0)
-    assert t.top_up.status == pb.TOP_UP_STATUS_REQUESTED and t.top_up.top_up_id == "top-51"
+    assert t.top_up.status == pb.TOP_UP_STATUS_REQUESTED and t.top_up.top_up_id.startswith("TU")
+    top_id = t.top_up.top_up_id
     allowance = await stub.GetTopUpAllowance(
         pb.GetTopUpAllowanceRequest(insured_province_code="51", treatment_province_code="31", month=month)
     )
@@ -257,7 +259,7 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
     d = await expect_error(
         stub.RecordTopUpDisbursement(
             pb.RecordTopUpDisbursementRequest(
-                request_id=env.rid(), top_up_id="top-51", disbursement_date=types_pb2.Date(year=2026, month=4, day=2)
+                request_id=env.rid(), top_up_id=top_id, disbursement_date=types_pb2.Date(year=2026, month=4, day=2)
             )
         ),
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -270,13 +272,13 @@ async def test_statements_prepayment_top_up_late_rows_and_verification(env: Env)
         "REASON_TOP_UP_NOT_FOUND",
     )
     r = await stub.ReviewEmergencyTopUp(
-        pb.ReviewEmergencyTopUpRequest(request_id=env.rid(), top_up_id="top-51", approve=True, note="ok")
+        pb.ReviewEmergencyTopUpRequest(request_id=env.rid(), top_up_id=top_id, approve=True, note="ok")
     )
     assert r.top_up.status == pb.TOP_UP_STATUS_APPROVED and r.top_up.review_note == "ok"
     assert await stub.GetLedgerBalances(pb.GetLedgerBalancesRequest(prefix="province:51:prepayment_paid")) == before
     paid = await stub.RecordTopUpDisbursement(
         pb.RecordTopUpDisbursementRequest(
-            request_id=env.rid(), top_up_id="top-51", disbursement_date=types_pb2.Date(year=2026, month=4, day=2)
+            request_id=env.rid(), top_up_id=top_id, disbursement_date=types_pb2.Date(year=2026, month=4, day=2)
         )
     )
     assert paid.top_up.status == pb.TOP_UP_STATUS_DISBURSED and paid.prepayment.top_ups_fen == cap

@@ -20,6 +20,7 @@ from medsettle.clearing.v1 import clearing_pb2_grpc
 from medsettle.common.v1 import types_pb2
 from services.clearing.application.service import ClearingService
 from services.clearing.domain.model import Category, FeedSettlement
+from services.demo import acting_parties
 
 pytestmark = pytest.mark.db
 _pos = itertools.count(1)
@@ -68,7 +69,7 @@ async def clearing(settings: Settings) -> AsyncIterator[tuple[clearing_pb2_grpc.
         settings.model_copy(update={"clearing_follow_feed": False}), ["clearing"], port=0, run_migrations=False
     )
     db = Database(settings.database_url("clearing"))
-    ch = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    ch = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}", interceptors=acting_parties())
     try:
         yield clearing_pb2_grpc.ClearingServiceStub(ch), ClearingService(db)
     finally:

@@ -163,7 +163,7 @@ async def test_a_month_of_settlements_conserves_every_fen_per_province_pair(suit
                 request_id="m-claim",
                 institution_code=HOSPITAL,
                 hospital_visit_no="m-claim",
-                credential=bj2,
+                credential=RESIDENT_CARD,  # her stay at the other hospital is another stay
                 service_type=types_pb2.SERVICE_TYPE_INPATIENT,
                 admission_date=date(w.day),
                 discharge_date=date(w.day),

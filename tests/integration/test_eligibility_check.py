@@ -17,6 +17,7 @@ from libs.platform.settings import Settings
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as el
 from medsettle.filing.v1 import filing_pb2 as fp
+from services.demo import acting_parties
 from services.eligibility.domain.credentials import TokenSigner
 from services.eligibility.load import main as load_main
 from services.filing.domain.model import temporary_min_end
@@ -31,7 +32,7 @@ ID1 = "110105195403120027"
 
 @pytest.fixture
 async def stubs(suite: Host) -> AsyncIterator[Stubs]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}") as ch:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}", interceptors=acting_parties()) as ch:
         yield Stubs(ch)
 
 

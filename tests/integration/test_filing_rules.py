@@ -18,6 +18,7 @@ from medsettle.eligibility.v1 import eligibility_pb2 as el
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
 from medsettle.filing.v1 import filing_pb2 as fp
 from medsettle.filing.v1 import filing_pb2_grpc
+from services.demo import acting_parties
 from services.filing.domain.model import add_months, temporary_min_end
 from tests.dates import TEST_DAY
 
@@ -54,7 +55,7 @@ class Stubs:
 
 @pytest.fixture
 async def stubs(suite: Host) -> AsyncIterator[Stubs]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}") as ch:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}", interceptors=acting_parties()) as ch:
         yield Stubs(ch)
 
 
@@ -219,20 +220,28 @@ async def test_queries_by_person_region_status_and_pages(stubs: Stubs) -> None:
         request("q-x", person="Q0", treatment_region_code="510100", insured_region_code="120100")
     )
     list_ = stubs.filing.ListFilings
-    assert len((await list_(fp.ListFilingsRequest(person_no="Q0"))).filings) == 2
-    active = (await list_(fp.ListFilingsRequest(person_no="Q0", status=fp.FILING_STATUS_ACTIVE))).filings
+    beijing = (("x-medsettle-principal", "urn:medsettle:bureau:insured:110100"),)
+    tianjin = (("x-medsettle-principal", "urn:medsettle:bureau:insured:12"),)
+    # a bureau sees only its own region's filings of a person insured in two places over time
+    assert len((await list_(fp.ListFilingsRequest(person_no="Q0"), metadata=beijing)).filings) == 1
+    active = (
+        await list_(fp.ListFilingsRequest(person_no="Q0", status=fp.FILING_STATUS_ACTIVE), metadata=tianjin)
+    ).filings
     assert [f.treatment_region_code for f in active] == ["510100"]
+    assert not (
+        await list_(fp.ListFilingsRequest(person_no="Q0", status=fp.FILING_STATUS_ACTIVE), metadata=beijing)
+    ).filings
     assert len((await list_(fp.ListFilingsRequest(treatment_region_code="310100"))).filings) == 2
     assert len((await list_(fp.ListFilingsRequest(insured_region_code="120100"))).filings) == 1
     seen: list[str] = []
     token = ""
     while True:
-        page = await list_(fp.ListFilingsRequest(page_size=2, page_token=token))
+        page = await list_(fp.ListFilingsRequest(page_size=2, page_token=token), metadata=beijing)
         seen += [f.filing_id for f in page.filings]
         token = page.next_page_token
         if not token:
             break
-    assert len(seen) == len(set(seen)) == 6
+    assert len(seen) == len(set(seen)) == 5
 
 
 async def read_events(stub: filing_pb2_grpc.FilingServiceStub, after: int, n: int) -> list[fp.WatchFilingsResponse]:

@@ -15,6 +15,7 @@ from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as el
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
 from medsettle.filing.v1 import filing_pb2_grpc
+from services.demo import SyncActingParties
 from tests.conftest import ServiceProcesses, wait_serving
 from tests.dates import TEST_DAY
 from tests.integration.test_filing_rules import d, request
@@ -59,8 +60,8 @@ def test_watch_survives_restarts_of_filing_and_of_eligibility(processes: Service
     processes.start("eligibility")
     wait_serving(processes.targets["filing"])
     wait_serving(processes.targets["eligibility"])
-    fch = grpc.insecure_channel(processes.targets["filing"])
-    ech = grpc.insecure_channel(processes.targets["eligibility"])
+    fch = grpc.intercept_channel(grpc.insecure_channel(processes.targets["filing"]), SyncActingParties())
+    ech = grpc.intercept_channel(grpc.insecure_channel(processes.targets["eligibility"]), SyncActingParties())
     try:
         filing = filing_pb2_grpc.FilingServiceStub(fch)
         elig = eligibility_pb2_grpc.EligibilityServiceStub(ech)

@@ -21,6 +21,7 @@ from libs.platform.errors import error_details
 from libs.platform.host import Host
 from medsettle.common.v1 import types_pb2
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
+from services.demo import acting_parties
 from services.filing.adapters.db import filings, idempotency_keys
 from tests.conftest import ROOT, ServiceProcesses, free_port, wait_serving
 
@@ -34,7 +35,7 @@ SERVICE_NAMES = {
 }
 
 
-def reflective_call(target: str, service: str, method: str, body: dict) -> dict:  # type: ignore[type-arg]
+def reflective_call(target: str, service: str, method: str, body: dict, principal: str) -> dict:  # type: ignore[type-arg]
     """Like grpcurl: learn the schema from the server's reflection service, no generated stubs."""
     with grpc.insecure_channel(target) as channel:
         pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
@@ -47,7 +48,7 @@ def reflective_call(target: str, service: str, method: str, body: dict) -> dict:
             request_serializer=lambda x: x.SerializeToString(),
             response_deserializer=resp_cls.FromString,
         )
-        resp = call(json_format.ParseDict(body, req_cls()), timeout=5)
+        resp = call(json_format.ParseDict(body, req_cls()), timeout=5, metadata=(("x-medsettle-principal", principal),))
         return json_format.MessageToDict(resp)
 
 
@@ -65,7 +66,13 @@ def test_reflection_and_health_answer_on_every_separate_server(processes: Servic
         with grpc.insecure_channel(target) as ch:
             db = ProtoReflectionDescriptorDatabase(ch)
             assert full in set(db.get_services())
-    reply = reflective_call(processes.targets["filing"], SERVICE_NAMES["filing"], "ListFilings", {"pageSize": 5})
+    reply = reflective_call(
+        processes.targets["filing"],
+        SERVICE_NAMES["filing"],
+        "ListFilings",
+        {"pageSize": 5},
+        "urn:medsettle:bureau:insured:11",
+    )
     assert reply == {} or "filings" not in reply
 
 
@@ -90,7 +97,7 @@ async def _count_rows(url: str) -> tuple[int, int]:
 async def test_bad_input_is_invalid_argument_with_reason_and_violations_and_writes_nothing(
     suite: Host, db_urls: dict[str, str]
 ) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}") as ch:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}", interceptors=acting_parties()) as ch:
         stub = filing_pb2_grpc.FilingServiceStub(ch)
         bad = filing_pb2.CreateFilingRequest(
             request_id="bad-1",
@@ -104,7 +111,7 @@ async def test_bad_input_is_invalid_argument_with_reason_and_violations_and_writ
             start_date=types_pb2.Date(year=2026, month=2, day=30),  # no such day
         )
         with pytest.raises(grpc.aio.AioRpcError) as exc:
-            await stub.CreateFiling(bad)
+            await stub.CreateFiling(bad, metadata=(("x-medsettle-principal", "urn:medsettle:bureau:insured:11"),))
     d = error_details(exc.value)
     assert d.code is grpc.StatusCode.INVALID_ARGUMENT
     assert d.reason == "REASON_VALIDATION_FAILED"
@@ -120,7 +127,7 @@ async def test_unknown_failure_is_internal_without_leaking_text(suite: Host, mon
         raise RuntimeError("secret detail about 110105195403120027")
 
     monkeypatch.setattr(FilingService, "get_required", boom)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}") as ch:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}", interceptors=acting_parties()) as ch:
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await filing_pb2_grpc.FilingServiceStub(ch).GetFiling(filing_pb2.GetFilingRequest(filing_id="F1"))
     d = error_details(exc.value)
@@ -167,3 +174,17 @@ def test_cli_refuses_bad_settings_with_exit_code_2(tmp_path) -> None:  # type: i
         },
     )
     assert result.returncode == 2 and "MEDSETTLE_FILING_DATABASE_URL" in result.stderr
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_reflection_answers_v1_and_v1alpha_to_anyone(suite: Host, version: str) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{suite.port}") as ch:
+        call = ch.stream_stream(
+            f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        names = [s.name async for r in call for s in r.list_services_response.service]
+    assert {"grpc.reflection.v1.ServerReflection", "medsettle.settlement.v1.SettlementService"} <= set(names)

@@ -34,6 +34,7 @@ from tests.pki import Issued, Pki
 pytestmark = pytest.mark.db
 
 HEADER = "x-medsettle-institution"
+GATEWAY = "urn:medsettle:gateway:edge"
 
 
 @dataclass
@@ -46,6 +47,11 @@ class MtlsSuite:
     def clients(self, client: Issued | None) -> TlsClients:
         return TlsClients(self.targets, self.pki.ca_pem, client)
 
+    def parties(self) -> TlsClients:
+        """The registry, the bureaus, the operator and the person's app, each named per call in
+        the header under a gateway certificate (the one certificate trusted to name a caller)."""
+        return TlsClients(self.targets, self.pki.ca_pem, self.pki.client(GATEWAY), parties=True)
+
 
 @pytest.fixture
 async def mtls(settings: Settings, tmp_path: Path) -> AsyncIterator[MtlsSuite]:
@@ -55,7 +61,8 @@ async def mtls(settings: Settings, tmp_path: Path) -> AsyncIterator[MtlsSuite]:
     hosts: list[Host] = []
     try:
         for s in SERVICES:  # dependency order: filing, eligibility, settlement, clearing
-            identity = pki.server(f"svc-{s}")  # server cert, also presented to peers
+            # server cert with the service's identity, also presented to peers
+            identity = pki.server(f"svc-{s}", uri=f"urn:medsettle:service:{s}")
             service_settings = settings.model_copy(
                 update={
                     "tls_cert_file": identity.cert_file,
@@ -64,7 +71,6 @@ async def mtls(settings: Settings, tmp_path: Path) -> AsyncIterator[MtlsSuite]:
                     "peer_ca_file": pki.ca_file,
                     "peer_cert_file": identity.cert_file,
                     "peer_key_file": identity.key_file,
-                    "trusted_proxy_cns": "medsettle-gateway",
                     **{f"{p}_target": t for p, t in targets.items() if p != "clearing"},
                 }
             )
@@ -78,17 +84,17 @@ async def mtls(settings: Settings, tmp_path: Path) -> AsyncIterator[MtlsSuite]:
 
 
 async def test_settlement_over_mtls_between_services(mtls: MtlsSuite) -> None:
-    async with mtls.clients(mtls.pki.client(HOSPITAL)) as c:
-        await seed(c, "mtls")
+    async with mtls.clients(mtls.pki.client(HOSPITAL)) as c, mtls.parties() as parties:
+        await seed(parties, "mtls")
         # eligibility learns the filing through WatchFilings (eligibility -> filing over mTLS)
-        token = await eligible_token(c, "mtls")
+        token = await eligible_token(c, "mtls", app=parties)
         # OpenVisit calls CheckEligibility (settlement -> eligibility over mTLS)
         settled = await settle_inpatient(c, "mtls", token)
         assert settled.settlement.breakdown.fund_total_fen > 0
 
         # clearing follows StreamSettlements (clearing -> settlement over mTLS)
         async def ingested() -> bool:
-            status = await c.clearing.GetIngestStatus(clearing_pb2.GetIngestStatusRequest())
+            status = await parties.clearing.GetIngestStatus(clearing_pb2.GetIngestStatusRequest())
             return status.settlements_ingested >= 1
 
         assert await wait_until(ingested)
@@ -118,9 +124,9 @@ async def test_service_refuses_a_client_without_a_valid_certificate(mtls: MtlsSu
 async def test_institution_comes_from_the_peer_certificate_and_a_forged_header_is_ignored(
     mtls: MtlsSuite,
 ) -> None:
-    async with mtls.clients(mtls.pki.client(HOSPITAL)) as owner:
-        await seed(owner, "mtls-id")
-        token = await eligible_token(owner, "mtls-id")
+    async with mtls.clients(mtls.pki.client(HOSPITAL)) as owner, mtls.parties() as parties:
+        await seed(parties, "mtls-id")
+        token = await eligible_token(owner, "mtls-id", app=parties)
         settled = await settle_inpatient(owner, "mtls-id", token, metadata=((HEADER, OTHER_HOSPITAL),))
         request = st.GetSettlementRequest(institution_code=HOSPITAL, settlement_id=settled.settlement.settlement_id)
         # the owner is itself whatever its header says
@@ -130,29 +136,40 @@ async def test_institution_comes_from_the_peer_certificate_and_a_forged_header_i
         err = await rpc_error(other.settlement.GetSettlement(request, metadata=((HEADER, HOSPITAL),)))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
-    # a service identity (CN=svc-clearing) is not an institution either
+    # a service identity (urn:medsettle:service:clearing) is not an institution either
     svc = Issued(mtls.pki.dir / "server-svc-clearing.crt", mtls.pki.dir / "server-svc-clearing.key")
     async with mtls.clients(svc) as service:
         err = await rpc_error(service.settlement.GetSettlement(request, metadata=((HEADER, HOSPITAL),)))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
+    assert reason_of(err) == "REASON_ROLE_NOT_ALLOWED"
+    # a certificate whose CN is an institution code but which carries no medsettle URI SAN is
+    # nobody: the subject is never read
+    async with mtls.clients(mtls.pki.client(HOSPITAL, uri=None)) as cn_only:
+        err = await rpc_error(cn_only.settlement.GetSettlement(request))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert reason_of(err) == "REASON_CALLER_IDENTITY_INVALID"
 
 
 async def test_a_trusted_proxy_names_the_institution_and_nobody_else_can(mtls: MtlsSuite) -> None:
     """Behind the gateway with service-side mTLS: the gateway's certificate is trusted to carry
     the hospital's identity in the header; any other certificate is the caller itself."""
-    async with mtls.clients(mtls.pki.client(HOSPITAL)) as owner:
-        await seed(owner, "mtls-proxy")
-        token = await eligible_token(owner, "mtls-proxy")
+    async with mtls.clients(mtls.pki.client(HOSPITAL)) as owner, mtls.parties() as parties:
+        await seed(parties, "mtls-proxy")
+        token = await eligible_token(owner, "mtls-proxy", app=parties)
         settled = await settle_inpatient(owner, "mtls-proxy", token)
     request = st.GetSettlementRequest(institution_code=HOSPITAL, settlement_id=settled.settlement.settlement_id)
-    async with mtls.clients(mtls.pki.client("medsettle-gateway")) as gateway:
+    async with mtls.clients(mtls.pki.client(GATEWAY)) as gateway:
         got = await gateway.settlement.GetSettlement(request, metadata=((HEADER, HOSPITAL),))
         assert got.settlement.institution_code == HOSPITAL
         err = await rpc_error(gateway.settlement.GetSettlement(request, metadata=((HEADER, OTHER_HOSPITAL),)))
         assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
         err = await rpc_error(gateway.settlement.GetSettlement(request))
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        # the gateway passing on two identities is refused, not guessed at
+        two = ((HEADER, HOSPITAL), ("x-medsettle-principal", "urn:medsettle:operator:national"))
+        err = await rpc_error(gateway.settlement.GetSettlement(request, metadata=two))
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert reason_of(err) == "REASON_CALLER_IDENTITY_AMBIGUOUS"
     async with mtls.clients(mtls.pki.client(OTHER_HOSPITAL)) as other:
         err = await rpc_error(other.settlement.GetSettlement(request, metadata=((HEADER, HOSPITAL),)))
     assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"

@@ -298,9 +298,10 @@ def test_database_urls_come_from_secret_references(rendered: dict[str, list[dict
 
 PORT_GRPC, PORT_METRICS = "50051/TCP", "9464/TCP"
 GRPC_EDGES = {
-    ("gateway", "filing"),
+    # the gateway reaches exactly the services with a method open to hospitals (access table)
     ("gateway", "eligibility"),
     ("gateway", "settlement"),
+    ("gateway", "clearing"),
     ("settlement", "eligibility"),
     ("eligibility", "filing"),
     ("filing", "eligibility"),  # GetInstitution when a special disease is filed
@@ -388,23 +389,61 @@ def test_every_allowed_network_edge_is_a_promised_one(objects: list[dict[str, An
         e for e in ALLOWED_EDGES if e[1] in ("dns", "otlp", "postgres")
     }
     assert ("prometheus", "medsettle-servers", PORT_METRICS) in ingress
-    # Nobody may call clearing.
-    assert not [e for e in ingress | egress if e[1] == "clearing"]
+    # Only the gateway may call clearing (a hospital's own reconciliation), and nobody filing
+    # but eligibility.
+    assert {e[0] for e in ingress | egress if e[1] == "clearing"} == {"gateway"}
+    assert {e[0] for e in ingress | egress if e[1] == "filing"} == {"eligibility"}
+    # The gateway's edges are the services the access table opens a method of to hospitals.
+    from libs.platform.access import RULES
+
+    render = _load_render()
+    opened = {render.UPSTREAM_OF[m.split("/")[1]] for m, r in RULES.items() if r.hospital_facing}
+    assert {dst for src, dst, _ in egress if src == "gateway" and dst in SERVICES} == opened
 
 
 # --------------------------------------------------------------------------- gateway
 
 
-def test_no_grpc_route_reaches_clearing(objects: list[dict[str, Any]]) -> None:
-    routed = set()
+STANDARD_TOOLS = {
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+}
+
+
+def test_grpc_routes_match_exactly_the_methods_the_access_table_opens_to_hospitals(
+    objects: list[dict[str, Any]],
+) -> None:
+    from libs.platform.access import RULES
+
+    render = _load_render()
+    routed: set[tuple[str, str]] = set()
     for route in of_kind(objects, "GRPCRoute"):
         for rule in route["spec"]["rules"]:
-            for backend in rule["backendRefs"]:
-                assert backend.get("kind", "Service") == "Service"
-                routed.add(backend["name"])
+            (backend,) = rule["backendRefs"]
+            assert backend.get("kind", "Service") == "Service"
             for match in rule["matches"]:
-                assert "clearing" not in match["method"]["service"].lower()
-    assert routed == {"filing", "eligibility", "settlement"}
+                method = match["method"]
+                assert method.get("type", "Exact") == "Exact", method
+                if method["service"] in STANDARD_TOOLS:
+                    assert "method" not in method and backend["name"] == "settlement"
+                    continue
+                assert method.get("method"), f"{method['service']}: a whole service is routed"
+                assert render.UPSTREAM_OF[method["service"]] == backend["name"], method
+                routed.add((method["service"], method["method"]))
+    opened = {tuple(m.strip("/").split("/")) for m, r in RULES.items() if r.hospital_facing}
+    assert routed == opened
+
+
+def test_the_gateway_routes_are_generated_from_the_access_table() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(K8S.parent / "scripts" / "gen_access.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stderr}: run scripts/gen_access.py"
 
 
 def test_the_gateway_requires_client_certificates(objects: list[dict[str, Any]]) -> None:
@@ -532,6 +571,7 @@ def _gateway_values(prefix: Path, pki: dict[str, Path], port: int, upstreams: di
         "filing_upstream": upstreams["filing"],
         "eligibility_upstream": upstreams["eligibility"],
         "settlement_upstream": upstreams["settlement"],
+        "clearing_upstream": upstreams["clearing"],
     }
 
 
@@ -547,6 +587,7 @@ def test_render_refuses_missing_and_unknown_placeholders(tmp_path: Path) -> None
         "filing_upstream",
         "eligibility_upstream",
         "settlement_upstream",
+        "clearing_upstream",
     }
     assert render.placeholders(template) == expected
     with pytest.raises(KeyError):
@@ -563,7 +604,7 @@ def test_local_gateway_config_passes_the_nginx_syntax_check(tmp_path: Path, pki:
     nginx = _nginx()
     render = _load_render()
     conf = tmp_path / "nginx.conf"
-    ups = dict.fromkeys(("filing", "eligibility", "settlement"), "127.0.0.1:50051")
+    ups = dict.fromkeys(("filing", "eligibility", "settlement", "clearing"), "127.0.0.1:50051")
     conf.write_text(render.render(render.TEMPLATE, **_gateway_values(tmp_path, pki, _free_port(), ups)))
     proc = subprocess.run(
         [nginx, "-t", "-q", "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log")],
@@ -602,7 +643,7 @@ def local_gateway(tmp_path: Path, pki: dict[str, Path]) -> Iterator[tuple[str, l
         server.start()
         return server, f"127.0.0.1:{port}"
 
-    servers = {tag: backend(tag) for tag in ("filing", "eligibility", "settlement")}
+    servers = {tag: backend(tag) for tag in ("filing", "eligibility", "settlement", "clearing")}
     port = _free_port()
     conf = tmp_path / "nginx.conf"
     conf.write_text(
@@ -635,40 +676,126 @@ def local_gateway(tmp_path: Path, pki: dict[str, Path]) -> Iterator[tuple[str, l
             server.stop(0)
 
 
-def test_local_gateway_routes_by_service_and_sets_the_institution_from_the_certificate(
+def _all_methods() -> list[str]:
+    from tests.unit.test_access import all_methods
+
+    return all_methods()
+
+
+def test_local_gateway_routes_exactly_the_hospitals_methods_and_sets_the_institution_from_the_certificate(
     local_gateway: tuple[str, list[tuple[str, str, str | None]]], pki: dict[str, Path]
 ) -> None:
     import grpc
 
+    from libs.platform.access import RULES
+
+    render = _load_render()
     address, seen = local_gateway
     creds = grpc.ssl_channel_credentials(
         root_certificates=pki["ca_crt"].read_bytes(),
         private_key=pki["hospital_key"].read_bytes(),
         certificate_chain=pki["hospital_crt"].read_bytes(),
     )
-    forged = [(INSTITUTION_HEADER, "H99999999999")]
+    hospital = [m for m in _all_methods() if RULES[m].hospital_facing]
+    assert render.hospital_methods() == [m for m in RULES if RULES[m].hospital_facing]
+    assert "/medsettle.settlement.v1.SettlementService/Settle" in hospital
+    forged = [(INSTITUTION_HEADER, "H99999999999"), ("x-medsettle-principal", "urn:medsettle:operator:national")]
     with grpc.secure_channel(address, creds, options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
-        for method in (
-            "/medsettle.filing.v1.FilingService/GetFiling",
-            "/medsettle.eligibility.v1.EligibilityService/CheckEligibility",
-            "/medsettle.settlement.v1.SettlementService/Settle",
-            "/grpc.health.v1.Health/Check",
-        ):
-            assert channel.unary_unary(method)(b"", metadata=forged, timeout=5) == b"ok"
-        for method in (
-            "/medsettle.clearing.v1.ClearingService/GetStatement",
+        for method in [*hospital, "/grpc.health.v1.Health/Check"]:
+            assert channel.unary_unary(method)(b"", metadata=forged, timeout=5) == b"ok", method
+        for method in [
+            *(m for m in _all_methods() if m not in hospital),
             "/medsettle.clearing.v1.ClearingAdminService/RunMonthlyClearing",
             "/medsettle.unknown.v1.Nope/Do",
-        ):
+        ]:
             with pytest.raises(grpc.RpcError) as err:
-                channel.unary_unary(method)(b"", timeout=5)
+                channel.unary_unary(method)(b"", metadata=forged, timeout=5)
             assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
-    assert seen == [
-        ("filing", "/medsettle.filing.v1.FilingService/GetFiling", "H11010500001"),
-        ("eligibility", "/medsettle.eligibility.v1.EligibilityService/CheckEligibility", "H11010500001"),
-        ("settlement", "/medsettle.settlement.v1.SettlementService/Settle", "H11010500001"),
-        ("settlement", "/grpc.health.v1.Health/Check", "H11010500001"),
-    ]
+            assert err.value.details() == "method not routed to hospitals", method
+    expected = [(render.UPSTREAM_OF[m.split("/")[1]], m, "H11010500001") for m in hospital]
+    assert seen == [*expected, ("settlement", "/grpc.health.v1.Health/Check", "H11010500001")]
+
+
+def test_local_gateway_refusals_are_well_formed_grpc_responses(
+    local_gateway: tuple[str, list[tuple[str, str, str | None]]], pki: dict[str, Path]
+) -> None:
+    """At the HTTP level (curl over HTTP/2): status 200, content-type application/grpc and the
+    grpc-status / grpc-message a strict client reads."""
+    curl = shutil.which("curl")
+    if curl is None:
+        _missing("curl")
+    address, seen = local_gateway
+    port = address.rsplit(":", 1)[1]
+    common = [
+        str(curl), "-sS", "--http2", "-o", "/dev/null", "-D", "-", "-X", "POST",
+        "-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "",
+        "--cacert", str(pki["ca_crt"]), "--resolve", f"localhost:{port}:127.0.0.1",
+    ]  # fmt: skip
+    cert = ["--cert", str(pki["hospital_crt"]), "--key", str(pki["hospital_key"])]
+    for extra, path, status in (
+        (cert, "/medsettle.clearing.v1.ClearingService/RunMonthlyClearing", "12"),
+        (cert, "/medsettle.filing.v1.FilingService/WatchFilings", "12"),
+        ([], "/medsettle.settlement.v1.SettlementService/Settle", "16"),
+    ):
+        out = subprocess.run(
+            [*common, *extra, f"https://localhost:{port}{path}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        head = out.stdout.lower()
+        assert out.returncode == 0, out.stderr
+        assert head.startswith("http/2 200"), head
+        assert "content-type: application/grpc" in head, head
+        assert f"grpc-status: {status}" in head and "grpc-message: " in head, head
+    assert seen == []
+
+
+def test_local_gateway_refuses_with_grpcurl(
+    local_gateway: tuple[str, list[tuple[str, str, str | None]]], pki: dict[str, Path], tmp_path: Path
+) -> None:
+    """grpc-go (grpcurl) reads the gateway's own refusals as statuses."""
+    grpcurl = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
+    if not os.access(grpcurl, os.X_OK):
+        _missing("grpcurl")
+    from google.protobuf import descriptor_pb2
+
+    from medsettle.clearing.v1 import clearing_pb2
+    from medsettle.settlement.v1 import settlement_pb2
+
+    files: dict[str, Any] = {}
+
+    def add(fd: Any) -> None:
+        for dep in fd.dependencies:
+            add(dep)
+        if fd.name not in files:
+            proto = descriptor_pb2.FileDescriptorProto()
+            fd.CopyToProto(proto)
+            files[fd.name] = proto
+
+    add(clearing_pb2.DESCRIPTOR)
+    add(settlement_pb2.DESCRIPTOR)
+    protoset = tmp_path / "medsettle.protoset"
+    protoset.write_bytes(descriptor_pb2.FileDescriptorSet(file=list(files.values())).SerializeToString())
+    address, seen = local_gateway
+    port = address.rsplit(":", 1)[1]
+    base = [grpcurl, "-cacert", str(pki["ca_crt"]), "-authority", "localhost", "-max-time", "10"]
+    cert = ["-cert", str(pki["hospital_crt"]), "-key", str(pki["hospital_key"])]
+    for extra, method, code in (
+        (cert, "medsettle.clearing.v1.ClearingService/RunMonthlyClearing", "Unimplemented"),
+        ([], "medsettle.settlement.v1.SettlementService/Settle", "Unauthenticated"),
+    ):
+        out = subprocess.run(
+            [*base, *extra, "-d", "{}", "-protoset", str(protoset), f"127.0.0.1:{port}", method],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        text = out.stdout + out.stderr
+        assert f"Code: {code}" in text, text
+    assert seen == []
 
 
 def test_local_gateway_refuses_clients_without_a_certificate(

@@ -6,8 +6,9 @@ from typing import Any
 
 import grpc
 
-from libs.core.errors import Violations
+from libs.core.errors import DomainError, Reason, Violations
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
+from libs.platform.identity import Role, caller, scoped_request_id
 from medsettle.clearing.v1 import clearing_pb2 as pb
 from medsettle.clearing.v1 import clearing_pb2_grpc
 from medsettle.common.v1 import types_pb2
@@ -233,6 +234,22 @@ def statement_to_proto(st: Statement) -> pb.Statement:
     return msg
 
 
+def _own_side(st: Statement, side: Side) -> None:
+    """A bureau confirms (or pays) only its own side of its own province's statement; the
+    operator acts for either."""
+    who = caller()
+    if who is not None and who.role is Role.OPERATOR:
+        return
+    province = st.insured_province if side is Side.INSURED else st.treatment_province
+    role = Role.INSURED_BUREAU if side is Side.INSURED else Role.TREATMENT_BUREAU
+    if who is None or who.role is not role or not who.covers_region(province):
+        raise DomainError(
+            Reason.NOT_AUTHORISED_FOR_REGION,
+            f"only the {side.value} side's bureau of this statement may do this",
+            metadata={"role": who.role.value if who else "", "region_code": province},
+        )
+
+
 class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
     def __init__(self, service: ClearingService) -> None:
         self.service = service
@@ -254,7 +271,9 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
             request.signing_date if request.HasField("signing_date") else None, "signing_date", v, required=False
         )
         v.raise_if_any()
-        out = await self.service.run_monthly(request.request_id, fingerprint(request), year, month, signing)
+        out = await self.service.run_monthly(
+            scoped_request_id(request.request_id), fingerprint(request), year, month, signing
+        )
         return pb.RunMonthlyClearingResponse(statements=[statement_to_proto(s) for s in out])
 
     async def GetStatement(self, request: pb.GetStatementRequest, context: Any) -> pb.GetStatementResponse:
@@ -287,8 +306,9 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.check(bool(request.statement_id), "statement_id", "required")
         v.check(request.side in SIDE_IN, "side", "SIDE_TREATMENT or SIDE_INSURED")
         v.raise_if_any()
+        _own_side(await self.service.statement_by_id(request.statement_id), SIDE_IN[request.side])
         st = await self.service.confirm(
-            request.request_id, fingerprint(request), request.statement_id, SIDE_IN[request.side]
+            scoped_request_id(request.request_id), fingerprint(request), request.statement_id, SIDE_IN[request.side]
         )
         return pb.ConfirmStatementResponse(statement=statement_to_proto(st))
 
@@ -304,8 +324,13 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.check(request.bank_charge_fen >= 0, "bank_charge_fen", "must not be negative")
         v.raise_if_any()
         assert on is not None
+        _own_side(await self.service.statement_by_id(request.statement_id), Side.INSURED)  # the payer
         st = await self.service.disburse(
-            request.request_id, fingerprint(request), request.statement_id, on, request.bank_charge_fen
+            scoped_request_id(request.request_id),
+            fingerprint(request),
+            request.statement_id,
+            on,
+            request.bank_charge_fen,
         )
         return pb.RecordDisbursementResponse(statement=statement_to_proto(st))
 
@@ -325,7 +350,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.raise_if_any()
         assert day is not None
         a = await self.service.reconciliation.daily(
-            request.request_id, fingerprint(request), inst, prov, day, totals, items
+            scoped_request_id(request.request_id), fingerprint(request), inst, prov, day, totals, items
         )
         return pb.ReconcileDailyResponse(
             matched=a.matched,
@@ -342,7 +367,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.raise_if_any()
         assert day is not None
         a = await self.service.reconciliation.detail(
-            request.request_id, fingerprint(request), request.institution_code, day, items
+            scoped_request_id(request.request_id), fingerprint(request), request.institution_code, day, items
         )
         return pb.ReconcileDetailResponse(matched=a.matched, differences=[_difference_out(d) for d in a.differences])
 
@@ -356,7 +381,9 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         year = _year(request.year, "year", v)
         v.check(ip != tp, "treatment_province_code", "must differ from the insured province")
         v.raise_if_any()
-        p = await self.service.funds.compute_annual_prepayment(request.request_id, fingerprint(request), ip, tp, year)
+        p = await self.service.funds.compute_annual_prepayment(
+            scoped_request_id(request.request_id), fingerprint(request), ip, tp, year
+        )
         return pb.ComputeAnnualPrepaymentResponse(
             prepayment=prepayment_to_proto(p), previous_q4_clearing_fen=p.previous_q4_clearing_fen
         )
@@ -382,7 +409,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.check(request.amount_fen > 0, "amount_fen", "must be positive")
         v.raise_if_any()
         r = await self.service.funds.request_top_up(
-            request.request_id, fingerprint(request), ip, tp, year, month, request.amount_fen
+            scoped_request_id(request.request_id), fingerprint(request), ip, tp, year, month, request.amount_fen
         )
         out = pb.RequestEmergencyTopUpResponse(
             prepayment=prepayment_to_proto(r.prepayment),
@@ -408,7 +435,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
                 v.check(day.month not in {x.month for x in dates}, f"signing_dates[{i}]", "one signing date per month")
                 dates.append(day)
         v.raise_if_any()
-        out = await self.service.funds.set_calendar(request.request_id, fingerprint(request), year, dates)
+        out = await self.service.funds.set_calendar(scoped_request_id(request.request_id), fingerprint(request), year, dates)
         resp = pb.SetSigningCalendarResponse()
         for d in out:
             date_to_proto(d, resp.signing_dates.add())
@@ -460,7 +487,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.check(len(request.note) <= 2000, "note", "at most 2000 characters")
         v.raise_if_any()
         t = await self.service.funds.review_top_up(
-            request.request_id, fingerprint(request), request.top_up_id, request.approve, request.note
+            scoped_request_id(request.request_id), fingerprint(request), request.top_up_id, request.approve, request.note
         )
         return pb.ReviewEmergencyTopUpResponse(top_up=top_up_to_proto(t))
 
@@ -475,7 +502,9 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         )
         v.raise_if_any()
         assert on is not None
-        t, p = await self.service.funds.disburse_top_up(request.request_id, fingerprint(request), request.top_up_id, on)
+        t, p = await self.service.funds.disburse_top_up(
+            scoped_request_id(request.request_id), fingerprint(request), request.top_up_id, on
+        )
         return pb.RecordTopUpDisbursementResponse(top_up=top_up_to_proto(t), prepayment=prepayment_to_proto(p))
 
     async def RecordPrepaymentInterest(
@@ -489,7 +518,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.check(request.amount_fen > 0, "amount_fen", "must be positive")
         v.raise_if_any()
         balance = await self.service.funds.record_interest(
-            request.request_id, fingerprint(request), ip, tp, year, request.amount_fen
+            scoped_request_id(request.request_id), fingerprint(request), ip, tp, year, request.amount_fen
         )
         return pb.RecordPrepaymentInterestResponse(interest_income_fen=balance)
 
@@ -504,7 +533,11 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.raise_if_any()
         assert on is not None
         r = await self.service.funds.pay_institution(
-            request.request_id, fingerprint(request), request.institution_code, request.amount_fen, on
+            scoped_request_id(request.request_id),
+            fingerprint(request),
+            request.institution_code,
+            request.amount_fen,
+            on,
         )
         out = pb.RecordInstitutionPaymentResponse(
             treatment_province_code=r.treatment_province, outstanding_fen=r.outstanding_fen, late=r.late
@@ -522,7 +555,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.check(request.amount_fen >= 0, "amount_fen", "must not be negative (0: all the funds have left)")
         v.raise_if_any()
         vr = await self.service.funds.create_verification(
-            request.request_id, fingerprint(request), request.settlement_id, request.reason, request.amount_fen
+            scoped_request_id(request.request_id), fingerprint(request), request.settlement_id, request.reason, request.amount_fen
         )
         return pb.CreateVerificationRequestResponse(verification=verification_to_proto(vr))
 
@@ -536,7 +569,11 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.check(request.rejected_fen >= 0, "rejected_fen", "must not be negative")
         v.raise_if_any()
         vr = await self.service.funds.answer_verification(
-            request.request_id, fingerprint(request), request.verification_id, request.answer, request.rejected_fen
+            scoped_request_id(request.request_id),
+            fingerprint(request),
+            request.verification_id,
+            request.answer,
+            request.rejected_fen,
         )
         return pb.AnswerVerificationRequestResponse(verification=verification_to_proto(vr))
 

@@ -254,11 +254,12 @@ class Funds:
             rules.check_top_up(
                 amount_fen, allowance.month_clearing_fen, allowance.annual_prepayment_fen, allowance.taken_fen
             )
-            await repo.add_top_up(request_id, ip, tp, year, month, amount_fen, now)
-            _log.info("top_up_requested", insured=ip, treatment=tp, year=year, month=month, amount_fen=amount_fen)
-            return request_id
+            top_up_id = f"TU{uuid.uuid4().hex[:20].upper()}"
+            await repo.add_top_up(top_up_id, ip, tp, year, month, amount_fen, now)
+            _log.info("top_up_requested", top_up_id=top_up_id, insured=ip, treatment=tp, amount_fen=amount_fen)
+            return top_up_id
 
-        async def answer(_: str) -> TopUpResult:
+        async def answer(top_up_id: str) -> TopUpResult:
             async with self.db.read() as s:
                 repo = ClearingRepository(s)
                 allowance = await self._allowance(repo, ip, tp, year, month)
@@ -267,7 +268,7 @@ class Funds:
                     allowance.cap_fen,
                     allowance.month_clearing_fen,
                     allowance.taken_fen,
-                    await self._top_up(repo, request_id),
+                    await self._top_up(repo, top_up_id),
                 )
 
         return await self._once(request_id, "top_up", fp, work, answer)

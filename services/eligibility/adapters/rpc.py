@@ -7,9 +7,10 @@ from typing import Any
 
 import grpc
 
-from libs.core.errors import Violations
+from libs.core.errors import DomainError, Reason, Violations
 from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
+from libs.platform.identity import Role, caller, mask_id_number, scoped_request_id
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as pb
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
@@ -178,7 +179,9 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         v.check(bool(request.person_no), "person_no", "required")
         v.check(len(request.id_number) == 18, "id_number", "an 18-character ID number")
         v.raise_if_any()
-        token, claims = await self.service.issue_ecert(request.request_id, request.person_no, request.id_number)
+        token, claims = await self.service.issue_ecert(
+            scoped_request_id(request.request_id), request.person_no, request.id_number
+        )
         return pb.IssueECertificateResponse(
             token=token,
             token_id=claims.token_id,
@@ -211,7 +214,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         v.check(bool(r.name), "region.name", "required")
         v.raise_if_any()
         region = await self.service.upsert_region(
-            request.request_id, fingerprint(request), Region(r.region_code, r.name)
+            scoped_request_id(request.request_id), fingerprint(request), Region(r.region_code, r.name)
         )
         return pb.UpsertRegionResponse(
             region=pb.Region(region_code=region.region_code, name=region.name, province_code=region.province_code)
@@ -242,7 +245,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             networked_services=frozenset(SERVICE_IN[s] for s in i.networked_services),
             special_disease_codes=frozenset(i.special_disease_codes),
         )
-        saved = await self.service.upsert_institution(request.request_id, fingerprint(request), inst)
+        saved = await self.service.upsert_institution(scoped_request_id(request.request_id), fingerprint(request), inst)
         return pb.UpsertInstitutionResponse(institution=institution_to_proto(saved))
 
     async def UpsertInsuredPerson(
@@ -286,7 +289,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             account_balance_fen=p.account_balance_fen,
             employer_name=p.employer_name.strip(),
         )
-        saved = await self.service.upsert_person(request.request_id, fingerprint(request), person)
+        saved = await self.service.upsert_person(scoped_request_id(request.request_id), fingerprint(request), person)
         return pb.UpsertInsuredPersonResponse(person=person_to_proto(saved))
 
     async def GetInsuredPerson(self, request: pb.GetInsuredPersonRequest, context: Any) -> pb.GetInsuredPersonResponse:
@@ -294,8 +297,21 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         v.check(bool(request.person_no), "person_no", "required")
         v.raise_if_any()
         person = self.service.person(request.person_no)
+        who = caller()
+        full = who is not None and who.role is Role.INSURED_BUREAU
+        if full and who is not None and not who.covers_region(person.insured_region):
+            raise DomainError(
+                Reason.NOT_AUTHORISED_FOR_REGION,
+                "this person is insured in another region",
+                metadata={"role": who.role.value, "region_code": person.insured_region},
+            )
+        out = person_to_proto(person)
+        if not full:
+            # full ID numbers and the card's secret serial go only to the insured-place bureau
+            out.id_number = mask_id_number(out.id_number)
+            out.card_serial = ""
         return pb.GetInsuredPersonResponse(
-            person=person_to_proto(person),
+            person=out,
             active_filings=[filing_view_to_proto(f) for f in self.service.filings_of(person.person_no) if f.active],
         )
 

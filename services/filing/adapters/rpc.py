@@ -8,10 +8,11 @@ from typing import Any
 
 import grpc
 
-from libs.core.errors import Violations
+from libs.core.errors import DomainError, Reason, Violations
 from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
+from libs.platform.identity import Role, caller, scoped_request_id
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
 from services.filing.application.service import CaughtUp, FilingService
 from services.filing.domain.model import (
@@ -128,6 +129,28 @@ def filing_to_proto(f: Filing) -> filing_pb2.Filing:
     return msg
 
 
+def _visible(filing: Filing, *, insured_only: bool) -> bool:
+    """A filing is its insured region's (which files and changes it) and, to read, its treatment
+    region's too."""
+    who = caller()
+    return who is not None and (
+        (who.role is Role.INSURED_BUREAU and who.covers_region(filing.insured_region))
+        or (not insured_only and who.role is Role.TREATMENT_BUREAU and who.covers_region(filing.treatment_region))
+    )
+
+
+def _own(filing: Filing, *, insured_only: bool) -> Filing:
+    """The filing, or NOT_AUTHORISED_FOR_REGION for any other bureau."""
+    if _visible(filing, insured_only=insured_only):
+        return filing
+    who = caller()
+    raise DomainError(
+        Reason.NOT_AUTHORISED_FOR_REGION,
+        "this filing is another region's",
+        metadata={"role": who.role.value if who else "", "region_code": filing.insured_region},
+    )
+
+
 class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
     def __init__(self, service: FilingService, runtime_ref: list[Runtime]) -> None:
         self.service = service
@@ -141,7 +164,7 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         new = new_filing_from_proto(request, v, today=self.service.today())
         v.raise_if_any()
         assert new is not None
-        f = await self.service.create(request.request_id, fingerprint(request), new)
+        f = await self.service.create(scoped_request_id(request.request_id), fingerprint(request), new)
         return filing_pb2.CreateFilingResponse(filing=filing_to_proto(f))
 
     async def ChangeFiling(
@@ -154,7 +177,10 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         new = new_filing_from_proto(request.new_filing, v, "new_filing.", today=self.service.today())
         v.raise_if_any()
         assert new is not None
-        old, created = await self.service.change(request.request_id, fingerprint(request), request.filing_id, new)
+        _own(await self.service.get_required(request.filing_id), insured_only=True)
+        old, created = await self.service.change(
+            scoped_request_id(request.request_id), fingerprint(request), request.filing_id, new
+        )
         return filing_pb2.ChangeFilingResponse(old_filing=filing_to_proto(old), new_filing=filing_to_proto(created))
 
     async def CancelFiling(
@@ -167,14 +193,18 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
             request.cancel_date if request.HasField("cancel_date") else None, "cancel_date", v, required=False
         )
         v.raise_if_any()
-        f = await self.service.cancel(request.request_id, fingerprint(request), request.filing_id, day)
+        _own(await self.service.get_required(request.filing_id), insured_only=True)
+        f = await self.service.cancel(
+            scoped_request_id(request.request_id), fingerprint(request), request.filing_id, day
+        )
         return filing_pb2.CancelFilingResponse(filing=filing_to_proto(f))
 
     async def GetFiling(self, request: filing_pb2.GetFilingRequest, context: Any) -> filing_pb2.GetFilingResponse:
         v = Violations()
         v.check(bool(request.filing_id), "filing_id", "required")
         v.raise_if_any()
-        return filing_pb2.GetFilingResponse(filing=filing_to_proto(await self.service.get_required(request.filing_id)))
+        filing = _own(await self.service.get_required(request.filing_id), insured_only=False)
+        return filing_pb2.GetFilingResponse(filing=filing_to_proto(filing))
 
     async def ListFilings(self, request: filing_pb2.ListFilingsRequest, context: Any) -> filing_pb2.ListFilingsResponse:
         v = Violations()
@@ -190,7 +220,8 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
             limit=size + 1,
         )
         token = items[size - 1].filing_id if len(items) > size else ""
-        return filing_pb2.ListFilingsResponse(filings=[filing_to_proto(f) for f in items[:size]], next_page_token=token)
+        mine = [f for f in items[:size] if _visible(f, insured_only=False)]
+        return filing_pb2.ListFilingsResponse(filings=[filing_to_proto(f) for f in mine], next_page_token=token)
 
     async def GetFilingHistory(
         self, request: filing_pb2.GetFilingHistoryRequest, context: Any
@@ -199,6 +230,8 @@ class FilingServicer(filing_pb2_grpc.FilingServiceServicer):
         v.check(bool(request.filing_id), "filing_id", "required")
         v.raise_if_any()
         revs = await self.service.history(request.filing_id)
+        for f in revs:
+            _own(f, insured_only=False)
         return filing_pb2.GetFilingHistoryResponse(revisions=[filing_to_proto(f) for f in revs])
 
     async def WatchFilings(

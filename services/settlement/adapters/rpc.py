@@ -7,11 +7,11 @@ from typing import Any
 
 import grpc
 
-from libs.core.errors import Violations
+from libs.core.errors import DomainError, Reason, Violations
 from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
-from libs.platform.identity import caller_institution
+from libs.platform.identity import Role, caller, caller_institution, scoped_request_id, unscoped_request_id
 from libs.policy import FeeLine, InsuranceType, ServiceType, SettlementResult
 from medsettle.common.v1 import types_pb2
 from medsettle.settlement.v1 import settlement_pb2 as pb
@@ -156,7 +156,24 @@ def breakdown_to_proto(r: SettlementResult, *, lines: bool = True) -> pb.Breakdo
             for f in r.funds
         ],
         trace=[
-            pb.TraceStep(step=t.step, rule=t.rule, parameter=t.parameter, amount_fen=t.amount_fen, note=t.note)
+            pb.TraceStep(
+                step=t.step,
+                rule=t.rule,
+                parameter=t.parameter,
+                amount_fen=t.amount_fen,
+                note=t.note,
+                bands=[
+                    pb.TraceBand(
+                        from_fen=b.from_fen,
+                        to_fen=b.to_fen,
+                        ratio_bps=b.ratio_bps,
+                        base_fen=b.base_fen,
+                        paid_fen=b.paid_fen,
+                    )
+                    for b in t.bands
+                ],
+                base_start_fen=t.base_start_fen,
+            )
             for t in r.trace
         ],
         policy_version=r.policy_version,
@@ -181,7 +198,7 @@ def settlement_to_proto(rec: SettlementRecord, result: SettlementResult, *, line
         settle_time=timestamp(rec.settled_at),
         interim=rec.interim,
         flags=[pb.MonitoringFlag(code=f.code, detail=f.detail, line_no=f.line_no) for f in rec.flags],
-        request_id=rec.request_id,
+        request_id=unscoped_request_id(rec.request_id),
         cancelled_by_settlement_id=rec.cancelled_by,
     )
     date_to_proto(rec.settle_date, msg.settle_date)
@@ -242,6 +259,21 @@ def _scope(institution_code: str, v: Violations) -> queries.Scope:
     return queries.hospital_scope(institution_code, caller_institution())
 
 
+def _list_scope(request: pb.ListSettlementsRequest, v: Violations) -> queries.Scope:
+    """A hospital lists its own settlements; an insured-place bureau those of the persons insured
+    in a region of its own (the access table checks that the region is the caller's)."""
+    p = caller()
+    if p is not None and p.role is Role.INSURED_BUREAU:
+        v.check(
+            is_region_code(request.insured_region_code),
+            "insured_region_code",
+            "required for a bureau: a 6-digit region of its own",
+        )
+        v.raise_if_any()
+        return queries.Scope(insured_region=request.insured_region_code)
+    return _scope(request.institution_code, v)
+
+
 class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
     def __init__(self, service: SettlementService, runtime_ref: list[Runtime]) -> None:
         self.service = service
@@ -277,7 +309,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         cmd = self._open_command(request, v, "admission_date")
         v.raise_if_any()
         assert cmd is not None
-        visit = await self.service.open_visit(request.request_id, fingerprint(request), caller_institution(), cmd)
+        visit = await self.service.open_visit(
+            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), cmd
+        )
         return pb.OpenVisitResponse(visit=visit_to_proto(visit))
 
     async def UploadFees(self, request: pb.UploadFeesRequest, context: Any) -> pb.UploadFeesResponse:
@@ -287,7 +321,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         lines = lines_from_proto(request.lines, v)
         v.raise_if_any()
         visit, n, split = await self.service.upload_fees(
-            request.request_id, fingerprint(request), caller_institution(), request.visit_id, lines
+            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), request.visit_id, lines
         )
         return pb.UploadFeesResponse(
             visit=visit_to_proto(visit),
@@ -313,7 +347,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         )
         v.raise_if_any()
         c = await self.service.settle(
-            request.request_id,
+            scoped_request_id(request.request_id),
             fingerprint(request),
             caller_institution(),
             request.visit_id,
@@ -329,7 +363,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(bool(request.settlement_id), "settlement_id", "required")
         v.raise_if_any()
         c = await self.service.cancel(
-            request.request_id, fingerprint(request), caller_institution(), request.settlement_id
+            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), request.settlement_id
         )
         return pb.CancelSettlementResponse(cancellation=_committed(c))
 
@@ -342,7 +376,10 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(request.original_request_id != request.request_id, "original_request_id", "must differ from request_id")
         v.raise_if_any()
         undone, c = await self.service.reverse_transaction(
-            request.request_id, fingerprint(request), caller_institution(), request.original_request_id
+            scoped_request_id(request.request_id),
+            fingerprint(request),
+            caller_institution(),
+            scoped_request_id(request.original_request_id),
         )
         out = pb.ReverseTransactionResponse(reversed=undone)
         if c is not None:
@@ -359,7 +396,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.raise_if_any()
         assert cmd is not None
         c = await self.service.settle_outpatient(
-            request.request_id,
+            scoped_request_id(request.request_id),
             fingerprint(request),
             caller_institution(),
             cmd,
@@ -417,7 +454,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         )
         v.raise_if_any()
         visit = await self.service.update_visit(
-            request.request_id,
+            scoped_request_id(request.request_id),
             fingerprint(request),
             caller_institution(),
             request.visit_id,
@@ -432,7 +469,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(bool(request.visit_id), "visit_id", "required")
         v.raise_if_any()
         visit = await self.service.cancel_visit(
-            request.request_id, fingerprint(request), caller_institution(), request.visit_id
+            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), request.visit_id
         )
         return pb.CancelVisitResponse(visit=visit_to_proto(visit))
 
@@ -450,7 +487,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.raise_if_any()
         assert cmd is not None and discharge is not None
         claim = await self.service.submit_claim(
-            request.request_id,
+            scoped_request_id(request.request_id),
             fingerprint(request),
             caller_institution(),
             cmd,
@@ -480,7 +517,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(request.kind == 0 or request.kind in KIND_IN, "kind", "unknown settlement kind")
         size = _page_size(request.page_size, 100, MAX_SETTLEMENTS_PAGE, v)
         v.check(len(request.page_token) <= 512, "page_token", "at most 512 characters")
-        scope = _scope(request.institution_code, v)
+        scope = _list_scope(request, v)
         found, token = await queries.list_settlements(
             self.service,
             scope,
@@ -612,6 +649,19 @@ def claim_to_proto(c: ManualClaim) -> pb.ManualClaim:
     return msg
 
 
+def _own_region(claim: ManualClaim) -> ManualClaim:
+    """A manual claim is the insured place's: only its bureau reads or processes it."""
+    who = caller()
+    region = claim.decision.insured_region
+    if who is None or not who.covers_region(region):
+        raise DomainError(
+            Reason.NOT_AUTHORISED_FOR_REGION,
+            "this claim is another region's",
+            metadata={"role": who.role.value if who else "", "region_code": region},
+        )
+    return claim
+
+
 class ManualClaimServicer(settlement_pb2_grpc.ManualClaimServiceServicer):
     """The insured place's side; not routed to hospitals by the gateway."""
 
@@ -625,11 +675,16 @@ class ManualClaimServicer(settlement_pb2_grpc.ManualClaimServiceServicer):
         check_request_id(request.request_id, v)
         v.check(bool(request.claim_id), "claim_id", "required")
         v.raise_if_any()
-        claim, _ = await self.service.process_claim(request.request_id, fingerprint(request), request.claim_id)
+        _own_region(await self.service.get_claim(request.claim_id))
+        claim, _ = await self.service.process_claim(
+            scoped_request_id(request.request_id), fingerprint(request), request.claim_id
+        )
         return pb.ProcessManualClaimResponse(claim=claim_to_proto(claim))
 
     async def GetManualClaim(self, request: pb.GetManualClaimRequest, context: Any) -> pb.GetManualClaimResponse:
-        return pb.GetManualClaimResponse(claim=claim_to_proto(await self.service.get_claim(request.claim_id)))
+        return pb.GetManualClaimResponse(
+            claim=claim_to_proto(_own_region(await self.service.get_claim(request.claim_id)))
+        )
 
     async def ListManualClaims(self, request: pb.ListManualClaimsRequest, context: Any) -> pb.ListManualClaimsResponse:
         v = Violations()

@@ -7,7 +7,16 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-from libs.policy import Accumulators, FundDetail, ItemClass, LineSplit, ServiceType, SettlementResult, TraceStep
+from libs.policy import (
+    Accumulators,
+    FundDetail,
+    ItemClass,
+    LineSplit,
+    ServiceType,
+    SettlementResult,
+    TraceBand,
+    TraceStep,
+)
 
 _ACC = tuple(f.name for f in fields(Accumulators))
 _PLAIN = tuple(
@@ -66,7 +75,11 @@ def load(raw: str) -> SettlementResult:
     before, after, delta = (Accumulators(*a) for a in d.pop("acc"))
     lines = tuple(LineSplit(ln[0], ln[1], ItemClass(ln[2]) if ln[2] else None, *ln[3:]) for ln in d.pop("lines"))
     funds = tuple(FundDetail(*f) for f in d.pop("funds"))
-    trace = tuple(TraceStep(*t) for t in d.pop("trace"))
+    # A step stored before the trace had bands has five entries (bands () and start 0 by default).
+    trace = tuple(
+        TraceStep(*t[:5], tuple(TraceBand(*b) for b in t[5]), *t[6:]) if len(t) > 5 else TraceStep(*t)
+        for t in d.pop("trace")
+    )
     service = ServiceType(d.pop("service_type"))
     day = dt.date.fromisoformat(d.pop("settle_date"))
     return SettlementResult(

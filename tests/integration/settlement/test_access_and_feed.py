@@ -14,7 +14,7 @@ from libs.platform.db import Database
 from libs.platform.errors import error_details
 from libs.platform.host import Host
 from medsettle.settlement.v1 import settlement_pb2 as st
-from services.demo import HOSPITAL
+from services.demo import HOSPITAL, Clients
 from services.settlement.adapters.db import metadata, settlement_events
 from tests.integration.settlement.helpers import (
     OTHER_HOSPITAL,
@@ -68,8 +68,13 @@ async def test_a_hospital_cannot_see_or_touch_another_hospitals_visit(suite: Hos
     err = await rpc_error(w.c.settlement.OpenVisit(spoof, metadata=other))
     assert error_details(err).reason == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
     # no identity at all
-    err = await rpc_error(w.c.settlement.GetVisit(st.GetVisitRequest(visit_id=visit.visit_id)))
+    anonymous = Clients(f"127.0.0.1:{suite.port}", parties=False)
+    try:
+        err = await rpc_error(anonymous.settlement.GetVisit(st.GetVisitRequest(visit_id=visit.visit_id)))
+    finally:
+        await anonymous.close()
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_details(err).reason == "REASON_INSTITUTION_IDENTITY_MISSING"
 
 
 async def test_every_rejection_leaves_the_database_unchanged(suite: Host, db_urls: dict[str, str]) -> None:

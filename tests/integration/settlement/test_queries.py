@@ -548,9 +548,13 @@ async def test_list_settlements_refusals_and_default_range(suite: Host, monkeypa
         w.c.settlement.ListSettlements(st.ListSettlementsRequest(institution_code=OTHER_HOSPITAL), metadata=md())
     )
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
-    err = await rpc_error(
-        w.c.settlement.ListSettlements(st.ListSettlementsRequest(institution_code=HOSPITAL))  # no identity
-    )
+    anonymous = Clients(f"127.0.0.1:{suite.port}", parties=False)
+    try:
+        err = await rpc_error(
+            anonymous.settlement.ListSettlements(st.ListSettlementsRequest(institution_code=HOSPITAL))
+        )
+    finally:
+        await anonymous.close()
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     too_long = st.ListSettlementsRequest(
         institution_code=HOSPITAL,

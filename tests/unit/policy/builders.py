@@ -86,6 +86,7 @@ def policy_dict(
         "supplementary": {
             "fund": "large_amount" if it == "employee" else "critical_illness",
             "threshold_fen": supp_threshold_fen,
+            "band_basis": "above_threshold",
             "bands": supp_bands or [{"from_fen": 0, "to_fen": None, "ratio_bps": 6000}],
             "annual_cap_fen": supp_cap_fen,
             "hardship": hardship or {"threshold_fen": supp_threshold_fen // 2, "ratio_bonus_bps": 500},

@@ -277,10 +277,27 @@ def test_a_person_type_of_the_other_scheme_is_rejected() -> None:
     assert "bad.yaml:services.inpatient.segments[0].ratio_bps.resident_adult" in fields
 
 
-def test_a_missing_service_is_rejected() -> None:
+def test_a_policy_without_services_is_rejected() -> None:
+    data = policy_dict()
+    data["services"] = {}
+    assert "bad.yaml:services" in [v.field for v in _policy_error(data).violations]
+
+
+def test_a_visit_of_a_service_the_policy_leaves_out_is_not_covered() -> None:
     data = policy_dict()
     del data["services"]["pharmacy"]
-    assert "bad.yaml:services.pharmacy" in [v.field for v in _policy_error(data).violations]
+    policy = parse_policy(data, "pharmacy-less.yaml")
+    assert ServiceType.PHARMACY not in policy.benefits
+    v = visit(FeeLine(1, DRUG_A, 1000, 5_000), service_type=ServiceType.PHARMACY)
+    with pytest.raises(DomainError) as info:
+        settle(policy, CAT, v, Accumulators(2026))
+    err = info.value
+    assert err.reason is Reason.SERVICE_NOT_COVERED
+    assert err.category is Category.REFUSED
+    assert err.metadata == {"policy_version": policy.version, "service_type": "pharmacy"}
+    assert [v.field for v in err.violations] == ["service_type"]
+    # the services it does define still settle
+    settle(policy, CAT, dataclasses.replace(v, service_type=ServiceType.GENERAL_OUTPATIENT), Accumulators(2026))
 
 
 # ------------------------------------------------------------------------- catalogue data

@@ -5,6 +5,12 @@ accumulator and trace text, of the settlement and of its reversal, is what it wa
 of the full ``repr`` of the settlement and of its reversal (or the classified error). It was
 written by the engine before its speed-up (see README.md "Benchmark"); rewrite it only for an
 intended change of results, with ``python -m tests.unit.policy.test_golden --write``.
+
+Rewritten once since, deliberately, for added data only: the trace's band detail (each fund
+step's ``bands`` and ``base_start_fen``) and the shipped policies' ``band_basis:
+above_threshold`` line (a new content hash, so new policy versions in the digests). Every old
+figure was checked unchanged then: each step's first five entries, and every amount, line, fund
+and accumulator of the settlements and reversals, compared with the engine before the change.
 """
 
 from __future__ import annotations
@@ -118,7 +124,7 @@ def describe(
         return {"case": name, "error": [str(e.reason), str(e), [[x.field, x.description] for x in e.violations]]}  # type: ignore[attr-defined]
     return {
         "case": name,
-        "trace": [list(t) for t in result.trace],
+        "trace": json.loads(json.dumps([list(t) for t in result.trace])),  # bands as lists, like the file
         "result": _digest(repr(result)),
         "reversal": _digest(repr(reverse_(result))),
     }

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 import yaml
@@ -28,6 +28,7 @@ from libs.policy.tools import (
     percent,
     to_jsonable,
     validate_files,
+    yuan,
 )
 from services.cli import main
 
@@ -123,7 +124,8 @@ def test_validate_lists_every_problem_of_every_file_and_exits_1(
         f"{a}:temporary_reduction_bps.other_temporary: must be 0..2000 bps (national limit)",
         f"{a}:services.inpatient.segments[0].ratio_bps.in_service[3]: ratio must be from 0 to 10000 bps (100%)",
         f"{a}:services.pharmacy.segments[0].ratio_bps.retired: missing: every person type of the scheme needs a value",
-        f"{b}:supplementary.threshold_fen: Input should be a valid integer",
+        f"{b}:supplementary.threshold_fen: 'lots': must be integer fen or a yuan string ('1300.00') with at most two"
+        " decimals",
         f"{c}:line 3: not valid YAML (did not find expected ',' or ']')",
         f"{d}:schema: missing or unknown; expected medsettle.policy/v1 or medsettle.catalogue/v1",
         f"{e}:items[0].self_pay_first_bps: only class B items have a self-pay-first ratio",
@@ -232,11 +234,14 @@ def test_diff_names_the_later_deductible_when_only_it_changes(tmp_path: Path) ->
 def test_diff_of_identical_and_of_respelled_files_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = _run(capsys, "diff", str(BEIJING_EMP), str(BEIJING_EMP))
     assert rc == 0 and out.splitlines()[-1] == "no differences"
-    # the same values spelled another way: keys reordered, the default later deductible written
-    # out, a zero reduction stated: another content hash, no difference
+    # the same values spelled another way: keys reordered, a ratio as a percentage and an amount
+    # as yuan, a zero reduction stated: another content hash, no difference
     data = _data(BEIJING_EMP)
-    svc = data["services"]["general_outpatient"]
-    svc["deductible"]["later_fen"] = svc["deductible"]["first_fen"]
+    inpatient = data["services"]["inpatient"]
+    assert inpatient["segments"][0]["ratio_bps"]["in_service"][3] == 8500
+    inpatient["segments"][0]["ratio_bps"]["in_service"][3] = "85%"
+    assert inpatient["deductible"]["first_fen"]["retired"][0] == 130000
+    inpatient["deductible"]["first_fen"]["retired"][0] = "1300.00"
     data["temporary_reduction_bps"] = {"other_temporary": 1000, "referral": 0}
     respelled = tmp_path / "respelled.yaml"
     respelled.write_text(yaml.safe_dump(dict(reversed(list(data.items())))), encoding="utf-8")
@@ -380,32 +385,26 @@ def test_explain_with_a_catalogue_file_and_accumulators_file(tmp_path: Path) -> 
     assert ex.result.deductible_fen == 65000  # the later-admission deductible: the file's accumulators were used
 
 
-def test_explain_prints_every_field_of_a_trace_step_even_new_ones() -> None:
-    """Another TraceStep shape (e.g. with structured band detail) is printed field by field."""
-
-    class Band(NamedTuple):
-        from_fen: int
-        to_fen: int | None
-        ratio_bps: int
-
-    class Step(NamedTuple):
-        step: str
-        rule: str
-        parameter: str
-        amount_fen: int
-        note: str
-        bands: tuple[Band, ...]
-
+def test_explain_prints_each_band_of_a_fund_step_on_its_own_line() -> None:
+    """The band detail of the trace: edges, ratio, the visit's base in the band and what it paid."""
     ex = explain_visit(str(BEIJING_EMP), str(EXAMPLE_VISIT))
-    step = Step("pooled_fund", "segments", "p", 123456, "n", (Band(0, 2870000, 9100), Band(2870000, None, 9400)))
-    ex = dataclasses.replace(ex, result=dataclasses.replace(ex.result, trace=(step,)))
+    pooled = next(t for t in ex.result.trace if t.step == "pooled_fund")
+    assert pooled.bands
     text = explain_lines(ex)
-    assert "      amount_fen: 1234.56 yuan" in text
-    assert (
-        "      bands: from_fen 0.00 yuan (0 fen), to_fen 28700.00 yuan (2870000 fen), ratio_bps 91.00%; "
-        "from_fen 28700.00 yuan (2870000 fen), to_fen open, ratio_bps 94.00%"
-    ) in text
-    assert to_jsonable(step)["bands"][1] == {"from_fen": 2870000, "to_fen": None, "ratio_bps": 9400}
+    band_lines = [line for line in text if line.startswith("      band ")]
+    first = pooled.bands[0]
+    assert band_lines[0].split() == [
+        "band",
+        f"{yuan(first.from_fen)}-{yuan(first.to_fen) if first.to_fen is not None else 'open'}",
+        "at",
+        f"{percent(first.ratio_bps)}:",
+        "base",
+        f"{yuan(first.base_fen)},",
+        "paid",
+        yuan(first.paid_fen),
+    ]
+    assert sum(b.paid_fen for b in pooled.bands) == pooled.amount_fen
+    assert to_jsonable(pooled)["bands"][0]["ratio_bps"] == first.ratio_bps
 
 
 def test_bad_visit_json_is_named_by_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

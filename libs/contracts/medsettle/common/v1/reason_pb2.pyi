@@ -118,7 +118,33 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     show. ErrorInfo metadata: year.
     """
     REASON_TRAUMA_DECLARATION_REQUIRED: _Reason.ValueType  # 85
-    """settlement (85-99)"""
+    """settlement (85-89)"""
+    REASON_CALLER_IDENTITY_AMBIGUOUS: _Reason.ValueType  # 90
+    """access control (90-99)
+    UNAUTHENTICATED. More than one identity header (x-medsettle-principal,
+    x-medsettle-institution) on one call. ErrorInfo metadata: method.
+    """
+    REASON_CALLER_IDENTITY_INVALID: _Reason.ValueType  # 91
+    """UNAUTHENTICATED. The identity header or the client certificate's URI SAN
+    is not a medsettle identity (docs/access.md), or the headers came from a
+    peer they are not trusted from. ErrorInfo metadata: method.
+    """
+    REASON_ROLE_NOT_ALLOWED: _Reason.ValueType  # 92
+    """PERMISSION_DENIED. The access table does not open this method to the
+    caller's role. ErrorInfo metadata: method, role.
+    """
+    REASON_METHOD_NOT_OPEN: _Reason.ValueType  # 93
+    """PERMISSION_DENIED. The method has no rule in the access table (deny by
+    default). ErrorInfo metadata: method.
+    """
+    REASON_NOT_AUTHORISED_FOR_REGION: _Reason.ValueType  # 94
+    """PERMISSION_DENIED. A bureau acting on another region's data.
+    ErrorInfo metadata: role, region_code (the record's region).
+    """
+    REASON_NOT_AUTHORISED_FOR_PERSON: _Reason.ValueType  # 95
+    """PERMISSION_DENIED. The insured person's app acting for another person.
+    ErrorInfo metadata: role.
+    """
     REASON_VERIFICATION_ALREADY_OPEN: _Reason.ValueType  # 100
     """money integrity (100-119)
     FAILED_PRECONDITION: an earlier expense verification of the settlement is still unanswered;
@@ -250,7 +276,33 @@ REASON_ACCUMULATORS_NOT_FOUND: Reason.ValueType  # 83
 show. ErrorInfo metadata: year.
 """
 REASON_TRAUMA_DECLARATION_REQUIRED: Reason.ValueType  # 85
-"""settlement (85-99)"""
+"""settlement (85-89)"""
+REASON_CALLER_IDENTITY_AMBIGUOUS: Reason.ValueType  # 90
+"""access control (90-99)
+UNAUTHENTICATED. More than one identity header (x-medsettle-principal,
+x-medsettle-institution) on one call. ErrorInfo metadata: method.
+"""
+REASON_CALLER_IDENTITY_INVALID: Reason.ValueType  # 91
+"""UNAUTHENTICATED. The identity header or the client certificate's URI SAN
+is not a medsettle identity (docs/access.md), or the headers came from a
+peer they are not trusted from. ErrorInfo metadata: method.
+"""
+REASON_ROLE_NOT_ALLOWED: Reason.ValueType  # 92
+"""PERMISSION_DENIED. The access table does not open this method to the
+caller's role. ErrorInfo metadata: method, role.
+"""
+REASON_METHOD_NOT_OPEN: Reason.ValueType  # 93
+"""PERMISSION_DENIED. The method has no rule in the access table (deny by
+default). ErrorInfo metadata: method.
+"""
+REASON_NOT_AUTHORISED_FOR_REGION: Reason.ValueType  # 94
+"""PERMISSION_DENIED. A bureau acting on another region's data.
+ErrorInfo metadata: role, region_code (the record's region).
+"""
+REASON_NOT_AUTHORISED_FOR_PERSON: Reason.ValueType  # 95
+"""PERMISSION_DENIED. The insured person's app acting for another person.
+ErrorInfo metadata: role.
+"""
 REASON_VERIFICATION_ALREADY_OPEN: Reason.ValueType  # 100
 """money integrity (100-119)
 FAILED_PRECONDITION: an earlier expense verification of the settlement is still unanswered;

@@ -293,11 +293,26 @@ class TraceStep(_message.Message):
     PARAMETER_FIELD_NUMBER: _builtins.int
     AMOUNT_FEN_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    BANDS_FIELD_NUMBER: _builtins.int
+    BASE_START_FEN_FIELD_NUMBER: _builtins.int
     step: _builtins.str
     rule: _builtins.str
     parameter: _builtins.str
     amount_fen: _builtins.int
     note: _builtins.str
+    base_start_fen: _builtins.int
+    """Where this visit's base started in the step's coordinates: the year-to-date base before it
+    (pooled base for a per_year scope, cumulative compliant burden, cumulative assistance base);
+    0 for a per_visit scope and for steps without bands.
+    """
+    @_builtins.property
+    def bands(self) -> _containers.RepeatedCompositeFieldContainer[Global___TraceBand]:
+        """Fund steps measured in bands (pooled_fund, large_amount / critical_illness, assistance):
+        every band of the step. The bands' paid_fen add up exactly to the step's payment before any
+        annual cap (each band's exact part rounded down, the fen left over to the largest fractions).
+        Empty for the other steps.
+        """
+
     def __init__(
         self,
         *,
@@ -306,14 +321,56 @@ class TraceStep(_message.Message):
         parameter: _builtins.str = ...,
         amount_fen: _builtins.int = ...,
         note: _builtins.str = ...,
+        bands: _abc.Iterable[Global___TraceBand] | None = ...,
+        base_start_fen: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "note", b"note", "parameter", b"parameter", "rule", b"rule", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "bands", b"bands", "base_start_fen", b"base_start_fen", "note", b"note", "parameter", b"parameter", "rule", b"rule", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TraceStep: _TypeAlias = TraceStep  # noqa: Y015
+
+@_typing.final
+class TraceBand(_message.Message):
+    """One band of a fund step as this settlement used it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_FEN_FIELD_NUMBER: _builtins.int
+    TO_FEN_FIELD_NUMBER: _builtins.int
+    RATIO_BPS_FIELD_NUMBER: _builtins.int
+    BASE_FEN_FIELD_NUMBER: _builtins.int
+    PAID_FEN_FIELD_NUMBER: _builtins.int
+    from_fen: _builtins.int
+    """Band edges in the step's coordinates: the pool's base, the cumulative compliant burden (the
+    first large-amount / critical-illness band starts at the threshold), the assistance base.
+    """
+    to_fen: _builtins.int
+    """Absent when the band is open-ended."""
+    ratio_bps: _builtins.int
+    base_fen: _builtins.int
+    """The part of this visit's base inside the band, and what the band pays on it."""
+    paid_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        from_fen: _builtins.int = ...,
+        to_fen: _builtins.int | None = ...,
+        ratio_bps: _builtins.int = ...,
+        base_fen: _builtins.int = ...,
+        paid_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_to_fen", b"_to_fen", "to_fen", b"to_fen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_to_fen", b"_to_fen", "base_fen", b"base_fen", "from_fen", b"from_fen", "paid_fen", b"paid_fen", "ratio_bps", b"ratio_bps", "to_fen", b"to_fen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__to_fen: _TypeAlias = _typing.Literal["to_fen"]  # noqa: Y015
+    _WhichOneofArgType__to_fen: _TypeAlias = _typing.Literal["_to_fen", b"_to_fen"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__to_fen) -> _WhichOneofReturnType__to_fen | None: ...
+
+Global___TraceBand: _TypeAlias = TraceBand  # noqa: Y015
 
 @_typing.final
 class Breakdown(_message.Message):
