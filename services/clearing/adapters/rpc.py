@@ -435,7 +435,9 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
                 v.check(day.month not in {x.month for x in dates}, f"signing_dates[{i}]", "one signing date per month")
                 dates.append(day)
         v.raise_if_any()
-        out = await self.service.funds.set_calendar(scoped_request_id(request.request_id), fingerprint(request), year, dates)
+        out = await self.service.funds.set_calendar(
+            scoped_request_id(request.request_id), fingerprint(request), year, dates
+        )
         resp = pb.SetSigningCalendarResponse()
         for d in out:
             date_to_proto(d, resp.signing_dates.add())
@@ -487,7 +489,11 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.check(len(request.note) <= 2000, "note", "at most 2000 characters")
         v.raise_if_any()
         t = await self.service.funds.review_top_up(
-            scoped_request_id(request.request_id), fingerprint(request), request.top_up_id, request.approve, request.note
+            scoped_request_id(request.request_id),
+            fingerprint(request),
+            request.top_up_id,
+            request.approve,
+            request.note,
         )
         return pb.ReviewEmergencyTopUpResponse(top_up=top_up_to_proto(t))
 
@@ -555,7 +561,11 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v.check(request.amount_fen >= 0, "amount_fen", "must not be negative (0: all the funds have left)")
         v.raise_if_any()
         vr = await self.service.funds.create_verification(
-            scoped_request_id(request.request_id), fingerprint(request), request.settlement_id, request.reason, request.amount_fen
+            scoped_request_id(request.request_id),
+            fingerprint(request),
+            request.settlement_id,
+            request.reason,
+            request.amount_fen,
         )
         return pb.CreateVerificationRequestResponse(verification=verification_to_proto(vr))
 
