@@ -36,6 +36,7 @@ SVC = Role.SERVICE
 APP = Role.APP
 
 CALLER_ROLES = (I, TB, IB, OP, SVC, APP)  # every role that can be a caller (not the gateway)
+PARTNER_ROLES = frozenset((TB, IB, OP))  # reach the suite through the gateway's partner listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,11 @@ class Rule:
     def hospital_facing(self) -> bool:
         """Routed to hospitals by the gateway."""
         return I in self.roles
+
+    @property
+    def partner_facing(self) -> bool:
+        """Routed to the bureaus and the operator by the gateway's partner listener."""
+        return bool(self.roles & PARTNER_ROLES)
 
     def scope_fields(self) -> dict[Role, str]:
         fields = {I: self.institution, IB: self.insured, TB: self.treatment, APP: self.person}
