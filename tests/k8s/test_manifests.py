@@ -157,7 +157,8 @@ def test_core_objects_match_the_kubernetes_schemas(objects: list[dict[str, Any]]
 def test_gateway_api_objects_match_the_gateway_api_schemas(objects: list[dict[str, Any]]) -> None:
     node, modules = _gateway_models()
     gateway_objs = [o for o in objects if o["apiVersion"].startswith(GATEWAY_API_GROUP + "/")]
-    assert {o["kind"] for o in gateway_objs} == {"Gateway", "GRPCRoute"}
+    assert {o["kind"] for o in gateway_objs} <= {"Gateway", "GRPCRoute", "BackendTLSPolicy"}
+    assert {"Gateway", "GRPCRoute"} <= {o["kind"] for o in gateway_objs}
     proc = subprocess.run(
         [node, str(Path(__file__).with_name("validate_gateway_api.mjs")), str(modules)],
         input=json.dumps(gateway_objs),
@@ -191,10 +192,66 @@ def test_implementation_specific_objects_have_the_expected_shape(objects: list[d
 def test_every_deployment_probes_the_grpc_health_of_its_own_service(objects: list[dict[str, Any]]) -> None:
     for name, dep in service_deployments(objects).items():
         (container,) = dep["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        # with mTLS required on 50051, the kubelet (no TLS) probes the plaintext health-only port
+        port = int(env["MEDSETTLE_HEALTH_PORT"]) if "MEDSETTLE_HEALTH_PORT" in env else 50051
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            assert container[probe]["grpc"] == {"port": 50051, "service": HEALTH_NAME[name]}, (name, probe)
+            assert container[probe]["grpc"] == {"port": port, "service": HEALTH_NAME[name]}, (name, probe)
         assert container["args"][:2] == ["serve", name]
-        assert {p["containerPort"] for p in container["ports"]} == {50051, 9464}
+        assert {p["containerPort"] for p in container["ports"]} == {50051, 9464} | {port}
+
+
+TLS_ENV = (
+    "MEDSETTLE_TLS_CERT_FILE",
+    "MEDSETTLE_TLS_KEY_FILE",
+    "MEDSETTLE_TLS_CLIENT_CA_FILE",
+    "MEDSETTLE_PEER_CA_FILE",
+    "MEDSETTLE_PEER_CERT_FILE",
+    "MEDSETTLE_PEER_KEY_FILE",
+)
+
+
+def test_production_servers_require_mtls_with_certificates_from_their_secrets(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Every server of the production overlay sets MEDSETTLE_REQUIRE_MTLS (so it cannot start
+    without mTLS), and every TLS file it names lies on a read-only mount of its own Secret; its
+    probes use the plaintext health-only port; the gateway presents a client certificate to the
+    services and verifies theirs (BackendTLSPolicy for each Service it routes to)."""
+    objs = rendered["production"]
+    deployments = service_deployments(objs)
+    assert set(deployments) == set(SERVICES)
+    for name, dep in deployments.items():
+        pod = dep["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["MEDSETTLE_REQUIRE_MTLS"]["value"] == "true", name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        for var in TLS_ENV:
+            path = Path(env[var]["value"])
+            mount = mounts[str(path.parent)]
+            assert mount.get("readOnly") is True, (name, var)
+            secret = volumes[mount["name"]]["secret"]
+            assert secret["secretName"] == f"medsettle-{name}-tls", (name, var)
+            assert path.name in ("tls.crt", "tls.key", "ca.crt"), (name, var)
+        assert int(env["MEDSETTLE_HEALTH_PORT"]["value"]) != 50051
+    gateway_services = {
+        b["name"] for r in of_kind(objs, "GRPCRoute") for rule in r["spec"]["rules"] for b in rule["backendRefs"]
+    }
+    policies = of_kind(objs, "BackendTLSPolicy")
+    assert {ref["name"] for p in policies for ref in p["spec"]["targetRefs"]} >= gateway_services
+    for pol in policies:
+        assert pol["spec"]["validation"]["caCertificateRefs"][0]["name"] == "medsettle-service-ca"
+    (gateway,) = of_kind(objs, "Gateway")
+    assert gateway["spec"]["tls"]["backend"]["clientCertificateRef"]["kind"] == "Secret"
+    # TLS backends: no Service still announces cleartext HTTP/2
+    for svc in of_kind(objs, "Service"):
+        assert all(p.get("appProtocol") != "kubernetes.io/h2c" for p in svc["spec"]["ports"]), svc["metadata"]["name"]
+    # the local overlay stays plaintext (identity headers from the pod's loopback / mesh)
+    for name, dep in service_deployments(rendered["local"]).items():
+        env = {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        assert "MEDSETTLE_REQUIRE_MTLS" not in env, name
 
 
 def test_no_container_runs_as_root_or_with_privileges(objects: list[dict[str, Any]]) -> None:
