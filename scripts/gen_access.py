@@ -38,7 +38,8 @@ TOOLS = ("grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.r
 NOTES = {
     "settlement": "# settlement also answers the standard health and reflection services for hospitals' tools\n"
     "# (grpcurl, grpc_health_probe) through the gateway.\n",
-    "clearing": "# clearing: only a hospital's own daily reconciliation (national 3201/3202).\n",
+    "clearing": "# clearing: only a hospital's own reconciliation, clearing results and payments\n"
+    "# (national 3201-3204).\n",
 }
 PARTNER_NOTES = {
     "filing": "# The partner listener: the methods the access table opens to the treatment-place and\n"

@@ -120,7 +120,8 @@ RULES: dict[str, Rule] = {
     CLAIMS + "ProcessManualClaim": allow(IB, note="the claim's insured region"),
     CLAIMS + "GetManualClaim": allow(IB, note="the claim's insured region"),
     CLAIMS + "ListManualClaims": allow(IB, insured="insured_region_code"),
-    # clearing: the national operator, the provinces, and hospitals for their own reconciliation
+    # clearing: the national operator, the provinces, and hospitals for their own reconciliation,
+    # clearing results and payments (national 3201-3204)
     CLEARING + "GetIngestStatus": allow(OP, SVC),
     CLEARING + "ReconcileDaily": allow(I, TB, OP, institution="institution_code", treatment="treatment_province_code"),
     CLEARING + "ReconcileDetail": allow(I, OP, institution="institution_code"),
@@ -137,6 +138,8 @@ RULES: dict[str, Rule] = {
     CLEARING + "GetPrepayment": allow(OP, IB, TB, insured="insured_province_code", treatment="treatment_province_code"),
     CLEARING + "RecordInstitutionPayment": allow(TB, OP),
     CLEARING + "RecordPrepaymentInterest": allow(TB, OP, treatment="treatment_province_code"),
+    CLEARING + "GetInstitutionClearing": allow(I, OP, institution="institution_code"),
+    CLEARING + "ListInstitutionPayments": allow(I, OP, institution="institution_code"),
 }
 
 # Served by every host to anyone: health checks and reflection carry no data.

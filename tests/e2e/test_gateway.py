@@ -167,3 +167,44 @@ async def test_a_bureau_reaches_its_methods_on_the_partner_listener_only(
     async with stack.clients(stack.hospital) as c:
         err = await rpc_error(c.filing.ListFilings(list_filings, timeout=5))
     assert err.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_hospital_reads_its_own_clearing_results_and_payments_through_the_gateway(
+    traced_settlement: TracedSettlement, stack: Stack
+) -> None:
+    """National 3203/3204 through the hospital listener: its own answered (once clearing has
+    ingested the day's settlement, its fund part is in the month's lines), another's refused."""
+    from tests.e2e.flow import wait_until
+
+    s = traced_settlement.settled.settlement
+    month = types_pb2.Month(year=s.settle_date.year, month=s.settle_date.month)
+    own = clearing_pb2.GetInstitutionClearingRequest(institution_code=HOSPITAL, month=month)
+    async with stack.clients(stack.hospital) as c:
+        seen: list[clearing_pb2.GetInstitutionClearingResponse] = []
+
+        async def cleared() -> bool:
+            seen.append(await c.clearing.GetInstitutionClearing(own, timeout=10))
+            return seen[-1].fund_total_fen >= s.breakdown.fund_total_fen
+
+        assert await wait_until(cleared, within_seconds=20), seen[-1]
+        got = seen[-1]
+        paid = await c.clearing.ListInstitutionPayments(
+            clearing_pb2.ListInstitutionPaymentsRequest(institution_code=HOSPITAL), timeout=10
+        )
+        errors = [
+            await rpc_error(
+                c.clearing.GetInstitutionClearing(
+                    clearing_pb2.GetInstitutionClearingRequest(institution_code=OTHER_HOSPITAL, month=month), timeout=10
+                )
+            ),
+            await rpc_error(
+                c.clearing.ListInstitutionPayments(
+                    clearing_pb2.ListInstitutionPaymentsRequest(institution_code=OTHER_HOSPITAL), timeout=10
+                )
+            ),
+        ]
+    assert got.institution_code == HOSPITAL and got.treatment_province_code == HOSPITAL[1:3]
+    assert paid.institution_code == HOSPITAL and paid.owed_fen >= s.breakdown.fund_total_fen
+    for err in errors:
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
