@@ -34,8 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("migrate", help="upgrade the databases to the latest schema")
     m.add_argument("services", nargs="*", metavar="SERVICE", help=f"any of {', '.join(SERVICES)} (default: all)")
 
-    c = sub.add_parser("dev-certs", help="write a development CA and a client certificate per role (docs/access.md)")
-    c.add_argument("out_dir", metavar="OUT_DIR", help="directory to write ca.crt and <role>.crt/.key into")
+    c = sub.add_parser(
+        "dev-certs", help="write the development CAs (hospital, partner) and a certificate per role (docs/access.md)"
+    )
+    c.add_argument(
+        "out_dir",
+        metavar="OUT_DIR",
+        help="directory to write ca.crt, partner-ca.crt, all-ca.crt and <role>.crt/.key into",
+    )
 
     d = sub.add_parser("demo", help="start the suite on SQLite and drive a realistic run through it")
     d.add_argument("--data-dir", default=None, help="where the demo keeps its databases (default: a new temp dir)")

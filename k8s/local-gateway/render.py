@@ -6,10 +6,12 @@ Importable (``render(template_path, **values) -> str``) for the tests, and a sma
         listen_port=8443 prefix=/tmp/gw \
         filing_upstream=127.0.0.1:50051 eligibility_upstream=127.0.0.1:50051 \
         settlement_upstream=127.0.0.1:50051 clearing_upstream=127.0.0.1:50051 \
-        tls_cert=gw.crt tls_key=gw.key client_ca=ca.crt
+        tls_cert=gw.crt tls_key=gw.key client_ca=ca.crt \
+        partner_listen_port=9443 partner_client_ca=partner-ca.crt
 
 The routes are not a value: ``@@{hospital_routes}`` becomes one exact ``location`` per method the
-access table (libs/platform/access.py) opens to hospitals, so the gateway routes exactly those.
+access table (libs/platform/access.py) opens to hospitals, and ``@@{partner_routes}`` one per
+method it opens to the bureaus or the operator, so each listener routes exactly those.
 
 Placeholders are ``@@{name}``, so nginx's own ``$variables`` pass through untouched. Every
 placeholder must be given (a missing one raises KeyError) and values may not contain
@@ -26,7 +28,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 _FORBIDDEN = set(";{}\"'\n\r\t ")
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = {"hospital_routes"}
+GENERATED = {"hospital_routes", "partner_routes"}
 UPSTREAM_OF = {
     "medsettle.filing.v1.FilingService": "filing",
     "medsettle.eligibility.v1.EligibilityService": "eligibility",
@@ -37,21 +39,38 @@ UPSTREAM_OF = {
 }
 
 
-def hospital_methods() -> list[str]:
-    """``/package.Service/Method`` of every RPC the access table opens to hospitals."""
+def _rules() -> dict[str, object]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from libs.platform.access import RULES
 
-    return [m for m, rule in RULES.items() if rule.hospital_facing]
+    return dict(RULES)
 
 
-def hospital_routes() -> str:
+def hospital_methods() -> list[str]:
+    """``/package.Service/Method`` of every RPC the access table opens to hospitals."""
+    return [m for m, rule in _rules().items() if rule.hospital_facing]  # type: ignore[attr-defined]
+
+
+def partner_methods() -> list[str]:
+    """``/package.Service/Method`` of every RPC the access table opens to a bureau or the operator."""
+    return [m for m, rule in _rules().items() if rule.partner_facing]  # type: ignore[attr-defined]
+
+
+def _locations(methods: list[str]) -> str:
     lines = []
-    for method in hospital_methods():
+    for method in methods:
         upstream = UPSTREAM_OF[method.split("/")[1]]
         lines.append(f"        location = {method} {{ grpc_pass grpc://{upstream}; }}")
     return "\n".join(lines).lstrip()
+
+
+def hospital_routes() -> str:
+    return _locations(hospital_methods())
+
+
+def partner_routes() -> str:
+    return _locations(partner_methods())
 
 
 class NginxTemplate(string.Template):
@@ -76,7 +95,7 @@ def render(template_path: str | Path = TEMPLATE, **values: object) -> str:
     unknown = set(clean) - placeholders(template_path)
     if unknown:
         raise KeyError(f"not in the template: {sorted(unknown)}")
-    return NginxTemplate(text).substitute(clean, hospital_routes=hospital_routes())
+    return NginxTemplate(text).substitute(clean, hospital_routes=hospital_routes(), partner_routes=partner_routes())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ SVC = Role.SERVICE
 APP = Role.APP
 
 CALLER_ROLES = (I, TB, IB, OP, SVC, APP)  # every role that can be a caller (not the gateway)
+PARTNER_ROLES = frozenset((TB, IB, OP))  # reach the suite through the gateway's partner listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,11 @@ class Rule:
     def hospital_facing(self) -> bool:
         """Routed to hospitals by the gateway."""
         return I in self.roles
+
+    @property
+    def partner_facing(self) -> bool:
+        """Routed to the bureaus and the operator by the gateway's partner listener."""
+        return bool(self.roles & PARTNER_ROLES)
 
     def scope_fields(self) -> dict[Role, str]:
         fields = {I: self.institution, IB: self.insured, TB: self.treatment, APP: self.person}
@@ -114,7 +120,8 @@ RULES: dict[str, Rule] = {
     CLAIMS + "ProcessManualClaim": allow(IB, note="the claim's insured region"),
     CLAIMS + "GetManualClaim": allow(IB, note="the claim's insured region"),
     CLAIMS + "ListManualClaims": allow(IB, insured="insured_region_code"),
-    # clearing: the national operator, the provinces, and hospitals for their own reconciliation
+    # clearing: the national operator, the provinces, and hospitals for their own reconciliation,
+    # clearing results and payments (national 3201-3204)
     CLEARING + "GetIngestStatus": allow(OP, SVC),
     CLEARING + "ReconcileDaily": allow(I, TB, OP, institution="institution_code", treatment="treatment_province_code"),
     CLEARING + "ReconcileDetail": allow(I, OP, institution="institution_code"),
@@ -136,6 +143,8 @@ RULES: dict[str, Rule] = {
     CLEARING + "GetPrepayment": allow(OP, IB, TB, insured="insured_province_code", treatment="treatment_province_code"),
     CLEARING + "RecordInstitutionPayment": allow(TB, OP),
     CLEARING + "RecordPrepaymentInterest": allow(TB, OP, treatment="treatment_province_code"),
+    CLEARING + "GetInstitutionClearing": allow(I, OP, institution="institution_code"),
+    CLEARING + "ListInstitutionPayments": allow(I, OP, institution="institution_code"),
 }
 
 # Served by every host to anyone: health checks and reflection carry no data.

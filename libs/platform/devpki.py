@@ -170,10 +170,11 @@ class Pki:
         usable as a client certificate, as a service presents the same identity to its peers."""
         return self._issue(f"server-{_stem(name)}", name, server=True, client=True, uri=uri)
 
-    def client(self, name: str, *, uri: str | None = _AUTO) -> Issued:
-        """A client certificate for ``name`` (a medsettle URI, or a CN; see the module doc)."""
-        cn, san = _cn_and_uri(name, uri)
-        return self._issue(f"client-{_stem(name)}", cn, server=False, client=True, uri=san)
+    def client(self, name: str, *, uri: str | None = _AUTO, cn: str | None = None) -> Issued:
+        """A client certificate for ``name`` (a medsettle URI, or a CN; see the module doc);
+        ``cn`` overrides the subject CN (a partner certificate's CN is its whole URI)."""
+        default_cn, san = _cn_and_uri(name, uri)
+        return self._issue(f"client-{_stem(name)}", cn or default_cn, server=False, client=True, uri=san)
 
     def expired_client(self, name: str) -> Issued:
         now = dt.datetime.now(dt.UTC)
@@ -190,6 +191,7 @@ class Pki:
 
 
 # What ``medsettle dev-certs`` writes: file stem -> (identity URI, also a server certificate).
+# The bureaus' and the operator's come from the partner CA (PARTNER_ROLES), the rest from ca.crt.
 DEV_IDENTITIES: dict[str, tuple[str, bool]] = {
     "gateway": ("urn:medsettle:gateway:local", True),
     "hospital-H31010400001": ("urn:medsettle:hospital:H31010400001", False),
@@ -207,14 +209,36 @@ DEV_IDENTITIES: dict[str, tuple[str, bool]] = {
 }
 
 
+PARTNER_URI_PREFIXES = ("urn:medsettle:bureau:", "urn:medsettle:operator:")
+
+
+def is_partner(uri: str) -> bool:
+    """A bureau or the operator: certified by the partner CA, reaching the partner listener."""
+    return uri.startswith(PARTNER_URI_PREFIXES)
+
+
 def write_dev_certs(out_dir: Path) -> list[Path]:
-    """A development CA (``ca.crt``) and one certificate per role in ``out_dir``, named
-    ``<stem>.crt`` / ``<stem>.key`` (see :data:`DEV_IDENTITIES`). Servers' certificates (the
-    gateway, the services) are also valid for localhost, 127.0.0.1 and ::1."""
+    """Two development CAs and one certificate per role in ``out_dir``, named ``<stem>.crt`` /
+    ``<stem>.key`` (see :data:`DEV_IDENTITIES`):
+
+    * ``ca.crt`` signs the hospitals, pharmacies, the app, the gateway and the services (CN = the
+      URI's last part: the hospital listener reads the institution code from it);
+    * ``partner-ca.crt`` signs the bureaus and the operator (CN = the whole URI: the partner
+      listener passes it on as the caller);
+    * ``all-ca.crt`` is both, for a server that terminates mTLS itself
+      (``MEDSETTLE_TLS_CLIENT_CA_FILE``) and takes calls from every role.
+
+    Every certificate also carries its URI as URI SAN. Servers' certificates (the gateway, the
+    services) are also valid for localhost, 127.0.0.1 and ::1."""
     pki = Pki(out_dir, ca_name="ca")
-    written = [pki.ca_file]
+    partners = Pki(out_dir, ca_name="partner-ca")
+    bundle = out_dir / "all-ca.crt"
+    bundle.write_bytes(pki.ca_pem + partners.ca_pem)
+    written = [pki.ca_file, partners.ca_file, bundle]
     for stem, (uri, server) in DEV_IDENTITIES.items():
-        cn = uri.rsplit(":", 1)[-1]
-        issued = pki._issue(stem, cn, server=server, client=True, uri=uri)
+        if is_partner(uri):
+            issued = partners._issue(stem, uri, server=server, client=True, uri=uri)
+        else:
+            issued = pki._issue(stem, uri.rsplit(":", 1)[-1], server=server, client=True, uri=uri)
         written += [issued.cert_file, issued.key_file]
     return written

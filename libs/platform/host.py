@@ -1,6 +1,8 @@
 """The gRPC host: one grpc.aio server carrying one or more service modules.
 
 Start-up: every health name answers NOT_SERVING until the modules have started; then SERVING.
+With ``MEDSETTLE_HEALTH_PORT`` a second, plaintext server on that port answers the same health
+statuses and nothing else (probes that speak no TLS, while the main port requires mTLS).
 Shutdown (SIGTERM/SIGINT or :meth:`Host.stop`): health flips to NOT_SERVING, the host waits
 ``drain_seconds`` so load balancers notice, background tasks stop, and the server stops with
 ``grace_seconds`` for in-flight calls. Streams end themselves when ``runtime.stopping`` is set.
@@ -99,6 +101,8 @@ class Host:
         self.port = 0
         self.runtime: Runtime | None = None
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port = 0
         self._health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
@@ -163,6 +167,8 @@ class Host:
         self.port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
         await server.start()
         self._server = server
+        if self.settings.health_port is not None:
+            await self._start_health_listener()
         self.runtime = Runtime(self.settings, self.port, frozenset(m.name for m in self.modules))
         try:
             for module in self.modules:
@@ -173,6 +179,15 @@ class Host:
         for name in self.health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         _log.info("server_started", port=self.port, services=[m.name for m in self.modules], tls=creds is not None)
+
+    async def _start_health_listener(self) -> None:
+        """Plaintext, health only: the same servicer as the main port, so both report alike."""
+        health_server = grpc.aio.server(options=SERVER_OPTIONS)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, health_server)
+        self.health_port = health_server.add_insecure_port(f"{self.bind_host}:{self.settings.health_port}")
+        await health_server.start()
+        self._health_server = health_server
+        _log.info("health_listener_started", port=self.health_port, detail="plaintext, grpc.health.v1.Health only")
 
     async def stop(self, *, drain: bool = True) -> None:
         async with self._stop_lock:
@@ -188,6 +203,8 @@ class Host:
                 await module.stop_tasks()
             if self._server is not None:
                 await self._server.stop(self.settings.grace_seconds)
+            if self._health_server is not None:
+                await self._health_server.stop(0)
             for module in reversed(self.modules):
                 await module.close()
             self._stopped.set()

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # Seconds in-flight calls get to finish once the server stops.
     grace_seconds: float = Field(default=10.0, ge=0, le=300)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # A second, plaintext listener that answers grpc.health.v1.Health only (no other service, no
+    # reflection, no data): for probes that speak no TLS (the kubelet's gRPC probe) when the main
+    # port requires mTLS. Unset: no such listener.
+    health_port: int | None = Field(default=None, ge=0, le=65535)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_echo: bool = False
 

@@ -1,6 +1,7 @@
 """The deployment in miniature, started once for the e2e tests: the four services as separate
 OS processes (plaintext behind the gateway, as in the cluster), nginx in front terminating the
-hospitals' mTLS, an OTLP trace receiver the services export to, and settlement's Prometheus port.
+hospitals' mTLS on one listener and the bureaus' and operator's (their own CA) on another, an
+OTLP trace receiver the services export to, and settlement's Prometheus port.
 
 Package-scoped because starting it costs seconds; the tests only add data (own request ids).
 """
@@ -26,12 +27,16 @@ from tests.e2e.nginx import Nginx, find_nginx
 from tests.e2e.otlp import OtlpReceiver
 from tests.pki import Issued, Pki
 
+TREATMENT_BUREAU = "urn:medsettle:bureau:treatment:310100"
+
 
 @dataclass
 class Stack:
     pki: Pki
     hospital: Issued  # CN = HOSPITAL
     other_hospital: Issued  # CN = OTHER_HOSPITAL
+    partner_pki: Pki  # the partner CA: bureaus and the operator
+    treatment_bureau: Issued  # partner CA, CN = urn:medsettle:bureau:treatment:310100
     otlp: OtlpReceiver
     processes: ServiceProcesses
     gateway: Nginx
@@ -40,6 +45,10 @@ class Stack:
 
     def clients(self, client: Issued | None) -> TlsClients:
         return TlsClients(self.gateway.target, self.pki.ca_pem, client)
+
+    def partner_clients(self, client: Issued | None) -> TlsClients:
+        """Through the gateway's partner listener (the server certificate is the same)."""
+        return TlsClients(self.gateway.partner_target, self.pki.ca_pem, client)
 
 
 @pytest.fixture(scope="package")
@@ -61,6 +70,7 @@ def stack(e2e_db_urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     find_nginx()  # skip (locally) or fail (CI) before starting anything
     tmp = tmp_path_factory.mktemp("e2e")
     pki = Pki(tmp / "pki")
+    partner_pki = Pki(tmp / "partner-pki", ca_name="partner-ca")
     otlp = OtlpReceiver().start()
     metrics_port = free_port()
     procs = ServiceProcesses(
@@ -79,6 +89,8 @@ def stack(e2e_db_urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         tls_key=pki.dir / "server-gateway.key",
         client_ca=pki.ca_file,
         port=free_port(),
+        partner_client_ca=partner_pki.ca_file,
+        partner_port=free_port(),
     )
     try:
         for s in SERVICES:
@@ -95,6 +107,8 @@ def stack(e2e_db_urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
             pki=pki,
             hospital=pki.client(HOSPITAL),
             other_hospital=pki.client(OTHER_HOSPITAL),
+            partner_pki=partner_pki,
+            treatment_bureau=partner_pki.client(TREATMENT_BUREAU, cn=TREATMENT_BUREAU),
             otlp=otlp,
             processes=procs,
             gateway=gateway,

@@ -44,10 +44,13 @@ class Nginx:
         tls_key: Path,
         client_ca: Path,
         port: int,
+        partner_client_ca: Path,
+        partner_port: int,
     ) -> None:
         self.binary = find_nginx()
         self.prefix = prefix
         self.port = port
+        self.partner_port = partner_port
         prefix.mkdir(parents=True, exist_ok=True)
         text = render(
             listen_port=port,
@@ -59,6 +62,8 @@ class Nginx:
             tls_cert=tls_cert,
             tls_key=tls_key,
             client_ca=client_ca,
+            partner_listen_port=partner_port,
+            partner_client_ca=partner_client_ca,
         )
         # Foreground, so the test owns the process; the template leaves daemon mode to the caller.
         self.conf = prefix / "nginx.conf"
@@ -72,6 +77,10 @@ class Nginx:
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def partner_target(self) -> str:
+        return f"127.0.0.1:{self.partner_port}"
 
     def _cmd(self, *extra: str) -> list[str]:
         return [self.binary, "-c", str(self.conf), "-p", str(self.prefix), "-e", str(self.prefix / "error.log"), *extra]
@@ -87,8 +96,8 @@ class Nginx:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nginx exited with {self.proc.returncode}: {self.error_log()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+            with socket.socket() as s, socket.socket() as p:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0 and p.connect_ex(("127.0.0.1", self.partner_port)) == 0:
                     return
             time.sleep(0.05)
         raise TimeoutError(f"nginx did not listen on {self.port}: {self.error_log()}")

@@ -128,3 +128,83 @@ async def test_hospital_reconciles_its_own_day_through_the_gateway_and_no_one_el
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"
     assert shut.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_a_bureau_reaches_its_methods_on_the_partner_listener_only(
+    traced_settlement: TracedSettlement, stack: Stack
+) -> None:
+    """The partner listener (its own port and client CA) names the bureau from its certificate;
+    the hospital listener refuses the bureau's certificate, the partner listener the hospital's,
+    each with a gRPC status."""
+    from medsettle.eligibility.v1 import eligibility_pb2
+    from medsettle.filing.v1 import filing_pb2
+
+    get_institution = eligibility_pb2.GetInstitutionRequest(institution_code=HOSPITAL)
+    list_filings = filing_pb2.ListFilingsRequest(treatment_region_code="310100", page_size=50)
+    async with stack.partner_clients(stack.treatment_bureau) as c:
+        got = await c.eligibility.GetInstitution(get_institution, timeout=10)
+        filings = await c.filing.ListFilings(list_filings, timeout=10)
+        # a hospital's desk method is not on the partner listener
+        shut = await rpc_error(
+            c.settlement.GetSettlement(
+                st.GetSettlementRequest(
+                    institution_code=HOSPITAL, settlement_id=traced_settlement.settled.settlement.settlement_id
+                ),
+                timeout=5,
+            )
+        )
+    assert got.institution.institution_code == HOSPITAL
+    assert filings.filings and all(f.treatment_region_code.startswith("31") for f in filings.filings)
+    assert shut.code() == grpc.StatusCode.UNIMPLEMENTED and shut.details() == "method not routed to partners"
+    # the bureau's certificate on the hospital listener, the hospital's on the partner listener
+    async with stack.clients(stack.treatment_bureau) as c:
+        err = await rpc_error(c.eligibility.GetInstitution(get_institution, timeout=5))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED, (err.code(), err.details())
+    async with stack.partner_clients(stack.hospital) as c:
+        err = await rpc_error(c.eligibility.GetInstitution(get_institution, timeout=5))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED, (err.code(), err.details())
+    # and a bureau's filing method stays shut on the hospital listener
+    async with stack.clients(stack.hospital) as c:
+        err = await rpc_error(c.filing.ListFilings(list_filings, timeout=5))
+    assert err.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_hospital_reads_its_own_clearing_results_and_payments_through_the_gateway(
+    traced_settlement: TracedSettlement, stack: Stack
+) -> None:
+    """National 3203/3204 through the hospital listener: its own answered (once clearing has
+    ingested the day's settlement, its fund part is in the month's lines), another's refused."""
+    from tests.e2e.flow import wait_until
+
+    s = traced_settlement.settled.settlement
+    month = types_pb2.Month(year=s.settle_date.year, month=s.settle_date.month)
+    own = clearing_pb2.GetInstitutionClearingRequest(institution_code=HOSPITAL, month=month)
+    async with stack.clients(stack.hospital) as c:
+        seen: list[clearing_pb2.GetInstitutionClearingResponse] = []
+
+        async def cleared() -> bool:
+            seen.append(await c.clearing.GetInstitutionClearing(own, timeout=10))
+            return seen[-1].fund_total_fen >= s.breakdown.fund_total_fen
+
+        assert await wait_until(cleared, within_seconds=20), seen[-1]
+        got = seen[-1]
+        paid = await c.clearing.ListInstitutionPayments(
+            clearing_pb2.ListInstitutionPaymentsRequest(institution_code=HOSPITAL), timeout=10
+        )
+        errors = [
+            await rpc_error(
+                c.clearing.GetInstitutionClearing(
+                    clearing_pb2.GetInstitutionClearingRequest(institution_code=OTHER_HOSPITAL, month=month), timeout=10
+                )
+            ),
+            await rpc_error(
+                c.clearing.ListInstitutionPayments(
+                    clearing_pb2.ListInstitutionPaymentsRequest(institution_code=OTHER_HOSPITAL), timeout=10
+                )
+            ),
+        ]
+    assert got.institution_code == HOSPITAL and got.treatment_province_code == HOSPITAL[1:3]
+    assert paid.institution_code == HOSPITAL and paid.owed_fen >= s.breakdown.fund_total_fen
+    for err in errors:
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert reason_of(err) == "REASON_NOT_AUTHORISED_FOR_INSTITUTION"

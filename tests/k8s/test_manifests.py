@@ -157,7 +157,8 @@ def test_core_objects_match_the_kubernetes_schemas(objects: list[dict[str, Any]]
 def test_gateway_api_objects_match_the_gateway_api_schemas(objects: list[dict[str, Any]]) -> None:
     node, modules = _gateway_models()
     gateway_objs = [o for o in objects if o["apiVersion"].startswith(GATEWAY_API_GROUP + "/")]
-    assert {o["kind"] for o in gateway_objs} == {"Gateway", "GRPCRoute"}
+    assert {o["kind"] for o in gateway_objs} <= {"Gateway", "GRPCRoute", "BackendTLSPolicy"}
+    assert {"Gateway", "GRPCRoute"} <= {o["kind"] for o in gateway_objs}
     proc = subprocess.run(
         [node, str(Path(__file__).with_name("validate_gateway_api.mjs")), str(modules)],
         input=json.dumps(gateway_objs),
@@ -191,10 +192,66 @@ def test_implementation_specific_objects_have_the_expected_shape(objects: list[d
 def test_every_deployment_probes_the_grpc_health_of_its_own_service(objects: list[dict[str, Any]]) -> None:
     for name, dep in service_deployments(objects).items():
         (container,) = dep["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        # with mTLS required on 50051, the kubelet (no TLS) probes the plaintext health-only port
+        port = int(env["MEDSETTLE_HEALTH_PORT"]) if "MEDSETTLE_HEALTH_PORT" in env else 50051
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            assert container[probe]["grpc"] == {"port": 50051, "service": HEALTH_NAME[name]}, (name, probe)
+            assert container[probe]["grpc"] == {"port": port, "service": HEALTH_NAME[name]}, (name, probe)
         assert container["args"][:2] == ["serve", name]
-        assert {p["containerPort"] for p in container["ports"]} == {50051, 9464}
+        assert {p["containerPort"] for p in container["ports"]} == {50051, 9464} | {port}
+
+
+TLS_ENV = (
+    "MEDSETTLE_TLS_CERT_FILE",
+    "MEDSETTLE_TLS_KEY_FILE",
+    "MEDSETTLE_TLS_CLIENT_CA_FILE",
+    "MEDSETTLE_PEER_CA_FILE",
+    "MEDSETTLE_PEER_CERT_FILE",
+    "MEDSETTLE_PEER_KEY_FILE",
+)
+
+
+def test_production_servers_require_mtls_with_certificates_from_their_secrets(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Every server of the production overlay sets MEDSETTLE_REQUIRE_MTLS (so it cannot start
+    without mTLS), and every TLS file it names lies on a read-only mount of its own Secret; its
+    probes use the plaintext health-only port; the gateway presents a client certificate to the
+    services and verifies theirs (BackendTLSPolicy for each Service it routes to)."""
+    objs = rendered["production"]
+    deployments = service_deployments(objs)
+    assert set(deployments) == set(SERVICES)
+    for name, dep in deployments.items():
+        pod = dep["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["MEDSETTLE_REQUIRE_MTLS"]["value"] == "true", name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        for var in TLS_ENV:
+            path = Path(env[var]["value"])
+            mount = mounts[str(path.parent)]
+            assert mount.get("readOnly") is True, (name, var)
+            secret = volumes[mount["name"]]["secret"]
+            assert secret["secretName"] == f"medsettle-{name}-tls", (name, var)
+            assert path.name in ("tls.crt", "tls.key", "ca.crt"), (name, var)
+        assert int(env["MEDSETTLE_HEALTH_PORT"]["value"]) != 50051
+    gateway_services = {
+        b["name"] for r in of_kind(objs, "GRPCRoute") for rule in r["spec"]["rules"] for b in rule["backendRefs"]
+    }
+    policies = of_kind(objs, "BackendTLSPolicy")
+    assert {ref["name"] for p in policies for ref in p["spec"]["targetRefs"]} >= gateway_services
+    for pol in policies:
+        assert pol["spec"]["validation"]["caCertificateRefs"][0]["name"] == "medsettle-service-ca"
+    (gateway,) = of_kind(objs, "Gateway")
+    assert gateway["spec"]["tls"]["backend"]["clientCertificateRef"]["kind"] == "Secret"
+    # TLS backends: no Service still announces cleartext HTTP/2
+    for svc in of_kind(objs, "Service"):
+        assert all(p.get("appProtocol") != "kubernetes.io/h2c" for p in svc["spec"]["ports"]), svc["metadata"]["name"]
+    # the local overlay stays plaintext (identity headers from the pod's loopback / mesh)
+    for name, dep in service_deployments(rendered["local"]).items():
+        env = {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        assert "MEDSETTLE_REQUIRE_MTLS" not in env, name
 
 
 def test_no_container_runs_as_root_or_with_privileges(objects: list[dict[str, Any]]) -> None:
@@ -302,6 +359,7 @@ GRPC_EDGES = {
     ("gateway", "eligibility"),
     ("gateway", "settlement"),
     ("gateway", "clearing"),
+    ("gateway", "filing"),  # the bureaus' filing methods, partner listener only
     ("settlement", "eligibility"),
     ("eligibility", "filing"),
     ("filing", "eligibility"),  # GetInstitution when a special disease is filed
@@ -315,12 +373,17 @@ ALLOWED_EDGES = (
     | {(svc, "postgres", "5432/TCP") for svc in SERVICES}
     # The gateway's own front door; its data plane may shift 443 inside the pod.
     | {("hospitals", "gateway", f"{p}/TCP") for p in (443, 8443, 10443)}
+    # The partner listener, from the bureaus' and the operator's network.
+    | {("partners", "gateway", "9443/TCP")}
 )
+PARTNER_PORTS = {"9443/TCP"}
 
 
 def _role(selector: dict[str, Any] | None, ip_block: dict[str, Any] | None, port: str) -> str:
     if ip_block is not None:
-        return "postgres" if port == "5432/TCP" else "hospitals"
+        if port == "5432/TCP":
+            return "postgres"
+        return "partners" if port in PARTNER_PORTS else "hospitals"
     labels = (selector or {}).get("matchLabels", {})
     assert not (selector or {}).get("matchExpressions"), selector
     name = labels.get("app.kubernetes.io/name")
@@ -389,15 +452,16 @@ def test_every_allowed_network_edge_is_a_promised_one(objects: list[dict[str, An
         e for e in ALLOWED_EDGES if e[1] in ("dns", "otlp", "postgres")
     }
     assert ("prometheus", "medsettle-servers", PORT_METRICS) in ingress
-    # Only the gateway may call clearing (a hospital's own reconciliation), and nobody filing
-    # but eligibility.
+    # Only the gateway may call clearing (a hospital's own reconciliation, the partners'
+    # methods), and nobody filing but eligibility and the gateway (the bureaus' methods).
     assert {e[0] for e in ingress | egress if e[1] == "clearing"} == {"gateway"}
-    assert {e[0] for e in ingress | egress if e[1] == "filing"} == {"eligibility"}
-    # The gateway's edges are the services the access table opens a method of to hospitals.
+    assert {e[0] for e in ingress | egress if e[1] == "filing"} == {"eligibility", "gateway"}
+    # The gateway's edges are the services the access table opens a method of to hospitals or
+    # to partners (bureaus, operator).
     from libs.platform.access import RULES
 
     render = _load_render()
-    opened = {render.UPSTREAM_OF[m.split("/")[1]] for m, r in RULES.items() if r.hospital_facing}
+    opened = {render.UPSTREAM_OF[m.split("/")[1]] for m, r in RULES.items() if r.hospital_facing or r.partner_facing}
     assert {dst for src, dst, _ in egress if src == "gateway" and dst in SERVICES} == opened
 
 
@@ -411,14 +475,26 @@ STANDARD_TOOLS = {
 }
 
 
-def test_grpc_routes_match_exactly_the_methods_the_access_table_opens_to_hospitals(
+LISTENER_OF = {"hospitals-grpc": "hospital_facing", "partners-grpc": "partner_facing"}
+
+
+def test_grpc_routes_match_exactly_the_methods_the_access_table_opens_to_each_listener(
     objects: list[dict[str, Any]],
 ) -> None:
+    """hospitals-grpc: exactly the hospitals' methods; partners-grpc: exactly the bureaus' and the
+    operator's; each route on its listener's hostname, with no other parent."""
     from libs.platform.access import RULES
 
     render = _load_render()
-    routed: set[tuple[str, str]] = set()
+    (gateway,) = of_kind(objects, "Gateway")
+    hostname_of = {listener["name"]: listener["hostname"] for listener in gateway["spec"]["listeners"]}
+    assert set(hostname_of) == set(LISTENER_OF)
+    routed: dict[str, set[tuple[str, str]]] = {name: set() for name in LISTENER_OF}
     for route in of_kind(objects, "GRPCRoute"):
+        (parent,) = route["spec"]["parentRefs"]
+        section = parent["sectionName"]
+        assert route["spec"]["hostnames"] == [hostname_of[section]], route["metadata"]["name"]
+        assert route["metadata"]["labels"]["medsettle.io/listener"] == section.split("-")[0]
         for rule in route["spec"]["rules"]:
             (backend,) = rule["backendRefs"]
             assert backend.get("kind", "Service") == "Service"
@@ -430,9 +506,15 @@ def test_grpc_routes_match_exactly_the_methods_the_access_table_opens_to_hospita
                     continue
                 assert method.get("method"), f"{method['service']}: a whole service is routed"
                 assert render.UPSTREAM_OF[method["service"]] == backend["name"], method
-                routed.add((method["service"], method["method"]))
-    opened = {tuple(m.strip("/").split("/")) for m, r in RULES.items() if r.hospital_facing}
-    assert routed == opened
+                routed[section].add((method["service"], method["method"]))
+    for section, facing in LISTENER_OF.items():
+        opened = {tuple(m.strip("/").split("/")) for m, r in RULES.items() if getattr(r, facing)}
+        assert routed[section] == opened, section
+    # the two sets differ: a hospital-only method is not on the partner listener, and back
+    settle = ("medsettle.settlement.v1.SettlementService", "Settle")
+    create = ("medsettle.filing.v1.FilingService", "CreateFiling")
+    assert settle in routed["hospitals-grpc"] and settle not in routed["partners-grpc"]
+    assert create in routed["partners-grpc"] and create not in routed["hospitals-grpc"]
 
 
 def test_the_gateway_routes_are_generated_from_the_access_table() -> None:
@@ -455,6 +537,14 @@ def test_the_gateway_requires_client_certificates(objects: list[dict[str, Any]])
     assert validation["caCertificateRefs"] and all(r["kind"] == "ConfigMap" for r in validation["caCertificateRefs"])
     for port_cfg in spec["tls"]["frontend"].get("perPort", []):
         assert port_cfg["tls"]["validation"].get("mode", "AllowValidOnly") == "AllowValidOnly"
+    # Each listener its own client CA: hospitals the default, partners their port's own.
+    port_of = {listener["name"]: listener["port"] for listener in spec["listeners"]}
+    assert port_of["hospitals-grpc"] != port_of["partners-grpc"]
+    per_port = {c["port"]: c["tls"]["validation"]["caCertificateRefs"] for c in spec["tls"]["frontend"]["perPort"]}
+    assert port_of["hospitals-grpc"] not in per_port
+    assert [r["name"] for r in validation["caCertificateRefs"]] == ["medsettle-hospital-ca"]
+    partner_refs = per_port[port_of["partners-grpc"]]
+    assert [(r["kind"], r["name"]) for r in partner_refs] == [("ConfigMap", "medsettle-partner-client-ca")]
     for listener in spec["listeners"]:
         assert listener["protocol"] == "HTTPS", "every listener terminates TLS"
         assert listener["tls"]["mode"] == "Terminate"
@@ -466,6 +556,7 @@ def test_routes_set_the_institution_from_the_certificate_never_from_the_client(
 ) -> None:
     snippets = by_name(objects, "SnippetsFilter")
     for route in of_kind(objects, "GRPCRoute"):
+        partner = route["spec"]["parentRefs"][0]["sectionName"] == "partners-grpc"
         for rule in route["spec"]["rules"]:
             ok = False
             for f in rule.get("filters", []):
@@ -477,6 +568,14 @@ def test_routes_set_the_institution_from_the_certificate_never_from_the_client(
                     ok |= "$ssl_client_s_dn" in values["http"] and (
                         f"grpc_set_header {INSTITUTION_HEADER} " in values["http.server.location"]
                     )
+                    # a partner route names the caller in the principal header, from the certificate
+                    # only, and never passes an institution; a hospital route never a principal
+                    location = values["http.server.location"]
+                    if partner:
+                        ok &= "grpc_set_header x-medsettle-principal $medsettle_partner;" in location
+                        ok &= f'grpc_set_header {INSTITUTION_HEADER} "";' in location
+                    else:
+                        ok &= 'grpc_set_header x-medsettle-principal "";' in location
             assert ok, f"GRPCRoute/{route['metadata']['name']} may pass a client-supplied {INSTITUTION_HEADER}"
 
 
@@ -522,21 +621,27 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             )
         )
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("medsettle test hospital CA"))
-        .issuer_name(name("medsettle test hospital CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    write("ca", ca, ca_key)
+    def make_ca(stem: str, cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(name(cn))
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        write(stem, ca, ca_key)
+        return ca, ca_key
 
-    def leaf(stem: str, cn: str, server: bool) -> None:
+    hospital_ca = make_ca("ca", "medsettle test hospital CA")
+    partner_ca = make_ca("partner_ca", "medsettle test partner CA")
+
+    def leaf(stem: str, cn: str, server: bool, issuer: tuple[x509.Certificate, Any] = hospital_ca) -> None:
+        ca, ca_key = issuer
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
             x509.CertificateBuilder()
@@ -558,12 +663,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     leaf("gateway", "localhost", server=True)
     leaf("hospital", "H11010500001", server=False)
+    # partners: the CN is the whole URI (docs/access.md)
+    leaf("bureau", "urn:medsettle:bureau:treatment:310100", server=False, issuer=partner_ca)
+    # a partner-CA certificate naming a hospital: the partner listener passes no identity on
+    leaf("partner_hospital", "urn:medsettle:hospital:H11010500001", server=False, issuer=partner_ca)
     return {p.stem + p.suffix.replace(".", "_"): p for p in d.iterdir()}
 
 
-def _gateway_values(prefix: Path, pki: dict[str, Path], port: int, upstreams: dict[str, str]) -> dict[str, Any]:
+def _gateway_values(
+    prefix: Path, pki: dict[str, Path], port: int, upstreams: dict[str, str], partner_port: int = 0
+) -> dict[str, Any]:
     return {
         "listen_port": port,
+        "partner_listen_port": partner_port or _free_port(),
+        "partner_client_ca": pki["partner_ca_crt"],
         "prefix": prefix,
         "tls_cert": pki["gateway_crt"],
         "tls_key": pki["gateway_key"],
@@ -588,6 +701,8 @@ def test_render_refuses_missing_and_unknown_placeholders(tmp_path: Path) -> None
         "eligibility_upstream",
         "settlement_upstream",
         "clearing_upstream",
+        "partner_listen_port",
+        "partner_client_ca",
     }
     assert render.placeholders(template) == expected
     with pytest.raises(KeyError):
@@ -617,8 +732,17 @@ def test_local_gateway_config_passes_the_nginx_syntax_check(tmp_path: Path, pki:
 
 
 @pytest.fixture
-def local_gateway(tmp_path: Path, pki: dict[str, Path]) -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
-    """nginx in front of three recording gRPC backends; yields (address, calls seen)."""
+def partner_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def local_gateway(
+    tmp_path: Path, pki: dict[str, Path], partner_port: int
+) -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
+    """nginx in front of four recording gRPC backends; yields (hospital listener address, calls
+    seen as (backend, method, x-medsettle-institution)); the partner listener is on
+    ``partner_port`` and its calls are recorded in ``seen`` with the principal header instead."""
     pytest.importorskip("grpc")
     import grpc
 
@@ -632,7 +756,8 @@ def local_gateway(tmp_path: Path, pki: dict[str, Path]) -> Iterator[tuple[str, l
                 metadata = dict(details.invocation_metadata)
 
                 def handle(request: bytes, context: Any) -> bytes:
-                    seen.append((tag, details.method, metadata.get(INSTITUTION_HEADER)))
+                    who = metadata.get(INSTITUTION_HEADER) or metadata.get("x-medsettle-principal")
+                    seen.append((tag, details.method, who))
                     return b"ok"
 
                 return grpc.unary_unary_rpc_method_handler(handle)
@@ -647,7 +772,10 @@ def local_gateway(tmp_path: Path, pki: dict[str, Path]) -> Iterator[tuple[str, l
     port = _free_port()
     conf = tmp_path / "nginx.conf"
     conf.write_text(
-        render.render(render.TEMPLATE, **_gateway_values(tmp_path, pki, port, {t: a for t, (_, a) in servers.items()}))
+        render.render(
+            render.TEMPLATE,
+            **_gateway_values(tmp_path, pki, port, {t: a for t, (_, a) in servers.items()}, partner_port),
+        )
     )
     proc = subprocess.Popen(
         [nginx, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-g", "daemon off;"],
@@ -659,6 +787,7 @@ def local_gateway(tmp_path: Path, pki: dict[str, Path]) -> Iterator[tuple[str, l
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", partner_port), timeout=0.2).close()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -811,6 +940,109 @@ def test_local_gateway_refuses_clients_without_a_certificate(
     ):
         channel.unary_unary("/medsettle.settlement.v1.SettlementService/Settle")(b"", timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert seen == []
+
+
+def test_local_gateway_partner_listener_routes_exactly_the_partners_methods_with_their_own_ca(
+    local_gateway: tuple[str, list[tuple[str, str, str | None]]], pki: dict[str, Path], partner_port: int
+) -> None:
+    """A bureau certificate (partner CA) reaches exactly the bureaus' and the operator's methods on
+    the partner listener, named by its CN in x-medsettle-principal (no institution header), and
+    is refused on the hospital listener; a hospital certificate is refused on the partner
+    listener; every refusal is a gRPC status."""
+    import grpc
+
+    from libs.platform.access import RULES
+
+    render = _load_render()
+    address, seen = local_gateway
+    partner_address = f"127.0.0.1:{partner_port}"
+    bureau_uri = "urn:medsettle:bureau:treatment:310100"
+
+    def creds(who: str) -> Any:
+        return grpc.ssl_channel_credentials(
+            root_certificates=pki["ca_crt"].read_bytes(),
+            private_key=pki[f"{who}_key"].read_bytes(),
+            certificate_chain=pki[f"{who}_crt"].read_bytes(),
+        )
+
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    partner = [m for m in _all_methods() if RULES[m].partner_facing]
+    assert render.partner_methods() == [m for m in RULES if RULES[m].partner_facing]
+    assert "/medsettle.filing.v1.FilingService/CreateFiling" in partner
+    assert "/medsettle.settlement.v1.SettlementService/Settle" not in partner
+    forged = [(INSTITUTION_HEADER, "H99999999999"), ("x-medsettle-principal", "urn:medsettle:operator:national")]
+    with grpc.secure_channel(partner_address, creds("bureau"), options=options) as channel:
+        for method in partner:
+            assert channel.unary_unary(method)(b"", metadata=forged, timeout=5) == b"ok", method
+        for method in [m for m in _all_methods() if m not in partner]:
+            with pytest.raises(grpc.RpcError) as err:
+                channel.unary_unary(method)(b"", metadata=forged, timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
+            assert err.value.details() == "method not routed to partners", method
+    assert seen == [(render.UPSTREAM_OF[m.split("/")[1]], m, bureau_uri) for m in partner]
+    seen.clear()
+    # a partner-CA certificate whose CN is no bureau or operator: routed, but no identity passed
+    with grpc.secure_channel(partner_address, creds("partner_hospital"), options=options) as channel:
+        assert channel.unary_unary(partner[0])(b"", metadata=forged, timeout=5) == b"ok"
+    assert seen == [(render.UPSTREAM_OF[partner[0].split("/")[1]], partner[0], None)]
+    seen.clear()
+    # the bureau on the hospital listener, the hospital on the partner listener: refused at the edge
+    for target, who, method in (
+        (address, "bureau", "/medsettle.eligibility.v1.EligibilityService/GetInstitution"),
+        (partner_address, "hospital", "/medsettle.eligibility.v1.EligibilityService/GetInstitution"),
+        (partner_address, "hospital", "/medsettle.filing.v1.FilingService/CreateFiling"),
+    ):
+        with grpc.secure_channel(target, creds(who), options=options) as channel:
+            with pytest.raises(grpc.RpcError) as err:
+                channel.unary_unary(method)(b"", timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, (target, who)
+    assert seen == []
+
+
+def test_local_gateway_partner_refusals_with_grpcurl(
+    local_gateway: tuple[str, list[tuple[str, str, str | None]]],
+    pki: dict[str, Path],
+    partner_port: int,
+    tmp_path: Path,
+) -> None:
+    """grpc-go (grpcurl) reads the partner listener's refusals as statuses too."""
+    grpcurl = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
+    if not os.access(grpcurl, os.X_OK):
+        _missing("grpcurl")
+    from google.protobuf import descriptor_pb2
+
+    from medsettle.settlement.v1 import settlement_pb2
+
+    files: dict[str, Any] = {}
+
+    def add(fd: Any) -> None:
+        for dep in fd.dependencies:
+            add(dep)
+        if fd.name not in files:
+            proto = descriptor_pb2.FileDescriptorProto()
+            fd.CopyToProto(proto)
+            files[fd.name] = proto
+
+    add(settlement_pb2.DESCRIPTOR)
+    protoset = tmp_path / "medsettle.protoset"
+    protoset.write_bytes(descriptor_pb2.FileDescriptorSet(file=list(files.values())).SerializeToString())
+    _, seen = local_gateway
+    base = [grpcurl, "-cacert", str(pki["ca_crt"]), "-authority", "localhost", "-max-time", "10"]
+    for who, code in (("bureau", "Unimplemented"), ("hospital", "Unauthenticated")):
+        out = subprocess.run(
+            [
+                *base, "-cert", str(pki[f"{who}_crt"]), "-key", str(pki[f"{who}_key"]), "-d", "{}",
+                "-protoset", str(protoset), f"127.0.0.1:{partner_port}",
+                "medsettle.settlement.v1.SettlementService/Settle",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )  # fmt: skip
+        text = out.stdout + out.stderr
+        assert f"Code: {code}" in text, text
     assert seen == []
 
 

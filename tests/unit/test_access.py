@@ -181,3 +181,39 @@ def test_require_mtls_refuses_to_start_without_client_certificates(tmp_path: Pat
         require_mtls=True, tls_cert_file=server.cert_file, tls_key_file=server.key_file, tls_client_ca_file=pki.ca_file
     )
     assert ok.require_mtls
+
+
+def test_dev_certs_sign_partners_with_their_own_ca(tmp_path: Path) -> None:
+    """``medsettle dev-certs``: the bureaus and the operator under partner-ca.crt with their whole
+    URI as CN (what the gateway's partner listener passes on), everyone else under ca.crt; every
+    certificate names its identity as URI SAN; all-ca.crt holds both CAs."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.x509.oid import NameOID
+
+    from libs.platform.devpki import DEV_IDENTITIES, write_dev_certs
+    from services.cli import main
+
+    assert main(["dev-certs", str(tmp_path)]) == 0
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"ca.crt", "partner-ca.crt", "all-ca.crt"} <= written
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
+    partner_ca = x509.load_pem_x509_certificate((tmp_path / "partner-ca.crt").read_bytes())
+    assert len(x509.load_pem_x509_certificates((tmp_path / "all-ca.crt").read_bytes())) == 2
+    partners = 0
+    for stem, (uri, _) in DEV_IDENTITIES.items():
+        pem = (tmp_path / f"{stem}.crt").read_bytes()
+        cert = x509.load_pem_x509_certificate(pem)
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        role = identity.parse_urn(uri)
+        partner = role is not None and role.role in access.PARTNER_ROLES
+        issuer, other = (partner_ca, ca) if partner else (ca, partner_ca)
+        cert.verify_directly_issued_by(issuer)
+        with pytest.raises((ValueError, InvalidSignature)):
+            cert.verify_directly_issued_by(other)
+        assert cn == (uri if partner else uri.rsplit(":", 1)[-1]), stem
+        if role is not None:
+            assert identity.from_certificate(pem) == role, stem
+        partners += partner
+    assert partners >= 3  # a treatment-place bureau, an insured-place bureau, the operator
+    assert len(write_dev_certs(tmp_path / "again")) == 3 + 2 * len(DEV_IDENTITIES)

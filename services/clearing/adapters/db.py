@@ -839,6 +839,40 @@ class ClearingRepository:
         value = (await self.s.execute(q)).scalar()
         return str(value) if value is not None else None
 
+    # -- an institution's own view (national 3203/3204; read-only) ---------------------------
+    async def institution_month(self, institution: str, year: int, month: int) -> list[Any]:
+        """The institution's rows cleared in the month, summed per treatment province, insured
+        province and category (the statements' base, restricted to one institution)."""
+        c = cleared_settlements.c
+        q = (
+            select(
+                c.treatment_province,
+                c.insured_province,
+                c.category,
+                func.sum(case((c.kind == "settlement", 1), else_=-1)).label("count"),
+                *[func.sum(getattr(c, a)).label(a) for a in _AMOUNTS],
+            )
+            .where(and_(c.institution_code == institution, c.clearing_month == year * 100 + month))
+            .group_by(c.treatment_province, c.insured_province, c.category)
+            .order_by(c.treatment_province, c.insured_province, c.category)
+        )
+        return list((await self.s.execute(q)).all())
+
+    async def statement_states(self, statement_ids: Sequence[str]) -> dict[str, str]:
+        if not statement_ids:
+            return {}
+        q = select(statements.c.statement_id, statements.c.status).where(statements.c.statement_id.in_(statement_ids))
+        return {r.statement_id: r.status for r in (await self.s.execute(q)).all()}
+
+    async def account_entries(self, account: str, posting_prefix: str) -> list[Any]:
+        e = ledger_entries.c
+        q = (
+            select(e.posting_id, e.amount_fen, e.posted_at)
+            .where(and_(e.account == account, e.posting_id.startswith(posting_prefix, autoescape=True)))
+            .order_by(e.entry_id)
+        )
+        return list((await self.s.execute(q)).all())
+
     # -- reconciliation ---------------------------------------------------------------------
     @staticmethod
     def _day_filter(day: dt.date, institution: str, province: str) -> Any:

@@ -14,6 +14,7 @@ from medsettle.clearing.v1 import clearing_pb2_grpc
 from medsettle.common.v1 import types_pb2
 from services.clearing.adapters.peers import CATEGORY_IN
 from services.clearing.application.funds import PrepaymentView, TopUpView, Verification
+from services.clearing.application.institutions import InstitutionViews
 from services.clearing.application.service import ClearingService
 from services.clearing.domain.model import (
     FUND_FIELDS,
@@ -253,6 +254,7 @@ def _own_side(st: Statement, side: Side) -> None:
 class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
     def __init__(self, service: ClearingService) -> None:
         self.service = service
+        self.institutions = InstitutionViews(service.db)
 
     async def GetIngestStatus(self, request: pb.GetIngestStatusRequest, context: Any) -> pb.GetIngestStatusResponse:
         position, count = await self.service.ingest_status()
@@ -586,6 +588,63 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
             request.rejected_fen,
         )
         return pb.AnswerVerificationRequestResponse(verification=verification_to_proto(vr))
+
+    # -- an institution's own (national 3203/3204); the access table scopes institution_code ------
+    async def GetInstitutionClearing(
+        self, request: pb.GetInstitutionClearingRequest, context: Any
+    ) -> pb.GetInstitutionClearingResponse:
+        v = Violations()
+        v.check(0 < len(request.institution_code) <= 32, "institution_code", "required, 1-32 characters")
+        year, month = _month(request.month, "month", v)
+        v.raise_if_any()
+        m = await self.institutions.month(request.institution_code, year, month)
+        return pb.GetInstitutionClearingResponse(
+            institution_code=m.institution_code,
+            treatment_province_code=m.treatment_province,
+            month=types_pb2.Month(year=m.year, month=m.month),
+            lines=[
+                pb.InstitutionClearingLine(
+                    insured_province_code=ln.insured_province,
+                    category=CATEGORY_OUT[ln.line.category],
+                    count=ln.line.count,
+                    medical_total_fen=ln.line.medical_total_fen,
+                    pooled_fund_fen=ln.line.pooled_fund_fen,
+                    large_amount_fen=ln.line.large_amount_fen,
+                    critical_illness_fen=ln.line.critical_illness_fen,
+                    assistance_fen=ln.line.assistance_fen,
+                    other_fund_fen=ln.line.other_fund_fen,
+                    fund_total_fen=ln.line.fund_total_fen,
+                    personal_account_fen=ln.line.personal_account_fen,
+                    statement_id=ln.statement_id if ln.statement_status else "",
+                    statement_status=STATUS_OUT[ln.statement_status] if ln.statement_status else 0,
+                )
+                for ln in m.lines
+            ],
+            settlement_count=m.total("count"),
+            medical_total_fen=m.total("medical_total_fen"),
+            fund_total_fen=m.total("fund_total_fen"),
+            personal_account_fen=m.total("personal_account_fen"),
+        )
+
+    async def ListInstitutionPayments(
+        self, request: pb.ListInstitutionPaymentsRequest, context: Any
+    ) -> pb.ListInstitutionPaymentsResponse:
+        v = Violations()
+        v.check(0 < len(request.institution_code) <= 32, "institution_code", "required, 1-32 characters")
+        v.raise_if_any()
+        p = await self.institutions.payments(request.institution_code)
+        return pb.ListInstitutionPaymentsResponse(
+            institution_code=p.institution_code,
+            payments=[
+                pb.InstitutionPaymentRecord(
+                    payment_id=x.payment_id, amount_fen=x.amount_fen, record_time=timestamp(x.recorded_at)
+                )
+                for x in p.payments
+            ],
+            owed_fen=p.owed_fen,
+            paid_fen=p.paid_fen,
+            outstanding_fen=p.outstanding_fen,
+        )
 
 
 def register(server: grpc.aio.Server, servicer: ClearingServicer) -> None:

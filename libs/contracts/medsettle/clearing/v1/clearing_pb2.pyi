@@ -1786,3 +1786,211 @@ class RecordPrepaymentInterestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordPrepaymentInterestResponse: _TypeAlias = RecordPrepaymentInterestResponse  # noqa: Y015
+
+@_typing.final
+class GetInstitutionClearingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    @_builtins.property
+    def month(self) -> _types_pb2.Month: ...
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        month: _types_pb2.Month | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["month", b"month"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["institution_code", b"institution_code", "month", b"month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInstitutionClearingRequest: _TypeAlias = GetInstitutionClearingRequest  # noqa: Y015
+
+@_typing.final
+class InstitutionClearingLine(_message.Message):
+    """One insured province and clearing category of an institution's month: the same rows (its
+    settlements, net of cancellations, by clearing month) the province pair's statement sums.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSURED_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    MEDICAL_TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    POOLED_FUND_FEN_FIELD_NUMBER: _builtins.int
+    LARGE_AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    CRITICAL_ILLNESS_FEN_FIELD_NUMBER: _builtins.int
+    ASSISTANCE_FEN_FIELD_NUMBER: _builtins.int
+    OTHER_FUND_FEN_FIELD_NUMBER: _builtins.int
+    FUND_TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    PERSONAL_ACCOUNT_FEN_FIELD_NUMBER: _builtins.int
+    STATEMENT_ID_FIELD_NUMBER: _builtins.int
+    STATEMENT_STATUS_FIELD_NUMBER: _builtins.int
+    insured_province_code: _builtins.str
+    category: _types_pb2.ClearingCategory.ValueType
+    count: _builtins.int
+    medical_total_fen: _builtins.int
+    pooled_fund_fen: _builtins.int
+    large_amount_fen: _builtins.int
+    critical_illness_fen: _builtins.int
+    assistance_fen: _builtins.int
+    other_fund_fen: _builtins.int
+    fund_total_fen: _builtins.int
+    personal_account_fen: _builtins.int
+    statement_id: _builtins.str
+    """The statement of the province pair and month; empty (status unspecified) until it is built."""
+    statement_status: Global___StatementStatus.ValueType
+    def __init__(
+        self,
+        *,
+        insured_province_code: _builtins.str = ...,
+        category: _types_pb2.ClearingCategory.ValueType = ...,
+        count: _builtins.int = ...,
+        medical_total_fen: _builtins.int = ...,
+        pooled_fund_fen: _builtins.int = ...,
+        large_amount_fen: _builtins.int = ...,
+        critical_illness_fen: _builtins.int = ...,
+        assistance_fen: _builtins.int = ...,
+        other_fund_fen: _builtins.int = ...,
+        fund_total_fen: _builtins.int = ...,
+        personal_account_fen: _builtins.int = ...,
+        statement_id: _builtins.str = ...,
+        statement_status: Global___StatementStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistance_fen", b"assistance_fen", "category", b"category", "count", b"count", "critical_illness_fen", b"critical_illness_fen", "fund_total_fen", b"fund_total_fen", "insured_province_code", b"insured_province_code", "large_amount_fen", b"large_amount_fen", "medical_total_fen", b"medical_total_fen", "other_fund_fen", b"other_fund_fen", "personal_account_fen", b"personal_account_fen", "pooled_fund_fen", b"pooled_fund_fen", "statement_id", b"statement_id", "statement_status", b"statement_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstitutionClearingLine: _TypeAlias = InstitutionClearingLine  # noqa: Y015
+
+@_typing.final
+class GetInstitutionClearingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    TREATMENT_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_COUNT_FIELD_NUMBER: _builtins.int
+    MEDICAL_TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    FUND_TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    PERSONAL_ACCOUNT_FEN_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    treatment_province_code: _builtins.str
+    """Empty when clearing holds no settlement of the institution for the month."""
+    settlement_count: _builtins.int
+    medical_total_fen: _builtins.int
+    fund_total_fen: _builtins.int
+    """What the treatment place owes the institution for the month: the fund parts of its lines."""
+    personal_account_fen: _builtins.int
+    @_builtins.property
+    def month(self) -> _types_pb2.Month: ...
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstitutionClearingLine]: ...
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        treatment_province_code: _builtins.str = ...,
+        month: _types_pb2.Month | None = ...,
+        lines: _abc.Iterable[Global___InstitutionClearingLine] | None = ...,
+        settlement_count: _builtins.int = ...,
+        medical_total_fen: _builtins.int = ...,
+        fund_total_fen: _builtins.int = ...,
+        personal_account_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["month", b"month"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fund_total_fen", b"fund_total_fen", "institution_code", b"institution_code", "lines", b"lines", "medical_total_fen", b"medical_total_fen", "month", b"month", "personal_account_fen", b"personal_account_fen", "settlement_count", b"settlement_count", "treatment_province_code", b"treatment_province_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInstitutionClearingResponse: _TypeAlias = GetInstitutionClearingResponse  # noqa: Y015
+
+@_typing.final
+class ListInstitutionPaymentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["institution_code", b"institution_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstitutionPaymentsRequest: _TypeAlias = ListInstitutionPaymentsRequest  # noqa: Y015
+
+@_typing.final
+class InstitutionPaymentRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    RECORD_TIME_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
+    amount_fen: _builtins.int
+    @_builtins.property
+    def record_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        payment_id: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        record_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["record_time", b"record_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "payment_id", b"payment_id", "record_time", b"record_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstitutionPaymentRecord: _TypeAlias = InstitutionPaymentRecord  # noqa: Y015
+
+@_typing.final
+class ListInstitutionPaymentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    PAYMENTS_FIELD_NUMBER: _builtins.int
+    OWED_FEN_FIELD_NUMBER: _builtins.int
+    PAID_FEN_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_FEN_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    owed_fen: _builtins.int
+    """Everything cleared to the institution so far (fund parts of its settlements, net of cancellations)."""
+    paid_fen: _builtins.int
+    outstanding_fen: _builtins.int
+    """owed - paid."""
+    @_builtins.property
+    def payments(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstitutionPaymentRecord]:
+        """Oldest first."""
+
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        payments: _abc.Iterable[Global___InstitutionPaymentRecord] | None = ...,
+        owed_fen: _builtins.int = ...,
+        paid_fen: _builtins.int = ...,
+        outstanding_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["institution_code", b"institution_code", "outstanding_fen", b"outstanding_fen", "owed_fen", b"owed_fen", "paid_fen", b"paid_fen", "payments", b"payments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstitutionPaymentsResponse: _TypeAlias = ListInstitutionPaymentsResponse  # noqa: Y015

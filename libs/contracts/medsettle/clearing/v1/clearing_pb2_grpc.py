@@ -141,6 +141,16 @@ class ClearingServiceStub:
                 request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestRequest.SerializeToString,
                 response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestResponse.FromString,
                 _registered_method=True)
+        self.GetInstitutionClearing = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/GetInstitutionClearing',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetInstitutionClearingRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetInstitutionClearingResponse.FromString,
+                _registered_method=True)
+        self.ListInstitutionPayments = channel.unary_unary(
+                '/medsettle.clearing.v1.ClearingService/ListInstitutionPayments',
+                request_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListInstitutionPaymentsRequest.SerializeToString,
+                response_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListInstitutionPaymentsResponse.FromString,
+                _registered_method=True)
 
 
 class ClearingServiceServicer:
@@ -287,6 +297,23 @@ class ClearingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetInstitutionClearing(self, request, context):
+        """An institution's own clearing results of a month (national 3203): what the treatment place
+        owes it for its out-of-province patients, by insured province and clearing category, fund by
+        fund, beside the state of the province pair's statement. Hospitals reach it through the gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInstitutionPayments(self, request, context):
+        """The payments an institution has received from the treatment place (national 3204), and what
+        is still outstanding. Hospitals reach it through the gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClearingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -394,6 +421,16 @@ def add_ClearingServiceServicer_to_server(servicer, server):
                     servicer.RecordPrepaymentInterest,
                     request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestRequest.FromString,
                     response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestResponse.SerializeToString,
+            ),
+            'GetInstitutionClearing': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInstitutionClearing,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetInstitutionClearingRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetInstitutionClearingResponse.SerializeToString,
+            ),
+            'ListInstitutionPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstitutionPayments,
+                    request_deserializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListInstitutionPaymentsRequest.FromString,
+                    response_serializer=medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListInstitutionPaymentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -965,6 +1002,60 @@ class ClearingService:
             '/medsettle.clearing.v1.ClearingService/RecordPrepaymentInterest',
             medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestRequest.SerializeToString,
             medsettle_dot_clearing_dot_v1_dot_clearing__pb2.RecordPrepaymentInterestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInstitutionClearing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/GetInstitutionClearing',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetInstitutionClearingRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.GetInstitutionClearingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstitutionPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.clearing.v1.ClearingService/ListInstitutionPayments',
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListInstitutionPaymentsRequest.SerializeToString,
+            medsettle_dot_clearing_dot_v1_dot_clearing__pb2.ListInstitutionPaymentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -70,6 +70,15 @@ class ClearingServiceStub:
     """Disbursements and institution payments not made by their due date."""
     RecordPrepaymentInterest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordPrepaymentInterestRequest, _clearing_pb2.RecordPrepaymentInterestResponse]
     """Interest earned on a prepayment; it belongs to the treatment place."""
+    GetInstitutionClearing: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetInstitutionClearingRequest, _clearing_pb2.GetInstitutionClearingResponse]
+    """An institution's own clearing results of a month (national 3203): what the treatment place
+    owes it for its out-of-province patients, by insured province and clearing category, fund by
+    fund, beside the state of the province pair's statement. Hospitals reach it through the gateway.
+    """
+    ListInstitutionPayments: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ListInstitutionPaymentsRequest, _clearing_pb2.ListInstitutionPaymentsResponse]
+    """The payments an institution has received from the treatment place (national 3204), and what
+    is still outstanding. Hospitals reach it through the gateway.
+    """
 
 @_typing.type_check_only
 class ClearingServiceAsyncStub(ClearingServiceStub):
@@ -113,6 +122,15 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
     """Disbursements and institution payments not made by their due date."""
     RecordPrepaymentInterest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordPrepaymentInterestRequest, _clearing_pb2.RecordPrepaymentInterestResponse]  # type: ignore[assignment]
     """Interest earned on a prepayment; it belongs to the treatment place."""
+    GetInstitutionClearing: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetInstitutionClearingRequest, _clearing_pb2.GetInstitutionClearingResponse]  # type: ignore[assignment]
+    """An institution's own clearing results of a month (national 3203): what the treatment place
+    owes it for its out-of-province patients, by insured province and clearing category, fund by
+    fund, beside the state of the province pair's statement. Hospitals reach it through the gateway.
+    """
+    ListInstitutionPayments: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ListInstitutionPaymentsRequest, _clearing_pb2.ListInstitutionPaymentsResponse]  # type: ignore[assignment]
+    """The payments an institution has received from the treatment place (national 3204), and what
+    is still outstanding. Hospitals reach it through the gateway.
+    """
 
 class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reconciliation, monthly inter-province clearing, prepayments and the ledger.
@@ -279,5 +297,26 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.RecordPrepaymentInterestResponse, _abc.Awaitable[_clearing_pb2.RecordPrepaymentInterestResponse]]:
         """Interest earned on a prepayment; it belongs to the treatment place."""
+
+    @_abc_1.abstractmethod
+    def GetInstitutionClearing(
+        self,
+        request: _clearing_pb2.GetInstitutionClearingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.GetInstitutionClearingResponse, _abc.Awaitable[_clearing_pb2.GetInstitutionClearingResponse]]:
+        """An institution's own clearing results of a month (national 3203): what the treatment place
+        owes it for its out-of-province patients, by insured province and clearing category, fund by
+        fund, beside the state of the province pair's statement. Hospitals reach it through the gateway.
+        """
+
+    @_abc_1.abstractmethod
+    def ListInstitutionPayments(
+        self,
+        request: _clearing_pb2.ListInstitutionPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearing_pb2.ListInstitutionPaymentsResponse, _abc.Awaitable[_clearing_pb2.ListInstitutionPaymentsResponse]]:
+        """The payments an institution has received from the treatment place (national 3204), and what
+        is still outstanding. Hospitals reach it through the gateway.
+        """
 
 def add_ClearingServiceServicer_to_server(servicer: ClearingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
