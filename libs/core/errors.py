@@ -22,6 +22,7 @@ class Category(Enum):
     NOT_ALLOWED = "not_allowed"  # PERMISSION_DENIED
     UNAUTHENTICATED = "unauthenticated"  # UNAUTHENTICATED
     CONFLICT = "conflict"  # ABORTED: lost a race, retry
+    EXHAUSTED = "exhausted"  # RESOURCE_EXHAUSTED: a server limit was reached
     UNAVAILABLE = "unavailable"  # UNAVAILABLE: a dependency is down
     INTERNAL = "internal"  # INTERNAL: a bug; text never leaves the process
 
@@ -109,6 +110,11 @@ class Reason(StrEnum):
     # settlement (85-99)
     TRAUMA_DECLARATION_REQUIRED = "REASON_TRAUMA_DECLARATION_REQUIRED"
 
+    # platform failure semantics (120-139)
+    COMMIT_OUTCOME_UNKNOWN = "REASON_COMMIT_OUTCOME_UNKNOWN"
+    SERVER_DRAINING = "REASON_SERVER_DRAINING"
+    TOO_MANY_FOLLOWERS = "REASON_TOO_MANY_FOLLOWERS"
+
 
 _R = Reason
 _C = Category
@@ -181,6 +187,9 @@ CATEGORY_OF: dict[Reason, Category] = {
     _R.FILING_INDEX_NOT_READY: _C.UNAVAILABLE,
     _R.INSTITUTION_REGION_MISMATCH: _C.REFUSED,
     _R.TRAUMA_DECLARATION_REQUIRED: _C.REFUSED,
+    _R.COMMIT_OUTCOME_UNKNOWN: _C.UNAVAILABLE,
+    _R.SERVER_DRAINING: _C.UNAVAILABLE,
+    _R.TOO_MANY_FOLLOWERS: _C.EXHAUSTED,
 }
 
 

@@ -5,6 +5,14 @@ ends normally and rolls back otherwise. Repositories never commit. A unit of wor
 ``AsyncConnection``, not an ORM session: the repositories speak SQLAlchemy Core, and skipping the
 ORM layer saves a good part of the per-statement overhead on the hot path.
 
+A COMMIT whose answer is lost (the connection cut after the database made it durable, or
+before it arrived) raises :class:`CommitUnknown`, never the driver's error: the caller cannot
+tell from it whether the unit of work is stored. ``CommitUnknown.settle()`` waits until the old
+transaction is over one way or the other (on PostgreSQL: its server process is gone), after
+which a fresh read of the request's idempotency key is conclusive; ``idempotency.run_once``
+does exactly that. Left unresolved it is UNAVAILABLE with ``REASON_COMMIT_OUTCOME_UNKNOWN``:
+retry with the same request_id.
+
 SQLite (the embedded default) serialises writers. Write transactions start with
 ``BEGIN IMMEDIATE`` so a read-then-write unit of work takes the write lock up front and two of
 them can never deadlock; read-only sessions use a plain deferred ``BEGIN``.
@@ -12,14 +20,65 @@ them can never deadlock; read-only sessions use a plain deferred ``BEGIN``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from libs.core.errors import DomainError, Reason
+
 _READONLY = "medsettle_readonly"
+
+# How long settle() waits for the server process of a transaction whose COMMIT answer was lost.
+SETTLE_SECONDS = 5.0
+
+
+class CommitUnknown(DomainError):
+    """The COMMIT was sent (or about to be) and its answer never came: the unit of work may or
+    may not be stored. UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN when nothing resolves it."""
+
+    def __init__(self, db: Database, server_pid: int | None, dependency: str) -> None:
+        super().__init__(
+            Reason.COMMIT_OUTCOME_UNKNOWN,
+            "the database's answer to the commit was lost: retry with the same request_id",
+            metadata={"dependency": dependency},
+        )
+        self.db = db
+        self.server_pid = server_pid
+        self.dependency = dependency
+
+    async def settle(self) -> bool:
+        """True once the old transaction is over (committed or rolled back for good), so that a
+        new unit of work sees its outcome; False when that cannot be known (database down)."""
+        if self.db.is_sqlite:
+            return True  # in-process: the failed COMMIT call itself is final
+        if self.server_pid is None:
+            return False
+        deadline = time.monotonic() + SETTLE_SECONDS
+        try:
+            async with self.db.engine.connect() as conn:
+                # Ends the old server process if it still waits for us (a COMMIT that never
+                # arrived: rolled back); a COMMIT in progress finishes first (PostgreSQL holds
+                # interrupts while it commits).
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": self.server_pid})
+                while time.monotonic() < deadline:
+                    alive = (
+                        await conn.execute(
+                            text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": self.server_pid}
+                        )
+                    ).scalar_one()
+                    if not alive:
+                        return True
+                    await asyncio.sleep(0.05)
+                    await conn.rollback()  # a new snapshot of pg_stat_activity
+        except Exception:  # noqa: BLE001 - the database cannot be reached: the outcome stays unknown
+            return False
+        return False
 
 
 def _sqlite_connect(dbapi_conn: Any, _: Any) -> None:
@@ -37,8 +96,9 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False, name: str = "database") -> None:
         self.url = url
+        self.dependency = name  # how errors and logs name this database (never its URL)
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
@@ -50,9 +110,36 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One unit of work: commit on success, roll back on any exception."""
-        async with self.engine.begin() as conn:
-            yield conn
+        """One unit of work: commit on success, roll back on any exception. A failed COMMIT
+        raises :class:`CommitUnknown` (see the module's docstring)."""
+        async with self.engine.connect() as conn:
+            trans = await conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(Exception):  # the block's own error is the one to see
+                    await trans.rollback()
+                raise
+            pid = self._server_pid(conn)
+            try:
+                await trans.commit()
+            except Exception as exc:
+                raise CommitUnknown(self, pid, self.dependency) from exc
+
+    def _server_pid(self, conn: AsyncConnection) -> int | None:
+        if self.is_sqlite:
+            return None
+        with contextlib.suppress(Exception):
+            pid = conn.sync_connection.connection.driver_connection.get_server_pid()  # type: ignore[union-attr]
+            return int(pid)
+        return None
+
+    @staticmethod
+    def server_pid_of(driver: Any) -> int | None:
+        """The server process of an asyncpg connection (for :class:`CommitUnknown`)."""
+        with contextlib.suppress(Exception):
+            return int(driver.get_server_pid())
+        return None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
