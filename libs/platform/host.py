@@ -1,6 +1,9 @@
 """The gRPC host: one grpc.aio server carrying one or more service modules.
 
 Start-up: every health name answers NOT_SERVING until the modules have started; then SERVING.
+Readiness: while a module's own database does not answer (checked every
+``db_probe_seconds``), that module's health names and the server's ("") answer NOT_SERVING, and
+SERVING again by themselves once it answers; the database logs one line per change.
 Shutdown (SIGTERM/SIGINT or :meth:`Host.stop`): health flips to NOT_SERVING, the host waits
 ``drain_seconds`` so load balancers notice, background tasks stop, and the server stops with
 ``grace_seconds`` for in-flight calls. Streams end themselves when ``runtime.stopping`` is set.
@@ -9,6 +12,7 @@ Shutdown (SIGTERM/SIGINT or :meth:`Host.stop`): health flips to NOT_SERVING, the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 from collections.abc import Sequence
@@ -83,6 +87,8 @@ class Host:
         self._health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
+        self._probe: asyncio.Task[None] | None = None
+        self._ready: dict[str, bool] = {}
 
     @property
     def health_names(self) -> list[str]:
@@ -136,12 +142,19 @@ class Host:
             raise
         for name in self.health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._ready = {m.name: True for m in self.modules}
+        self._probe = asyncio.create_task(self._probe_databases(), name="db-probe")
         _log.info("server_started", port=self.port, services=[m.name for m in self.modules], tls=creds is not None)
 
     async def stop(self, *, drain: bool = True) -> None:
         async with self._stop_lock:
             if self._stopped.is_set():
                 return
+            if self._probe is not None:
+                self._probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._probe
+                self._probe = None
             await self._health.enter_graceful_shutdown()
             _log.info("server_draining", port=self.port, drain_seconds=self.settings.drain_seconds)
             if drain and self.settings.drain_seconds:
@@ -156,6 +169,26 @@ class Host:
                 await module.close()
             self._stopped.set()
             _log.info("server_stopped", port=self.port)
+
+    async def _probe_databases(self) -> None:
+        """Readiness follows each module's own database (see the module's docstring)."""
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.db_probe_seconds)
+            for module in self.modules:
+                db = getattr(module, "db", None)
+                if db is None:
+                    continue
+                ok = await db.ping(within=s.db_connect_timeout_seconds)
+                if ok != self._ready.get(module.name, True):
+                    self._ready[module.name] = ok
+                    await self._set_health(module.grpc_service_names, ok)
+                    await self._set_health(("",), all(self._ready.values()))
+
+    async def _set_health(self, names: Sequence[str], ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in names:
+            await self._health.set(name, status)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

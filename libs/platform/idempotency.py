@@ -133,7 +133,9 @@ async def run_once(
             if uncertain is not None or not await exc.settle():
                 raise outcome_unknown(exc.dependency) from exc  # twice in a row, or unknowable
             uncertain = exc
-        except DomainError:
+        except DomainError as exc:
+            if uncertain is not None and exc.reason is Reason.DEPENDENCY_UNAVAILABLE:
+                raise outcome_unknown(uncertain.dependency) from exc  # could not find out
             raise
         except Exception as exc:
             if uncertain is not None:  # the re-run could not reach the database: still unknown

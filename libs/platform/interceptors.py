@@ -9,6 +9,7 @@ the hot path.
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -16,8 +17,9 @@ import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from libs.core.errors import Category, DomainError
+from libs.core.errors import Category, DomainError, Reason
 from libs.platform import metrics
+from libs.platform.db import is_unreachable
 from libs.platform.errors import STATUS_DETAILS_KEY, status_for, status_for_internal
 from libs.platform.identity import INSTITUTION_HEADER, reset_caller_institution, set_caller_institution
 from libs.platform.logs import get_logger
@@ -150,11 +152,27 @@ async def _abort_domain(
     return code  # pragma: no cover - abort raises
 
 
+def _stack(exc: BaseException) -> str:
+    """Where an error happened, for the log: its frames and types, never its text (a database
+    error's text quotes SQL and its parameters)."""
+    parts: list[str] = []
+    e: BaseException | None = exc
+    while e is not None and len(parts) < 5:
+        parts.append("".join(traceback.format_tb(e.__traceback__)) + type(e).__qualname__)
+        e = e.__cause__ or e.__context__
+    return "\n-- caused by --\n".join(parts)
+
+
 async def _abort_internal(
     context: grpc.aio.ServicerContext[Any, Any], span: trace.Span, method: str, exc: Exception
 ) -> grpc.StatusCode:
+    if is_unreachable(exc):  # a dependency that is down is UNAVAILABLE, not a bug
+        unavailable = DomainError(
+            Reason.DEPENDENCY_UNAVAILABLE, "a dependency is unavailable; retry", metadata={"dependency": "database"}
+        )
+        return await _abort_domain(context, span, method, unavailable)
     trace_id = _trace_id()
-    _log.error("rpc_failed_internal", method=method, error_type=type(exc).__name__, exc_info=exc)
+    _log.error("rpc_failed_internal", method=method, error_type=type(exc).__name__, stack=_stack(exc))
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
     code, status = status_for_internal(trace_id)

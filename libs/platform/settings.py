@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_echo: bool = False
+    # PostgreSQL session limits on every connection, in milliseconds (0 = none): one statement,
+    # waiting for a row or table lock, and a transaction left open without a statement.
+    db_statement_timeout_ms: int = Field(default=5_000, ge=0, le=3_600_000)
+    db_lock_timeout_ms: int = Field(default=2_000, ge=0, le=3_600_000)
+    db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0, le=3_600_000)
+    # Seconds to open a connection before the database counts as unreachable.
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # How often the host checks each service's own database for the health service (readiness).
+    db_probe_seconds: float = Field(default=1.0, gt=0, le=300)
 
     # Server TLS (mTLS when a client CA is given) for meshes without a sidecar.
     tls_cert_file: Path | None = None
