@@ -5,8 +5,10 @@ Readiness: while a module's own database does not answer (checked every
 ``db_probe_seconds``), that module's health names and the server's ("") answer NOT_SERVING, and
 SERVING again by themselves once it answers; the database logs one line per change.
 Shutdown (SIGTERM/SIGINT or :meth:`Host.stop`): health flips to NOT_SERVING, the host waits
-``drain_seconds`` so load balancers notice, background tasks stop, and the server stops with
-``grace_seconds`` for in-flight calls. Streams end themselves when ``runtime.stopping`` is set.
+``drain_seconds`` so load balancers notice (calls are still served), then answers every new call
+UNAVAILABLE with REASON_SERVER_DRAINING, lets the calls in flight finish (at most
+``grace_seconds``; each call that ends meanwhile is logged), stops background tasks and the
+server. Streams end themselves when ``runtime.stopping`` is set.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from libs.platform.drain import Drain
 from libs.platform.interceptors import ServerInterceptor
 from libs.platform.logs import get_logger
 from libs.platform.settings import Settings
@@ -88,6 +91,7 @@ class Host:
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
         self._probe: asyncio.Task[None] | None = None
+        self._drain = Drain()
         self._ready: dict[str, bool] = {}
 
     @property
@@ -112,6 +116,7 @@ class Host:
                     trust_institution_header=self.settings.trust_institution_header,
                     tls_identity=creds is not None and self.settings.tls_client_ca_file is not None,
                     trusted_proxies=self.settings.trusted_proxies,
+                    drain=self._drain,
                 )
             ],
             options=SERVER_OPTIONS,
@@ -159,12 +164,28 @@ class Host:
             _log.info("server_draining", port=self.port, drain_seconds=self.settings.drain_seconds)
             if drain and self.settings.drain_seconds:
                 await asyncio.sleep(self.settings.drain_seconds)
+            # From here on new calls are answered UNAVAILABLE (REASON_SERVER_DRAINING), not
+            # cancelled; the calls in flight get the grace period to finish, and streams end.
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            self._drain.draining = True
+            _log.info("server_refusing_new_calls", port=self.port, in_flight=self._drain.in_flight)
             if self.runtime is not None:
                 self.runtime.stopping.set()
+            idle = await self._drain.wait_idle(self.settings.grace_seconds)
+            # Keep answering stragglers with the reason for a moment even when idle: a call that
+            # reaches the server only once it stops could be cancelled by gRPC without a reason.
+            await asyncio.sleep(min(self.settings.drain_seconds, 1.0) if drain else 0.0)
+            _log.info(
+                "server_drained" if idle else "server_grace_ran_out",
+                port=self.port,
+                in_flight=self._drain.in_flight,
+                seconds=round(loop.time() - began, 3),
+            )
             for module in reversed(self.modules):
                 await module.stop_tasks()
             if self._server is not None:
-                await self._server.stop(self.settings.grace_seconds)
+                await self._server.stop(max(0.0, self.settings.grace_seconds - (loop.time() - began)))
             for module in reversed(self.modules):
                 await module.close()
             self._stopped.set()

@@ -20,7 +20,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from libs.core.errors import Category, DomainError, Reason
 from libs.platform import metrics
 from libs.platform.db import is_unreachable
-from libs.platform.errors import STATUS_DETAILS_KEY, status_for, status_for_internal
+from libs.platform.drain import Drain
+from libs.platform.errors import CODE_OF, STATUS_DETAILS_KEY, status_for, status_for_internal
 from libs.platform.identity import INSTITUTION_HEADER, reset_caller_institution, set_caller_institution
 from libs.platform.logs import get_logger
 
@@ -41,7 +42,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         trust_institution_header: bool = True,
         tls_identity: bool = False,
         trusted_proxies: frozenset[str] = frozenset(),
+        drain: Drain | None = None,
     ) -> None:
+        self._drain = drain or Drain()
         self._trust_header = trust_institution_header
         self._tls_identity = tls_identity
         self._trusted_proxies = trusted_proxies
@@ -97,16 +100,24 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with _tracer.start_as_current_span(
                 method.lstrip("/"), context=propagate.extract(md), kind=SpanKind.SERVER
             ) as span:
+                drain = self._drain
+                drain.enter()
                 try:
+                    if drain.draining:
+                        raise _draining(method)
                     return await behaviour(request, context)
                 except DomainError as err:
-                    code = await _abort_domain(context, span, method, err)
+                    code = CODE_OF[err.category]  # set before the abort, which raises
+                    await _abort_domain(context, span, method, err)
                 except grpc.aio.AbortError:
                     code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
                     raise
                 except Exception as exc:  # noqa: BLE001 - every unknown error becomes INTERNAL
-                    code = await _abort_internal(context, span, method, exc)
+                    code = grpc.StatusCode.UNAVAILABLE if is_unreachable(exc) else grpc.StatusCode.INTERNAL
+                    await _abort_internal(context, span, method, exc)
                 finally:
+                    drain.leave()
+                    _drained(drain, method, code, started)
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
                     reset_caller_institution(token)
 
@@ -121,20 +132,48 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with _tracer.start_as_current_span(
                 method.lstrip("/"), context=propagate.extract(md), kind=SpanKind.SERVER
             ) as span:
+                drain = self._drain
+                drain.enter()
                 try:
+                    if drain.draining:
+                        raise _draining(method)
                     async for item in behaviour(request, context):
                         yield item
                 except DomainError as err:
-                    code = await _abort_domain(context, span, method, err)
+                    code = CODE_OF[err.category]  # set before the abort, which raises
+                    await _abort_domain(context, span, method, err)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - every unknown error becomes INTERNAL
-                    code = await _abort_internal(context, span, method, exc)
+                    code = grpc.StatusCode.UNAVAILABLE if is_unreachable(exc) else grpc.StatusCode.INTERNAL
+                    await _abort_internal(context, span, method, exc)
                 finally:
+                    drain.leave()
+                    _drained(drain, method, code, started)
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
                     reset_caller_institution(token)
 
         return wrapped
+
+
+def _draining(method: str) -> DomainError:
+    return DomainError(
+        Reason.SERVER_DRAINING,
+        "the server is shutting down; retry with the same request_id",
+        metadata={"service": method.lstrip("/").split("/", 1)[0]},
+    )
+
+
+def _drained(drain: Drain, method: str, code: grpc.StatusCode, started: float) -> None:
+    """While draining, every call that ends is logged: those refused and those that finished."""
+    if drain.draining:
+        _log.info(
+            "rpc_ended_while_draining",
+            method=method,
+            code=code.name,
+            seconds=round(time.perf_counter() - started, 3),
+            in_flight=drain.in_flight,
+        )
 
 
 async def _abort_domain(
