@@ -1,4 +1,4 @@
-"""``medsettle``: serve, migrate, demo."""
+"""``medsettle``: serve, migrate, demo, policy (validate, diff, explain)."""
 
 from __future__ import annotations
 
@@ -42,11 +42,28 @@ def _parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="run the suite's clock from 09:00 China Standard Time on this day (default: now)",
     )
+
+    pol = sub.add_parser("policy", help="check, compare and try out policy and catalogue files (offline)")
+    psub = pol.add_subparsers(dest="policy_command", required=True)
+    v = psub.add_parser("validate", help="every problem of every file at once, and whether they fit together")
+    v.add_argument("files", nargs="+", metavar="FILE", help="policy and catalogue files (told apart by schema:)")
+    f = psub.add_parser("diff", help="what changes between two policies (or two catalogues); exit 1 if any")
+    f.add_argument("old", metavar="OLD")
+    f.add_argument("new", metavar="NEW")
+    f.add_argument("--limit", type=int, default=20, help="catalogues: items printed per kind of change (default 20)")
+    e = psub.add_parser("explain", help="settle one visit offline and print the breakdown and trace")
+    e.add_argument("policy", metavar="POLICY_FILE")
+    e.add_argument("--visit", required=True, metavar="VISIT.json", help="the visit (docs/policy-tools.md)")
+    e.add_argument("--catalogue", metavar="CATALOGUE_FILE", help="default: the shipped one of the treatment region")
+    e.add_argument("--accumulators", metavar="ACC.json", help="year-to-date accumulators (default: a fresh year)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON (amounts in fen)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "policy":  # offline file tools: no settings, no logging set-up
+        return _policy(args)
     try:
         overrides = {}
         if args.command == "demo" and args.data_dir:
@@ -102,6 +119,69 @@ def _refusing_bad_policies(run: Callable[[], int]) -> int:
         for v in exc.violations:
             print(f"  {v.field}: {v.description}", file=sys.stderr)
         return 2
+
+
+def _policy(args: argparse.Namespace) -> int:
+    """``medsettle policy ...``: exit 0 = valid / identical / settled, 1 = invalid / different /
+    refused, 2 = usage (neither a file nor a loaded version; diff: a file it cannot compare)."""
+    import json
+    import os
+
+    from libs.core.errors import DomainError
+    from libs.policy import tools
+
+    files = list(args.files) if args.policy_command == "validate" else []
+    versions = []  # a policy or catalogue may also be named by its version: label@hash12 or label
+    if args.policy_command == "diff":
+        versions = [args.old, args.new]
+    elif args.policy_command == "explain":
+        versions = [p for p in (args.policy, args.catalogue) if p is not None]
+        files = [p for p in (args.visit, args.accumulators) if p is not None]
+    missing = [p for p in files if not os.path.isfile(p)]
+    missing += [p for p in versions if not os.path.isfile(p) and tools.find_version(p) is None]
+    if missing:
+        print(
+            f"medsettle policy {args.policy_command}: not a file (nor a loaded version): {', '.join(missing)}",
+            file=sys.stderr,
+        )
+        return 2
+
+    if args.policy_command == "validate":
+        report = tools.validate_files(args.files)
+        _emit("\n".join(report.lines()))
+        return 0 if report.ok else 1
+
+    try:
+        if args.policy_command == "diff":
+            if args.limit < 0:
+                print("medsettle policy diff: --limit must be 0 or more", file=sys.stderr)
+                return 2
+            diff = tools.diff_files(args.old, args.new, limit=args.limit)
+            _emit("\n".join(diff.lines()))
+            return 0 if diff.identical else 1
+        ex = tools.explain_visit(
+            args.policy, args.visit, catalogue_path=args.catalogue, accumulators_path=args.accumulators
+        )
+    except DomainError as exc:
+        usage = args.policy_command == "diff"  # like diff(1): 2 = trouble, 1 = different
+        what = f"{len(exc.violations)} problem(s)" if exc.violations else exc.message
+        print(f"medsettle policy {args.policy_command}: {exc.reason.name}: {what}", file=sys.stderr)
+        for v in exc.violations:
+            print(f"{v.field}: {v.description}", file=sys.stderr)
+        return 2 if usage else 1
+    _emit(json.dumps(ex.to_json(), indent=2, ensure_ascii=False) if args.json else "\n".join(ex.lines()))
+    return 0
+
+
+def _emit(text: str) -> None:
+    """Print; a reader that stops early (``| head``) is no error (the Python docs' recipe)."""
+    import os
+
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 async def _serve(settings: Settings, names: list[str], port: int, host: str, run_migrations: bool | None) -> int:

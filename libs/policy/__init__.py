@@ -3,7 +3,7 @@
 Public API re-exported here; import from ``libs.policy``.
 """
 
-from libs.policy.engine import check_identities, reverse, settle, validate_visit
+from libs.policy.engine import check_identities, reverse, settle, split_lines, validate_visit
 from libs.policy.loader import (
     CatalogueBook,
     PolicyBook,
@@ -69,5 +69,6 @@ __all__ = [
     "reverse",
     "round_half_up",
     "settle",
+    "split_lines",
     "validate_visit",
 ]

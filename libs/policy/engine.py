@@ -461,10 +461,19 @@ def validate_visit(visit: Visit, catalogue: Catalogue, *, allow_unknown_items: b
 
     Items not in the catalogue are full self-pay (POLICY.md §1), so a well-formed unknown code is
     accepted unless ``allow_unknown_items`` is False."""
+    split_lines(visit, catalogue, allow_unknown_items=allow_unknown_items)
+
+
+def split_lines(visit: Visit, catalogue: Catalogue, *, allow_unknown_items: bool = True) -> tuple[LineSplit, ...]:
+    """The line split :func:`settle` computes for this visit's lines (POLICY.md §1), without the
+    funds: it depends only on the lines and the treatment-place catalogue, not on the policy.
+    Refund lines are split telescopically against their original in the order they come, as in
+    ``settle``, so pass the lines in the order ``settle`` will see them. Raises what
+    :func:`validate_visit` raises."""
     problems = _Problems()
     _check_visit_fields(visit, problems)
     problems.raise_if_any()
-    _split_lines(visit, catalogue, allow_unknown_items)
+    return _split_lines(visit, catalogue, allow_unknown_items)[0]
 
 
 def _check_visit_fields(visit: Visit, problems: _Problems) -> None:

@@ -17,7 +17,8 @@ from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
 from libs.policy import SettlementResult
 from libs.policy.loader import Reloaded
-from medsettle.settlement.v1 import settlement_pb2
+from medsettle.settlement.v1 import catalogue_pb2, settlement_pb2
+from services.settlement.adapters import catalogue_rpc
 from services.settlement.adapters.peers import GrpcEligibility
 from services.settlement.adapters.rpc import ManualClaimServicer, SettlementServicer, register
 from services.settlement.application.service import SettlementService
@@ -26,6 +27,7 @@ from services.settlement.domain.model import SettlementRecord
 _log = get_logger("medsettle.settlement")
 SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name
 CLAIMS_SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["ManualClaimService"].full_name
+CATALOGUE_SERVICE_NAME = catalogue_pb2.DESCRIPTOR.services_by_name["CatalogueService"].full_name
 
 
 class _LazyEligibility:
@@ -58,7 +60,7 @@ def _count(rec: SettlementRecord, result: SettlementResult) -> None:
 
 class SettlementModule:
     name = "settlement"
-    grpc_service_names = (SERVICE_NAME, CLAIMS_SERVICE_NAME)
+    grpc_service_names = (SERVICE_NAME, CLAIMS_SERVICE_NAME, CATALOGUE_SERVICE_NAME)
 
     def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
@@ -72,6 +74,7 @@ class SettlementModule:
 
     def register(self, server: grpc.aio.Server) -> None:
         register(server, SettlementServicer(self.service, self._runtime), ManualClaimServicer(self.service))
+        catalogue_rpc.register(server, catalogue_rpc.CatalogueServicer(self.service))
 
     async def start(self, runtime: Runtime) -> None:
         self._runtime.append(runtime)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -737,6 +738,57 @@ class SettlementRepository:
             {"b_person": person_no, "b_year": acc.year, **{f"b_{n}": getattr(acc, n) for n in _ACC_FIELDS}},
         )
         await self.s.execute(_SAVE_BALANCE, {"b_person": person_no, "b_balance": acc.account_balance_fen})
+
+    # queries (national 5203 / 5206) --------------------------------------------------------
+    async def list_settlements(
+        self,
+        *,
+        institution: str | None,
+        person_no: str | None,
+        insured_region: str | None,
+        date_from: dt.date,
+        date_to: dt.date,
+        kind: str | None,
+        after: tuple[dt.datetime, str] | None,
+        limit: int,
+    ) -> list[SettlementRecord]:
+        """Settlements newest first (settled_at, then settlement_id, both descending), keyset
+        paged after ``after``; ``cancelled_by`` filled. A None filter does not filter."""
+        c = settlements.c
+        q = select(settlements).where(and_(c.settle_date >= date_from, c.settle_date <= date_to))
+        if institution is not None:
+            q = q.where(c.institution_code == institution)
+        if person_no is not None:
+            q = q.where(c.person_no == person_no)
+        if insured_region is not None:
+            q = q.where(c.insured_region == insured_region)
+        if kind is not None:
+            q = q.where(c.kind == kind)
+        if after is not None:
+            at, sid = after
+            q = q.where(or_(c.settled_at < at, and_(c.settled_at == at, c.settlement_id < sid)))
+        rows = (await self.s.execute(q.order_by(c.settled_at.desc(), c.settlement_id.desc()).limit(limit))).all()
+        found = [settlement_from_row(r) for r in rows]
+        if not found:
+            return found
+        cancels = dict(
+            (
+                await self.s.execute(
+                    select(c.cancels_settlement_id, c.settlement_id).where(
+                        c.cancels_settlement_id.in_([r.settlement_id for r in found])
+                    )
+                )
+            ).all()
+        )
+        return [replace(r, cancelled_by=cancels[r.settlement_id]) if r.settlement_id in cancels else r for r in found]
+
+    async def latest_visit_of(self, person_no: str, institution: str | None) -> VisitRecord | None:
+        """The person's most recently opened visit (at ``institution`` when given)."""
+        q = select(visits).where(visits.c.person_no == person_no)
+        if institution is not None:
+            q = q.where(visits.c.institution_code == institution)
+        row = (await self.s.execute(q.order_by(visits.c.opened_at.desc(), visits.c.visit_id.desc()).limit(1))).first()
+        return visit_from_row(row._mapping) if row else None
 
 
 async def record_policy_versions(conn: AsyncConnection, sources: dict[str, tuple[str, str]], now: dt.datetime) -> int:

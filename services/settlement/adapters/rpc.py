@@ -12,11 +12,12 @@ from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
 from libs.platform.identity import caller_institution
-from libs.policy import FeeLine, ServiceType, SettlementResult
+from libs.policy import FeeLine, InsuranceType, ServiceType, SettlementResult
 from medsettle.common.v1 import types_pb2
 from medsettle.settlement.v1 import settlement_pb2 as pb
 from medsettle.settlement.v1 import settlement_pb2_grpc
 from services.settlement.adapters.peers import FILING_IN, SERVICE_OUT
+from services.settlement.application import queries
 from services.settlement.application.service import Committed, OpenVisitCommand, SettlementService
 from services.settlement.domain import results
 from services.settlement.domain.model import (
@@ -43,7 +44,11 @@ KIND_OUT = {
     SettlementKind.CANCELLATION: pb.SETTLEMENT_KIND_CANCELLATION,
 }
 CATEGORY_OUT = {ClearingCategory(s): n for n, s in enums.CLEARING_CATEGORIES.items()}
+INSURANCE_OUT = {InsuranceType(s): n for n, s in enums.INSURANCE_TYPES.items()}
+KIND_IN = {v: k for k, v in KIND_OUT.items()}
 MAX_LINES_PER_UPLOAD = 2000
+MAX_SETTLEMENTS_PAGE = 500
+MAX_FEES_PAGE = 2000
 
 
 def _credential(c: types_pb2.Credential, v: Violations) -> CredentialRef:
@@ -108,7 +113,7 @@ def visit_to_proto(v: VisitRecord) -> pb.Visit:
     return msg
 
 
-def breakdown_to_proto(r: SettlementResult) -> pb.Breakdown:
+def breakdown_to_proto(r: SettlementResult, *, lines: bool = True) -> pb.Breakdown:
     return pb.Breakdown(
         total_fen=r.total_fen,
         full_self_pay_fen=r.full_self_pay_fen,
@@ -137,8 +142,9 @@ def breakdown_to_proto(r: SettlementResult) -> pb.Breakdown:
                 pre_self_pay_fen=ln.pre_self_pay_fen,
                 in_scope_fen=ln.in_scope_fen,
                 catalogue_version=ln.catalogue_version,
+                in_catalogue=ln.item_class is not None,
             )
-            for ln in r.lines
+            for ln in (r.lines if lines else ())
         ],
         funds=[
             pb.FundDetail(
@@ -159,7 +165,7 @@ def breakdown_to_proto(r: SettlementResult) -> pb.Breakdown:
     )
 
 
-def settlement_to_proto(rec: SettlementRecord, result: SettlementResult) -> pb.Settlement:
+def settlement_to_proto(rec: SettlementRecord, result: SettlementResult, *, lines: bool = True) -> pb.Settlement:
     msg = pb.Settlement(
         settlement_id=rec.settlement_id,
         visit_id=rec.visit_id,
@@ -171,7 +177,7 @@ def settlement_to_proto(rec: SettlementRecord, result: SettlementResult) -> pb.S
         treatment_region_code=rec.treatment_region,
         service_type=SERVICE_OUT[rec.service_type],
         clearing_category=CATEGORY_OUT[rec.category],
-        breakdown=breakdown_to_proto(result),
+        breakdown=breakdown_to_proto(result, lines=lines),
         settle_time=timestamp(rec.settled_at),
         interim=rec.interim,
         flags=[pb.MonitoringFlag(code=f.code, detail=f.detail, line_no=f.line_no) for f in rec.flags],
@@ -184,6 +190,56 @@ def settlement_to_proto(rec: SettlementRecord, result: SettlementResult) -> pb.S
 
 def _committed(c: Committed) -> pb.Settlement:
     return settlement_to_proto(c.record, c.result)
+
+
+def split_line_to_proto(sl: queries.SplitLine) -> pb.LineSplit:
+    """A line's split with what the catalogue says of its item (national 2301's output)."""
+    ln, item = sl.split, sl.item
+    msg = pb.LineSplit(
+        line_no=ln.line_no,
+        item_code=ln.item_code,
+        item_class=ln.item_class.value if ln.item_class else "",
+        amount_fen=ln.amount_fen,
+        full_self_pay_fen=ln.full_self_pay_fen,
+        over_limit_fen=ln.over_limit_fen,
+        pre_self_pay_fen=ln.pre_self_pay_fen,
+        in_scope_fen=ln.in_scope_fen,
+        catalogue_version=ln.catalogue_version,
+        in_catalogue=ln.item_class is not None,
+        settlement_id=sl.uploaded.settlement_id,
+    )
+    if item is not None:
+        msg.self_pay_first_bps = item.self_pay_first_bps
+        if item.ceiling_fen is not None:
+            msg.ceiling_fen = item.ceiling_fen
+    return msg
+
+
+def fee_line_to_proto(u: UploadedLine, target: pb.FeeLine) -> None:
+    target.line_no = u.line.line_no
+    target.item_code = u.line.item_code
+    target.item_name = u.item_name
+    target.quantity_milli = u.line.quantity_milli
+    target.unit_price_fen = u.line.unit_price_fen
+    target.refund_of_line_no = u.line.refund_of_line_no or 0
+    date_to_proto(u.fee_date, target.fee_date)
+
+
+def flags_to_proto(flags: Any) -> list[pb.MonitoringFlag]:
+    return [pb.MonitoringFlag(code=f.code, detail=f.detail, line_no=f.line_no) for f in flags]
+
+
+def _page_size(size: int, default: int, limit: int, v: Violations) -> int:
+    v.check(0 <= size <= limit, "page_size", f"0..{limit} (0 = {default})")
+    return size or default
+
+
+def _scope(institution_code: str, v: Violations) -> queries.Scope:
+    """The caller's scope; the request's institution must be the caller's (checked after the
+    field checks, so bad input is INVALID_ARGUMENT first)."""
+    v.check(0 < len(institution_code) <= 32, "institution_code", "required, at most 32 characters")
+    v.raise_if_any()
+    return queries.hospital_scope(institution_code, caller_institution())
 
 
 class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
@@ -230,10 +286,16 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(bool(request.visit_id), "visit_id", "required")
         lines = lines_from_proto(request.lines, v)
         v.raise_if_any()
-        visit, n = await self.service.upload_fees(
+        visit, n, split = await self.service.upload_fees(
             request.request_id, fingerprint(request), caller_institution(), request.visit_id, lines
         )
-        return pb.UploadFeesResponse(visit=visit_to_proto(visit), lines_accepted=n)
+        return pb.UploadFeesResponse(
+            visit=visit_to_proto(visit),
+            lines_accepted=n,
+            lines=[split_line_to_proto(sl) for sl in split.lines],
+            flags=flags_to_proto(split.flags),
+            catalogue_version=split.catalogue_version,
+        )
 
     async def PreSettle(self, request: pb.PreSettleRequest, context: Any) -> pb.PreSettleResponse:
         v = Violations()
@@ -397,6 +459,114 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             request.failure_reason,
         )
         return pb.SubmitManualClaimResponse(claim=claim_to_proto(claim))
+
+    async def ListSettlements(self, request: pb.ListSettlementsRequest, context: Any) -> pb.ListSettlementsResponse:
+        v = Violations()
+        v.check(len(request.person_no) <= 40, "person_no", "at most 40 characters")
+        v.check(
+            not request.insured_region_code or is_region_code(request.insured_region_code),
+            "insured_region_code",
+            "a 6-digit region code",
+        )
+        start = date_from_proto(
+            request.settle_date_from if request.HasField("settle_date_from") else None,
+            "settle_date_from",
+            v,
+            required=False,
+        )
+        to = date_from_proto(
+            request.settle_date_to if request.HasField("settle_date_to") else None, "settle_date_to", v, required=False
+        )
+        v.check(request.kind == 0 or request.kind in KIND_IN, "kind", "unknown settlement kind")
+        size = _page_size(request.page_size, 100, MAX_SETTLEMENTS_PAGE, v)
+        v.check(len(request.page_token) <= 512, "page_token", "at most 512 characters")
+        scope = _scope(request.institution_code, v)
+        found, token = await queries.list_settlements(
+            self.service,
+            scope,
+            queries.SettlementFilter(
+                person_no=request.person_no or None,
+                insured_region=request.insured_region_code or None,
+                date_from=start,
+                date_to=to,
+                kind=KIND_IN.get(request.kind),
+            ),
+            page_size=size,
+            page_token=request.page_token,
+        )
+        return pb.ListSettlementsResponse(
+            settlements=[
+                settlement_to_proto(rec, results.load(rec.result_json), lines=request.include_lines) for rec in found
+            ],
+            next_page_token=token,
+        )
+
+    async def ListVisitFees(self, request: pb.ListVisitFeesRequest, context: Any) -> pb.ListVisitFeesResponse:
+        v = Violations()
+        v.check(0 < len(request.visit_id) <= 40, "visit_id", "required, at most 40 characters")
+        size = _page_size(request.page_size, 500, MAX_FEES_PAGE, v)
+        v.check(len(request.page_token) <= 512, "page_token", "at most 512 characters")
+        scope = _scope(request.institution_code, v)
+        visit, split, token = await queries.visit_fees(
+            self.service, scope, request.visit_id, page_size=size, page_token=request.page_token
+        )
+        out = pb.ListVisitFeesResponse(
+            visit=visit_to_proto(visit),
+            flags=flags_to_proto(split.flags),
+            catalogue_version=split.catalogue_version,
+            next_page_token=token,
+        )
+        for sl in split.lines:
+            row = out.lines.add()
+            fee_line_to_proto(sl.uploaded, row.line)
+            row.split.CopyFrom(split_line_to_proto(sl))
+        return out
+
+    async def GetAccumulators(self, request: pb.GetAccumulatorsRequest, context: Any) -> pb.GetAccumulatorsResponse:
+        v = Violations()
+        v.check(0 < len(request.person_no) <= 40, "person_no", "required, at most 40 characters")
+        v.check(2000 <= request.year <= 2100, "year", "required, 2000..2100")
+        as_of = date_from_proto(
+            request.as_of_date if request.HasField("as_of_date") else None, "as_of_date", v, required=False
+        )
+        if as_of is not None:
+            v.check(as_of.year == request.year, "as_of_date", "must be in the requested year")
+        scope = _scope(request.institution_code, v)
+        view = await queries.accumulators(self.service, scope, request.person_no, request.year, as_of)
+        a, d = view.accumulators, view.visit.decision
+        out = pb.GetAccumulatorsResponse(
+            person_no=request.person_no,
+            insured_region_code=d.insured_region,
+            insurance_type=INSURANCE_OUT[d.insurance_type] if d.insurance_type else 0,
+            accumulators=pb.Accumulators(
+                year=a.year,
+                inpatient_deductible_borne_fen=a.inpatient_deductible_borne_fen,
+                outpatient_deductible_borne_fen=a.outpatient_deductible_borne_fen,
+                pooled_base_fen=a.pooled_base_fen,
+                pooled_paid_fen=a.pooled_paid_fen,
+                outpatient_pooled_base_fen=a.outpatient_pooled_base_fen,
+                outpatient_pooled_paid_fen=a.outpatient_pooled_paid_fen,
+                supplementary_burden_fen=a.ci_burden_fen,
+                supplementary_paid_fen=a.ci_paid_fen,
+                assistance_base_fen=a.assistance_base_fen,
+                assistance_paid_fen=a.assistance_paid_fen,
+                admissions=a.admissions,
+                account_balance_fen=a.account_balance_fen,
+            ),
+            policy_version=view.policy.version,
+        )
+        for cap in view.caps:
+            row = out.caps.add(cap=cap.cap, used_fen=cap.used_fen)
+            if cap.limit_fen is not None:
+                row.limit_fen = cap.limit_fen
+            if cap.remaining_fen is not None:
+                row.remaining_fen = cap.remaining_fen
+        date_to_proto(view.as_of, out.as_of_date)
+        return out
+
+
+def is_region_code(code: str) -> bool:
+    return len(code) == 6 and code.isascii() and code.isdigit()
 
 
 CLAIM_STATUS_OUT = {

@@ -46,6 +46,7 @@ from services.settlement.adapters.db import (
     settlement_events,
 )
 from services.settlement.adapters.hot import KeyRow, StatusChange, batch_unit, presettle_reads
+from services.settlement.application import queries
 from services.settlement.application.batch import SettleBatcher, SettleCall
 from services.settlement.domain import monitoring, results
 from services.settlement.domain.model import (
@@ -236,8 +237,10 @@ class SettlementService:
 
     async def upload_fees(
         self, request_id: str, fp: str, caller: str | None, visit_id: str, lines: list[UploadedLine]
-    ) -> tuple[VisitRecord, int]:
-        async def attempt() -> tuple[VisitRecord, int]:
+    ) -> tuple[VisitRecord, int, queries.FeeSplit]:
+        """Stores the lines and answers every line's split after the upload (national 2301)."""
+
+        async def attempt() -> tuple[VisitRecord, int, queries.FeeSplit]:
             async with self.db.transaction() as s:
                 if ref := await idempotency.check(s, idempotency_keys, request_id, "upload_fees", fp):
                     raise idempotency.Replay(ref)
@@ -249,10 +252,16 @@ class SettlementService:
                 await idempotency.record(s, idempotency_keys, request_id, "upload_fees", fp, visit_id)
                 visit = await repo.visit(visit_id)
                 assert visit is not None
-            return visit, len(lines)
+                split = await queries.fee_split(self, repo, visit)
+            return visit, len(lines), split
 
-        async def replay(ref: str) -> tuple[VisitRecord, int]:
-            return await self._visit_or_fail(ref), len(lines)
+        async def replay(ref: str) -> tuple[VisitRecord, int, queries.FeeSplit]:
+            async with self.db.read() as s:
+                repo = SettlementRepository(s)
+                visit = await repo.visit(ref)
+                if visit is None:
+                    raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {ref}")
+                return visit, len(lines), await queries.fee_split(self, repo, visit)
 
         return await idempotency.run_once(attempt, replay)
 
@@ -480,6 +489,7 @@ class SettlementService:
         """The settlement record, with the monitoring flags raised at settle time."""
         d = visit.decision
         flags = monitoring.line_flags(lines)
+        flags.extend(monitoring.catalogue_flags(result.lines))
         catalogue = self.policy_source.catalogue_version(result.catalogue_version)
         flags.extend(monitoring.restriction_flags(lines, catalogue, d.sex, d.birth_date, day))
         if visit.service_type is ServiceType.INPATIENT:

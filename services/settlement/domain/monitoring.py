@@ -4,8 +4,9 @@ flags (reason codes) that clearing and auditors read."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
-from libs.policy import Catalogue, FeeLine
+from libs.policy import Catalogue, FeeLine, LineSplit
 from services.settlement.domain.model import MonitoringFlag
 
 # Per-line quantity above which a line is flagged (units x 1000): 200 units of anything in one
@@ -16,6 +17,7 @@ DUPLICATE_LINE = "MON_DUPLICATE_LINE"
 QUANTITY_BEYOND_LIMIT = "MON_QUANTITY_BEYOND_LIMIT"
 OVERLAPPING_INPATIENT_STAY = "MON_OVERLAPPING_INPATIENT_STAY"
 ITEM_RESTRICTED = "MON_ITEM_RESTRICTED"
+ITEM_NOT_IN_CATALOGUE = "MON_ITEM_NOT_IN_CATALOGUE"
 
 
 def line_flags(lines: tuple[FeeLine, ...] | list[FeeLine]) -> list[MonitoringFlag]:
@@ -75,3 +77,17 @@ def restriction_flags(
             )
             flags.append(MonitoringFlag(ITEM_RESTRICTED, f"{item.code} is restricted to {limits}", ln.line_no))
     return flags
+
+
+def catalogue_flags(splits: Iterable[LineSplit]) -> list[MonitoringFlag]:
+    """Lines whose (well-formed) item code is not in the treatment-place catalogue: split as full
+    self-pay, and flagged so that neither the hospital nor an auditor mistakes it for a C item."""
+    return [
+        MonitoringFlag(
+            ITEM_NOT_IN_CATALOGUE,
+            f"{s.item_code} is not in catalogue {s.catalogue_version}: full self-pay",
+            s.line_no,
+        )
+        for s in splits
+        if s.item_class is None
+    ]

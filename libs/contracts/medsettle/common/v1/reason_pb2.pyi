@@ -99,6 +99,24 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     REASON_REGISTRY_DATA_INVALID: _Reason.ValueType  # 59
     REASON_FILING_INDEX_NOT_READY: _Reason.ValueType  # 60
     REASON_INSTITUTION_REGION_MISMATCH: _Reason.ValueType  # 61
+    REASON_CATALOGUE_ITEM_NOT_FOUND: _Reason.ValueType  # 80
+    """catalogue download and queries (80-84)
+    NOT_FOUND: the item code is not in the treatment-place catalogue in effect on the date.
+    ErrorInfo metadata: region, item_code, catalogue_version.
+    """
+    REASON_PAGE_TOKEN_INVALID: _Reason.ValueType  # 81
+    """INVALID_ARGUMENT: the page token is malformed, or was issued for other filters.
+    ErrorInfo metadata: none (the BadRequest names page_token).
+    """
+    REASON_CATALOGUE_CHANGED: _Reason.ValueType  # 82
+    """INVALID_ARGUMENT: the page token was issued for another catalogue version than the one now in
+    effect (the catalogue changed between pages): list again from the first page.
+    ErrorInfo metadata: token_catalogue_version, catalogue_version.
+    """
+    REASON_ACCUMULATORS_NOT_FOUND: _Reason.ValueType  # 83
+    """NOT_FOUND: no visit of the person is visible to the caller, so there are no accumulators to
+    show. ErrorInfo metadata: year.
+    """
     REASON_TRAUMA_DECLARATION_REQUIRED: _Reason.ValueType  # 85
     """settlement (85-99)"""
     REASON_COMMIT_OUTCOME_UNKNOWN: _Reason.ValueType  # 120
@@ -201,6 +219,24 @@ REASON_PERSON_IDENTITY_CONFLICT: Reason.ValueType  # 58
 REASON_REGISTRY_DATA_INVALID: Reason.ValueType  # 59
 REASON_FILING_INDEX_NOT_READY: Reason.ValueType  # 60
 REASON_INSTITUTION_REGION_MISMATCH: Reason.ValueType  # 61
+REASON_CATALOGUE_ITEM_NOT_FOUND: Reason.ValueType  # 80
+"""catalogue download and queries (80-84)
+NOT_FOUND: the item code is not in the treatment-place catalogue in effect on the date.
+ErrorInfo metadata: region, item_code, catalogue_version.
+"""
+REASON_PAGE_TOKEN_INVALID: Reason.ValueType  # 81
+"""INVALID_ARGUMENT: the page token is malformed, or was issued for other filters.
+ErrorInfo metadata: none (the BadRequest names page_token).
+"""
+REASON_CATALOGUE_CHANGED: Reason.ValueType  # 82
+"""INVALID_ARGUMENT: the page token was issued for another catalogue version than the one now in
+effect (the catalogue changed between pages): list again from the first page.
+ErrorInfo metadata: token_catalogue_version, catalogue_version.
+"""
+REASON_ACCUMULATORS_NOT_FOUND: Reason.ValueType  # 83
+"""NOT_FOUND: no visit of the person is visible to the caller, so there are no accumulators to
+show. ErrorInfo metadata: year.
+"""
 REASON_TRAUMA_DECLARATION_REQUIRED: Reason.ValueType  # 85
 """settlement (85-99)"""
 REASON_COMMIT_OUTCOME_UNKNOWN: Reason.ValueType  # 120

@@ -200,6 +200,10 @@ class LineSplit(_message.Message):
     PRE_SELF_PAY_FEN_FIELD_NUMBER: _builtins.int
     IN_SCOPE_FEN_FIELD_NUMBER: _builtins.int
     CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    CEILING_FEN_FIELD_NUMBER: _builtins.int
+    SELF_PAY_FIRST_BPS_FIELD_NUMBER: _builtins.int
+    IN_CATALOGUE_FIELD_NUMBER: _builtins.int
+    SETTLEMENT_ID_FIELD_NUMBER: _builtins.int
     line_no: _builtins.int
     item_code: _builtins.str
     item_class: _builtins.str
@@ -210,6 +214,20 @@ class LineSplit(_message.Message):
     pre_self_pay_fen: _builtins.int
     in_scope_fen: _builtins.int
     catalogue_version: _builtins.str
+    ceiling_fen: _builtins.int
+    """The catalogue's price ceiling per unit; unset = no ceiling (or not in the catalogue). Filled
+    in the UploadFees and ListVisitFees answers; unset in settlement breakdowns.
+    """
+    self_pay_first_bps: _builtins.int
+    """The item's self-pay-first ratio (class B), basis points. Filled like ceiling_fen."""
+    in_catalogue: _builtins.bool
+    """False when the item code is well formed but not in the catalogue: the line is full self-pay
+    and flagged MON_ITEM_NOT_IN_CATALOGUE.
+    """
+    settlement_id: _builtins.str
+    """The (interim or final) settlement that settled the line; "" while unsettled. Filled in the
+    UploadFees and ListVisitFees answers.
+    """
     def __init__(
         self,
         *,
@@ -222,12 +240,18 @@ class LineSplit(_message.Message):
         pre_self_pay_fen: _builtins.int = ...,
         in_scope_fen: _builtins.int = ...,
         catalogue_version: _builtins.str = ...,
+        ceiling_fen: _builtins.int | None = ...,
+        self_pay_first_bps: _builtins.int = ...,
+        in_catalogue: _builtins.bool = ...,
+        settlement_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "ceiling_fen", b"ceiling_fen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "catalogue_version", b"catalogue_version", "full_self_pay_fen", b"full_self_pay_fen", "in_scope_fen", b"in_scope_fen", "item_class", b"item_class", "item_code", b"item_code", "line_no", b"line_no", "over_limit_fen", b"over_limit_fen", "pre_self_pay_fen", b"pre_self_pay_fen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "amount_fen", b"amount_fen", "catalogue_version", b"catalogue_version", "ceiling_fen", b"ceiling_fen", "full_self_pay_fen", b"full_self_pay_fen", "in_catalogue", b"in_catalogue", "in_scope_fen", b"in_scope_fen", "item_class", b"item_class", "item_code", b"item_code", "line_no", b"line_no", "over_limit_fen", b"over_limit_fen", "pre_self_pay_fen", b"pre_self_pay_fen", "self_pay_first_bps", b"self_pay_first_bps", "settlement_id", b"settlement_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__ceiling_fen: _TypeAlias = _typing.Literal["ceiling_fen"]  # noqa: Y015
+    _WhichOneofArgType__ceiling_fen: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ceiling_fen) -> _WhichOneofReturnType__ceiling_fen | None: ...
 
 Global___LineSplit: _TypeAlias = LineSplit  # noqa: Y015
 
@@ -585,18 +609,38 @@ class UploadFeesResponse(_message.Message):
 
     VISIT_FIELD_NUMBER: _builtins.int
     LINES_ACCEPTED_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FLAGS_FIELD_NUMBER: _builtins.int
+    CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
     lines_accepted: _builtins.int
+    catalogue_version: _builtins.str
+    """The treatment-place catalogue the unsettled lines were split against ("<label>@<hash>")."""
     @_builtins.property
     def visit(self) -> Global___Visit: ...
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineSplit]:
+        """The split of every line of the visit after the upload (national 2301), in line order: the
+        unsettled lines as the next Settle will split them, settled lines as their settlement did.
+        """
+
+    @_builtins.property
+    def flags(self) -> _containers.RepeatedCompositeFieldContainer[Global___MonitoringFlag]:
+        """MON_ITEM_NOT_IN_CATALOGUE for each line whose well-formed item code is not in the catalogue
+        (line_no set); the same flags are raised on the settlement.
+        """
+
     def __init__(
         self,
         *,
         visit: Global___Visit | None = ...,
         lines_accepted: _builtins.int = ...,
+        lines: _abc.Iterable[Global___LineSplit] | None = ...,
+        flags: _abc.Iterable[Global___MonitoringFlag] | None = ...,
+        catalogue_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["visit", b"visit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines_accepted", b"lines_accepted", "visit", b"visit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue_version", b"catalogue_version", "flags", b"flags", "lines", b"lines", "lines_accepted", b"lines_accepted", "visit", b"visit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1449,3 +1493,349 @@ class RecomputeSettlementResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecomputeSettlementResponse: _TypeAlias = RecomputeSettlementResponse  # noqa: Y015
+
+@_typing.final
+class ListSettlementsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    PERSON_NO_FIELD_NUMBER: _builtins.int
+    INSURED_REGION_CODE_FIELD_NUMBER: _builtins.int
+    SETTLE_DATE_FROM_FIELD_NUMBER: _builtins.int
+    SETTLE_DATE_TO_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    INCLUDE_LINES_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    """Must equal the caller's authenticated institution."""
+    person_no: _builtins.str
+    """Only this person (at most 40 characters)."""
+    insured_region_code: _builtins.str
+    """Only persons insured in this region (6 digits)."""
+    kind: Global___SettlementKind.ValueType
+    """Unspecified = settlements and cancellations."""
+    include_lines: _builtins.bool
+    """With each settlement's per-line splits (breakdown.lines); off by default to keep pages small."""
+    page_size: _builtins.int
+    """1..500; 0 = 100."""
+    page_token: _builtins.str
+    """From the previous page's next_page_token, with the same filters."""
+    @_builtins.property
+    def settle_date_from(self) -> _types_pb2.Date:
+        """Settle dates from and to, both included; unset to = today (China Standard Time), unset from
+        = 30 days before to. At most 366 days.
+        """
+
+    @_builtins.property
+    def settle_date_to(self) -> _types_pb2.Date: ...
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        person_no: _builtins.str = ...,
+        insured_region_code: _builtins.str = ...,
+        settle_date_from: _types_pb2.Date | None = ...,
+        settle_date_to: _types_pb2.Date | None = ...,
+        kind: Global___SettlementKind.ValueType = ...,
+        include_lines: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settle_date_from", b"settle_date_from", "settle_date_to", b"settle_date_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_lines", b"include_lines", "institution_code", b"institution_code", "insured_region_code", b"insured_region_code", "kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "person_no", b"person_no", "settle_date_from", b"settle_date_from", "settle_date_to", b"settle_date_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSettlementsRequest: _TypeAlias = ListSettlementsRequest  # noqa: Y015
+
+@_typing.final
+class ListSettlementsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTLEMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def settlements(self) -> _containers.RepeatedCompositeFieldContainer[Global___Settlement]: ...
+    def __init__(
+        self,
+        *,
+        settlements: _abc.Iterable[Global___Settlement] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "settlements", b"settlements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSettlementsResponse: _TypeAlias = ListSettlementsResponse  # noqa: Y015
+
+@_typing.final
+class ListVisitFeesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    VISIT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    visit_id: _builtins.str
+    page_size: _builtins.int
+    """1..2000; 0 = 500."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        visit_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["institution_code", b"institution_code", "page_size", b"page_size", "page_token", b"page_token", "visit_id", b"visit_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVisitFeesRequest: _TypeAlias = ListVisitFeesRequest  # noqa: Y015
+
+@_typing.final
+class VisitFeeLine(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_FIELD_NUMBER: _builtins.int
+    SPLIT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def line(self) -> Global___FeeLine: ...
+    @_builtins.property
+    def split(self) -> Global___LineSplit: ...
+    def __init__(
+        self,
+        *,
+        line: Global___FeeLine | None = ...,
+        split: Global___LineSplit | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["line", b"line", "split", b"split"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line", b"line", "split", b"split"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VisitFeeLine: _TypeAlias = VisitFeeLine  # noqa: Y015
+
+@_typing.final
+class ListVisitFeesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VISIT_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    FLAGS_FIELD_NUMBER: _builtins.int
+    CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    catalogue_version: _builtins.str
+    next_page_token: _builtins.str
+    @_builtins.property
+    def visit(self) -> Global___Visit: ...
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___VisitFeeLine]: ...
+    @_builtins.property
+    def flags(self) -> _containers.RepeatedCompositeFieldContainer[Global___MonitoringFlag]:
+        """MON_ITEM_NOT_IN_CATALOGUE flags of the lines on this page."""
+
+    def __init__(
+        self,
+        *,
+        visit: Global___Visit | None = ...,
+        lines: _abc.Iterable[Global___VisitFeeLine] | None = ...,
+        flags: _abc.Iterable[Global___MonitoringFlag] | None = ...,
+        catalogue_version: _builtins.str = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["visit", b"visit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalogue_version", b"catalogue_version", "flags", b"flags", "lines", b"lines", "next_page_token", b"next_page_token", "visit", b"visit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVisitFeesResponse: _TypeAlias = ListVisitFeesResponse  # noqa: Y015
+
+@_typing.final
+class GetAccumulatorsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    PERSON_NO_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    AS_OF_DATE_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    """Must equal the caller's authenticated institution."""
+    person_no: _builtins.str
+    """Required, at most 40 characters."""
+    year: _builtins.int
+    """Calendar year 2000..2100, required."""
+    @_builtins.property
+    def as_of_date(self) -> _types_pb2.Date:
+        """The day whose policy gives the caps; unset = today if in the year, else 31 December of a past
+        year or 1 January of a future one. Must be in the year.
+        """
+
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        person_no: _builtins.str = ...,
+        year: _builtins.int = ...,
+        as_of_date: _types_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of_date", b"as_of_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of_date", b"as_of_date", "institution_code", b"institution_code", "person_no", b"person_no", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAccumulatorsRequest: _TypeAlias = GetAccumulatorsRequest  # noqa: Y015
+
+@_typing.final
+class CapRemaining(_message.Message):
+    """What is left of one annual limit of the policy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAP_FIELD_NUMBER: _builtins.int
+    LIMIT_FEN_FIELD_NUMBER: _builtins.int
+    USED_FEN_FIELD_NUMBER: _builtins.int
+    REMAINING_FEN_FIELD_NUMBER: _builtins.int
+    cap: _builtins.str
+    """"inpatient_pool", "outpatient_pool" (pooled fund annual caps); "large_amount" /
+    "critical_illness" (the supplementary cap, the hardship one when the person has hardship
+    status); "supplementary_threshold" (burden still to bear before the supplementary fund pays);
+    "assistance" and "assistance_deductible" (the person's assistance category);
+    "deductible:<service type>" (each annual deductible).
+    """
+    limit_fen: _builtins.int
+    """Unset = no limit (then remaining_fen is unset too)."""
+    used_fen: _builtins.int
+    remaining_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        cap: _builtins.str = ...,
+        limit_fen: _builtins.int | None = ...,
+        used_fen: _builtins.int = ...,
+        remaining_fen: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit_fen", b"_limit_fen", "_remaining_fen", b"_remaining_fen", "limit_fen", b"limit_fen", "remaining_fen", b"remaining_fen"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit_fen", b"_limit_fen", "_remaining_fen", b"_remaining_fen", "cap", b"cap", "limit_fen", b"limit_fen", "remaining_fen", b"remaining_fen", "used_fen", b"used_fen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit_fen: _TypeAlias = _typing.Literal["limit_fen"]  # noqa: Y015
+    _WhichOneofArgType__limit_fen: _TypeAlias = _typing.Literal["_limit_fen", b"_limit_fen"]  # noqa: Y015
+    _WhichOneofReturnType__remaining_fen: _TypeAlias = _typing.Literal["remaining_fen"]  # noqa: Y015
+    _WhichOneofArgType__remaining_fen: _TypeAlias = _typing.Literal["_remaining_fen", b"_remaining_fen"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit_fen) -> _WhichOneofReturnType__limit_fen | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__remaining_fen) -> _WhichOneofReturnType__remaining_fen | None: ...
+
+Global___CapRemaining: _TypeAlias = CapRemaining  # noqa: Y015
+
+@_typing.final
+class Accumulators(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    INPATIENT_DEDUCTIBLE_BORNE_FEN_FIELD_NUMBER: _builtins.int
+    OUTPATIENT_DEDUCTIBLE_BORNE_FEN_FIELD_NUMBER: _builtins.int
+    POOLED_BASE_FEN_FIELD_NUMBER: _builtins.int
+    POOLED_PAID_FEN_FIELD_NUMBER: _builtins.int
+    OUTPATIENT_POOLED_BASE_FEN_FIELD_NUMBER: _builtins.int
+    OUTPATIENT_POOLED_PAID_FEN_FIELD_NUMBER: _builtins.int
+    SUPPLEMENTARY_BURDEN_FEN_FIELD_NUMBER: _builtins.int
+    SUPPLEMENTARY_PAID_FEN_FIELD_NUMBER: _builtins.int
+    ASSISTANCE_BASE_FEN_FIELD_NUMBER: _builtins.int
+    ASSISTANCE_PAID_FEN_FIELD_NUMBER: _builtins.int
+    ADMISSIONS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_BALANCE_FEN_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    inpatient_deductible_borne_fen: _builtins.int
+    outpatient_deductible_borne_fen: _builtins.int
+    pooled_base_fen: _builtins.int
+    pooled_paid_fen: _builtins.int
+    outpatient_pooled_base_fen: _builtins.int
+    outpatient_pooled_paid_fen: _builtins.int
+    supplementary_burden_fen: _builtins.int
+    """Large-amount (employees) / critical-illness (residents): burden counted and paid."""
+    supplementary_paid_fen: _builtins.int
+    assistance_base_fen: _builtins.int
+    assistance_paid_fen: _builtins.int
+    admissions: _builtins.int
+    account_balance_fen: _builtins.int
+    """The personal account balance as settlement knows it now."""
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        inpatient_deductible_borne_fen: _builtins.int = ...,
+        outpatient_deductible_borne_fen: _builtins.int = ...,
+        pooled_base_fen: _builtins.int = ...,
+        pooled_paid_fen: _builtins.int = ...,
+        outpatient_pooled_base_fen: _builtins.int = ...,
+        outpatient_pooled_paid_fen: _builtins.int = ...,
+        supplementary_burden_fen: _builtins.int = ...,
+        supplementary_paid_fen: _builtins.int = ...,
+        assistance_base_fen: _builtins.int = ...,
+        assistance_paid_fen: _builtins.int = ...,
+        admissions: _builtins.int = ...,
+        account_balance_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_balance_fen", b"account_balance_fen", "admissions", b"admissions", "assistance_base_fen", b"assistance_base_fen", "assistance_paid_fen", b"assistance_paid_fen", "inpatient_deductible_borne_fen", b"inpatient_deductible_borne_fen", "outpatient_deductible_borne_fen", b"outpatient_deductible_borne_fen", "outpatient_pooled_base_fen", b"outpatient_pooled_base_fen", "outpatient_pooled_paid_fen", b"outpatient_pooled_paid_fen", "pooled_base_fen", b"pooled_base_fen", "pooled_paid_fen", b"pooled_paid_fen", "supplementary_burden_fen", b"supplementary_burden_fen", "supplementary_paid_fen", b"supplementary_paid_fen", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Accumulators: _TypeAlias = Accumulators  # noqa: Y015
+
+@_typing.final
+class GetAccumulatorsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PERSON_NO_FIELD_NUMBER: _builtins.int
+    INSURED_REGION_CODE_FIELD_NUMBER: _builtins.int
+    INSURANCE_TYPE_FIELD_NUMBER: _builtins.int
+    ACCUMULATORS_FIELD_NUMBER: _builtins.int
+    CAPS_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    AS_OF_DATE_FIELD_NUMBER: _builtins.int
+    person_no: _builtins.str
+    insured_region_code: _builtins.str
+    insurance_type: _types_pb2.InsuranceType.ValueType
+    policy_version: _builtins.str
+    """The policy the caps come from ("<label>@<hash>") and the day it was looked up for."""
+    @_builtins.property
+    def accumulators(self) -> Global___Accumulators: ...
+    @_builtins.property
+    def caps(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapRemaining]: ...
+    @_builtins.property
+    def as_of_date(self) -> _types_pb2.Date: ...
+    def __init__(
+        self,
+        *,
+        person_no: _builtins.str = ...,
+        insured_region_code: _builtins.str = ...,
+        insurance_type: _types_pb2.InsuranceType.ValueType = ...,
+        accumulators: Global___Accumulators | None = ...,
+        caps: _abc.Iterable[Global___CapRemaining] | None = ...,
+        policy_version: _builtins.str = ...,
+        as_of_date: _types_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accumulators", b"accumulators", "as_of_date", b"as_of_date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accumulators", b"accumulators", "as_of_date", b"as_of_date", "caps", b"caps", "insurance_type", b"insurance_type", "insured_region_code", b"insured_region_code", "person_no", b"person_no", "policy_version", b"policy_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAccumulatorsResponse: _TypeAlias = GetAccumulatorsResponse  # noqa: Y015

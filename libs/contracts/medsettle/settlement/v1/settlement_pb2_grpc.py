@@ -116,6 +116,21 @@ class SettlementServiceStub:
                 request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementRequest.SerializeToString,
                 response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementResponse.FromString,
                 _registered_method=True)
+        self.ListSettlements = channel.unary_unary(
+                '/medsettle.settlement.v1.SettlementService/ListSettlements',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListSettlementsRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListSettlementsResponse.FromString,
+                _registered_method=True)
+        self.ListVisitFees = channel.unary_unary(
+                '/medsettle.settlement.v1.SettlementService/ListVisitFees',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListVisitFeesRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListVisitFeesResponse.FromString,
+                _registered_method=True)
+        self.GetAccumulators = channel.unary_unary(
+                '/medsettle.settlement.v1.SettlementService/GetAccumulators',
+                request_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetAccumulatorsRequest.SerializeToString,
+                response_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetAccumulatorsResponse.FromString,
+                _registered_method=True)
 
 
 class SettlementServiceServicer:
@@ -234,6 +249,37 @@ class SettlementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSettlements(self, request, context):
+        """Settlements and cancellations (national 5203), newest first: descending settle_time, then
+        settlement_id. A hospital lists its own (institution_code must be the caller's); the person
+        and insured-region filters narrow that. Errors: INVALID_ARGUMENT (REASON_VALIDATION_FAILED)
+        for bad filters or a date range over 366 days, REASON_PAGE_TOKEN_INVALID for a bad token;
+        PERMISSION_DENIED for another institution.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVisitFees(self, request, context):
+        """A visit's fee lines with each line's split against the treatment-place catalogue (national
+        5204), in line order, paged; the same split UploadFees answers. Only the visit's own
+        institution: PERMISSION_DENIED otherwise; NOT_FOUND REASON_VISIT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccumulators(self, request, context):
+        """A person's year-to-date accumulators and what remains of every cap of the policy in effect
+        (national 5206). A hospital sees a person it has a visit of; the insured region, scheme,
+        person type, hospital level and assistance category come from the person's latest visit at
+        the caller. Errors: NOT_FOUND REASON_ACCUMULATORS_NOT_FOUND when the caller has no visit of
+        the person; FAILED_PRECONDITION REASON_NO_POLICY_IN_EFFECT when no policy covers the date.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettlementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -306,6 +352,21 @@ def add_SettlementServiceServicer_to_server(servicer, server):
                     servicer.RecomputeSettlement,
                     request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementRequest.FromString,
                     response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementResponse.SerializeToString,
+            ),
+            'ListSettlements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSettlements,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListSettlementsRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListSettlementsResponse.SerializeToString,
+            ),
+            'ListVisitFees': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVisitFees,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListVisitFeesRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListVisitFeesResponse.SerializeToString,
+            ),
+            'GetAccumulators': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccumulators,
+                    request_deserializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetAccumulatorsRequest.FromString,
+                    response_serializer=medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetAccumulatorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -698,6 +759,87 @@ class SettlementService:
             '/medsettle.settlement.v1.SettlementService/RecomputeSettlement',
             medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementRequest.SerializeToString,
             medsettle_dot_settlement_dot_v1_dot_settlement__pb2.RecomputeSettlementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSettlements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.SettlementService/ListSettlements',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListSettlementsRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListSettlementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVisitFees(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.SettlementService/ListVisitFees',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListVisitFeesRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.ListVisitFeesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccumulators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medsettle.settlement.v1.SettlementService/GetAccumulators',
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetAccumulatorsRequest.SerializeToString,
+            medsettle_dot_settlement_dot_v1_dot_settlement__pb2.GetAccumulatorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

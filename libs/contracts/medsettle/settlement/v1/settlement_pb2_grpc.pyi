@@ -78,6 +78,25 @@ class SettlementServiceStub:
     SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
     CATALOGUE_NOT_FOUND when a version is no longer known to this process.
     """
+    ListSettlements: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ListSettlementsRequest, _settlement_pb2.ListSettlementsResponse]
+    """Settlements and cancellations (national 5203), newest first: descending settle_time, then
+    settlement_id. A hospital lists its own (institution_code must be the caller's); the person
+    and insured-region filters narrow that. Errors: INVALID_ARGUMENT (REASON_VALIDATION_FAILED)
+    for bad filters or a date range over 366 days, REASON_PAGE_TOKEN_INVALID for a bad token;
+    PERMISSION_DENIED for another institution.
+    """
+    ListVisitFees: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ListVisitFeesRequest, _settlement_pb2.ListVisitFeesResponse]
+    """A visit's fee lines with each line's split against the treatment-place catalogue (national
+    5204), in line order, paged; the same split UploadFees answers. Only the visit's own
+    institution: PERMISSION_DENIED otherwise; NOT_FOUND REASON_VISIT_NOT_FOUND.
+    """
+    GetAccumulators: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetAccumulatorsRequest, _settlement_pb2.GetAccumulatorsResponse]
+    """A person's year-to-date accumulators and what remains of every cap of the policy in effect
+    (national 5206). A hospital sees a person it has a visit of; the insured region, scheme,
+    person type, hospital level and assistance category come from the person's latest visit at
+    the caller. Errors: NOT_FOUND REASON_ACCUMULATORS_NOT_FOUND when the caller has no visit of
+    the person; FAILED_PRECONDITION REASON_NO_POLICY_IN_EFFECT when no policy covers the date.
+    """
 
 @_typing.type_check_only
 class SettlementServiceAsyncStub(SettlementServiceStub):
@@ -128,6 +147,25 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
     SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
     CATALOGUE_NOT_FOUND when a version is no longer known to this process.
+    """
+    ListSettlements: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ListSettlementsRequest, _settlement_pb2.ListSettlementsResponse]  # type: ignore[assignment]
+    """Settlements and cancellations (national 5203), newest first: descending settle_time, then
+    settlement_id. A hospital lists its own (institution_code must be the caller's); the person
+    and insured-region filters narrow that. Errors: INVALID_ARGUMENT (REASON_VALIDATION_FAILED)
+    for bad filters or a date range over 366 days, REASON_PAGE_TOKEN_INVALID for a bad token;
+    PERMISSION_DENIED for another institution.
+    """
+    ListVisitFees: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ListVisitFeesRequest, _settlement_pb2.ListVisitFeesResponse]  # type: ignore[assignment]
+    """A visit's fee lines with each line's split against the treatment-place catalogue (national
+    5204), in line order, paged; the same split UploadFees answers. Only the visit's own
+    institution: PERMISSION_DENIED otherwise; NOT_FOUND REASON_VISIT_NOT_FOUND.
+    """
+    GetAccumulators: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetAccumulatorsRequest, _settlement_pb2.GetAccumulatorsResponse]  # type: ignore[assignment]
+    """A person's year-to-date accumulators and what remains of every cap of the policy in effect
+    (national 5206). A hospital sees a person it has a visit of; the insured region, scheme,
+    person type, hospital level and assistance category come from the person's latest visit at
+    the caller. Errors: NOT_FOUND REASON_ACCUMULATORS_NOT_FOUND when the caller has no visit of
+    the person; FAILED_PRECONDITION REASON_NO_POLICY_IN_EFFECT when no policy covers the date.
     """
 
 class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -260,6 +298,43 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
         SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
         CATALOGUE_NOT_FOUND when a version is no longer known to this process.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSettlements(
+        self,
+        request: _settlement_pb2.ListSettlementsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.ListSettlementsResponse, _abc.Awaitable[_settlement_pb2.ListSettlementsResponse]]:
+        """Settlements and cancellations (national 5203), newest first: descending settle_time, then
+        settlement_id. A hospital lists its own (institution_code must be the caller's); the person
+        and insured-region filters narrow that. Errors: INVALID_ARGUMENT (REASON_VALIDATION_FAILED)
+        for bad filters or a date range over 366 days, REASON_PAGE_TOKEN_INVALID for a bad token;
+        PERMISSION_DENIED for another institution.
+        """
+
+    @_abc_1.abstractmethod
+    def ListVisitFees(
+        self,
+        request: _settlement_pb2.ListVisitFeesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.ListVisitFeesResponse, _abc.Awaitable[_settlement_pb2.ListVisitFeesResponse]]:
+        """A visit's fee lines with each line's split against the treatment-place catalogue (national
+        5204), in line order, paged; the same split UploadFees answers. Only the visit's own
+        institution: PERMISSION_DENIED otherwise; NOT_FOUND REASON_VISIT_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAccumulators(
+        self,
+        request: _settlement_pb2.GetAccumulatorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_settlement_pb2.GetAccumulatorsResponse, _abc.Awaitable[_settlement_pb2.GetAccumulatorsResponse]]:
+        """A person's year-to-date accumulators and what remains of every cap of the policy in effect
+        (national 5206). A hospital sees a person it has a visit of; the insured region, scheme,
+        person type, hospital level and assistance category come from the person's latest visit at
+        the caller. Errors: NOT_FOUND REASON_ACCUMULATORS_NOT_FOUND when the caller has no visit of
+        the person; FAILED_PRECONDITION REASON_NO_POLICY_IN_EFFECT when no policy covers the date.
         """
 
 def add_SettlementServiceServicer_to_server(servicer: SettlementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
