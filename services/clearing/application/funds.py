@@ -85,6 +85,13 @@ def _verification(r: Any) -> Verification:
     )
 
 
+async def _verification_in(repo: ClearingRepository, vid: str) -> Verification:
+    row = await repo.verification(vid)
+    if row is None:
+        raise DomainError(Reason.VERIFICATION_NOT_FOUND, f"no verification request {vid}")
+    return _verification(row)
+
+
 class Funds:
     def __init__(self, db: Database, clock: Callable[[], dt.datetime]) -> None:
         self.db = db
@@ -99,20 +106,25 @@ class Funds:
         op: str,
         fp: str,
         work: Callable[[ClearingRepository, dt.datetime], Awaitable[str]],
-        replay: Callable[[str], Awaitable[T]],
+        answer: Callable[[ClearingRepository, str], Awaitable[T]],
     ) -> T:
+        """``work`` validates and writes, ``answer`` reads the result: both in ONE transaction,
+        before the commit, so a request whose answer cannot be computed writes nothing."""
+
         async def attempt() -> T:
             async with self.db.transaction() as s:
                 if await idempotency.check(s, idempotency_keys, request_id, op, fp):
                     raise idempotency.Replay(request_id)
-                ref = await work(ClearingRepository(s), self._clock())
+                repo = ClearingRepository(s)
+                ref = await work(repo, self._clock())
+                result = await answer(repo, ref)
                 await idempotency.record(s, idempotency_keys, request_id, op, fp, ref)
-            return await replay(ref)
+            return result
 
         async def replayed(_: str) -> T:
             async with self.db.read() as s:
                 row = await s.execute(idempotency_keys.select().where(idempotency_keys.c.request_id == request_id))
-                return await replay(str(row.first().result_ref))  # type: ignore[union-attr]
+                return await answer(ClearingRepository(s), str(row.first().result_ref))  # type: ignore[union-attr]
 
         return await idempotency.run_once(attempt, replayed)
 
@@ -151,7 +163,10 @@ class Funds:
             _log.info("prepayment_set", insured=ip, treatment=tp, year=year, amount_fen=amount)
             return f"{ip}-{tp}-{year}"
 
-        return await self._once(request_id, "prepayment", fp, work, lambda _: self.prepayment(ip, tp, year))
+        async def answer(repo: ClearingRepository, _: str) -> PrepaymentView:
+            return await self._view(repo, ip, tp, year)
+
+        return await self._once(request_id, "prepayment", fp, work, answer)
 
     async def request_top_up(
         self, request_id: str, fp: str, ip: str, tp: str, year: int, month: int, amount_fen: int
@@ -176,18 +191,16 @@ class Funds:
             _log.info("top_up_granted", insured=ip, treatment=tp, year=year, month=month, amount_fen=amount_fen)
             return request_id
 
-        async def answer(_: str) -> TopUpResult:
-            async with self.db.read() as s:
-                repo = ClearingRepository(s)
-                view = await self._view(repo, ip, tp, year)
-                st = await repo.statement(statement_id(ip, tp, year, month))
-                clearing = st.amount_due_fen if st else 0
-                return TopUpResult(
-                    view,
-                    rules.top_up_cap(clearing, view.annual_prepayment_fen),
-                    clearing,
-                    await repo.top_ups_sum(ip, tp, year, month),
-                )
+        async def answer(repo: ClearingRepository, _: str) -> TopUpResult:
+            view = await self._view(repo, ip, tp, year)
+            st = await repo.statement(statement_id(ip, tp, year, month))
+            clearing = st.amount_due_fen if st else 0
+            return TopUpResult(
+                view,
+                rules.top_up_cap(clearing, view.annual_prepayment_fen),
+                clearing,
+                await repo.top_ups_sum(ip, tp, year, month),
+            )
 
         return await self._once(request_id, "top_up", fp, work, answer)
 
@@ -200,9 +213,8 @@ class Funds:
             await repo.post(f"interest:{request_id}"[:64], ledger.prepayment_interest(tp, amount_fen), now)
             return tp
 
-        async def answer(_: str) -> int:
-            async with self.db.read() as s:
-                return await ClearingRepository(s).balance(f"province:{tp}:interest_income")
+        async def answer(repo: ClearingRepository, _: str) -> int:
+            return await repo.balance(f"province:{tp}:interest_income")
 
         return await self._once(request_id, "interest", fp, work, answer)
 
@@ -233,15 +245,13 @@ class Funds:
             found["tp"] = tp
             return institution
 
-        async def answer(_: str) -> InstitutionPayment:
-            async with self.db.read() as s:
-                repo = ClearingRepository(s)
-                tp = found.get("tp") or await treatment_province(repo)
-                latest = await repo.latest_signed(tp)
-                deadline = payment_deadline(latest.signing_date) if latest and latest.signing_date else None
-                return InstitutionPayment(
-                    tp, -await repo.balance(account), deadline, deadline is not None and on > deadline
-                )
+        async def answer(repo: ClearingRepository, _: str) -> InstitutionPayment:
+            tp = found.get("tp") or await treatment_province(repo)
+            latest = await repo.latest_signed(tp)
+            deadline = payment_deadline(latest.signing_date) if latest and latest.signing_date else None
+            return InstitutionPayment(
+                tp, -await repo.balance(account), deadline, deadline is not None and on > deadline
+            )
 
         return await self._once(request_id, "pay_institution", fp, work, answer)
 
@@ -271,7 +281,7 @@ class Funds:
             )
             return vid
 
-        return await self._once(request_id, "verify", fp, work, self.verification)
+        return await self._once(request_id, "verify", fp, work, _verification_in)
 
     async def answer_verification(
         self, request_id: str, fp: str, vid: str, answer: str, rejected_fen: int
@@ -297,14 +307,11 @@ class Funds:
                 await repo.post(f"rejected:{vid}", entries, now)
             return vid
 
-        return await self._once(request_id, "answer_verification", fp, work, self.verification)
+        return await self._once(request_id, "answer_verification", fp, work, _verification_in)
 
     async def verification(self, vid: str) -> Verification:
         async with self.db.read() as s:
-            row = await ClearingRepository(s).verification(vid)
-        if row is None:
-            raise DomainError(Reason.VERIFICATION_NOT_FOUND, f"no verification request {vid}")
-        return _verification(row)
+            return await _verification_in(ClearingRepository(s), vid)
 
     async def verifications(self) -> list[Verification]:
         async with self.db.read() as s:
