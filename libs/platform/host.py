@@ -40,6 +40,26 @@ SERVER_OPTIONS = [
 ]
 
 
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """SERVER_OPTIONS plus the connection limits of the settings (MEDSETTLE_GRPC_*): keepalive
+    pings, idle and age limits, and the handshake time, so that no dead, idle or half-opened
+    connection is held for ever."""
+
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    s = settings
+    return [
+        *SERVER_OPTIONS,
+        ("grpc.keepalive_time_ms", ms(s.grpc_keepalive_seconds)),
+        ("grpc.keepalive_timeout_ms", ms(s.grpc_keepalive_timeout_seconds)),
+        ("grpc.max_connection_idle_ms", ms(s.grpc_max_idle_seconds)),
+        ("grpc.max_connection_age_ms", ms(s.grpc_max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", ms(s.grpc_max_connection_age_grace_seconds)),
+        ("grpc.server_handshake_timeout_ms", ms(s.grpc_handshake_seconds)),
+    ]
+
+
 @dataclass
 class Runtime:
     """What a module learns once the server is bound."""
@@ -119,7 +139,7 @@ class Host:
                     drain=self._drain,
                 )
             ],
-            options=SERVER_OPTIONS,
+            options=server_options(self.settings),
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         for module in self.modules:

@@ -37,6 +37,7 @@ class FilingModule:
         self.service = FilingService(
             self.db, min_period=load_min_period_rules(), clock=clock, today=lambda: today_cst(clock)
         )
+        self.service.notifier.max_followers = settings.feed_max_followers
         self._runtime: list[Runtime] = []
         self._channel: grpc.aio.Channel | None = None
 

@@ -68,6 +68,7 @@ class SettlementModule:
         self.policies = policy_sources.store_for(settings)
         self._eligibility = _LazyEligibility()
         self.service = SettlementService(self.db, self._eligibility, self.policies, clock=clock, on_commit=_count)
+        self.service.notifier.max_followers = settings.feed_max_followers
         self._runtime: list[Runtime] = []
         self._archiving: set[asyncio.Task[None]] = set()
         self._channel: grpc.aio.Channel | None = None
