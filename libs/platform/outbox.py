@@ -135,14 +135,17 @@ async def follow(
 
     One reader per process and table (``notifier``'s hub) numbers and reads new rows and fans
     them out from memory; only a follower behind the hub's recent rows reads its backlog from the
-    database itself. Beyond ``notifier.max_followers`` concurrent followers a new one is refused
+    database itself, and so does a follower's first "caught up" (the hub may not have read the
+    latest commit yet: an empty batch must mean that everything committed before is delivered).
+    Beyond ``notifier.max_followers`` concurrent followers a new one is refused
     with RESOURCE_EXHAUSTED (REASON_TOO_MANY_FOLLOWERS)."""
     hub = notifier.hub(db, table)
     with hub.joined(stopping):
         position = after
+        current = False  # the first "caught up" is checked against the database itself
         while stopping is None or not stopping.is_set():
             rows = hub.cached_after(position)
-            if rows is None:
+            if rows is None or (not rows and not current):
                 # Shielded: a reader that goes away (a cancelled stream) must not cut a unit of
                 # work short. Cancelled mid-transaction, a connection could keep SQLite's write
                 # lock and every writer then failed with "database is locked"
@@ -153,6 +156,7 @@ async def follow(
             if rows:
                 position = rows[-1].position
             else:
+                current = True
                 await hub.wait_beyond(position, stopping)
 
 
