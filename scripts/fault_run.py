@@ -290,9 +290,12 @@ class Books:
 
 
 class Load:
-    def __init__(self, c: Clients, books: Books, deadline: list[float]) -> None:
+    def __init__(self, c: Clients, books: Books, deadline: list[float], n: int) -> None:
         self.c, self.books = c, books
         self.deadline = deadline  # [time after which a request still open is given up]
+        retirees, residents = people(n)
+        self.retirees = [RETIREE, *retirees]
+        self.residents = [RESIDENT, *residents]
 
     async def call(self, name: str, fn: Any, req: Any, **kw: Any) -> Any | None:
         """Until answered; the same request (and request_id) every time."""
@@ -325,7 +328,7 @@ class Load:
                 request_id=f"{tag}-open",
                 institution_code=HOSPITAL,
                 hospital_visit_no=tag,
-                credential=RETIREE[1],
+                credential=self.retirees[seed // 2 % len(self.retirees)][1],
                 service_type=types_pb2.SERVICE_TYPE_INPATIENT,
                 admission_date=_date(DAY),
                 diagnosis_codes=["I63.900"],
@@ -361,7 +364,7 @@ class Load:
             request_id=f"{tag}-op",
             institution_code=HOSPITAL,
             hospital_visit_no=tag,
-            credential=RESIDENT[1],
+            credential=self.residents[seed // 2 % len(self.residents)][1],
             service_type=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
             visit_date=_date(DAY),
             lines=fee_lines(3, seed, "310100", DAY),
@@ -386,28 +389,54 @@ def _date(d: dt.date) -> types_pb2.Date:
     return types_pb2.Date(year=d.year, month=d.month, day=d.day)
 
 
-async def seed(c: Clients) -> None:
+def people(n: int) -> tuple[list[tuple[str, types_pb2.Credential]], list[tuple[str, types_pb2.Credential]]]:
+    """``n`` more Beijing retirees (inpatient visits) and ``n`` Chengdu residents (outpatient),
+    so that the funds' annual caps are not all reached in the first minute."""
+
+    def card(number: str, serial: str) -> types_pb2.Credential:
+        return types_pb2.Credential(card=types_pb2.SocialSecurityCard(card_number=number, card_serial=serial))
+
+    retirees = [(f"P1101001{k:05d}", card(f"110100C1{k:04d}", f"SR{k:06d}")) for k in range(n)]
+    residents = [(f"P5101002{k:05d}", card(f"510100C2{k:04d}", f"SD{k:06d}")) for k in range(n)]
+    return retirees, residents
+
+
+async def seed(c: Clients, n: int) -> None:
     await seed_registry(c, "fault")
-    for rid, (person, _), region, ftype, itype, end in (
-        (
-            "fault-f1",
-            RETIREE,
-            "110100",
-            types_pb2.FILING_TYPE_RELOCATED_RETIREE,
-            types_pb2.INSURANCE_TYPE_EMPLOYEE,
-            None,
-        ),
-        (
-            "fault-f2",
-            RESIDENT,
-            "510100",
-            types_pb2.FILING_TYPE_REFERRAL,
-            types_pb2.INSURANCE_TYPE_RESIDENT,
-            DAY + dt.timedelta(days=200),
-        ),
-    ):
+    retirees, residents = people(n)
+    employee, resident = types_pb2.INSURANCE_TYPE_EMPLOYEE, types_pb2.INSURANCE_TYPE_RESIDENT
+    for k, ((rp, rc), (dp, dc)) in enumerate(zip(retirees, residents, strict=True)):
+        for person, cred, region, itype, ptype, idn, balance in (
+            (rp, rc, "110100", employee, types_pb2.PERSON_TYPE_RETIRED, f"1101051954{k:07d}0", 500_000),
+            (dp, dc, "510100", resident, types_pb2.PERSON_TYPE_RESIDENT_ADULT, f"5101041988{k:07d}0", 0),
+        ):
+            await c.eligibility.UpsertInsuredPerson(
+                el.UpsertInsuredPersonRequest(
+                    request_id=f"fault-person-{person}",
+                    person=el.InsuredPerson(
+                        person_no=person,
+                        id_number=idn,
+                        name=f"Person {person}",
+                        insured_region_code=region,
+                        insurance_type=itype,
+                        person_type=ptype,
+                        status=el.PERSON_STATUS_ACTIVE,
+                        has_personal_account=balance > 0,
+                        account_balance_fen=balance,
+                        card_number=cred.card.card_number,
+                        card_serial=cred.card.card_serial,
+                        sex="F",
+                        birth_date=types_pb2.Date(year=1954 if balance else 1988, month=3, day=12),
+                    ),
+                )
+            )
+    retiree_filing = ("110100", types_pb2.FILING_TYPE_RELOCATED_RETIREE, employee, None)
+    resident_filing = ("510100", types_pb2.FILING_TYPE_REFERRAL, resident, DAY + dt.timedelta(days=200))
+    filings = [((p, cred), retiree_filing) for p, cred in [RETIREE, *retirees]]
+    filings += [((p, cred), resident_filing) for p, cred in [RESIDENT, *residents]]
+    for (person, _), (region, ftype, itype, end) in filings:
         req = filing_pb2.CreateFilingRequest(
-            request_id=rid,
+            request_id=f"fault-filing-{person}",
             person_no=person,
             insured_region_code=region,
             treatment_region_code="310100",
@@ -420,7 +449,7 @@ async def seed(c: Clients) -> None:
         if end:
             req.end_date.CopyFrom(_date(end))
         await c.filing.CreateFiling(req)
-    for _, cred in (RETIREE, RESIDENT):
+    for (_, cred), _kind in filings:
         for _ in range(400):
             d = (
                 await c.eligibility.CheckEligibility(
@@ -497,11 +526,9 @@ async def checks(urls: dict[str, str], books: Books) -> dict[str, Any]:
     fund_expense = sum(int(r["s"]) for r in ledger if r["account"].endswith(":fund_expense"))
     policies, _ = default_books()
     over_caps: list[str] = []
-    persons = {RETIREE[0]: ("110100", "employee"), RESIDENT[0]: ("510100", "resident")}
-    for r in await fetch(urls["settlement"], "SELECT * FROM person_year_accumulators"):
-        region, itype = persons.get(r["person_no"], ("", ""))
-        if not region:
-            continue
+    rows = await fetch(urls["settlement"], "SELECT * FROM person_year_accumulators")
+    for r in rows:
+        region, itype = ("110100", "employee") if r["person_no"].startswith("P1101") else ("510100", "resident")
         policy = policies.find(region, itype, dt.date(r["year"], 7, 1))
         caps = policy.pool_caps_fen
         if r["pooled_paid_fen"] > caps.get(Pool.INPATIENT, 1 << 62):
@@ -519,6 +546,7 @@ async def checks(urls: dict[str, str], books: Books) -> dict[str, Any]:
         if r["balance_fen"] < 0
     ]
     result = {
+        "person_years_checked": len(rows),
         "acknowledged": len(ack),
         "stored": len(stored),
         "cleared": len(cleared),
@@ -575,12 +603,12 @@ async def run(args: argparse.Namespace) -> int:
         for s in SERVICES:
             await suite.serving(s)
         c = Clients(suite.targets)
-        await seed(c)
+        await seed(c, args.persons)
         log("seeded; load and chaos start")
 
         books = Books()
         deadline = [float("inf")]
-        load = Load(c, books, deadline)
+        load = Load(c, books, deadline, args.persons)
         stop_load, stop_chaos, stop_supervisor = asyncio.Event(), asyncio.Event(), asyncio.Event()
         events: list[str] = []
         counter = [0]
@@ -635,6 +663,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=6, help="concurrent clients (6)")
     p.add_argument("--finish-seconds", type=float, default=120, help="time to finish open requests after (120)")
     p.add_argument("--pg", choices=("private", "system"), default="private", help="which cluster to kill (private)")
+    p.add_argument("--persons", type=int, default=30, help="more insured persons of each kind (30)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     sys.exit(asyncio.run(run(p.parse_args())))
