@@ -145,9 +145,9 @@ def test_sigterm_under_load_answers_every_call_and_loses_no_acknowledged_write(
     # every answer is OK, refused with the drain's reason, or a connection the stopped server no
     # longer takes: never CANCELLED, INTERNAL or UNKNOWN
     assert set(outcomes) <= {"OK", "REASON_SERVER_DRAINING", "UNAVAILABLE:connect"}, outcomes
-    log = [json.loads(ln) for ln in sp.logs["filing"].read_text().splitlines() if ln.startswith("{")]
-    events = [e["event"] for e in log]
-    assert "server_refusing_new_calls" in events and "server_drained" in events
+    # (searched in the raw text: gRPC's own stderr lines can land inside a buffered JSON line)
+    text = sp.logs["filing"].read_text(errors="replace")
+    assert '"event": "server_refusing_new_calls"' in text and '"event": "server_drained"' in text
     # every acknowledged filing is stored: restart and read each one
     sp.start("filing")
     try:
