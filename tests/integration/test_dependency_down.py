@@ -150,3 +150,36 @@ def test_the_defaults_are_sane() -> None:
         2_000,
         10_000,
     )
+
+
+async def test_a_peer_that_cannot_be_reached_is_unavailable_naming_it(settings: Settings) -> None:
+    from services.demo import HOSPITAL
+    from services.suite import start
+    from tests.conftest import free_port
+    from tests.integration.settlement.helpers import RETIREE_CARD, date, today
+
+    nowhere = f"127.0.0.1:{free_port()}"  # nothing listens there
+    alone = settings.model_copy(update={"eligibility_target": nowhere, "filing_target": nowhere})
+    host = await start(alone, ["settlement"], port=0, run_migrations=False)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as ch:
+            from medsettle.common.v1 import types_pb2
+            from medsettle.settlement.v1 import settlement_pb2_grpc
+
+            stub = settlement_pb2_grpc.SettlementServiceStub(ch)
+            req = st.OpenVisitRequest(
+                request_id="peer-down",
+                institution_code=HOSPITAL,
+                hospital_visit_no="peer-down",
+                credential=RETIREE_CARD,
+                service_type=types_pb2.SERVICE_TYPE_INPATIENT,
+                admission_date=date(today()),
+                diagnosis_codes=["I63.900"],
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as down:
+                await stub.OpenVisit(req, metadata=md(), timeout=20)
+        assert down.value.code() == grpc.StatusCode.UNAVAILABLE
+        d = error_details(down.value)
+        assert d.reason == "REASON_DEPENDENCY_UNAVAILABLE" and d.metadata == {"dependency": "eligibility"}
+    finally:
+        await host.stop(drain=False)
