@@ -100,10 +100,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with _tracer.start_as_current_span(
                 method.lstrip("/"), context=propagate.extract(md), kind=SpanKind.SERVER
             ) as span:
-                drain = self._drain
-                drain.enter()
+                drain, trace_id = self._drain, span.get_span_context().trace_id
+                drain.enter(trace_id)
                 try:
-                    if drain.draining:
+                    if drain.refuses(trace_id):
                         raise _draining(method)
                     return await behaviour(request, context)
                 except DomainError as err:
@@ -116,7 +116,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     code = grpc.StatusCode.UNAVAILABLE if is_unreachable(exc) else grpc.StatusCode.INTERNAL
                     await _abort_internal(context, span, method, exc)
                 finally:
-                    drain.leave()
+                    drain.leave(trace_id)
                     _drained(drain, method, code, started)
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
                     reset_caller_institution(token)
@@ -132,10 +132,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with _tracer.start_as_current_span(
                 method.lstrip("/"), context=propagate.extract(md), kind=SpanKind.SERVER
             ) as span:
-                drain = self._drain
-                drain.enter()
+                drain, trace_id = self._drain, span.get_span_context().trace_id
+                drain.enter(trace_id)
                 try:
-                    if drain.draining:
+                    if drain.refuses(trace_id):
                         raise _draining(method)
                     async for item in behaviour(request, context):
                         yield item
@@ -148,7 +148,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     code = grpc.StatusCode.UNAVAILABLE if is_unreachable(exc) else grpc.StatusCode.INTERNAL
                     await _abort_internal(context, span, method, exc)
                 finally:
-                    drain.leave()
+                    drain.leave(trace_id)
                     _drained(drain, method, code, started)
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
                     reset_caller_institution(token)

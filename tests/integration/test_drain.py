@@ -23,8 +23,10 @@ import structlog
 
 from libs.platform.errors import error_details
 from libs.platform.host import Host, Runtime
+from libs.platform.interceptors import ClientTraceInterceptor
 from libs.platform.logs import configure_logging
 from libs.platform.settings import Settings
+from libs.platform.tracing import configure_tracing
 from medsettle.common.v1 import types_pb2
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
 from tests.conftest import ServiceProcesses, wait_serving
@@ -32,6 +34,7 @@ from tests.dates import TEST_DAY
 
 SLOW = "/test.Slow/Wait"
 QUICK = "/test.Slow/Ping"
+NESTED = "/test.Slow/Nested"
 
 
 class _SlowModule:
@@ -43,6 +46,7 @@ class _SlowModule:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.finished = 0
+        self.target = ""
 
     def register(self, server: grpc.aio.Server) -> None:
         async def wait(request: bytes, context: object) -> bytes:
@@ -53,6 +57,13 @@ class _SlowModule:
         async def ping(request: bytes, context: object) -> bytes:
             return b"pong"
 
+        async def nested(request: bytes, context: object) -> bytes:
+            # on behalf of this call, a call to the same server (as all-in-one peers do)
+            await asyncio.sleep(self.seconds)
+            assert self.target
+            async with grpc.aio.insecure_channel(self.target, interceptors=[ClientTraceInterceptor()]) as ch:
+                return bytes(await ch.unary_unary(QUICK)(b"", timeout=5))
+
         server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(
@@ -60,13 +71,14 @@ class _SlowModule:
                     {
                         "Wait": grpc.unary_unary_rpc_method_handler(wait),
                         "Ping": grpc.unary_unary_rpc_method_handler(ping),
+                        "Nested": grpc.unary_unary_rpc_method_handler(nested),
                     },
                 ),
             )
         )
 
     async def start(self, runtime: Runtime) -> None:
-        return None
+        self.target = runtime.self_target
 
     async def stop_tasks(self) -> None:
         return None
@@ -89,6 +101,7 @@ def log_lines() -> Iterator[io.StringIO]:
 async def test_calls_during_the_drain_are_unavailable_with_a_reason_and_in_flight_calls_finish(
     tmp_path: Path, log_lines: io.StringIO
 ) -> None:
+    configure_tracing("medsettle-test")  # as every server does: calls carry their trace to peers
     module = _SlowModule(seconds=1.0)
     settings = Settings(data_dir=tmp_path, drain_seconds=0.3, grace_seconds=5.0)
     host = Host(settings, [module], port=0, bind_host="127.0.0.1")
@@ -99,7 +112,7 @@ async def test_calls_during_the_drain_are_unavailable_with_a_reason_and_in_fligh
         await host.stop(drain=False)
     events = [json.loads(ln) for ln in log_lines.getvalue().splitlines() if ln.startswith("{")]
     ended = Counter((e["method"], e["code"]) for e in events if e["event"] == "rpc_ended_while_draining")
-    assert ended == {(SLOW, "OK"): 3, (QUICK, "UNAVAILABLE"): 3}, ended
+    assert ended == {(SLOW, "OK"): 3, (QUICK, "UNAVAILABLE"): 3, (QUICK, "OK"): 1, (NESTED, "OK"): 1}, ended
     drained = [e for e in events if e["event"] == "server_drained"]
     assert len(drained) == 1 and drained[0]["in_flight"] == 0
 
@@ -108,6 +121,7 @@ async def _drive(host: Host, module: _SlowModule) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as ch:
         slow, quick = ch.unary_unary(SLOW), ch.unary_unary(QUICK)
         in_flight = [asyncio.ensure_future(slow(b"", timeout=10)) for _ in range(3)]
+        inner = asyncio.ensure_future(ch.unary_unary(NESTED)(b"", timeout=10))
         await asyncio.sleep(0.1)
         began = time.monotonic()
         stopping = asyncio.create_task(host.stop())
@@ -121,6 +135,7 @@ async def _drive(host: Host, module: _SlowModule) -> None:
             d = error_details(refused.value)
             assert d.reason == "REASON_SERVER_DRAINING" and d.metadata == {"service": "test.Slow"}
         assert [await t for t in in_flight] == [b"done"] * 3  # the calls in flight finished
+        assert await inner == b"pong"  # and so did the one whose own call came during the drain
         await stopping
         took = time.monotonic() - began
     assert module.finished == 3
