@@ -164,8 +164,14 @@ class _NoExceptionText(logging.Filter):
         return True
 
 
-for _name in ("sqlalchemy.pool", "sqlalchemy.engine", "sqlalchemy.dialects"):
-    logging.getLogger(_name).addFilter(_NoExceptionText())
+_NO_TEXT = _NoExceptionText()
+
+
+def _quiet(logger: Any) -> None:
+    """A logger's filters do not reach its children: filter the very loggers SQLAlchemy uses."""
+    target = getattr(logger, "logger", logger)  # an echo-enabled engine wraps its logger
+    if isinstance(target, logging.Logger) and _NO_TEXT not in target.filters:
+        target.addFilter(_NO_TEXT)
 
 
 class Database:
@@ -210,6 +216,8 @@ class Database:
                 connect_args=connect_args,
             )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        _quiet(getattr(self.engine.sync_engine, "logger", None))
+        _quiet(getattr(self.engine.sync_engine.pool, "logger", None))
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)

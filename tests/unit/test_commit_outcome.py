@@ -73,3 +73,21 @@ async def test_an_outcome_that_cannot_be_found_is_unavailable_commit_outcome_unk
     assert info.value.metadata == {"dependency": "settlement-database"}
     code, status = status_for(info.value)
     assert code.name == "UNAVAILABLE" and "same request_id" in status.message
+
+
+def test_sqlalchemy_error_lines_carry_no_sql_parameters_or_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from sqlalchemy.exc import DBAPIError
+
+    db = Database("sqlite+aiosqlite://")
+    pool_logger = db.engine.sync_engine.pool.logger
+    err = DBAPIError("SELECT * FROM persons WHERE id_number = ?", ("110105195403120027",), Exception("boom"))
+    with caplog.at_level(logging.ERROR):
+        try:
+            raise err
+        except DBAPIError:
+            pool_logger.error("Exception during reset or similar", exc_info=True)
+    text = caplog.text
+    assert "Exception during reset or similar" in text
+    assert "SELECT" not in text and "110105195403120027" not in text and "Traceback" not in text
