@@ -11,7 +11,6 @@ served, so the call in flight can finish.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 
 
@@ -48,7 +47,10 @@ class Drain:
         return self.draining and not (trace_id and self._traces.get(trace_id, 0) > 1)
 
     async def wait_idle(self, seconds: float) -> bool:
-        """True when no call is in flight any more, False when ``seconds`` ran out first."""
-        with contextlib.suppress(TimeoutError):
+        """True once no call was in flight (a refused straggler may enter just after), False when
+        ``seconds`` ran out first."""
+        try:
             await asyncio.wait_for(self._idle.wait(), seconds)
-        return self._idle.is_set()
+        except TimeoutError:
+            return False
+        return True
