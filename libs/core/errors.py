@@ -22,6 +22,7 @@ class Category(Enum):
     NOT_ALLOWED = "not_allowed"  # PERMISSION_DENIED
     UNAUTHENTICATED = "unauthenticated"  # UNAUTHENTICATED
     CONFLICT = "conflict"  # ABORTED: lost a race, retry
+    EXHAUSTED = "exhausted"  # RESOURCE_EXHAUSTED: a server limit was reached
     UNAVAILABLE = "unavailable"  # UNAVAILABLE: a dependency is down
     INTERNAL = "internal"  # INTERNAL: a bug; text never leaves the process
 
@@ -130,6 +131,11 @@ class Reason(StrEnum):
     TOP_UP_STATE_INVALID = "REASON_TOP_UP_STATE_INVALID"
     TOP_UP_NOT_FOUND = "REASON_TOP_UP_NOT_FOUND"
 
+    # platform failure semantics (120-139)
+    COMMIT_OUTCOME_UNKNOWN = "REASON_COMMIT_OUTCOME_UNKNOWN"
+    SERVER_DRAINING = "REASON_SERVER_DRAINING"
+    TOO_MANY_FOLLOWERS = "REASON_TOO_MANY_FOLLOWERS"
+
 
 _R = Reason
 _C = Category
@@ -218,6 +224,9 @@ CATEGORY_OF: dict[Reason, Category] = {
     _R.METHOD_NOT_OPEN: _C.NOT_ALLOWED,
     _R.NOT_AUTHORISED_FOR_REGION: _C.NOT_ALLOWED,
     _R.NOT_AUTHORISED_FOR_PERSON: _C.NOT_ALLOWED,
+    _R.COMMIT_OUTCOME_UNKNOWN: _C.UNAVAILABLE,
+    _R.SERVER_DRAINING: _C.UNAVAILABLE,
+    _R.TOO_MANY_FOLLOWERS: _C.EXHAUSTED,
 }
 
 

@@ -22,6 +22,7 @@ CODE_OF: dict[Category, grpc.StatusCode] = {
     Category.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Category.CONFLICT: grpc.StatusCode.ABORTED,
     Category.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Category.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Category.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 

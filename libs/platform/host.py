@@ -3,14 +3,20 @@
 Start-up: every health name answers NOT_SERVING until the modules have started; then SERVING.
 With ``MEDSETTLE_HEALTH_PORT`` a second, plaintext server on that port answers the same health
 statuses and nothing else (probes that speak no TLS, while the main port requires mTLS).
+Readiness: while a module's own database does not answer (checked every
+``db_probe_seconds``), that module's health names and the server's ("") answer NOT_SERVING, and
+SERVING again by themselves once it answers; the database logs one line per change.
 Shutdown (SIGTERM/SIGINT or :meth:`Host.stop`): health flips to NOT_SERVING, the host waits
-``drain_seconds`` so load balancers notice, background tasks stop, and the server stops with
-``grace_seconds`` for in-flight calls. Streams end themselves when ``runtime.stopping`` is set.
+``drain_seconds`` so load balancers notice (calls are still served), then answers every new call
+UNAVAILABLE with REASON_SERVER_DRAINING, lets the calls in flight finish (at most
+``grace_seconds``; each call that ends meanwhile is logged), stops background tasks and the
+server. Streams end themselves when ``runtime.stopping`` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 from collections.abc import Sequence
@@ -21,6 +27,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from libs.platform.drain import Drain
 from libs.platform.interceptors import ServerInterceptor
 from libs.platform.logs import get_logger
 from libs.platform.settings import Settings
@@ -33,6 +40,26 @@ SERVER_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
     ("grpc.so_reuseport", 0),
 ]
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """SERVER_OPTIONS plus the connection limits of the settings (MEDSETTLE_GRPC_*): keepalive
+    pings, idle and age limits, and the handshake time, so that no dead, idle or half-opened
+    connection is held for ever."""
+
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    s = settings
+    return [
+        *SERVER_OPTIONS,
+        ("grpc.keepalive_time_ms", ms(s.grpc_keepalive_seconds)),
+        ("grpc.keepalive_timeout_ms", ms(s.grpc_keepalive_timeout_seconds)),
+        ("grpc.max_connection_idle_ms", ms(s.grpc_max_idle_seconds)),
+        ("grpc.max_connection_age_ms", ms(s.grpc_max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", ms(s.grpc_max_connection_age_grace_seconds)),
+        ("grpc.server_handshake_timeout_ms", ms(s.grpc_handshake_seconds)),
+    ]
 
 
 @dataclass
@@ -106,6 +133,9 @@ class Host:
         self._health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
+        self._probe: asyncio.Task[None] | None = None
+        self._drain = Drain()
+        self._ready: dict[str, bool] = {}
 
     @property
     def health_names(self) -> list[str]:
@@ -131,9 +161,10 @@ class Host:
                     tls_identity=mtls,
                     trust_loopback_headers=headers != "never",
                     trust_any_headers=headers == "any",
+                    drain=self._drain,
                 )
             ],
-            options=SERVER_OPTIONS,
+            options=server_options(self.settings),
         )
         if mtls:
             _log.info("identity_from_client_certificates", detail="the caller is the certificate's urn:medsettle URI")
@@ -178,6 +209,8 @@ class Host:
             raise
         for name in self.health_names:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._ready = {m.name: True for m in self.modules}
+        self._probe = asyncio.create_task(self._probe_databases(), name="db-probe")
         _log.info("server_started", port=self.port, services=[m.name for m in self.modules], tls=creds is not None)
 
     async def _start_health_listener(self) -> None:
@@ -193,22 +226,63 @@ class Host:
         async with self._stop_lock:
             if self._stopped.is_set():
                 return
+            if self._probe is not None:
+                self._probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._probe
+                self._probe = None
             await self._health.enter_graceful_shutdown()
             _log.info("server_draining", port=self.port, drain_seconds=self.settings.drain_seconds)
             if drain and self.settings.drain_seconds:
                 await asyncio.sleep(self.settings.drain_seconds)
+            # From here on new calls are answered UNAVAILABLE (REASON_SERVER_DRAINING), not
+            # cancelled; the calls in flight get the grace period to finish, and streams end.
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            self._drain.draining = True
+            _log.info("server_refusing_new_calls", port=self.port, in_flight=self._drain.in_flight)
             if self.runtime is not None:
                 self.runtime.stopping.set()
+            idle = await self._drain.wait_idle(self.settings.grace_seconds)
+            # Keep answering stragglers with the reason for a moment even when idle: a call that
+            # reaches the server only once it stops could be cancelled by gRPC without a reason.
+            await asyncio.sleep(min(self.settings.drain_seconds, 1.0) if drain else 0.0)
+            _log.info(
+                "server_drained" if idle else "server_grace_ran_out",
+                port=self.port,
+                in_flight=self._drain.in_flight,
+                seconds=round(loop.time() - began, 3),
+            )
             for module in reversed(self.modules):
                 await module.stop_tasks()
             if self._server is not None:
-                await self._server.stop(self.settings.grace_seconds)
+                await self._server.stop(max(0.0, self.settings.grace_seconds - (loop.time() - began)))
             if self._health_server is not None:
                 await self._health_server.stop(0)
             for module in reversed(self.modules):
                 await module.close()
             self._stopped.set()
             _log.info("server_stopped", port=self.port)
+
+    async def _probe_databases(self) -> None:
+        """Readiness follows each module's own database (see the module's docstring)."""
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.db_probe_seconds)
+            for module in self.modules:
+                db = getattr(module, "db", None)
+                if db is None:
+                    continue
+                ok = await db.ping(within=s.db_connect_timeout_seconds)
+                if ok != self._ready.get(module.name, True):
+                    self._ready[module.name] = ok
+                    await self._set_health(module.grpc_service_names, ok)
+                    await self._set_health(("",), all(self._ready.values()))
+
+    async def _set_health(self, names: Sequence[str], ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in names:
+            await self._health.set(name, status)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

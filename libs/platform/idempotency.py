@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.core.errors import DomainError, Reason
+from libs.platform.db import CommitUnknown
 
 T = TypeVar("T")
 
@@ -90,15 +91,54 @@ async def record(session: AsyncConnection, table: Table, request_id: str, operat
     )
 
 
-async def run_once(attempt: Callable[[], Awaitable[T]], replay: Callable[[str], Awaitable[T]], *, tries: int = 3) -> T:
+def outcome_unknown(dependency: str = "database") -> DomainError:
+    return DomainError(
+        Reason.COMMIT_OUTCOME_UNKNOWN,
+        "the outcome of this request is unknown: retry with the same request_id",
+        metadata={"dependency": dependency},
+    )
+
+
+async def run_once(
+    attempt: Callable[[], Awaitable[T]],
+    replay: Callable[[str], Awaitable[T]],
+    *,
+    tries: int = 3,
+    uncertain: CommitUnknown | None = None,
+) -> T:
     """Runs a unit of work; if it lost an insert race (IntegrityError) or found its key already
-    recorded (Replay), answers from the stored result instead."""
+    recorded (Replay), answers from the stored result instead.
+
+    A lost COMMIT answer (:class:`CommitUnknown`, or ``uncertain`` given by a caller whose own
+    commit failed) is never answered as a failure: once the old transaction is over
+    (``settle()``), the unit of work runs again, and its key lookup, now conclusive, answers the
+    stored result if the first one was stored, or runs the request once if it was not. When that
+    cannot be known (the database is unreachable), the answer is UNAVAILABLE with
+    REASON_COMMIT_OUTCOME_UNKNOWN: retry with the same request_id."""
     last: Exception | None = None
-    for _ in range(tries):
+    races = 0
+    if uncertain is not None and not await uncertain.settle():
+        raise outcome_unknown(uncertain.dependency) from uncertain
+    for _ in range(tries + 2):
         try:
             return await attempt()
         except Replay as r:
             return await replay(r.ref)
         except IntegrityError as exc:
             last = exc  # a concurrent duplicate committed first: look again
+            races += 1
+            if races >= tries:
+                break
+        except CommitUnknown as exc:
+            if uncertain is not None or not await exc.settle():
+                raise outcome_unknown(exc.dependency) from exc  # twice in a row, or unknowable
+            uncertain = exc
+        except DomainError as exc:
+            if uncertain is not None and exc.reason is Reason.DEPENDENCY_UNAVAILABLE:
+                raise outcome_unknown(uncertain.dependency) from exc  # could not find out
+            raise
+        except Exception as exc:
+            if uncertain is not None:  # the re-run could not reach the database: still unknown
+                raise outcome_unknown(uncertain.dependency) from exc
+            raise
     raise DomainError(Reason.CONCURRENT_UPDATE, "request raced with a concurrent one; retry") from last

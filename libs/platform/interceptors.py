@@ -9,6 +9,7 @@ the hot path.
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,7 +20,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from libs.core.errors import Category, DomainError, Reason
 from libs.platform import identity, metrics
 from libs.platform.access import OPEN_PREFIXES, authorise
-from libs.platform.errors import STATUS_DETAILS_KEY, status_for, status_for_internal
+from libs.platform.db import is_unreachable
+from libs.platform.drain import Drain
+from libs.platform.errors import CODE_OF, STATUS_DETAILS_KEY, status_for, status_for_internal
 from libs.platform.identity import Principal, Role, reset_caller, set_caller
 from libs.platform.logs import get_logger
 
@@ -38,8 +41,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     the identity headers are trusted from loopback peers only (``trust_loopback_headers``)."""
 
     def __init__(
-        self, *, tls_identity: bool = False, trust_loopback_headers: bool = True, trust_any_headers: bool = False
+        self,
+        *,
+        tls_identity: bool = False,
+        trust_loopback_headers: bool = True,
+        trust_any_headers: bool = False,
+        drain: Drain | None = None,
     ) -> None:
+        self._drain = drain or Drain()
         self._tls_identity = tls_identity
         self._trust_headers = trust_loopback_headers
         self._trust_any = trust_any_headers
@@ -101,17 +110,25 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with _tracer.start_as_current_span(
                 method.lstrip("/"), context=propagate.extract(md), kind=SpanKind.SERVER
             ) as span:
+                drain, trace_id = self._drain, span.get_span_context().trace_id
+                drain.enter(trace_id)
                 try:
+                    if drain.refuses(trace_id):
+                        raise _draining(method)
                     set_caller(self._authorise(context, method, request))
                     return await behaviour(request, context)
                 except DomainError as err:
-                    code = await _abort_domain(context, span, method, err)
+                    code = CODE_OF[err.category]  # set before the abort, which raises
+                    await _abort_domain(context, span, method, err)
                 except grpc.aio.AbortError:
                     code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
                     raise
                 except Exception as exc:  # noqa: BLE001 - every unknown error becomes INTERNAL
-                    code = await _abort_internal(context, span, method, exc)
+                    code = grpc.StatusCode.UNAVAILABLE if is_unreachable(exc) else grpc.StatusCode.INTERNAL
+                    await _abort_internal(context, span, method, exc)
                 finally:
+                    drain.leave(trace_id)
+                    _drained(drain, method, code, started)
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
                     reset_caller(token)
 
@@ -126,21 +143,49 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with _tracer.start_as_current_span(
                 method.lstrip("/"), context=propagate.extract(md), kind=SpanKind.SERVER
             ) as span:
+                drain, trace_id = self._drain, span.get_span_context().trace_id
+                drain.enter(trace_id)
                 try:
+                    if drain.refuses(trace_id):
+                        raise _draining(method)
                     set_caller(self._authorise(context, method, request))
                     async for item in behaviour(request, context):
                         yield item
                 except DomainError as err:
-                    code = await _abort_domain(context, span, method, err)
+                    code = CODE_OF[err.category]  # set before the abort, which raises
+                    await _abort_domain(context, span, method, err)
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - every unknown error becomes INTERNAL
-                    code = await _abort_internal(context, span, method, exc)
+                    code = grpc.StatusCode.UNAVAILABLE if is_unreachable(exc) else grpc.StatusCode.INTERNAL
+                    await _abort_internal(context, span, method, exc)
                 finally:
+                    drain.leave(trace_id)
+                    _drained(drain, method, code, started)
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
                     reset_caller(token)
 
         return wrapped
+
+
+def _draining(method: str) -> DomainError:
+    return DomainError(
+        Reason.SERVER_DRAINING,
+        "the server is shutting down; retry with the same request_id",
+        metadata={"service": method.lstrip("/").split("/", 1)[0]},
+    )
+
+
+def _drained(drain: Drain, method: str, code: grpc.StatusCode, started: float) -> None:
+    """While draining, every call that ends is logged: those refused and those that finished."""
+    if drain.draining:
+        _log.info(
+            "rpc_ended_while_draining",
+            method=method,
+            code=code.name,
+            seconds=round(time.perf_counter() - started, 3),
+            in_flight=drain.in_flight,
+        )
 
 
 async def _abort_domain(
@@ -158,11 +203,27 @@ async def _abort_domain(
     return code  # pragma: no cover - abort raises
 
 
+def _stack(exc: BaseException) -> str:
+    """Where an error happened, for the log: its frames and types, never its text (a database
+    error's text quotes SQL and its parameters)."""
+    parts: list[str] = []
+    e: BaseException | None = exc
+    while e is not None and len(parts) < 5:
+        parts.append("".join(traceback.format_tb(e.__traceback__)) + type(e).__qualname__)
+        e = e.__cause__ or e.__context__
+    return "\n-- caused by --\n".join(parts)
+
+
 async def _abort_internal(
     context: grpc.aio.ServicerContext[Any, Any], span: trace.Span, method: str, exc: Exception
 ) -> grpc.StatusCode:
+    if is_unreachable(exc):  # a dependency that is down is UNAVAILABLE, not a bug
+        unavailable = DomainError(
+            Reason.DEPENDENCY_UNAVAILABLE, "a dependency is unavailable; retry", metadata={"dependency": "database"}
+        )
+        return await _abort_domain(context, span, method, unavailable)
     trace_id = _trace_id()
-    _log.error("rpc_failed_internal", method=method, error_type=type(exc).__name__, exc_info=exc)
+    _log.error("rpc_failed_internal", method=method, error_type=type(exc).__name__, stack=_stack(exc))
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
     code, status = status_for_internal(trace_id)

@@ -47,6 +47,27 @@ class Settings(BaseSettings):
     health_port: int | None = Field(default=None, ge=0, le=65535)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_echo: bool = False
+    # PostgreSQL session limits on every connection, in milliseconds (0 = none): one statement,
+    # waiting for a row or table lock, and a transaction left open without a statement.
+    db_statement_timeout_ms: int = Field(default=5_000, ge=0, le=3_600_000)
+    db_lock_timeout_ms: int = Field(default=2_000, ge=0, le=3_600_000)
+    db_idle_in_transaction_timeout_ms: int = Field(default=10_000, ge=0, le=3_600_000)
+    # Seconds to open a connection before the database counts as unreachable.
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Connections: the server pings a quiet client this often and drops it when the ping is not
+    # answered in the timeout; closes a connection idle (no call) this long, and any connection
+    # this old (after a grace for its calls; clients reconnect, streams resume by position); a
+    # client must finish its TLS/HTTP2 handshake in the handshake time.
+    grpc_keepalive_seconds: float = Field(default=60.0, ge=1, le=7200)
+    grpc_keepalive_timeout_seconds: float = Field(default=20.0, ge=1, le=600)
+    grpc_max_idle_seconds: float = Field(default=300.0, ge=1, le=86400)
+    grpc_max_connection_age_seconds: float = Field(default=1800.0, ge=10, le=86400 * 7)
+    grpc_max_connection_age_grace_seconds: float = Field(default=60.0, ge=0, le=3600)
+    grpc_handshake_seconds: float = Field(default=10.0, ge=0.1, le=300)
+    # Feed streams (WatchFilings, StreamSettlements) one process serves at once.
+    feed_max_followers: int = Field(default=1000, ge=1, le=100_000)
+    # How often the host checks each service's own database for the health service (readiness).
+    db_probe_seconds: float = Field(default=1.0, gt=0, le=300)
 
     # Server TLS (mTLS when a client CA is given) for meshes without a sidecar.
     tls_cert_file: Path | None = None

@@ -26,7 +26,7 @@ class ClearingModule:
 
     def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url("clearing"), pool_size=settings.db_pool_size, echo=settings.db_echo)
+        self.db = Database.from_settings(settings, "clearing")
         self.service = ClearingService(self.db, clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._channel: grpc.aio.Channel | None = None

@@ -91,7 +91,7 @@ class EligibilityModule:
     def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
         self.policies = policy_sources.store_for(settings)
-        self.db = Database(settings.database_url("eligibility"), pool_size=settings.db_pool_size, echo=settings.db_echo)
+        self.db = Database.from_settings(settings, "eligibility")
         self.service = EligibilityService(
             self.db,
             load_signer(settings),

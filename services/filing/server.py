@@ -32,11 +32,12 @@ class FilingModule:
     grpc_service_names = (SERVICE_NAME,)
 
     def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
-        self.db = Database(settings.database_url("filing"), pool_size=settings.db_pool_size, echo=settings.db_echo)
+        self.db = Database.from_settings(settings, "filing")
         self.settings = settings
         self.service = FilingService(
             self.db, min_period=load_min_period_rules(), clock=clock, today=lambda: today_cst(clock)
         )
+        self.service.notifier.max_followers = settings.feed_max_followers
         self._runtime: list[Runtime] = []
         self._channel: grpc.aio.Channel | None = None
 

@@ -64,10 +64,11 @@ class SettlementModule:
 
     def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url("settlement"), pool_size=settings.db_pool_size, echo=settings.db_echo)
+        self.db = Database.from_settings(settings, "settlement")
         self.policies = policy_sources.store_for(settings)
         self._eligibility = _LazyEligibility()
         self.service = SettlementService(self.db, self._eligibility, self.policies, clock=clock, on_commit=_count)
+        self.service.notifier.max_followers = settings.feed_max_followers
         self._runtime: list[Runtime] = []
         self._archiving: set[asyncio.Task[None]] = set()
         self._channel: grpc.aio.Channel | None = None

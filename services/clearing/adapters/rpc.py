@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import grpc
@@ -27,7 +28,7 @@ from services.clearing.domain.model import (
     payment_deadline,
 )
 from services.clearing.domain.reconcile import Difference, DifferenceKind, Item, Totals
-from services.clearing.domain.rules import TopUpStatus
+from services.clearing.domain.rules import MAX_AMOUNT_FEN, MAX_YEAR, MIN_YEAR, TopUpStatus
 
 CATEGORY_OUT = {v: k for k, v in CATEGORY_IN.items()}
 STATUS_OUT = {
@@ -62,6 +63,21 @@ def _province(value: str, field: str, v: Violations) -> str:
 def _year(value: int, field: str, v: Violations) -> int:
     v.check(2000 <= value <= 2100, field, "2000..2100")
     return value
+
+
+def _amount(value: int, field: str, v: Violations, *, zero: bool = False) -> int:
+    """A positive (or, with ``zero``, non-negative) amount of at most MAX_AMOUNT_FEN."""
+    low = 0 if zero else 1
+    v.check(low <= value <= MAX_AMOUNT_FEN, field, f"{low}..{MAX_AMOUNT_FEN} fen")
+    return value
+
+
+def _business_date(d: dt.date | None, field: str, v: Violations, *, not_before: dt.date | None = None) -> None:
+    if d is None:
+        return
+    v.check(MIN_YEAR <= d.year <= MAX_YEAR, field, f"year {MIN_YEAR}..{MAX_YEAR}")
+    if not_before is not None:
+        v.check(d >= not_before, field, f"on or after {not_before.isoformat()}")
 
 
 def _totals_in(msg: Any, field: str, v: Violations) -> Totals:
@@ -272,6 +288,8 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         signing = date_from_proto(
             request.signing_date if request.HasField("signing_date") else None, "signing_date", v, required=False
         )
+        if 1 <= month <= 12:
+            _business_date(signing, "signing_date", v, not_before=dt.date(max(year, 1), month, 1))
         v.raise_if_any()
         out = await self.service.run_monthly(
             scoped_request_id(request.request_id), fingerprint(request), year, month, signing
@@ -323,7 +341,8 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         on = date_from_proto(
             request.disbursement_date if request.HasField("disbursement_date") else None, "disbursement_date", v
         )
-        v.check(request.bank_charge_fen >= 0, "bank_charge_fen", "must not be negative")
+        _amount(request.bank_charge_fen, "bank_charge_fen", v, zero=True)
+        _business_date(on, "disbursement_date", v)
         v.raise_if_any()
         assert on is not None
         _own_side(await self.service.statement_by_id(request.statement_id), Side.INSURED)  # the payer
@@ -408,7 +427,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         ip = _province(request.insured_province_code, "insured_province_code", v)
         tp = _province(request.treatment_province_code, "treatment_province_code", v)
         year, month = _month(request.month, "month", v)
-        v.check(request.amount_fen > 0, "amount_fen", "must be positive")
+        _amount(request.amount_fen, "amount_fen", v)
         v.raise_if_any()
         r = await self.service.funds.request_top_up(
             scoped_request_id(request.request_id), fingerprint(request), ip, tp, year, month, request.amount_fen
@@ -523,7 +542,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         ip = _province(request.insured_province_code, "insured_province_code", v)
         tp = _province(request.treatment_province_code, "treatment_province_code", v)
         year = _year(request.year, "year", v)
-        v.check(request.amount_fen > 0, "amount_fen", "must be positive")
+        _amount(request.amount_fen, "amount_fen", v)
         v.raise_if_any()
         balance = await self.service.funds.record_interest(
             scoped_request_id(request.request_id), fingerprint(request), ip, tp, year, request.amount_fen
@@ -536,8 +555,9 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v = Violations()
         check_request_id(request.request_id, v)
         v.check(0 < len(request.institution_code) <= 32, "institution_code", "required, 1-32 characters")
-        v.check(request.amount_fen > 0, "amount_fen", "must be positive")
+        _amount(request.amount_fen, "amount_fen", v)
         on = date_from_proto(request.payment_date if request.HasField("payment_date") else None, "payment_date", v)
+        _business_date(on, "payment_date", v)
         v.raise_if_any()
         assert on is not None
         r = await self.service.funds.pay_institution(
@@ -578,7 +598,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         check_request_id(request.request_id, v)
         v.check(bool(request.verification_id), "verification_id", "required")
         v.check(0 < len(request.answer) <= 2000, "answer", "required, at most 2000 characters")
-        v.check(request.rejected_fen >= 0, "rejected_fen", "must not be negative")
+        _amount(request.rejected_fen, "rejected_fen", v, zero=True)
         v.raise_if_any()
         vr = await self.service.funds.answer_verification(
             scoped_request_id(request.request_id),

@@ -149,6 +149,13 @@ def _verification(r: Any) -> Verification:
     )
 
 
+async def _verification_in(repo: ClearingRepository, vid: str) -> Verification:
+    row = await repo.verification(vid)
+    if row is None:
+        raise DomainError(Reason.VERIFICATION_NOT_FOUND, f"no verification request {vid}")
+    return _verification(row)
+
+
 class Funds:
     def __init__(self, db: Database, clock: Callable[[], dt.datetime]) -> None:
         self.db = db
@@ -163,20 +170,25 @@ class Funds:
         op: str,
         fp: str,
         work: Callable[[ClearingRepository, dt.datetime], Awaitable[str]],
-        replay: Callable[[str], Awaitable[T]],
+        answer: Callable[[ClearingRepository, str], Awaitable[T]],
     ) -> T:
+        """``work`` validates and writes, ``answer`` reads the result: both in ONE transaction,
+        before the commit, so a request whose answer cannot be computed writes nothing."""
+
         async def attempt() -> T:
             async with self.db.transaction() as s:
                 if await idempotency.check(s, idempotency_keys, request_id, op, fp):
                     raise idempotency.Replay(request_id)
-                ref = await work(ClearingRepository(s), self._clock())
+                repo = ClearingRepository(s)
+                ref = await work(repo, self._clock())
+                result = await answer(repo, ref)
                 await idempotency.record(s, idempotency_keys, request_id, op, fp, ref)
-            return await replay(ref)
+            return result
 
         async def replayed(_: str) -> T:
             async with self.db.read() as s:
                 row = await s.execute(idempotency_keys.select().where(idempotency_keys.c.request_id == request_id))
-                return await replay(str(row.first().result_ref))  # type: ignore[union-attr]
+                return await answer(ClearingRepository(s), str(row.first().result_ref))  # type: ignore[union-attr]
 
         return await idempotency.run_once(attempt, replayed)
 
@@ -215,7 +227,10 @@ class Funds:
             _log.info("prepayment_set", insured=ip, treatment=tp, year=year, amount_fen=amount)
             return f"{ip}-{tp}-{year}"
 
-        return await self._once(request_id, "prepayment", fp, work, lambda _: self.prepayment(ip, tp, year))
+        async def answer(repo: ClearingRepository, _: str) -> PrepaymentView:
+            return await self._view(repo, ip, tp, year)
+
+        return await self._once(request_id, "prepayment", fp, work, answer)
 
     async def top_up_allowance(self, ip: str, tp: str, year: int, month: int) -> TopUpAllowance:
         """What the treatment province may still ask for the month, before it asks."""
@@ -259,17 +274,15 @@ class Funds:
             _log.info("top_up_requested", top_up_id=top_up_id, insured=ip, treatment=tp, amount_fen=amount_fen)
             return top_up_id
 
-        async def answer(top_up_id: str) -> TopUpResult:
-            async with self.db.read() as s:
-                repo = ClearingRepository(s)
-                allowance = await self._allowance(repo, ip, tp, year, month)
-                return TopUpResult(
-                    await self._view(repo, ip, tp, year),
-                    allowance.cap_fen,
-                    allowance.month_clearing_fen,
-                    allowance.taken_fen,
-                    await self._top_up(repo, top_up_id),
-                )
+        async def answer(repo: ClearingRepository, top_up_id: str) -> TopUpResult:
+            allowance = await self._allowance(repo, ip, tp, year, month)
+            return TopUpResult(
+                await self._view(repo, ip, tp, year),
+                allowance.cap_fen,
+                allowance.month_clearing_fen,
+                allowance.taken_fen,
+                await self._top_up(repo, top_up_id),
+            )
 
         return await self._once(request_id, "top_up", fp, work, answer)
 
@@ -286,7 +299,7 @@ class Funds:
             _log.info("top_up_reviewed", top_up_id=top_up_id, status=step.value)
             return top_up_id
 
-        return await self._once(request_id, "review_top_up", fp, work, self.top_up)
+        return await self._once(request_id, "review_top_up", fp, work, self._top_up)
 
     async def disburse_top_up(
         self, request_id: str, fp: str, top_up_id: str, on: dt.date
@@ -303,9 +316,9 @@ class Funds:
             _log.info("top_up_disbursed", top_up_id=top_up_id, amount_fen=int(row.amount_fen))
             return top_up_id
 
-        async def answer(ref: str) -> tuple[TopUpView, PrepaymentView]:
-            t = await self.top_up(ref)
-            return t, await self.prepayment(t.insured_province, t.treatment_province, t.year)
+        async def answer(repo: ClearingRepository, ref: str) -> tuple[TopUpView, PrepaymentView]:
+            t = await self._top_up(repo, ref)
+            return t, await self._view(repo, t.insured_province, t.treatment_province, t.year)
 
         return await self._once(request_id, "disburse_top_up", fp, work, answer)
 
@@ -348,9 +361,8 @@ class Funds:
             await repo.post(f"interest:{request_id}"[:64], ledger.prepayment_interest(tp, amount_fen), now)
             return tp
 
-        async def answer(_: str) -> int:
-            async with self.db.read() as s:
-                return await ClearingRepository(s).balance(f"province:{tp}:interest_income")
+        async def answer(repo: ClearingRepository, _: str) -> int:
+            return await repo.balance(f"province:{tp}:interest_income")
 
         return await self._once(request_id, "interest", fp, work, answer)
 
@@ -381,17 +393,15 @@ class Funds:
             found["tp"] = tp
             return institution
 
-        async def answer(_: str) -> InstitutionPayment:
-            async with self.db.read() as s:
-                repo = ClearingRepository(s)
-                tp = found.get("tp") or await treatment_province(repo)
-                latest = await repo.latest_signed(tp)
-                deadline = None
-                if latest and latest.signing_date:
-                    deadline = latest.due_date or payment_deadline(latest.signing_date)
-                return InstitutionPayment(
-                    tp, -await repo.balance(account), deadline, deadline is not None and on > deadline
-                )
+        async def answer(repo: ClearingRepository, _: str) -> InstitutionPayment:
+            tp = found.get("tp") or await treatment_province(repo)
+            latest = await repo.latest_signed(tp)
+            deadline = None
+            if latest and latest.signing_date:
+                deadline = latest.due_date or payment_deadline(latest.signing_date)
+            return InstitutionPayment(
+                tp, -await repo.balance(account), deadline, deadline is not None and on > deadline
+            )
 
         return await self._once(request_id, "pay_institution", fp, work, answer)
 
@@ -404,9 +414,8 @@ class Funds:
             _log.info("signing_calendar_set", year=year, dates=len(dates))
             return str(year)
 
-        async def answer(_: str) -> list[dt.date]:
-            async with self.db.read() as s:
-                return await ClearingRepository(s).calendar(year)
+        async def answer(repo: ClearingRepository, _: str) -> list[dt.date]:
+            return await repo.calendar(year)
 
         return await self._once(request_id, "signing_calendar", fp, work, answer)
 
@@ -488,7 +497,7 @@ class Funds:
             )
             return vid
 
-        return await self._once(request_id, "verify", fp, work, self.verification)
+        return await self._once(request_id, "verify", fp, work, _verification_in)
 
     async def answer_verification(
         self, request_id: str, fp: str, vid: str, answer: str, rejected_fen: int
@@ -516,7 +525,7 @@ class Funds:
             await self._deduct(repo, row, answer, split, now)
             return vid
 
-        return await self._once(request_id, "answer_verification", fp, work, self.verification)
+        return await self._once(request_id, "answer_verification", fp, work, _verification_in)
 
     @staticmethod
     async def _deduct(
@@ -550,10 +559,7 @@ class Funds:
 
     async def verification(self, vid: str) -> Verification:
         async with self.db.read() as s:
-            row = await ClearingRepository(s).verification(vid)
-        if row is None:
-            raise DomainError(Reason.VERIFICATION_NOT_FOUND, f"no verification request {vid}")
-        return _verification(row)
+            return await _verification_in(ClearingRepository(s), vid)
 
     async def verifications(self) -> list[Verification]:
         async with self.db.read() as s:

@@ -28,6 +28,7 @@ from services.clearing.domain.model import (
     assemble,
     clearing_month,
     next_signing_date,
+    payment_deadline,
     statement_id,
 )
 
@@ -204,6 +205,9 @@ class ClearingService:
                 drafts = [st for st in built if st.statement_id in existing and st.statement_id not in closed]
                 await repo.save_drafts(fresh, drafts, now)  # closed statements stay as they were
                 out.update({st.statement_id: st for st in fresh + drafts})
+                for st in out.values():  # the answer's derived dates, computed before the commit
+                    if st.signing_date is not None:
+                        payment_deadline(st.signing_date)
                 await idempotency.record(s, idempotency_keys, request_id, "run_monthly", fp, f"{year}-{month}")
             _log.info("monthly_clearing_ran", year=year, month=month, statements=len(out), through=through)
             return [out[k] for k in sorted(out)]

@@ -9,6 +9,13 @@ from libs.core.errors import DomainError, Reason
 from libs.policy.money import round_half_up
 
 Q4_MONTHS = (10, 11, 12)
+# The largest amount one clearing request may name (one trillion yuan): far above any real
+# prepayment, top-up, interest, payment or charge, and far enough below the ledger's int64
+# that no sum of postings can overflow it.
+MAX_AMOUNT_FEN = 100_000_000_000_000
+# Dates a clearing request may name (signing, disbursement, payment): business dates, never the
+# ends of the calendar (a signing date of 9999-12-31 has no payment deadline after it).
+MIN_YEAR, MAX_YEAR = 2000, 2100
 # (practice) days the treatment place has to answer an expense verification request; data, not law.
 VERIFICATION_ANSWER_DAYS = 15
 

@@ -35,7 +35,9 @@ class GrpcInstitutionDirectory:
                 return None
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise DomainError(
-                    Reason.DEPENDENCY_UNAVAILABLE, "the institution registry (eligibility) is unavailable; retry"
+                    Reason.DEPENDENCY_UNAVAILABLE,
+                    "the institution registry (eligibility) is unavailable; retry",
+                    metadata={"dependency": "eligibility"},
                 ) from exc
             raise domain_error_from_rpc(exc) from exc
         i = resp.institution

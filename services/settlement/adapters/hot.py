@@ -33,7 +33,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from libs.platform.db import Database
+from libs.platform.db import CommitUnknown, Database
 from libs.platform.idempotency import lookup_many
 from libs.policy import Accumulators, FeeLine, SettlementResult
 from libs.policy.model import slot_builder
@@ -109,7 +109,11 @@ async def batch_unit(db: Database) -> AsyncIterator[BatchUnit]:
                     with contextlib.suppress(Exception):  # the batch's own error is the one to see
                         await con.execute("ROLLBACK")
                 raise  # a connection left inside its transaction is discarded by driver_connection
-            await con.execute("COMMIT")
+            pid = Database.server_pid_of(con)
+            try:
+                await con.execute("COMMIT")
+            except Exception as exc:
+                raise CommitUnknown(db, pid, db.dependency) from exc
 
 
 # The batch's statements take arrays whose length the planner cannot use to choose a plan, so

@@ -59,7 +59,11 @@ class GrpcEligibility:
             resp = await self._stub.CheckEligibility(req, timeout=TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise DomainError(Reason.DEPENDENCY_UNAVAILABLE, "eligibility is unavailable; retry") from exc
+                raise DomainError(
+                    Reason.DEPENDENCY_UNAVAILABLE,
+                    "eligibility is unavailable; retry",
+                    metadata={"dependency": "eligibility"},
+                ) from exc
             raise domain_error_from_rpc(exc) from exc
         return decision_from_proto(resp.decision)
 
@@ -70,7 +74,11 @@ class GrpcEligibility:
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise DomainError(Reason.DEPENDENCY_UNAVAILABLE, "eligibility is unavailable; retry") from exc
+                raise DomainError(
+                    Reason.DEPENDENCY_UNAVAILABLE,
+                    "eligibility is unavailable; retry",
+                    metadata={"dependency": "eligibility"},
+                ) from exc
             raise domain_error_from_rpc(exc) from exc
         for f in resp.active_filings:
             start = _date(f.start_date)

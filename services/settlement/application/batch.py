@@ -30,6 +30,9 @@ from typing import TYPE_CHECKING
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
+from libs.core.errors import Category, DomainError
+from libs.platform.db import CommitUnknown
+from libs.platform.idempotency import outcome_unknown
 from libs.platform.logs import get_logger
 
 if TYPE_CHECKING:
@@ -115,14 +118,24 @@ class SettleBatcher:
             self._queue.task_done()
 
     async def _settle(self, batch: list[SettleCall]) -> None:
+        uncertain: CommitUnknown | None = None
         try:
             outcomes = await self.service.settle_batch(batch)
         except Exception as exc:  # noqa: BLE001 - the batch failed as a whole: settle each on its own
             _log.warning("settle_batch_retried_one_by_one", size=len(batch), error_type=type(exc).__name__)
             outcomes = [None] * len(batch)
+            if isinstance(exc, CommitUnknown):
+                # The batch's COMMIT answer was lost: each call finds out (its key, once the old
+                # transaction is over) or is answered COMMIT_OUTCOME_UNKNOWN, never a failure.
+                uncertain = exc if await exc.settle() else None
+                if uncertain is None:
+                    for call in batch:
+                        if not call.future.done():
+                            call.future.set_exception(outcome_unknown(exc.dependency))
+                    return
         for call, outcome in zip(batch, outcomes, strict=True):
             if outcome is None:
-                await self._one(call)
+                await self._one(call, uncertain=uncertain)
             elif call.future.done():
                 continue  # the caller went away (cancelled RPC); the settlement stands, a retry replays it
             elif isinstance(outcome, BaseException):
@@ -130,7 +143,7 @@ class SettleBatcher:
             else:
                 call.future.set_result(outcome)
 
-    async def _one(self, call: SettleCall) -> None:
+    async def _one(self, call: SettleCall, uncertain: CommitUnknown | None = None) -> None:
         try:
             result = await self.service.settle_one(
                 call.request_id,
@@ -142,6 +155,8 @@ class SettleBatcher:
                 discharge_date=call.discharge_date,
             )
         except Exception as exc:  # noqa: BLE001 - handed to the caller, who sees it as the RPC's error
+            if uncertain is not None and (not isinstance(exc, DomainError) or exc.category is Category.UNAVAILABLE):
+                exc = outcome_unknown(uncertain.dependency)  # the re-run could not find out either
             if not call.future.done():
                 call.future.set_exception(exc)
             return

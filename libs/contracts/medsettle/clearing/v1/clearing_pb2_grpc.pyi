@@ -29,6 +29,15 @@ GRPC_VERSION: str
 class ClearingServiceStub:
     """Reconciliation, monthly inter-province clearing, prepayments and the ledger.
     Operated by provinces and the national centre; not exposed to hospitals.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     @_typing.overload
@@ -84,6 +93,15 @@ class ClearingServiceStub:
 class ClearingServiceAsyncStub(ClearingServiceStub):
     """Reconciliation, monthly inter-province clearing, prepayments and the ledger.
     Operated by provinces and the national centre; not exposed to hospitals.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -135,6 +153,15 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
 class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Reconciliation, monthly inter-province clearing, prepayments and the ledger.
     Operated by provinces and the national centre; not exposed to hospitals.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     @_abc_1.abstractmethod

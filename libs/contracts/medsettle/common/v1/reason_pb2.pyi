@@ -172,6 +172,21 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """
     REASON_TOP_UP_NOT_FOUND: _Reason.ValueType  # 105
     """NOT_FOUND: no emergency top-up with that id. ErrorInfo metadata: none."""
+    REASON_COMMIT_OUTCOME_UNKNOWN: _Reason.ValueType  # 120
+    """platform failure semantics (120-139)
+    UNAVAILABLE: the database's answer to COMMIT was lost and the service could not find out
+    whether the request was stored. Retry with the SAME request_id: the retry answers the stored
+    result if it was, or runs the request once if it was not. ErrorInfo metadata: dependency.
+    """
+    REASON_SERVER_DRAINING: _Reason.ValueType  # 121
+    """UNAVAILABLE: the server is shutting down and takes no new calls; retry (with the same
+    request_id) on another replica or after the restart. ErrorInfo metadata: service.
+    """
+    REASON_TOO_MANY_FOLLOWERS: _Reason.ValueType  # 122
+    """RESOURCE_EXHAUSTED: the server already holds as many feed streams (followers) as it allows,
+    or a follower fell too far behind; resume later from the last position received.
+    ErrorInfo metadata: limit.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """The reason catalogue. Every error a medsettle service returns carries a
@@ -330,4 +345,19 @@ operator) -> disbursed (approved only). ErrorInfo metadata: status (the top-up's
 """
 REASON_TOP_UP_NOT_FOUND: Reason.ValueType  # 105
 """NOT_FOUND: no emergency top-up with that id. ErrorInfo metadata: none."""
+REASON_COMMIT_OUTCOME_UNKNOWN: Reason.ValueType  # 120
+"""platform failure semantics (120-139)
+UNAVAILABLE: the database's answer to COMMIT was lost and the service could not find out
+whether the request was stored. Retry with the SAME request_id: the retry answers the stored
+result if it was, or runs the request once if it was not. ErrorInfo metadata: dependency.
+"""
+REASON_SERVER_DRAINING: Reason.ValueType  # 121
+"""UNAVAILABLE: the server is shutting down and takes no new calls; retry (with the same
+request_id) on another replica or after the restart. ErrorInfo metadata: service.
+"""
+REASON_TOO_MANY_FOLLOWERS: Reason.ValueType  # 122
+"""RESOURCE_EXHAUSTED: the server already holds as many feed streams (followers) as it allows,
+or a follower fell too far behind; resume later from the last position received.
+ErrorInfo metadata: limit.
+"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015

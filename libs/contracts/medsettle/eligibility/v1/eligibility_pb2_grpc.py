@@ -27,6 +27,15 @@ if _version_not_supported:
 
 class EligibilityServiceStub:
     """Who may be settled where: identity, insured status, filing, networked institutions.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     def __init__(self, channel):
@@ -79,6 +88,15 @@ class EligibilityServiceStub:
 
 class EligibilityServiceServicer:
     """Who may be settled where: identity, insured status, filing, networked institutions.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     def CheckEligibility(self, request, context):
@@ -183,6 +201,15 @@ def add_EligibilityServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class EligibilityService:
     """Who may be settled where: identity, insured status, filing, networked institutions.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     @staticmethod

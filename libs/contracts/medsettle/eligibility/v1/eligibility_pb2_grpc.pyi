@@ -27,7 +27,17 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class EligibilityServiceStub:
-    """Who may be settled where: identity, insured status, filing, networked institutions."""
+    """Who may be settled where: identity, insured status, filing, networked institutions.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -45,7 +55,17 @@ class EligibilityServiceStub:
 
 @_typing.type_check_only
 class EligibilityServiceAsyncStub(EligibilityServiceStub):
-    """Who may be settled where: identity, insured status, filing, networked institutions."""
+    """Who may be settled where: identity, insured status, filing, networked institutions.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CheckEligibility: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.CheckEligibilityRequest, _eligibility_pb2.CheckEligibilityResponse]  # type: ignore[assignment]
@@ -59,7 +79,17 @@ class EligibilityServiceAsyncStub(EligibilityServiceStub):
     GetInsuredPerson: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.GetInsuredPersonRequest, _eligibility_pb2.GetInsuredPersonResponse]  # type: ignore[assignment]
 
 class EligibilityServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Who may be settled where: identity, insured status, filing, networked institutions."""
+    """Who may be settled where: identity, insured status, filing, networked institutions.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
+    """
 
     @_abc_1.abstractmethod
     def CheckEligibility(

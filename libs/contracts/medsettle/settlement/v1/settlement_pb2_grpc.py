@@ -29,6 +29,15 @@ class SettlementServiceStub:
     """The hospital-facing hot path. The calling institution is the one named by the caller's
     authenticated identity (metadata x-medsettle-institution, set by the gateway from the client
     certificate); a request naming another institution is refused.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     def __init__(self, channel):
@@ -128,6 +137,15 @@ class SettlementServiceServicer:
     """The hospital-facing hot path. The calling institution is the one named by the caller's
     authenticated identity (metadata x-medsettle-institution, set by the gateway from the client
     certificate); a request naming another institution is refused.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     def OpenVisit(self, request, context):
@@ -364,6 +382,15 @@ class SettlementService:
     """The hospital-facing hot path. The calling institution is the one named by the caller's
     authenticated identity (metadata x-medsettle-institution, set by the gateway from the client
     certificate); a request naming another institution is refused.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     @staticmethod
@@ -828,6 +855,15 @@ class SettlementService:
 
 class ManualClaimServiceStub:
     """The insured place's side of manual reimbursement. Not routed to hospitals.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     def __init__(self, channel):
@@ -855,6 +891,15 @@ class ManualClaimServiceStub:
 
 class ManualClaimServiceServicer:
     """The insured place's side of manual reimbursement. Not routed to hospitals.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     def ProcessManualClaim(self, request, context):
@@ -904,6 +949,15 @@ def add_ManualClaimServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ManualClaimService:
     """The insured place's side of manual reimbursement. Not routed to hospitals.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     @staticmethod

@@ -30,6 +30,15 @@ class SettlementServiceStub:
     """The hospital-facing hot path. The calling institution is the one named by the caller's
     authenticated identity (metadata x-medsettle-institution, set by the gateway from the client
     certificate); a request naming another institution is refused.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     @_typing.overload
@@ -97,6 +106,15 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     """The hospital-facing hot path. The calling institution is the one named by the caller's
     authenticated identity (metadata x-medsettle-institution, set by the gateway from the client
     certificate); a request naming another institution is refused.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -160,6 +178,15 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
     """The hospital-facing hot path. The calling institution is the one named by the caller's
     authenticated identity (metadata x-medsettle-institution, set by the gateway from the client
     certificate); a request naming another institution is refused.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
     """
 
     @_abc_1.abstractmethod
@@ -322,7 +349,17 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
 def add_SettlementServiceServicer_to_server(servicer: SettlementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class ManualClaimServiceStub:
-    """The insured place's side of manual reimbursement. Not routed to hospitals."""
+    """The insured place's side of manual reimbursement. Not routed to hospitals.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -335,7 +372,17 @@ class ManualClaimServiceStub:
 
 @_typing.type_check_only
 class ManualClaimServiceAsyncStub(ManualClaimServiceStub):
-    """The insured place's side of manual reimbursement. Not routed to hospitals."""
+    """The insured place's side of manual reimbursement. Not routed to hospitals.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ProcessManualClaim: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ProcessManualClaimRequest, _settlement_pb2.ProcessManualClaimResponse]  # type: ignore[assignment]
@@ -344,7 +391,17 @@ class ManualClaimServiceAsyncStub(ManualClaimServiceStub):
     ListManualClaims: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ListManualClaimsRequest, _settlement_pb2.ListManualClaimsResponse]  # type: ignore[assignment]
 
 class ManualClaimServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The insured place's side of manual reimbursement. Not routed to hospitals."""
+    """The insured place's side of manual reimbursement. Not routed to hospitals.
+
+    Retries: every mutating call carries request_id and runs at most once per id. Whatever code a
+    mutating call answers (UNAVAILABLE with REASON_COMMIT_OUTCOME_UNKNOWN, REASON_SERVER_DRAINING or
+    REASON_DEPENDENCY_UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, INTERNAL, a cut connection, or any
+    other), it is safe to retry with the SAME request_id and the same payload: the retry answers the
+    stored result if the first call was stored, or runs the request once if it was not. Never retry
+    a mutating call with a new request_id unless the first one was answered with a definite failure
+    (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION, PERMISSION_DENIED, UNAUTHENTICATED,
+    ALREADY_EXISTS): that would run it twice. Read-only calls can be retried freely.
+    """
 
     @_abc_1.abstractmethod
     def ProcessManualClaim(
