@@ -489,3 +489,33 @@ async def test_report_cli_prints_tables_and_writes_a_heat_map(
     png = tmp_path / "heat.png"
     assert await report.main(["statements", "--month", "2026-05", "--database-url", url, "--png", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+async def test_only_the_settlements_own_provinces_put_and_answer_a_verification(env: Env) -> None:
+    """The insured province asks, the treatment province answers: a bureau of another province is
+    refused with a reason, and nothing is written."""
+    assert await env.svc.ingest([fs("V11", "11", 100_000, dt.date(2026, 3, 9))]) == 1  # Beijing -> Shanghai
+
+    def as_(urn: str) -> tuple[tuple[str, str], ...]:
+        return (("x-medsettle-principal", urn),)
+
+    create = pb.CreateVerificationRequestRequest(request_id="vr-1", settlement_id="V11", reason="induced admission?")
+    await expect_error(
+        env.stub.CreateVerificationRequest(create, metadata=as_("urn:medsettle:bureau:insured:51")),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "REASON_NOT_AUTHORISED_FOR_REGION",
+    )
+    vr = (
+        await env.stub.CreateVerificationRequest(create, metadata=as_("urn:medsettle:bureau:insured:11"))
+    ).verification
+    answer = pb.AnswerVerificationRequestRequest(
+        request_id="va-1", verification_id=vr.verification_id, answer="partly", rejected_fen=5_000
+    )
+    await expect_error(
+        env.stub.AnswerVerificationRequest(answer, metadata=as_("urn:medsettle:bureau:treatment:44")),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "REASON_NOT_AUTHORISED_FOR_REGION",
+    )
+    # the refused answer wrote nothing: the right bureau's answer is the first (not ALREADY_ANSWERED)
+    done = await env.stub.AnswerVerificationRequest(answer, metadata=as_("urn:medsettle:bureau:treatment:31"))
+    assert done.verification.answered and done.verification.rejected_fen == 5_000

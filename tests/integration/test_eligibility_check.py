@@ -201,6 +201,16 @@ async def test_credentials_forged_expired_revoked_or_for_another_person_are_refu
         )
     )
     assert why == "REASON_CREDENTIAL_PERSON_MISMATCH"
+    # another province's bureau cannot revoke a Beijing person's e-certificate, and changes nothing
+    chengdu = (("x-medsettle-principal", "urn:medsettle:bureau:insured:510100"),)
+    code, why, _ = await refused(
+        stubs.eligibility.RevokeECertificate(
+            el.RevokeECertificateRequest(request_id="r0", token_id=issued.token_id), metadata=chengdu
+        )
+    )
+    assert (code, why) == (grpc.StatusCode.PERMISSION_DENIED, "REASON_NOT_AUTHORISED_FOR_REGION")
+    still = await stubs.eligibility.CheckEligibility(check(types_pb2.Credential(ecert_token=token)))
+    assert still.decision.person_no == "P1"
     await stubs.eligibility.RevokeECertificate(el.RevokeECertificateRequest(request_id="r1", token_id=issued.token_id))
     assert await reason(check(types_pb2.Credential(ecert_token=token))) == (pre, "REASON_CREDENTIAL_REVOKED")
 

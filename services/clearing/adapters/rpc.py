@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -254,17 +255,26 @@ def statement_to_proto(st: Statement) -> pb.Statement:
 def _own_side(st: Statement, side: Side) -> None:
     """A bureau confirms (or pays) only its own side of its own province's statement; the
     operator acts for either."""
-    who = caller()
-    if who is not None and who.role is Role.OPERATOR:
-        return
-    province = st.insured_province if side is Side.INSURED else st.treatment_province
-    role = Role.INSURED_BUREAU if side is Side.INSURED else Role.TREATMENT_BUREAU
-    if who is None or who.role is not role or not who.covers_region(province):
+    _acting_for(side)(st.insured_province if side is Side.INSURED else st.treatment_province)
+
+
+def _acting_for(side: Side) -> Callable[[str], None]:
+    """A check that the caller is the ``side`` bureau of a province (or the operator)."""
+
+    def check(province: str) -> None:
+        who = caller()
+        if who is not None and who.role is Role.OPERATOR:
+            return
+        role = Role.INSURED_BUREAU if side is Side.INSURED else Role.TREATMENT_BUREAU
+        if who is not None and who.role is role and who.covers_region(province):
+            return
         raise DomainError(
             Reason.NOT_AUTHORISED_FOR_REGION,
-            f"only the {side.value} side's bureau of this statement may do this",
+            f"only the {side.value} side's bureau of province {province} may do this",
             metadata={"role": who.role.value if who else "", "region_code": province},
         )
+
+    return check
 
 
 class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
@@ -588,6 +598,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
             request.settlement_id,
             request.reason,
             request.amount_fen,
+            may_act_for=_acting_for(Side.INSURED),
         )
         return pb.CreateVerificationRequestResponse(verification=verification_to_proto(vr))
 
@@ -606,6 +617,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
             request.verification_id,
             request.answer,
             request.rejected_fen,
+            may_act_for=_acting_for(Side.TREATMENT),
         )
         return pb.AnswerVerificationRequestResponse(verification=verification_to_proto(vr))
 

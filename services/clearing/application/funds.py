@@ -444,15 +444,25 @@ class Funds:
 
     # -- expense verification -------------------------------------------------------------
     async def create_verification(
-        self, request_id: str, fp: str, settlement_id: str, reason: str, amount_fen: int = 0
+        self,
+        request_id: str,
+        fp: str,
+        settlement_id: str,
+        reason: str,
+        amount_fen: int = 0,
+        *,
+        may_act_for: Callable[[str], None] = lambda _province: None,
     ) -> Verification:
         """At most one open request per settlement, none of a cancelled one, and never more in
-        question than the settlement's funds have left after earlier deductions."""
+        question than the settlement's funds have left after earlier deductions. ``may_act_for``
+        refuses a caller who is not the settlement's insured province (checked inside the
+        transaction, so a refusal writes nothing)."""
 
         async def work(repo: ClearingRepository, now: dt.datetime) -> str:
             row = await repo.cleared(settlement_id)
             if row is None:
                 raise DomainError(Reason.SETTLEMENT_NOT_FOUND, f"clearing holds no settlement {settlement_id}")
+            may_act_for(str(row.insured_province))
             if row.kind != "settlement":
                 raise invalid("settlement_id", "a cancellation cannot be verified; name the settlement")
             if (cancellation := await repo.cancellation_of(settlement_id)) is not None:
@@ -500,12 +510,22 @@ class Funds:
         return await self._once(request_id, "verify", fp, work, _verification_in)
 
     async def answer_verification(
-        self, request_id: str, fp: str, vid: str, answer: str, rejected_fen: int
+        self,
+        request_id: str,
+        fp: str,
+        vid: str,
+        answer: str,
+        rejected_fen: int,
+        *,
+        may_act_for: Callable[[str], None] = lambda _province: None,
     ) -> Verification:
+        """``may_act_for`` refuses a caller who is not the settlement's treatment province."""
+
         async def work(repo: ClearingRepository, now: dt.datetime) -> str:
             row = await repo.verification(vid)
             if row is None:
                 raise DomainError(Reason.VERIFICATION_NOT_FOUND, f"no verification request {vid}")
+            may_act_for(str(row.treatment_province))
             settlement = await repo.cleared(row.settlement_id)
             rules.check_answer(
                 now.astimezone(CST).date(),

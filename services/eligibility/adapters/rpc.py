@@ -106,6 +106,18 @@ def filing_view_to_proto(f: FilingView) -> filing_pb2.Filing:
     return msg
 
 
+def _insured_bureau_of(region: str) -> None:
+    """Only the bureau of the person's insured region acts on the person's e-certificates."""
+    who = caller()
+    if who is not None and who.role is Role.INSURED_BUREAU and who.covers_region(region):
+        return
+    raise DomainError(
+        Reason.NOT_AUTHORISED_FOR_REGION,
+        "only the bureau of the person's insured region may revoke the e-certificate",
+        metadata={"role": who.role.value if who else "", "region_code": region},
+    )
+
+
 class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
     def __init__(self, service: EligibilityService) -> None:
         self.service = service
@@ -195,7 +207,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         check_request_id(request.request_id, v)
         v.check(bool(request.token_id), "token_id", "required")
         v.raise_if_any()
-        await self.service.revoke_ecert(request.token_id)
+        await self.service.revoke_ecert(request.token_id, _insured_bureau_of)
         return pb.RevokeECertificateResponse()
 
     async def GetInstitution(self, request: pb.GetInstitutionRequest, context: Any) -> pb.GetInstitutionResponse:

@@ -299,8 +299,19 @@ class EligibilityService:
 
         return await idempotency.run_once(attempt, replay)
 
-    async def revoke_ecert(self, token_id: str) -> None:
+    async def revoke_ecert(self, token_id: str, may_act_for: Callable[[str], None] = lambda _region: None) -> None:
+        """Revokes an e-certificate; ``may_act_for`` refuses a caller who is not the bureau of the
+        person's insured region (before anything is written)."""
         async with self.db.transaction() as s:
+            holder = (
+                await s.execute(
+                    select(tables.issued_tokens.c.person_no).where(tables.issued_tokens.c.token_id == token_id)
+                )
+            ).scalar()
+            if holder is None:
+                raise DomainError(Reason.CREDENTIAL_INVALID, "no such e-certificate")
+            person = self.registry.persons.get(str(holder))
+            may_act_for(person.insured_region if person is not None else "")
             result = await s.execute(
                 update(tables.issued_tokens).where(tables.issued_tokens.c.token_id == token_id).values(revoked=True)
             )
