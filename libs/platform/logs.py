@@ -11,8 +11,9 @@ from typing import Any
 import structlog
 from opentelemetry import trace
 
-# 18-character resident ID numbers (17 digits + digit or X) and 15-digit legacy ones.
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8}|\d{11})(\d{3}[\dXx]|\d)(?![0-9A-Za-z])")
+# 18-character resident ID numbers (17 digits + digit or X) and 15-digit legacy ones, also glued
+# to letters or punctuation ("P110105195403120027x"): only a longer run of digits is not one.
+_ID_NUMBER = re.compile(r"(?<!\d)(\d{6})(\d{8}|\d{11})(\d{3}[\dXx]|\d)(?!\d)")
 
 
 def mask_id_numbers(text: str) -> str:

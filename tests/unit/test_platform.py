@@ -66,7 +66,10 @@ def test_internal_errors_never_leak_their_text() -> None:
         ("110105195403120027", "110105********0027"),
         ("id 11010519540312002X end", "id 110105********002X end"),
         ("legacy 110105540312002", "legacy 110105*****2002"),
-        ("visit V12345678901234567890", "visit V12345678901234567890"),
+        ("visit V12345678901234567890", "visit V12345678901234567890"),  # 20 digits: no ID number
+        ("person_P110105195403120027x", "person_P110105********0027x"),  # glued to letters
+        ("id=11010519540312002Xabc;", "id=110105********002Xabc;"),
+        ("ids:110105195403120027,510104198811230016", "ids:110105********0027,510104********0016"),
     ],
 )
 def test_id_numbers_are_masked(raw: str, masked: str) -> None:
