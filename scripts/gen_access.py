@@ -25,14 +25,7 @@ from libs.platform import access  # noqa: E402
 
 GATEWAY = ROOT / "k8s" / "base" / "gateway.yaml"
 DOC = ROOT / "docs" / "access.md"
-BACKEND = {
-    "medsettle.filing.v1.FilingService": "filing",
-    "medsettle.eligibility.v1.EligibilityService": "eligibility",
-    "medsettle.settlement.v1.SettlementService": "settlement",
-    "medsettle.settlement.v1.ManualClaimService": "settlement",
-    "medsettle.settlement.v1.CatalogueService": "settlement",
-    "medsettle.clearing.v1.ClearingService": "clearing",
-}
+BACKEND = access.HOSTED_BY
 # Hospitals' tools (grpcurl, grpc_health_probe) reach settlement's health and reflection.
 TOOLS = ("grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection")
 NOTES = {

@@ -29,32 +29,20 @@ TEMPLATE = Path(__file__).with_name("nginx.conf.template")
 _FORBIDDEN = set(";{}\"'\n\r\t ")
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED = {"hospital_routes", "partner_routes"}
-UPSTREAM_OF = {
-    "medsettle.filing.v1.FilingService": "filing",
-    "medsettle.eligibility.v1.EligibilityService": "eligibility",
-    "medsettle.settlement.v1.SettlementService": "settlement",
-    "medsettle.settlement.v1.ManualClaimService": "settlement",
-    "medsettle.settlement.v1.CatalogueService": "settlement",
-    "medsettle.clearing.v1.ClearingService": "clearing",
-}
-
-
-def _rules() -> dict[str, object]:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from libs.platform.access import RULES
-
-    return dict(RULES)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from libs.platform.access import HOSTED_BY as UPSTREAM_OF  # noqa: E402 - after the path is set
+from libs.platform.access import RULES  # noqa: E402
 
 
 def hospital_methods() -> list[str]:
     """``/package.Service/Method`` of every RPC the access table opens to hospitals."""
-    return [m for m, rule in _rules().items() if rule.hospital_facing]  # type: ignore[attr-defined]
+    return [m for m, rule in RULES.items() if rule.hospital_facing]
 
 
 def partner_methods() -> list[str]:
     """``/package.Service/Method`` of every RPC the access table opens to a bureau or the operator."""
-    return [m for m, rule in _rules().items() if rule.partner_facing]  # type: ignore[attr-defined]
+    return [m for m, rule in RULES.items() if rule.partner_facing]
 
 
 def _locations(methods: list[str]) -> str:

@@ -75,6 +75,15 @@ SETTLEMENT = "/medsettle.settlement.v1.SettlementService/"
 CLAIMS = "/medsettle.settlement.v1.ManualClaimService/"
 CATALOGUE = "/medsettle.settlement.v1.CatalogueService/"
 CLEARING = "/medsettle.clearing.v1.ClearingService/"
+# Which service process hosts each gRPC service: where the gateways send its methods.
+HOSTED_BY = {
+    "medsettle.filing.v1.FilingService": "filing",
+    "medsettle.eligibility.v1.EligibilityService": "eligibility",
+    "medsettle.settlement.v1.SettlementService": "settlement",
+    "medsettle.settlement.v1.ManualClaimService": "settlement",
+    "medsettle.settlement.v1.CatalogueService": "settlement",
+    "medsettle.clearing.v1.ClearingService": "clearing",
+}
 
 RULES: dict[str, Rule] = {
     # filing: the insured place files its own persons; both places read
