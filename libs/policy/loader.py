@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime
 import functools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -247,6 +247,31 @@ class PolicySet:
         return frozenset([p.version for p in self.policies.policies] + [c.version for c in self.catalogues.catalogues])
 
 
+_Versioned = TypeVar("_Versioned", Policy, Catalogue)
+
+
+def _parse_all(
+    paths: list[Path],
+    kind: str,
+    parse: Callable[[object, str], _Versioned],
+    reason: Reason,
+    problems: list[FieldViolation],
+    sources: dict[str, tuple[str, str]],
+) -> list[_Versioned]:
+    """Parse each file; collect its problems (every file is tried) and the text of each version."""
+    out: list[_Versioned] = []
+    for path in paths:
+        try:
+            data, text = _read_yaml_text(path, reason)
+            found = parse(data, path.name)
+        except DomainError as exc:
+            problems.extend(exc.violations or [FieldViolation(path.name, exc.message)])
+            continue
+        out.append(found)
+        sources[found.version] = (kind, text)
+    return out
+
+
 def load_dirs(dirs: Sequence[Path]) -> PolicySet:
     """Load and validate every file of the folders as one set. Every problem of every file is
     reported at once (``DomainError.violations``, each ``"<file>:<path>"``); nothing is partial."""
@@ -260,27 +285,9 @@ def load_dirs(dirs: Sequence[Path]) -> PolicySet:
     sig = signature(dirs)
     pol_paths, cat_paths = policy_files(dirs)
     problems: list[FieldViolation] = []
-    policies: list[Policy] = []
-    catalogues: list[Catalogue] = []
     sources: dict[str, tuple[str, str]] = {}
-    for path in pol_paths:
-        try:
-            data, text = _read_yaml_text(path, Reason.POLICY_DATA_INVALID)
-            p = parse_policy(data, path.name)
-        except DomainError as exc:
-            problems.extend(exc.violations or [FieldViolation(path.name, exc.message)])
-            continue
-        policies.append(p)
-        sources[p.version] = ("policy", text)
-    for path in cat_paths:
-        try:
-            data, text = _read_yaml_text(path, Reason.CATALOGUE_DATA_INVALID)
-            c = parse_catalogue(data, path.name)
-        except DomainError as exc:
-            problems.extend(exc.violations or [FieldViolation(path.name, exc.message)])
-            continue
-        catalogues.append(c)
-        sources[c.version] = ("catalogue", text)
+    policies = _parse_all(pol_paths, "policy", parse_policy, Reason.POLICY_DATA_INVALID, problems, sources)
+    catalogues = _parse_all(cat_paths, "catalogue", parse_catalogue, Reason.CATALOGUE_DATA_INVALID, problems, sources)
     books: tuple[PolicyBook, CatalogueBook] | None = None
     if not problems:
         try:
