@@ -30,8 +30,10 @@ from tests.integration.settlement.helpers import (
     date,
     lines,
     md,
+    open_visit,
     rpc_error,
     setup_world,
+    upload,
 )
 
 pytestmark = pytest.mark.db
@@ -123,29 +125,8 @@ async def test_open_visit_and_every_settle_path_refuse_an_uncovered_date(
     only_2026: tuple[World, ShiftedClock, Path],
 ) -> None:
     w, clock, _ = only_2026
-    visit = (
-        await w.c.settlement.OpenVisit(
-            st.OpenVisitRequest(
-                request_id="v-1",
-                institution_code=HOSPITAL,
-                hospital_visit_no="NY-1",
-                credential=RETIREE_CARD,
-                service_type=types_pb2.SERVICE_TYPE_INPATIENT,
-                admission_date=date(dt.date(2026, 12, 31)),
-                diagnosis_codes=["I63.900"],
-            ),
-            metadata=md(),
-        )
-    ).visit
-    await w.c.settlement.UploadFees(
-        st.UploadFeesRequest(
-            request_id="u-1",
-            institution_code=HOSPITAL,
-            visit_id=visit.visit_id,
-            lines=lines(6, 1, dt.date(2026, 12, 31)),
-        ),
-        metadata=md(),
-    )
+    visit = await open_visit(w, "v-1", visit_no="NY-1")  # admitted on the suite's day, 2026-12-31
+    await upload(w, "u-1", visit.visit_id, lines(6, 1, w.day))
     clock.advance(dt.timedelta(days=4))  # 2027-01-04: no policy of Beijing covers it
     meta = {"region": "110100", "insurance_type": "employee", "date": "2027-01-04"}
 
@@ -158,20 +139,8 @@ async def test_open_visit_and_every_settle_path_refuse_an_uncovered_date(
     exc = await rpc_error(w.c.settlement.Settle(settle, metadata=md()))
     assert_refused(exc, "REASON_NO_POLICY_IN_EFFECT", **meta)
 
-    exc = await rpc_error(
-        w.c.settlement.OpenVisit(
-            st.OpenVisitRequest(
-                request_id="v-2",
-                institution_code=HOSPITAL,
-                hospital_visit_no="NY-2",
-                credential=RETIREE_CARD,
-                service_type=types_pb2.SERVICE_TYPE_INPATIENT,
-                admission_date=date(dt.date(2027, 1, 4)),
-                diagnosis_codes=["I63.900"],
-            ),
-            metadata=md(),
-        )
-    )
+    w.day = dt.date(2027, 1, 4)
+    exc = await rpc_error(open_visit(w, "v-2", visit_no="NY-2"))
     assert_refused(exc, "REASON_NO_POLICY_IN_EFFECT", **meta)
 
     exc = await rpc_error(
@@ -197,20 +166,7 @@ async def test_open_visit_and_every_settle_path_refuse_an_uncovered_date(
 
 async def test_upload_fees_refuses_when_the_catalogue_is_withdrawn(only_2026: tuple[World, ShiftedClock, Path]) -> None:
     w, _, folder = only_2026
-    visit = (
-        await w.c.settlement.OpenVisit(
-            st.OpenVisitRequest(
-                request_id="v-1",
-                institution_code=HOSPITAL,
-                hospital_visit_no="NC-1",
-                credential=RETIREE_CARD,
-                service_type=types_pb2.SERVICE_TYPE_INPATIENT,
-                admission_date=date(dt.date(2026, 12, 31)),
-                diagnosis_codes=["I63.900"],
-            ),
-            metadata=md(),
-        )
-    ).visit
+    visit = await open_visit(w, "v-1", visit_no="NC-1")
     # The treatment place withdraws its catalogues; the running suite picks that up by itself.
     for f in (folder / "catalogues").glob("310100-*.yaml"):
         f.unlink()
