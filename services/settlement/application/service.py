@@ -382,7 +382,9 @@ class SettlementService:
         use_account: bool,
         settle_date: dt.date | None = None,
         prior_deductible_fen: int = 0,
+        new_admission: bool | None = None,
     ) -> Visit:
+        """The engine's visit; ``new_admission`` defaults to "no earlier live stay settlement"."""
         d = visit.decision
         if d.insurance_type is None or d.person_type is None or d.filing_type is None:
             raise DomainError(Reason.INVARIANT_VIOLATED, "visit decision lacks insurance, person or filing type")
@@ -397,7 +399,7 @@ class SettlementService:
             use_personal_account=use_account and d.has_personal_account,
             assistance_category=d.assistance_category or None,
             hardship=d.hardship,
-            new_admission=visit.settled_stays == 0,
+            new_admission=visit.settled_stays == 0 if new_admission is None else new_admission,
             prior_stay_deductible_fen=prior_deductible_fen,
         )
 
@@ -1091,22 +1093,13 @@ class SettlementService:
                 Reason.VISIT_STATE_INVALID, "the settlement was stored before its engine inputs were recorded"
             )
         stored = results.load(rec.result_json)
-        d = visit.decision
-        if d.insurance_type is None or d.person_type is None or d.filing_type is None:
-            raise DomainError(Reason.INVARIANT_VIOLATED, "visit decision lacks insurance, person or filing type")
-        pv = Visit(
-            service_type=visit.service_type,
-            hospital_level=d.hospital_level,
-            insurance_type=d.insurance_type,
-            person_type=d.person_type,
-            filing_type=d.filing_type,
+        pv = self._policy_visit(
+            visit,
+            lines,
+            use_account=inputs.use_personal_account,
             settle_date=stored.settle_date,
-            lines=lines,
-            use_personal_account=inputs.use_personal_account,
-            assistance_category=d.assistance_category or None,
-            hardship=d.hardship,
+            prior_deductible_fen=inputs.prior_stay_deductible_fen,
             new_admission=inputs.new_admission,
-            prior_stay_deductible_fen=inputs.prior_stay_deductible_fen,
         )
         policy = await self._version(stored.policy_version, "policy")
         catalogue = await self._version(stored.catalogue_version, "catalogue")
