@@ -12,7 +12,7 @@ from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
 from libs.platform.identity import Role, caller, caller_institution, scoped_request_id, unscoped_request_id
-from libs.policy import FeeLine, InsuranceType, ServiceType, SettlementResult
+from libs.policy import FeeLine, InsuranceType, LineSplit, ServiceType, SettlementResult
 from medsettle.common.v1 import types_pb2
 from medsettle.settlement.v1 import settlement_pb2 as pb
 from medsettle.settlement.v1 import settlement_pb2_grpc
@@ -113,6 +113,22 @@ def visit_to_proto(v: VisitRecord) -> pb.Visit:
     return msg
 
 
+def line_split_to_proto(ln: LineSplit) -> pb.LineSplit:
+    """One line's split as the engine computed it (class, amounts, catalogue version)."""
+    return pb.LineSplit(
+        line_no=ln.line_no,
+        item_code=ln.item_code,
+        item_class=ln.item_class.value if ln.item_class else "",
+        amount_fen=ln.amount_fen,
+        full_self_pay_fen=ln.full_self_pay_fen,
+        over_limit_fen=ln.over_limit_fen,
+        pre_self_pay_fen=ln.pre_self_pay_fen,
+        in_scope_fen=ln.in_scope_fen,
+        catalogue_version=ln.catalogue_version,
+        in_catalogue=ln.item_class is not None,
+    )
+
+
 def breakdown_to_proto(r: SettlementResult, *, lines: bool = True) -> pb.Breakdown:
     return pb.Breakdown(
         total_fen=r.total_fen,
@@ -131,21 +147,7 @@ def breakdown_to_proto(r: SettlementResult, *, lines: bool = True) -> pb.Breakdo
         personal_part_fen=r.personal_part_fen,
         personal_account_fen=r.personal_account_fen,
         cash_fen=r.cash_fen,
-        lines=[
-            pb.LineSplit(
-                line_no=ln.line_no,
-                item_code=ln.item_code,
-                item_class=ln.item_class.value if ln.item_class else "",
-                amount_fen=ln.amount_fen,
-                full_self_pay_fen=ln.full_self_pay_fen,
-                over_limit_fen=ln.over_limit_fen,
-                pre_self_pay_fen=ln.pre_self_pay_fen,
-                in_scope_fen=ln.in_scope_fen,
-                catalogue_version=ln.catalogue_version,
-                in_catalogue=ln.item_class is not None,
-            )
-            for ln in (r.lines if lines else ())
-        ],
+        lines=[line_split_to_proto(ln) for ln in (r.lines if lines else ())],
         funds=[
             pb.FundDetail(
                 fund=f.fund,
@@ -211,20 +213,9 @@ def _committed(c: Committed) -> pb.Settlement:
 
 def split_line_to_proto(sl: queries.SplitLine) -> pb.LineSplit:
     """A line's split with what the catalogue says of its item (national 2301's output)."""
-    ln, item = sl.split, sl.item
-    msg = pb.LineSplit(
-        line_no=ln.line_no,
-        item_code=ln.item_code,
-        item_class=ln.item_class.value if ln.item_class else "",
-        amount_fen=ln.amount_fen,
-        full_self_pay_fen=ln.full_self_pay_fen,
-        over_limit_fen=ln.over_limit_fen,
-        pre_self_pay_fen=ln.pre_self_pay_fen,
-        in_scope_fen=ln.in_scope_fen,
-        catalogue_version=ln.catalogue_version,
-        in_catalogue=ln.item_class is not None,
-        settlement_id=sl.uploaded.settlement_id,
-    )
+    item = sl.item
+    msg = line_split_to_proto(sl.split)
+    msg.settlement_id = sl.uploaded.settlement_id
     if item is not None:
         msg.self_pay_first_bps = item.self_pay_first_bps
         if item.ceiling_fen is not None:
