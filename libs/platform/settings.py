@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     grpc_handshake_seconds: float = Field(default=10.0, ge=0.1, le=300)
     # Feed streams (WatchFilings, StreamSettlements) one process serves at once.
     feed_max_followers: int = Field(default=1000, ge=1, le=100_000)
+    # Settlement's group commit: at most this many Settle calls in one transaction, and this many
+    # such transactions at once (0: one on SQLite, two on PostgreSQL).
+    settle_max_batch: int = Field(default=64, ge=1, le=1000)
+    settle_writers: int = Field(default=0, ge=0, le=16)
     # How often the host checks each service's own database for the health service (readiness).
     db_probe_seconds: float = Field(default=1.0, gt=0, le=300)
 

@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 
 import grpc
 
-from libs.platform import metrics
+from libs.platform import metrics, outbox
 from libs.platform import policies as policy_sources
 from libs.platform.clock import Clock, system_clock
 from libs.platform.db import Database
+from libs.platform.group_commit import GroupCommit
 from libs.platform.host import Runtime
 from libs.platform.logs import get_logger
 from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
-from libs.policy import SettlementResult
+from libs.policy import FilingType, ServiceType, SettlementResult
 from libs.policy.loader import Reloaded
 from medsettle.settlement.v1 import catalogue_pb2, settlement_pb2
 from services.settlement.adapters import catalogue_rpc
 from services.settlement.adapters.peers import GrpcEligibility
 from services.settlement.adapters.rpc import ManualClaimServicer, SettlementServicer, register
+from services.settlement.adapters.store import SqlStore
+from services.settlement.application.claims import Claims
+from services.settlement.application.commands import Committed, SettleCall
+from services.settlement.application.context import SettlementContext
+from services.settlement.application.feed import Feed
+from services.settlement.application.ports import EligibilityPort, PolicySource
+from services.settlement.application.recompute import Recompute
 from services.settlement.application.service import SettlementService
-from services.settlement.domain.model import SettlementRecord
+from services.settlement.application.settle import Settling
+from services.settlement.application.visits import Visits
+from services.settlement.domain.model import CredentialRef, Decision, SettlementRecord
 
 _log = get_logger("medsettle.settlement")
 SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name
@@ -36,13 +47,34 @@ class _LazyEligibility:
     def __init__(self) -> None:
         self.inner: GrpcEligibility | None = None
 
-    async def check(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        assert self.inner is not None, "settlement module not started"
-        return await self.inner.check(*args, **kwargs)
+    def _started(self) -> GrpcEligibility:
+        if self.inner is None:
+            raise RuntimeError("settlement module not started")
+        return self.inner
 
-    async def filing_type_on(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        assert self.inner is not None, "settlement module not started"
-        return await self.inner.filing_type_on(*args, **kwargs)
+    async def check(
+        self,
+        cred: CredentialRef,
+        institution_code: str,
+        service: ServiceType,
+        day: dt.date,
+        *,
+        special_disease_code: str,
+        emergency: bool,
+        trauma: bool,
+    ) -> Decision:
+        return await self._started().check(
+            cred,
+            institution_code,
+            service,
+            day,
+            special_disease_code=special_disease_code,
+            emergency=emergency,
+            trauma=trauma,
+        )
+
+    async def filing_type_on(self, person_no: str, treatment_region: str, day: dt.date) -> FilingType | None:
+        return await self._started().filing_type_on(person_no, treatment_region, day)
 
 
 def _count(rec: SettlementRecord, result: SettlementResult) -> None:
@@ -67,8 +99,18 @@ class SettlementModule:
         self.db = Database.from_settings(settings, "settlement")
         self.policies = policy_sources.store_for(settings)
         self._eligibility = _LazyEligibility()
-        self.service = SettlementService(self.db, self._eligibility, self.policies, clock=clock, on_commit=_count)
-        self.service.notifier.max_followers = settings.feed_max_followers
+        self.store = SqlStore(self.db, outbox.FeedNotifier(max_followers=settings.feed_max_followers))
+        # SQLite has one writer anyway; on PostgreSQL a second batch reads and computes while the
+        # first one waits for its commit.
+        writers = settings.settle_writers or (1 if self.db.is_sqlite else 2)
+        self.service = build_service(
+            self.store,
+            self._eligibility,
+            self.policies,
+            clock=clock,
+            max_batch=settings.settle_max_batch,
+            writers=writers,
+        )
         self._runtime: list[Runtime] = []
         self._archiving: set[asyncio.Task[None]] = set()
         self._channel: grpc.aio.Channel | None = None
@@ -81,7 +123,7 @@ class SettlementModule:
         self._runtime.append(runtime)
         self._channel = open_channel(runtime.peer_target("eligibility"), self.settings, as_service=self.name)
         self._eligibility.inner = GrpcEligibility(self._channel)
-        self.service.batcher.start()
+        self.service.settle_queue.start()
         await self._archive()
         policy_sources.watch(self.policies, self.settings.policy_poll_seconds, self._reloaded)
 
@@ -94,7 +136,7 @@ class SettlementModule:
         """Keep the text of every version in force (RecomputeSettlement after restarts); a failure
         is retried with the next reload and does not stop settling."""
         try:
-            added = await self.service.archive_policies()
+            added = await self.service.recompute.archive_policies()
         except Exception as exc:  # noqa: BLE001 - the versions stay in memory; retried on the next reload
             _log.warning("policy_archive_failed", error_type=type(exc).__name__)
             return
@@ -106,12 +148,32 @@ class SettlementModule:
         for task in list(self._archiving):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.service.batcher.stop()
+        await self.service.settle_queue.stop()
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
         await self.db.dispose()
+
+
+def build_service(
+    store: SqlStore,
+    eligibility: EligibilityPort,
+    policies: PolicySource,
+    *,
+    clock: Clock,
+    max_batch: int,
+    writers: int,
+) -> SettlementService:
+    """The use cases over their ports, and the group-commit queue Settle goes through: the queue
+    calls the Settle use case; the use case knows nothing of the queue."""
+    ctx = SettlementContext(store, eligibility, policies, clock=clock, on_commit=_count)
+    visits = Visits(ctx)
+    settling = Settling(ctx, visits)
+    queue: GroupCommit[SettleCall, Committed] = GroupCommit(
+        settling.settle_batch, settling.settle_one, max_batch=max_batch, writers=writers
+    )
+    return SettlementService(ctx, visits, settling, Claims(ctx), Recompute(ctx), Feed(ctx), queue)
 
 
 def create(settings: Settings, *, clock: Clock = system_clock) -> SettlementModule:

@@ -83,7 +83,7 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
         v.raise_if_any()
         _authenticated()
         page = queries.list_catalogue_items(
-            self.service,
+            self.service.ctx,
             region=request.treatment_region_code,
             day=day,
             code_prefix=request.code_prefix,
@@ -106,7 +106,7 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
         v.raise_if_any()
         _authenticated()
         catalogue, item = queries.get_catalogue_item(
-            self.service, region=request.treatment_region_code, day=day, code=request.item_code
+            self.service.ctx, region=request.treatment_region_code, day=day, code=request.item_code
         )
         return pb.GetCatalogueItemResponse(catalogue=catalogue_to_proto(catalogue), item=item_to_proto(item))
 

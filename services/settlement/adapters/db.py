@@ -32,7 +32,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.platform import idempotency
 from libs.platform.idempotency import idempotency_table
+from libs.platform.outbox import append as outbox_append
 from libs.platform.outbox import outbox_table
 from libs.policy import Accumulators, FeeLine, FilingType, InsuranceType, PersonType, ServiceType, SettlementResult
 from libs.policy.money import round_half_up
@@ -44,6 +46,7 @@ from services.settlement.domain.model import (
     MonitoringFlag,
     SettlementKind,
     SettlementRecord,
+    StayRef,
     UploadedLine,
     VisitRecord,
     VisitStatus,
@@ -296,7 +299,32 @@ def visit_from_row(r: Any) -> VisitRecord:
         fee_line_count=r["fee_line_count"],
         fee_total_fen=r["fee_total_fen"],
         settled_stays=r["settled_stays"],
+        emergency=r["emergency"],
+        trauma_declared=r["trauma_declared"],
     )
+
+
+def visit_row(v: VisitRecord) -> dict[str, Any]:
+    """The visits row of a record: every column of ``visits`` (a test checks the two agree)."""
+    return {
+        "visit_id": v.visit_id,
+        "institution_code": v.institution_code,
+        "hospital_visit_no": v.hospital_visit_no,
+        "service_type": v.service_type.value,
+        "status": v.status.value,
+        "person_no": v.decision.person_no,
+        "decision": decision_to_json(v.decision),
+        "admission_date": v.admission_date,
+        "discharge_date": v.discharge_date,
+        "diagnosis_codes": json.dumps(list(v.diagnosis_codes)),
+        "special_disease_code": v.special_disease_code,
+        "emergency": v.emergency,
+        "trauma_declared": v.trauma_declared,
+        "fee_line_count": v.fee_line_count,
+        "fee_total_fen": v.fee_total_fen,
+        "settled_stays": v.settled_stays,
+        "opened_at": v.opened_at,
+    }
 
 
 def settlement_from_row(r: Any) -> SettlementRecord:
@@ -367,7 +395,8 @@ def claim_from_row(r: Any) -> ManualClaim:
 _FLAG_FIELDS = tuple(f.name for f in fields(MonitoringFlag))  # plain values: no deep-copying asdict()
 
 
-def _settlement_row(rec: SettlementRecord, result: SettlementResult) -> dict[str, Any]:
+def settlement_row(rec: SettlementRecord, result: SettlementResult) -> dict[str, Any]:
+    """The settlements row of a record: every column of ``settlements`` (a test checks)."""
     return {
         "settlement_id": rec.settlement_id,
         "request_id": rec.request_id,
@@ -394,30 +423,31 @@ def _settlement_row(rec: SettlementRecord, result: SettlementResult) -> dict[str
 
 
 class SettlementRepository:
+    """Implements ``application.ports.SettlementRepo`` inside one unit of work."""
+
     def __init__(self, session: AsyncConnection) -> None:
         self.s = session
 
+    # idempotency keys
+    async def check_key(self, request_id: str, operation: str, fp: str) -> str | None:
+        return await idempotency.check(self.s, idempotency_keys, request_id, operation, fp)
+
+    async def lookup_key(self, request_id: str) -> tuple[str, str] | None:
+        return await idempotency.lookup(self.s, idempotency_keys, request_id)
+
+    async def record_key(self, request_id: str, operation: str, fp: str, ref: str) -> None:
+        await idempotency.record(self.s, idempotency_keys, request_id, operation, fp, ref)
+
+    # the archive of policy and catalogue versions
+    async def record_policy_versions(self, sources: dict[str, tuple[str, str]], now: dt.datetime) -> int:
+        return await record_policy_versions(self.s, sources, now)
+
+    async def archived_policy_version(self, version: str) -> tuple[str, str] | None:
+        return await archived_policy_version(self.s, version)
+
     # visits
     async def add_visit(self, v: VisitRecord) -> None:
-        await self.s.execute(
-            insert(visits).values(
-                visit_id=v.visit_id,
-                institution_code=v.institution_code,
-                hospital_visit_no=v.hospital_visit_no,
-                service_type=v.service_type.value,
-                status=v.status.value,
-                person_no=v.decision.person_no,
-                decision=decision_to_json(v.decision),
-                admission_date=v.admission_date,
-                discharge_date=v.discharge_date,
-                diagnosis_codes=json.dumps(list(v.diagnosis_codes)),
-                special_disease_code=v.special_disease_code,
-                fee_line_count=0,
-                fee_total_fen=0,
-                settled_stays=0,
-                opened_at=v.opened_at,
-            )
-        )
+        await self.s.execute(insert(visits), visit_row(v))
 
     async def visit(self, visit_id: str, *, for_update: bool = False) -> VisitRecord | None:
         row = (await self.s.execute(_VISIT_FOR_UPDATE if for_update else _VISIT, {"b_visit": visit_id})).first()
@@ -491,7 +521,7 @@ class SettlementRepository:
         outbox_table: Table,
     ) -> None:
         """Every write of a batch as one statement per table (multi-row INSERT / executemany)."""
-        await self.s.execute(_INSERT_SETTLEMENT, [_settlement_row(rec, result) for rec, result in records])
+        await self.s.execute(_INSERT_SETTLEMENT, [settlement_row(rec, result) for rec, result in records])
         await self.s.execute(
             outbox_table.insert(),
             [
@@ -599,14 +629,16 @@ class SettlementRepository:
         """Deductible already borne by this stay's live interim settlements (cancellations negate)."""
         return int((await self.s.execute(_STAY_DEDUCTIBLE, {"b_visit": visit_id})).scalar_one())
 
-    async def update_visit(self, visit_id: str, **values: Any) -> None:
+    async def update_visit(self, visit_id: str, **values: object) -> None:
         if "diagnosis_codes" in values:
             values["diagnosis_codes"] = json.dumps(list(values["diagnosis_codes"]))
         await self.s.execute(update(visits).where(visits.c.visit_id == visit_id).values(**values))
 
     # settlements
     async def add_settlement(self, rec: SettlementRecord, result: SettlementResult) -> None:
-        await self.s.execute(_INSERT_SETTLEMENT, _settlement_row(rec, result))
+        """The settlement and its outbox event."""
+        await self.s.execute(_INSERT_SETTLEMENT, settlement_row(rec, result))
+        await outbox_append(self.s, settlement_events, rec.kind.value, rec.settlement_id, rec.settlement_id.encode())
 
     async def settlement(self, settlement_id: str) -> SettlementRecord | None:
         row = (await self.s.execute(select(settlements).where(settlements.c.settlement_id == settlement_id))).first()
@@ -668,7 +700,7 @@ class SettlementRepository:
         row = (await self.s.execute(q)).first()
         return claim_from_row(row) if row else None
 
-    async def stays_of(self, person_no: str, institution: str, service_type: str) -> list[tuple[Any, str]]:
+    async def stays_of(self, person_no: str, institution: str, service_type: str) -> list[StayRef]:
         """The person's visits at the institution of one service type that are not cancelled,
         each with its live (not cancelled) settlement id or ""."""
         v, st = visits.c, settlements.c
@@ -690,14 +722,17 @@ class SettlementRepository:
             v.service_type == service_type,
             v.status != "cancelled",
         )
-        return [(r, str(r.live or "")) for r in (await self.s.execute(q)).all()]
+        return [
+            StayRef(r.visit_id, r.hospital_visit_no, r.admission_date, r.discharge_date, str(r.live or ""))
+            for r in (await self.s.execute(q)).all()
+        ]
 
-    async def claims_of(self, person_no: str, institution: str, service_type: str) -> list[Any]:
+    async def claims_of(self, person_no: str, institution: str, service_type: str) -> list[StayRef]:
         c = manual_claims.c
         q = select(c.claim_id, c.hospital_visit_no, c.admission_date, c.discharge_date).where(
             c.person_no == person_no, c.institution_code == institution, c.service_type == service_type
         )
-        return list((await self.s.execute(q)).all())
+        return [StayRef(*r) for r in (await self.s.execute(q)).all()]
 
     async def claim_by_visit_no(self, institution: str, visit_no: str) -> ManualClaim | None:
         row = (

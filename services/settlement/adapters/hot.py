@@ -21,17 +21,19 @@ call on the same visits committed before (a duplicate's key, lines settled by an
 settlement); the accumulator rows it locks are re-read at their newest version when it has to
 wait for them (PostgreSQL's READ COMMITTED row locking). The database's unique constraints still
 refuse what a race between replicas might let through; the batch then fails as a whole and its
-calls are settled one at a time (application/batch.py).
+calls are settled one at a time (libs/platform/group_commit.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Integer, String, Table, Text
+from sqlalchemy.types import TypeEngine
 
 from libs.platform.db import CommitUnknown, Database
 from libs.platform.idempotency import lookup_many
@@ -40,57 +42,45 @@ from libs.policy.model import slot_builder
 from services.settlement.adapters.db import (
     _ACC_FIELDS,
     SettlementRepository,
-    _settlement_row,
+    fee_lines,
     idempotency_keys,
     settlement_events,
+    settlement_row,
+    settlements,
     visit_from_row,
+    visits,
 )
+from services.settlement.application.ports import BatchReads, BatchUnit, KeyRow, PreSettleReads, StatusChange
 from services.settlement.domain.model import SettlementRecord, VisitRecord
-from services.settlement.domain.monitoring import Stay
 
-# (visit_id, new status, discharge date to set or None)
-StatusChange = tuple[str, str, dt.date | None]
-# (request_id, operation, fingerprint, result_ref)
-KeyRow = tuple[str, str, str, str]
+# -- the column lists, from the Table definitions (adapters/db.py) ------------------------------
 
 
-@dataclass(slots=True)
-class BatchReads:
-    keys: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # request_id -> (op, fp, ref)
-    lines: dict[str, list[FeeLine]] = field(default_factory=dict)  # visit_id -> unsettled lines
-    prior: dict[str, int] = field(default_factory=dict)  # visit_id -> deductible borne in the stay
-    stays: dict[str, list[Stay]] = field(default_factory=dict)  # person_no -> inpatient stays
-    accs: dict[tuple[str, int], Accumulators] = field(default_factory=dict)  # locked, those that exist
+def _pg_type(column: Column[Any]) -> str:
+    """The PostgreSQL array element type of a column, for ``unnest($n::type[])``."""
+    t: TypeEngine[Any] = column.type
+    for kind, name in ((BigInteger, "int8"), (Integer, "int4"), (Boolean, "bool"), (Date, "date")):
+        if isinstance(t, kind):
+            return name
+    if isinstance(t, DateTime):
+        return "timestamptz" if t.timezone else "timestamp"
+    if isinstance(t, String | Text):
+        return "text"
+    raise TypeError(f"no PostgreSQL array type for {column.table.name}.{column.name} ({t!r})")
 
 
-class BatchUnit(Protocol):
-    async def lock_visits(self, visit_ids: list[str]) -> dict[str, VisitRecord]: ...
+def _columns(table: Table) -> tuple[tuple[str, str], ...]:
+    return tuple((c.name, _pg_type(c)) for c in table.columns)
 
-    async def read(
-        self,
-        request_ids: list[str],
-        visit_ids: list[str],
-        stay_visit_ids: list[str],
-        stay_persons: list[str],
-        wanted: list[tuple[str, int]],
-    ) -> BatchReads:
-        """``wanted``: the (person, year) accumulator rows to lock; those that exist come back."""
-        ...
 
-    async def create_accumulators(self, seeds: dict[tuple[str, int], int]) -> dict[tuple[str, int], Accumulators]:
-        """Creates the missing (person, year) rows (and accounts, seeded with the given balance)
-        and returns them locked. Called only for calls that will settle, so a refused call
-        leaves nothing behind."""
-        ...
-
-    async def write(
-        self,
-        records: list[tuple[SettlementRecord, SettlementResult]],
-        accs: dict[tuple[str, int], Accumulators],
-        balances: dict[str, int],
-        statuses: list[StatusChange],
-        keys: list[KeyRow],
-    ) -> None: ...
+_VISIT_COLUMNS = ", ".join(c.name for c in visits.columns)
+# Every settlements column, in table order: the batch inserts them all (settlement_row gives each).
+_SETTLEMENT_COLUMNS = _columns(settlements)
+# A fee line as the engine takes it: FeeLine's fields, in field order, are fee_lines columns.
+_FEE_LINE_COLUMNS = tuple(f.name for f in fields(FeeLine))
+if missing := set(_FEE_LINE_COLUMNS) - set(fee_lines.columns.keys()):  # pragma: no cover - a schema change
+    raise TypeError(f"FeeLine fields without a fee_lines column: {sorted(missing)}")
+_FEE_LINE_LIST = ", ".join(_FEE_LINE_COLUMNS)
 
 
 @asynccontextmanager
@@ -124,9 +114,7 @@ async def batch_unit(db: Database) -> AsyncIterator[BatchUnit]:
 _PG_BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
 
 
-async def presettle_reads(
-    db: Database, visit_id: str, year: int
-) -> tuple[VisitRecord, tuple[FeeLine, ...], Accumulators, int] | None:
+async def presettle_reads(db: Database, visit_id: str, year: int) -> PreSettleReads | None:
     """The visit, its unsettled lines, the person's accumulators for ``year`` (the balance seeded
     from the visit's eligibility decision when the person has no account row yet) and the
     deductible borne in the stay so far. None when there is no such visit. No locks, no writes."""
@@ -143,7 +131,7 @@ async def presettle_reads(
             account_balance_fen=visit.decision.account_balance_fen if balance is None else balance,
             **values,
         )
-        return visit, tuple(map(_fee_line, row["lines"])), acc, int(row["prior"])
+        return PreSettleReads(visit, tuple(map(_fee_line, row["lines"])), acc, int(row["prior"]))
     async with db.read() as s:
         repo = SettlementRepository(s)
         found = await repo.visit(visit_id)
@@ -152,7 +140,7 @@ async def presettle_reads(
         lines = tuple(u.line for u in await repo.lines(visit_id, unsettled_only=True))
         acc = await repo.read_accumulators(found.decision.person_no, year, found.decision.account_balance_fen)
         prior = await repo.deductible_borne_in_stay(visit_id) if found.settled_stays else 0
-        return found, lines, acc, prior
+        return PreSettleReads(found, lines, acc, prior)
 
 
 # ------------------------------------------------------------------------------- SQLite
@@ -205,11 +193,6 @@ class _SqlBatchUnit:
 
 # --------------------------------------------------------------------------- PostgreSQL
 
-_VISIT_COLUMNS = (
-    "visit_id, institution_code, hospital_visit_no, service_type, status, person_no, decision, "
-    "admission_date, discharge_date, diagnosis_codes, special_disease_code, fee_line_count, "
-    "fee_total_fen, settled_stays, opened_at"
-)
 _ACC_LIST = ", ".join(f"a.{n}" for n in _ACC_FIELDS)
 
 _PG_LOCK_VISITS = f"""
@@ -235,7 +218,7 @@ SELECT
     WHERE request_id = ANY($1::text[])
   ) AS keys,
   ARRAY(
-    SELECT row(visit_id, row(line_no, item_code, quantity_milli, unit_price_fen, refund_of_line_no))
+    SELECT row(visit_id, row({_FEE_LINE_LIST}))
     FROM fee_lines WHERE visit_id = ANY($2::text[]) AND settlement_id IS NULL
     ORDER BY visit_id, line_no
   ) AS lines,
@@ -263,37 +246,15 @@ SELECT DISTINCT ON (p) p, b FROM unnest($1::text[], $3::int8[]) AS u(p, b)
 ON CONFLICT DO NOTHING
 """
 
-_SETTLEMENT_COLUMNS = (
-    ("settlement_id", "text"),
-    ("request_id", "text"),
-    ("visit_id", "text"),
-    ("kind", "text"),
-    ("cancels_settlement_id", "text"),
-    ("institution_code", "text"),
-    ("person_no", "text"),
-    ("insured_region", "text"),
-    ("treatment_region", "text"),
-    ("service_type", "text"),
-    ("clearing_category", "text"),
-    ("settle_date", "date"),
-    ("settled_at", "timestamptz"),
-    ("interim", "bool"),
-    ("total_fen", "int8"),
-    ("deductible_fen", "int8"),
-    ("fund_total_fen", "int8"),
-    ("personal_account_fen", "int8"),
-    ("cash_fen", "int8"),
-    ("result", "text"),
-    ("flags", "text"),
-)
-
 
 def _unnest(first: int, types: list[str]) -> str:
     return "unnest(" + ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types)) + ")"
 
 
 def _write_sql() -> str:
-    n = len(_SETTLEMENT_COLUMNS)  # $1..$n: the settlements' columns ($1 settlement_id, $2 request_id, $3 visit_id)
+    n = len(_SETTLEMENT_COLUMNS)  # $1..$n: the settlements' columns, in table order
+    names = [c for c, _ in _SETTLEMENT_COLUMNS]
+    sid, vid, kind = (f"${names.index(c) + 1}" for c in ("settlement_id", "visit_id", "kind"))
     p_payload = n + 1
     p_acc = n + 2  # person, year, then the accumulator fields
     p_bal = p_acc + 2 + len(_ACC_FIELDS)  # person, balance
@@ -308,12 +269,12 @@ s AS (
 ),
 o AS (
   INSERT INTO {settlement_events.name} (event_type, entity_id, payload)
-  SELECT * FROM unnest($4::text[], $1::text[], ${p_payload}::bytea[])
+  SELECT * FROM unnest({kind}::text[], {sid}::text[], ${p_payload}::bytea[])
 ),
 l AS (  -- "= ANY" as well as the join: the planner then reads the lines by primary key
   UPDATE fee_lines f SET settlement_id = u.sid
-  FROM unnest($3::text[], $1::text[]) AS u(vid, sid)
-  WHERE f.visit_id = ANY($3::text[]) AND f.visit_id = u.vid AND f.settlement_id IS NULL
+  FROM unnest({vid}::text[], {sid}::text[]) AS u(vid, sid)
+  WHERE f.visit_id = ANY({vid}::text[]) AND f.visit_id = u.vid AND f.settlement_id IS NULL
 ),
 a AS (
   UPDATE person_year_accumulators t SET {acc_set}
@@ -342,7 +303,7 @@ _PG_WRITE = _write_sql()
 _PG_PRESETTLE = f"""
 SELECT {_VISIT_COLUMNS},
   ARRAY(
-    SELECT row(line_no, item_code, quantity_milli, unit_price_fen, refund_of_line_no) FROM fee_lines
+    SELECT row({_FEE_LINE_LIST}) FROM fee_lines
     WHERE visit_id = v.visit_id AND settlement_id IS NULL ORDER BY line_no
   ) AS lines,
   (SELECT row({_ACC_LIST}) FROM person_year_accumulators a
@@ -418,7 +379,7 @@ class _PgBatchUnit:
         statuses: list[StatusChange],
         keys: list[KeyRow],
     ) -> None:
-        rows = [_settlement_row(rec, result) for rec, result in records]
+        rows = [settlement_row(rec, result) for rec, result in records]
         columns: list[list[Any]] = [[r[c] for r in rows] for c, _ in _SETTLEMENT_COLUMNS]
         acc_items = list(accs.items())
         await self.con.execute(

@@ -18,7 +18,21 @@ from medsettle.settlement.v1 import settlement_pb2 as pb
 from medsettle.settlement.v1 import settlement_pb2_grpc
 from services.settlement.adapters.peers import FILING_IN, SERVICE_OUT
 from services.settlement.application import queries
-from services.settlement.application.service import Committed, OpenVisitCommand, SettlementService
+from services.settlement.application.commands import (
+    CancelSettlementCommand,
+    CancelVisitCommand,
+    Committed,
+    OpenVisitCommand,
+    ProcessClaimCommand,
+    Request,
+    ReverseCommand,
+    SettleCommand,
+    SettleOutpatientCommand,
+    SubmitClaimCommand,
+    UpdateVisitCommand,
+    UploadFeesCommand,
+)
+from services.settlement.application.service import SettlementService
 from services.settlement.domain import results
 from services.settlement.domain.model import (
     ClaimStatus,
@@ -265,6 +279,11 @@ def _list_scope(request: pb.ListSettlementsRequest, v: Violations) -> queries.Sc
     return _scope(request.institution_code, v)
 
 
+def _request(request: Any) -> Request:
+    """The idempotency key (scoped to the caller), the payload's fingerprint and the caller."""
+    return Request(scoped_request_id(request.request_id), fingerprint(request), caller_institution())
+
+
 class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
     def __init__(self, service: SettlementService, runtime_ref: list[Runtime]) -> None:
         self.service = service
@@ -300,9 +319,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         cmd = self._open_command(request, v, "admission_date")
         v.raise_if_any()
         assert cmd is not None
-        visit = await self.service.open_visit(
-            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), cmd
-        )
+        visit = await self.service.visits.open_visit(_request(request), cmd)
         return pb.OpenVisitResponse(visit=visit_to_proto(visit))
 
     async def UploadFees(self, request: pb.UploadFeesRequest, context: Any) -> pb.UploadFeesResponse:
@@ -311,8 +328,8 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(bool(request.visit_id), "visit_id", "required")
         lines = lines_from_proto(request.lines, v)
         v.raise_if_any()
-        visit, n, split = await self.service.upload_fees(
-            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), request.visit_id, lines
+        visit, n, split = await self.service.visits.upload_fees(
+            _request(request), UploadFeesCommand(request.visit_id, tuple(lines))
         )
         return pb.UploadFeesResponse(
             visit=visit_to_proto(visit),
@@ -326,7 +343,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v = Violations()
         v.check(bool(request.visit_id), "visit_id", "required")
         v.raise_if_any()
-        result = await self.service.pre_settle(caller_institution(), request.visit_id, request.use_personal_account)
+        result = await self.service.settling.pre_settle(
+            caller_institution(), request.visit_id, request.use_personal_account
+        )
         return pb.PreSettleResponse(breakdown=breakdown_to_proto(result))
 
     async def Settle(self, request: pb.SettleRequest, context: Any) -> pb.SettleResponse:
@@ -338,13 +357,13 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         )
         v.raise_if_any()
         c = await self.service.settle(
-            scoped_request_id(request.request_id),
-            fingerprint(request),
-            caller_institution(),
-            request.visit_id,
-            use_account=request.use_personal_account,
-            interim=request.interim,
-            discharge_date=discharge,
+            _request(request),
+            SettleCommand(
+                request.visit_id,
+                use_account=request.use_personal_account,
+                interim=request.interim,
+                discharge_date=discharge,
+            ),
         )
         return pb.SettleResponse(settlement=_committed(c))
 
@@ -353,9 +372,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         check_request_id(request.request_id, v)
         v.check(bool(request.settlement_id), "settlement_id", "required")
         v.raise_if_any()
-        c = await self.service.cancel(
-            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), request.settlement_id
-        )
+        c = await self.service.settling.cancel(_request(request), CancelSettlementCommand(request.settlement_id))
         return pb.CancelSettlementResponse(cancellation=_committed(c))
 
     async def ReverseTransaction(
@@ -366,11 +383,8 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(0 < len(request.original_request_id) <= 128, "original_request_id", "required")
         v.check(request.original_request_id != request.request_id, "original_request_id", "must differ from request_id")
         v.raise_if_any()
-        undone, c = await self.service.reverse_transaction(
-            scoped_request_id(request.request_id),
-            fingerprint(request),
-            caller_institution(),
-            scoped_request_id(request.original_request_id),
+        undone, c = await self.service.settling.reverse_transaction(
+            _request(request), ReverseCommand(scoped_request_id(request.original_request_id))
         )
         out = pb.ReverseTransactionResponse(reversed=undone)
         if c is not None:
@@ -386,18 +400,13 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         lines = lines_from_proto(request.lines, v)
         v.raise_if_any()
         assert cmd is not None
-        c = await self.service.settle_outpatient(
-            scoped_request_id(request.request_id),
-            fingerprint(request),
-            caller_institution(),
-            cmd,
-            lines,
-            use_account=request.use_personal_account,
+        c = await self.service.settling.settle_outpatient(
+            _request(request), SettleOutpatientCommand(cmd, tuple(lines), use_account=request.use_personal_account)
         )
         return pb.SettleOutpatientResponse(visit=visit_to_proto(c.visit), settlement=_committed(c))
 
     async def GetVisit(self, request: pb.GetVisitRequest, context: Any) -> pb.GetVisitResponse:
-        visit, lines = await self.service.get_visit(caller_institution(), request.visit_id)
+        visit, lines = await self.service.visits.get_visit(caller_institution(), request.visit_id)
         out = pb.GetVisitResponse(visit=visit_to_proto(visit))
         for u in lines:
             ln = out.lines.add(
@@ -412,7 +421,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         return out
 
     async def GetSettlement(self, request: pb.GetSettlementRequest, context: Any) -> pb.GetSettlementResponse:
-        c = await self.service.get_settlement(caller_institution(), request.settlement_id)
+        c = await self.service.settling.get_settlement(caller_institution(), request.settlement_id)
         return pb.GetSettlementResponse(settlement=_committed(c))
 
     async def RecomputeSettlement(
@@ -421,7 +430,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v = Violations()
         v.check(0 < len(request.settlement_id) <= 40, "settlement_id", "required, at most 40 characters")
         v.raise_if_any()
-        c, again = await self.service.recompute(caller_institution(), request.settlement_id)
+        c, again = await self.service.recompute.recompute(caller_institution(), request.settlement_id)
         return pb.RecomputeSettlementResponse(
             settlement=_committed(c), recomputed=breakdown_to_proto(again), identical=again == c.result
         )
@@ -433,7 +442,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(request.after_position >= 0, "after_position", "must be >= 0")
         v.raise_if_any()
         stopping = self._runtime[0].stopping if self._runtime else None
-        async for position, rec, result in self.service.stream(request.after_position, request.follow, stopping):
+        async for position, rec, result in self.service.feed.stream(request.after_position, request.follow, stopping):
             yield pb.StreamSettlementsResponse(position=position, settlement=settlement_to_proto(rec, result))
 
     async def UpdateVisit(self, request: pb.UpdateVisitRequest, context: Any) -> pb.UpdateVisitResponse:
@@ -444,13 +453,11 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             request.admission_date if request.HasField("admission_date") else None, "admission_date", v, required=False
         )
         v.raise_if_any()
-        visit = await self.service.update_visit(
-            scoped_request_id(request.request_id),
-            fingerprint(request),
-            caller_institution(),
-            request.visit_id,
-            diagnosis_codes=tuple(request.diagnosis_codes) or None,
-            admission_date=day,
+        visit = await self.service.visits.update_visit(
+            _request(request),
+            UpdateVisitCommand(
+                request.visit_id, diagnosis_codes=tuple(request.diagnosis_codes) or None, admission_date=day
+            ),
         )
         return pb.UpdateVisitResponse(visit=visit_to_proto(visit))
 
@@ -459,9 +466,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         check_request_id(request.request_id, v)
         v.check(bool(request.visit_id), "visit_id", "required")
         v.raise_if_any()
-        visit = await self.service.cancel_visit(
-            scoped_request_id(request.request_id), fingerprint(request), caller_institution(), request.visit_id
-        )
+        visit = await self.service.visits.cancel_visit(_request(request), CancelVisitCommand(request.visit_id))
         return pb.CancelVisitResponse(visit=visit_to_proto(visit))
 
     async def SubmitManualClaim(
@@ -477,14 +482,8 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(len(request.failure_reason) <= 200, "failure_reason", "at most 200 characters")
         v.raise_if_any()
         assert cmd is not None and discharge is not None
-        claim = await self.service.submit_claim(
-            scoped_request_id(request.request_id),
-            fingerprint(request),
-            caller_institution(),
-            cmd,
-            discharge,
-            lines,
-            request.failure_reason,
+        claim = await self.service.claims.submit_claim(
+            _request(request), SubmitClaimCommand(cmd, discharge, tuple(lines), request.failure_reason)
         )
         return pb.SubmitManualClaimResponse(claim=claim_to_proto(claim))
 
@@ -510,7 +509,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(len(request.page_token) <= 512, "page_token", "at most 512 characters")
         scope = _list_scope(request, v)
         found, token = await queries.list_settlements(
-            self.service,
+            self.service.ctx,
             scope,
             queries.SettlementFilter(
                 person_no=request.person_no or None,
@@ -536,7 +535,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         v.check(len(request.page_token) <= 512, "page_token", "at most 512 characters")
         scope = _scope(request.institution_code, v)
         visit, split, token = await queries.visit_fees(
-            self.service, scope, request.visit_id, page_size=size, page_token=request.page_token
+            self.service.ctx, scope, request.visit_id, page_size=size, page_token=request.page_token
         )
         out = pb.ListVisitFeesResponse(
             visit=visit_to_proto(visit),
@@ -560,7 +559,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         if as_of is not None:
             v.check(as_of.year == request.year, "as_of_date", "must be in the requested year")
         scope = _scope(request.institution_code, v)
-        view = await queries.accumulators(self.service, scope, request.person_no, request.year, as_of)
+        view = await queries.accumulators(self.service.ctx, scope, request.person_no, request.year, as_of)
         a, d = view.accumulators, view.visit.decision
         out = pb.GetAccumulatorsResponse(
             person_no=request.person_no,
@@ -666,15 +665,16 @@ class ManualClaimServicer(settlement_pb2_grpc.ManualClaimServiceServicer):
         check_request_id(request.request_id, v)
         v.check(bool(request.claim_id), "claim_id", "required")
         v.raise_if_any()
-        _own_region(await self.service.get_claim(request.claim_id))
-        claim, _ = await self.service.process_claim(
-            scoped_request_id(request.request_id), fingerprint(request), request.claim_id
+        _own_region(await self.service.claims.get_claim(request.claim_id))
+        claim, _ = await self.service.claims.process_claim(
+            Request(scoped_request_id(request.request_id), fingerprint(request), None),
+            ProcessClaimCommand(request.claim_id),
         )
         return pb.ProcessManualClaimResponse(claim=claim_to_proto(claim))
 
     async def GetManualClaim(self, request: pb.GetManualClaimRequest, context: Any) -> pb.GetManualClaimResponse:
         return pb.GetManualClaimResponse(
-            claim=claim_to_proto(_own_region(await self.service.get_claim(request.claim_id)))
+            claim=claim_to_proto(_own_region(await self.service.claims.get_claim(request.claim_id)))
         )
 
     async def ListManualClaims(self, request: pb.ListManualClaimsRequest, context: Any) -> pb.ListManualClaimsResponse:
@@ -683,7 +683,7 @@ class ManualClaimServicer(settlement_pb2_grpc.ManualClaimServiceServicer):
         v.raise_if_any()
         size = request.page_size or 100
         status = CLAIM_STATUS_IN[request.status].value if request.status in CLAIM_STATUS_IN else ""
-        items = await self.service.list_claims(request.insured_region_code, status, request.page_token, size + 1)
+        items = await self.service.claims.list_claims(request.insured_region_code, status, request.page_token, size + 1)
         token = items[size - 1].claim_id if len(items) > size else ""
         return pb.ListManualClaimsResponse(claims=[claim_to_proto(c) for c in items[:size]], next_page_token=token)
 

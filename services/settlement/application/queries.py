@@ -6,7 +6,7 @@ Who may see what is a :class:`Scope`. Today the servicer only knows the calling 
 every query is scoped to its institution; a bureau's scope (by insured region) is the same
 parameter with ``institution=None`` and ``insured_region`` set, once callers other than
 hospitals are authenticated. The policy and catalogue books and the date are always read through
-the :class:`SettlementService` (``.policies``, ``.catalogues``, ``.today()``), never kept here.
+the :class:`SettlementContext` (``.policies``, ``.catalogues``, ``.today()``), never kept here.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.policy import Accumulators, Catalogue, CatalogueItem, ItemClass, ItemKind, LineSplit, Policy, split_lines
 from libs.policy.caps import CapLeft, remaining_caps
-from services.settlement.adapters.db import SettlementRepository
 from services.settlement.application import paging
+from services.settlement.application.ports import SettlementRepo
 from services.settlement.domain import monitoring, results
 from services.settlement.domain.model import (
     MonitoringFlag,
@@ -30,9 +30,10 @@ from services.settlement.domain.model import (
     VisitRecord,
     check_owner,
 )
+from services.settlement.domain.visits import policy_visit
 
 if TYPE_CHECKING:
-    from services.settlement.application.service import SettlementService
+    from services.settlement.application.context import SettlementContext
 
 MAX_SETTLEMENT_SPAN_DAYS = 366
 DEFAULT_SETTLEMENT_SPAN_DAYS = 30
@@ -69,13 +70,13 @@ class CataloguePage:
     next_token: str
 
 
-def _catalogue_on(service: SettlementService, region: str, day: dt.date | None) -> Catalogue:
+def _catalogue_on(service: SettlementContext, region: str, day: dt.date | None) -> Catalogue:
     """The catalogue in effect (NO_CATALOGUE_IN_EFFECT when none covers the day)."""
     return service.catalogues.find(region, day or service.today())
 
 
 def list_catalogue_items(
-    service: SettlementService,
+    service: SettlementContext,
     *,
     region: str,
     day: dt.date | None,
@@ -122,7 +123,7 @@ def list_catalogue_items(
 
 
 def get_catalogue_item(
-    service: SettlementService, *, region: str, day: dt.date | None, code: str
+    service: SettlementContext, *, region: str, day: dt.date | None, code: str
 ) -> tuple[Catalogue, CatalogueItem]:
     catalogue = _catalogue_on(service, region, day)
     item = catalogue.lookup(code)
@@ -153,7 +154,7 @@ class FeeSplit:
     flags: tuple[MonitoringFlag, ...]  # ITEM_NOT_IN_CATALOGUE, one per such line
 
 
-async def fee_split(service: SettlementService, repo: SettlementRepository, visit: VisitRecord) -> FeeSplit:
+async def fee_split(service: SettlementContext, repo: SettlementRepo, visit: VisitRecord) -> FeeSplit:
     """Every line of the visit with its split: the unsettled ones exactly as the next Settle splits
     them (the same engine function, the same catalogue, in line order, refunds telescoped), the
     settled ones as their settlement recorded them."""
@@ -162,7 +163,7 @@ async def fee_split(service: SettlementService, repo: SettlementRepository, visi
     unsettled = [u for u in uploaded if not u.settlement_id]
     splits: dict[int, LineSplit] = {}
     if unsettled:
-        pv = service._policy_visit(visit, tuple(u.line for u in unsettled), use_account=False)
+        pv = policy_visit(visit, tuple(u.line for u in unsettled), use_account=False, settle_date=service.today())
         splits.update((s.line_no, s) for s in split_lines(pv, catalogue))
     settled_ids = sorted({u.settlement_id for u in uploaded if u.settlement_id})
     versions: dict[str, Catalogue | None] = {catalogue.version: catalogue}
@@ -185,13 +186,12 @@ async def fee_split(service: SettlementService, repo: SettlementRepository, visi
 
 
 async def visit_fees(
-    service: SettlementService, scope: Scope, visit_id: str, *, page_size: int, page_token: str
+    service: SettlementContext, scope: Scope, visit_id: str, *, page_size: int, page_token: str
 ) -> tuple[VisitRecord, FeeSplit, str]:
     """One page of a visit's lines with their split (after ``page_token``), and the next token."""
     filters = paging.digest(visit_id)
     after = paging.decode(page_token, filters, {"a": int})["a"] if page_token else 0
-    async with service.db.read() as s:
-        repo = SettlementRepository(s)
+    async with service.store.read() as repo:
         visit = await repo.visit(visit_id)
         if visit is None:
             raise DomainError(Reason.VISIT_NOT_FOUND, f"no visit {visit_id}")
@@ -218,7 +218,7 @@ class SettlementFilter:
     kind: SettlementKind | None
 
 
-def _settlement_days(service: SettlementService, f: SettlementFilter) -> tuple[dt.date, dt.date]:
+def _settlement_days(service: SettlementContext, f: SettlementFilter) -> tuple[dt.date, dt.date]:
     to = f.date_to or service.today()
     start = f.date_from or to - dt.timedelta(days=DEFAULT_SETTLEMENT_SPAN_DAYS)
     _check_span(start, to)
@@ -236,7 +236,7 @@ def _check_span(start: dt.date, to: dt.date) -> None:
 
 
 async def list_settlements(
-    service: SettlementService, scope: Scope, f: SettlementFilter, *, page_size: int, page_token: str
+    service: SettlementContext, scope: Scope, f: SettlementFilter, *, page_size: int, page_token: str
 ) -> tuple[list[SettlementRecord], str]:
     """Settlements in the scope matching ``f``, newest first; the token carries the date range
     it was issued for, so defaults resolved on the first page stay fixed for the next ones."""
@@ -257,8 +257,8 @@ async def list_settlements(
         start, to = _settlement_days(service, f)
     if scope.insured_region is not None and f.insured_region not in (None, scope.insured_region):
         return [], ""  # a bureau filtering for another region sees nothing of it
-    async with service.db.read() as s:
-        found = await SettlementRepository(s).list_settlements(
+    async with service.store.read() as repo:
+        found = await repo.list_settlements(
             institution=scope.institution,
             person_no=f.person_no,
             insured_region=scope.insured_region or f.insured_region,
@@ -295,7 +295,7 @@ class AccumulatorView:
     caps: tuple[CapLeft, ...]
 
 
-def _as_of(service: SettlementService, year: int, day: dt.date | None) -> dt.date:
+def _as_of(service: SettlementContext, year: int, day: dt.date | None) -> dt.date:
     if day is not None:
         return day
     today = service.today()
@@ -305,15 +305,14 @@ def _as_of(service: SettlementService, year: int, day: dt.date | None) -> dt.dat
 
 
 async def accumulators(
-    service: SettlementService, scope: Scope, person_no: str, year: int, as_of: dt.date | None
+    service: SettlementContext, scope: Scope, person_no: str, year: int, as_of: dt.date | None
 ) -> AccumulatorView:
     """The person's accumulators of ``year`` and what remains of every cap of the policy in
     effect on ``as_of``. The insured region, scheme, person type, hospital level, assistance
     category and hardship come from the person's latest visit in the scope; with none, there is
     nothing the caller may see (ACCUMULATORS_NOT_FOUND)."""
     day = _as_of(service, year, as_of)
-    async with service.db.read() as s:
-        repo = SettlementRepository(s)
+    async with service.store.read() as repo:
         visit = await repo.latest_visit_of(person_no, scope.institution)
         if visit is None or not scope.allows_visit(visit):
             raise DomainError(

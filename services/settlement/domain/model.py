@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.policy import FeeLine, FilingType, InsuranceType, PersonType, ServiceType
@@ -103,6 +104,17 @@ def fee_date_violations(fee_dates: list[dt.date | None], admission: dt.date, las
         for i, day in enumerate(fee_dates)
         if day is not None and not admission <= day <= last_day
     ]
+
+
+class StayRef(NamedTuple):
+    """A treatment of the person at one institution, as the no-stay-twice rule sees it: a visit
+    (with its live settlement id, "" if none) or a manual claim."""
+
+    ref_id: str  # visit_id or claim_id
+    hospital_visit_no: str
+    admission_date: dt.date
+    discharge_date: dt.date | None
+    live_settlement: str = ""
 
 
 def same_stay(

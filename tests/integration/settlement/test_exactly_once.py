@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from libs.platform.errors import error_details
 from libs.platform.host import Host
+from libs.platform.settings import SERVICES, Settings
 from medsettle.settlement.v1 import settlement_pb2 as st
 from services.demo import HOSPITAL
+from services.suite import start
 from services.settlement.adapters.db import accounts, accumulators, settlement_events, settlements
 from tests.integration.settlement.helpers import (
     OTHER_HOSPITAL,
@@ -164,17 +166,17 @@ async def test_a_mixed_burst_gets_the_same_answers_as_one_call_at_a_time(suite: 
 
 
 async def test_overlapping_batches_of_one_person_serialise_on_the_person(
-    suite: Host, db_urls: dict[str, str], db_kind: str
+    settings: Settings, db_urls: dict[str, str], db_kind: str
 ) -> None:
     """Small batches, two writers at once (as on PostgreSQL under load): every batch after the
     first waits for the one holding the person's row and starts from what it left, so the
     accumulators and the balance are exactly what the settlements say, spent once."""
-    module = next(m for m in suite.modules if m.name == "settlement")
-    batcher = module.service.batcher  # type: ignore[attr-defined]
-    await batcher.stop()
-    batcher.max_batch, batcher.writers = 3, 2
-    batcher.start()
-    w = await setup_world(f"127.0.0.1:{suite.port}")
-    n = 12 if db_kind == "postgres" else 6
-    await _settle_one_person_at_once(w, "ob", n, db_urls["settlement"])
-    assert await _count(db_urls["settlement"], settlement_events) >= n
+    small = settings.model_copy(update={"settle_max_batch": 3, "settle_writers": 2})
+    suite = await start(small, SERVICES, port=0, run_migrations=False)
+    try:
+        w = await setup_world(f"127.0.0.1:{suite.port}")
+        n = 12 if db_kind == "postgres" else 6
+        await _settle_one_person_at_once(w, "ob", n, db_urls["settlement"])
+        assert await _count(db_urls["settlement"], settlement_events) >= n
+    finally:
+        await suite.stop(drain=False)

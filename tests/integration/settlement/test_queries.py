@@ -22,7 +22,7 @@ from medsettle.settlement.v1 import catalogue_pb2_grpc
 from medsettle.settlement.v1 import settlement_pb2 as st
 from services.demo import HOSPITAL, Clients, seed_registry
 from services.settlement.application import queries
-from services.settlement.application.service import SettlementService
+from services.settlement.application.context import SettlementContext
 from tests.integration.settlement.helpers import (
     OTHER_HOSPITAL,
     RESIDENT,
@@ -45,10 +45,11 @@ REGION = "310100"
 UNKNOWN_DRUG = "XZ99ZZZ999Z000000000001"  # well formed, in no catalogue
 
 
-def settlement_service(host: Host) -> SettlementService:
+def settlement_service(host: Host) -> SettlementContext:
+    """The settlement use cases' shared context: its ``today()`` is the date every use case reads."""
     module = next(m for m in host.modules if m.name == "settlement")
-    service: SettlementService = module.service  # type: ignore[attr-defined]
-    return service
+    ctx: SettlementContext = module.service.ctx  # type: ignore[attr-defined]
+    return ctx
 
 
 async def pinned_world(target: str) -> World:
