@@ -26,9 +26,9 @@ from services.settlement.adapters.rpc import ManualClaimServicer, SettlementServ
 from services.settlement.adapters.store import SqlStore
 from services.settlement.application.claims import Claims
 from services.settlement.application.commands import Committed, SettleCall
-from services.settlement.application.context import SettlementContext
+from services.settlement.application.context import OnCommit, SettlementContext
 from services.settlement.application.feed import Feed
-from services.settlement.application.ports import EligibilityPort, PolicySource
+from services.settlement.application.ports import EligibilityPort, PolicySource, Store
 from services.settlement.application.recompute import Recompute
 from services.settlement.application.service import SettlementService
 from services.settlement.application.settle import Settling
@@ -110,6 +110,7 @@ class SettlementModule:
             clock=clock,
             max_batch=settings.settle_max_batch,
             writers=writers,
+            on_commit=_count,
         )
         self._runtime: list[Runtime] = []
         self._archiving: set[asyncio.Task[None]] = set()
@@ -157,17 +158,18 @@ class SettlementModule:
 
 
 def build_service(
-    store: SqlStore,
+    store: Store,
     eligibility: EligibilityPort,
     policies: PolicySource,
     *,
     clock: Clock,
     max_batch: int,
     writers: int,
+    on_commit: OnCommit | None = None,
 ) -> SettlementService:
     """The use cases over their ports, and the group-commit queue Settle goes through: the queue
     calls the Settle use case; the use case knows nothing of the queue."""
-    ctx = SettlementContext(store, eligibility, policies, clock=clock, on_commit=_count)
+    ctx = SettlementContext(store, eligibility, policies, clock=clock, on_commit=on_commit)
     visits = Visits(ctx)
     settling = Settling(ctx, visits)
     queue: GroupCommit[SettleCall, Committed] = GroupCommit(

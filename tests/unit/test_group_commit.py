@@ -5,9 +5,8 @@ queued ones one at a time)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
 from collections.abc import Sequence
+from typing import Any
 
 from libs.platform.group_commit import GroupCommit, Queued
 

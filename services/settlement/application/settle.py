@@ -217,8 +217,9 @@ class Settling:
                             metadata={"operation": found[0]},
                         )
                     continue
-                try:
+                try:  # the refusals in the order of the one-at-a-time path
                     visit = rules.writable(visits.get(cmd.visit_id), cmd.visit_id, req.caller)
+                    rules.require_fees(tuple(reads.lines.get(visit.visit_id, ())))
                     day = rules.settle_day(visit, cmd.discharge_date, today)
                 except DomainError as exc:
                     out[i] = exc
@@ -241,12 +242,7 @@ class Settling:
             touched: set[tuple[str, int]] = set()
             for i, c, visit, day in active:
                 req, cmd = c.request, c.command
-                fee = tuple(reads.lines.get(visit.visit_id, ()))
-                try:
-                    rules.require_fees(fee)
-                except DomainError as exc:
-                    out[i] = exc
-                    continue
+                fee = tuple(reads.lines[visit.visit_id])
                 d = visit.decision
                 acc_key = (d.person_no, day.year)
                 acc = replace(accs[acc_key], account_balance_fen=balances[d.person_no])

@@ -15,8 +15,8 @@ from libs.platform.host import Host
 from libs.platform.settings import SERVICES, Settings
 from medsettle.settlement.v1 import settlement_pb2 as st
 from services.demo import HOSPITAL
-from services.suite import start
 from services.settlement.adapters.db import accounts, accumulators, settlement_events, settlements
+from services.suite import start
 from tests.integration.settlement.helpers import (
     OTHER_HOSPITAL,
     RETIREE,
