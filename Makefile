@@ -46,7 +46,7 @@ test-postgres:  ## the database tests again, against PostgreSQL (skips locally i
 lint: $(BUF) buf-lint buf-breaking
 	$(BIN)/ruff check libs services tests scripts
 	$(BIN)/ruff format --check libs services tests scripts
-	$(BIN)/mypy libs/core libs/platform libs/policy
+	$(BIN)/mypy libs/core libs/platform libs/policy services/settlement
 
 buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint

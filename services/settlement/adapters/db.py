@@ -630,8 +630,9 @@ class SettlementRepository:
         return int((await self.s.execute(_STAY_DEDUCTIBLE, {"b_visit": visit_id})).scalar_one())
 
     async def update_visit(self, visit_id: str, **values: object) -> None:
-        if "diagnosis_codes" in values:
-            values["diagnosis_codes"] = json.dumps(list(values["diagnosis_codes"]))
+        codes = values.get("diagnosis_codes")
+        if isinstance(codes, tuple | list):
+            values["diagnosis_codes"] = json.dumps(list(codes))
         await self.s.execute(update(visits).where(visits.c.visit_id == visit_id).values(**values))
 
     # settlements

@@ -356,8 +356,8 @@ class _PgBatchUnit:
         for vid, line in row["lines"]:
             lines[vid].append(fee_line(line))
         out.prior = {vid: int(n or 0) for vid, n in row["prior"]}
-        for person, *stay in row["stays"]:
-            out.stays.setdefault(person, []).append(tuple(stay))  # type: ignore[arg-type]
+        for person, visit_id, institution, admitted, discharged in row["stays"]:
+            out.stays.setdefault(person, []).append((visit_id, institution, admitted, discharged))
         keep = set(wanted)
         out.accs = {(r[0], r[1]): _acc_from(r) for r in row["accs"] if (r[0], r[1]) in keep}
         return out

@@ -15,7 +15,9 @@ from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2, eligibility_pb2_grpc
 from services.settlement.domain.model import CredentialRef, Decision
 
-SERVICE_OUT = {ServiceType(s): n for n, s in enums.SERVICE_TYPES.items()}
+SERVICE_OUT: dict[ServiceType, types_pb2.ServiceType.ValueType] = {
+    ServiceType(s): types_pb2.ServiceType.ValueType(n) for n, s in enums.SERVICE_TYPES.items()
+}
 INSURANCE_IN = {n: InsuranceType(s) for n, s in enums.INSURANCE_TYPES.items()}
 PERSON_IN = {n: PersonType(s) for n, s in enums.PERSON_TYPES.items()}
 FILING_IN = {n: FilingType(s) for n, s in enums.FILING_TYPES.items()}

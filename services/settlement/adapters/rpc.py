@@ -47,7 +47,7 @@ from services.settlement.domain.model import (
 )
 
 SERVICE_IN = {v: k for k, v in SERVICE_OUT.items()}
-FILING_OUT = {v: k for k, v in FILING_IN.items()}
+FILING_OUT = {v: types_pb2.FilingType.ValueType(k) for k, v in FILING_IN.items()}
 STATUS_OUT = {
     VisitStatus.OPEN: pb.VISIT_STATUS_OPEN,
     VisitStatus.SETTLED: pb.VISIT_STATUS_SETTLED,
@@ -57,8 +57,10 @@ KIND_OUT = {
     SettlementKind.SETTLEMENT: pb.SETTLEMENT_KIND_SETTLEMENT,
     SettlementKind.CANCELLATION: pb.SETTLEMENT_KIND_CANCELLATION,
 }
-CATEGORY_OUT = {ClearingCategory(s): n for n, s in enums.CLEARING_CATEGORIES.items()}
-INSURANCE_OUT = {InsuranceType(s): n for n, s in enums.INSURANCE_TYPES.items()}
+CATEGORY_OUT = {
+    ClearingCategory(s): types_pb2.ClearingCategory.ValueType(n) for n, s in enums.CLEARING_CATEGORIES.items()
+}
+INSURANCE_OUT = {InsuranceType(s): types_pb2.InsuranceType.ValueType(n) for n, s in enums.INSURANCE_TYPES.items()}
 KIND_IN = {v: k for k, v in KIND_OUT.items()}
 MAX_LINES_PER_UPLOAD = 2000
 MAX_SETTLEMENTS_PAGE = 500
@@ -116,7 +118,7 @@ def visit_to_proto(v: VisitRecord) -> pb.Visit:
         insured_region_code=d.insured_region,
         treatment_region_code=d.treatment_region,
         filing_id=d.filing_id,
-        filing_type=FILING_OUT.get(d.filing_type, 0) if d.filing_type else 0,
+        filing_type=FILING_OUT[d.filing_type] if d.filing_type else types_pb2.FILING_TYPE_UNSPECIFIED,
         diagnosis_codes=list(v.diagnosis_codes),
         fee_line_count=v.fee_line_count,
         fee_total_fen=v.fee_total_fen,
@@ -564,7 +566,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         out = pb.GetAccumulatorsResponse(
             person_no=request.person_no,
             insured_region_code=d.insured_region,
-            insurance_type=INSURANCE_OUT[d.insurance_type] if d.insurance_type else 0,
+            insurance_type=INSURANCE_OUT[d.insurance_type]
+            if d.insurance_type
+            else types_pb2.INSURANCE_TYPE_UNSPECIFIED,
             accumulators=pb.Accumulators(
                 year=a.year,
                 inpatient_deductible_borne_fen=a.inpatient_deductible_borne_fen,
