@@ -77,7 +77,7 @@ def load(raw: str) -> SettlementResult:
     funds = tuple(FundDetail(*f) for f in d.pop("funds"))
     # A step stored before the trace had bands has five entries (bands () and start 0 by default).
     trace = tuple(
-        TraceStep._make([*t[:5], tuple(TraceBand(*b) for b in t[5]), *t[6:]]) if len(t) > 5 else TraceStep._make(t)
+        TraceStep._make([*t[:5], tuple(TraceBand(*b) for b in t[5]), *t[6:]]) if len(t) > 5 else TraceStep(*t)
         for t in d.pop("trace")
     )
     service = ServiceType(d.pop("service_type"))
