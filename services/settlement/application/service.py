@@ -217,6 +217,7 @@ class SettlementService:
             books.policies.find(decision.insured_region, decision.insurance_type, day)
 
     async def _insert_visit(self, repo: SettlementRepository, cmd: OpenVisitCommand, decision: Decision) -> VisitRecord:
+        await repo.lock_stays_of(decision.person_no, cmd.institution_code, cmd.service_type.value)
         if await repo.visit_by_hospital_no(cmd.institution_code, cmd.hospital_visit_no):
             raise DomainError(
                 Reason.VISIT_STATE_INVALID,
@@ -478,7 +479,10 @@ class SettlementService:
         return await idempotency.run_once(attempt, self._committed_or_fail)
 
     def _settle_day(self, visit: VisitRecord, discharge_date: dt.date | None) -> dt.date:
-        day = discharge_date or self.today()
+        today = self.today()
+        if discharge_date is not None:
+            require_not_after_today("discharge_date", discharge_date, today)
+        day = discharge_date or today
         if day < visit.admission_date:
             raise DomainError(
                 Reason.VALIDATION_FAILED,
@@ -896,6 +900,7 @@ class SettlementService:
         decision = await self._decide(cmd)
         if not decision.person_no or decision.insurance_type is None or decision.person_type is None:
             raise DomainError(Reason.PERSON_NOT_FOUND, "the person could not be identified")
+        require_not_after_today("discharge_date", discharge_date, self.today())
         if discharge_date < cmd.admission_date:
             raise DomainError(
                 Reason.VALIDATION_FAILED,
@@ -925,6 +930,7 @@ class SettlementService:
                 if ref := await idempotency.check(s, idempotency_keys, request_id, "submit_claim", fp):
                     raise idempotency.Replay(ref)
                 repo = SettlementRepository(s)
+                await repo.lock_stays_of(decision.person_no, cmd.institution_code, cmd.service_type.value)
                 for v, live in await repo.stays_of(decision.person_no, cmd.institution_code, cmd.service_type.value):
                     if same_stay(
                         v.hospital_visit_no,
