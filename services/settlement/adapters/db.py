@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zlib
 from dataclasses import asdict, fields, replace
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -700,6 +702,15 @@ class SettlementRepository:
             q = q.with_for_update()
         row = (await self.s.execute(q)).first()
         return claim_from_row(row) if row else None
+
+    async def lock_stays_of(self, person_no: str, institution: str, service_type: str) -> None:
+        """Serialises the same-stay check of OpenVisit and SubmitManualClaim for one person at one
+        institution until the transaction ends, so the two cannot both pass it and both write
+        (PostgreSQL transaction advisory lock; SQLite's BEGIN IMMEDIATE has one writer already)."""
+        if self.s.dialect.name == "sqlite":
+            return
+        key = zlib.crc32(f"stay|{person_no}|{institution}|{service_type}".encode()) - 2**31
+        await self.s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
     async def stays_of(self, person_no: str, institution: str, service_type: str) -> list[StayRef]:
         """The person's visits at the institution of one service type that are not cancelled,

@@ -11,7 +11,13 @@ from libs.policy.loader import PolicySet
 from services.settlement.application.commands import ProcessClaimCommand, Request, SubmitClaimCommand
 from services.settlement.application.context import SettlementContext, new_id
 from services.settlement.domain import results
-from services.settlement.domain.model import ClaimStatus, ManualClaim, check_owner, same_stay
+from services.settlement.domain.model import (
+    ClaimStatus,
+    ManualClaim,
+    check_owner,
+    require_not_after_today,
+    same_stay,
+)
 
 _log = get_logger("medsettle.settlement")
 
@@ -32,6 +38,7 @@ class Claims:
         decision = await ctx.decide(v)
         if not decision.person_no or decision.insurance_type is None or decision.person_type is None:
             raise DomainError(Reason.PERSON_NOT_FOUND, "the person could not be identified")
+        require_not_after_today("discharge_date", cmd.discharge_date, ctx.today())
         if cmd.discharge_date < v.admission_date:
             raise DomainError(
                 Reason.VALIDATION_FAILED,
@@ -60,6 +67,7 @@ class Claims:
             async with ctx.store.transaction() as repo:
                 if ref := await repo.check_key(req.request_id, "submit_claim", req.fp):
                     raise idempotency.Replay(ref)
+                await repo.lock_stays_of(decision.person_no, v.institution_code, v.service_type.value)
                 for stay in await repo.stays_of(decision.person_no, v.institution_code, v.service_type.value):
                     if same_stay(
                         stay.hospital_visit_no,

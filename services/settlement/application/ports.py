@@ -96,6 +96,11 @@ class SettlementRepo(KeyStore, Protocol):
 
     async def latest_visit_of(self, person_no: str, institution: str | None) -> VisitRecord | None: ...
 
+    async def lock_stays_of(self, person_no: str, institution: str, service_type: str) -> None:
+        """Serialises the same-stay check of OpenVisit and SubmitManualClaim for one person at one
+        institution of one service type until the unit of work ends."""
+        ...
+
     async def stays_of(self, person_no: str, institution: str, service_type: str) -> list[StayRef]:
         """The person's visits at the institution of one service type that are not cancelled,
         each with its live (not cancelled) settlement id or ""."""

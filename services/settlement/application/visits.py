@@ -78,6 +78,7 @@ class Visits:
             books.policies.find(decision.insured_region, decision.insurance_type, cmd.admission_date)
 
     async def insert_visit(self, repo: SettlementRepo, cmd: OpenVisitCommand, decision: Decision) -> VisitRecord:
+        await repo.lock_stays_of(decision.person_no, cmd.institution_code, cmd.service_type.value)
         if await repo.visit_by_hospital_no(cmd.institution_code, cmd.hospital_visit_no):
             raise DomainError(
                 Reason.VISIT_STATE_INVALID,

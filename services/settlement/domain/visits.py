@@ -84,7 +84,9 @@ def require_lines_replaceable(new: list[UploadedLine], existing: list[UploadedLi
 
 
 def settle_day(visit: VisitRecord, discharge_date: dt.date | None, today: dt.date) -> dt.date:
-    """The day a settlement is made for: the discharge date, or today for an interim one."""
+    """The day a settlement is made for: the discharge date (not after today), or today."""
+    if discharge_date is not None:
+        require_not_after_today("discharge_date", discharge_date, today)
     day = discharge_date or today
     if day < visit.admission_date:
         raise DomainError(

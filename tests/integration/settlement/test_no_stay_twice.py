@@ -5,7 +5,11 @@ reimbursement under the insured place's rules, end to end."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+
+import grpc
+import pytest
 
 from libs.platform.errors import error_details
 from libs.platform.host import Host
@@ -29,6 +33,8 @@ from tests.integration.settlement.helpers import (
     upload,
     wait_filed,
 )
+
+pytestmark = pytest.mark.db
 
 
 def claim_request(
@@ -149,3 +155,59 @@ async def test_a_filing_after_a_self_paid_discharge_means_manual_reimbursement_n
     req.request_id = "sp-open-2"
     d = error_details(await rpc_error(w.c.settlement.OpenVisit(req, metadata=md())))
     assert d.reason in {"REASON_MANUAL_REIMBURSEMENT_REQUIRED", "REASON_STAY_ALREADY_PAID"}
+
+
+async def test_open_visit_and_a_manual_claim_of_one_stay_racing_never_both_succeed(suite: Host) -> None:
+    """OpenVisit and SubmitManualClaim of the same stay sent at the same moment: exactly one wins,
+    the other is refused naming it (on PostgreSQL both checks ran concurrently before the stay
+    lock, and both could pass)."""
+    w = await setup_world(f"127.0.0.1:{suite.port}", file_resident=False)
+    rounds = 12
+    for k in range(rounds):
+        day = w.day - dt.timedelta(days=2 * k)
+        open_req = st.OpenVisitRequest(
+            request_id=f"race-open-{k}",
+            institution_code=HOSPITAL,
+            hospital_visit_no=f"race-{k}",
+            credential=RETIREE_CARD,
+            service_type=types_pb2.SERVICE_TYPE_INPATIENT,
+            admission_date=date(day),
+            diagnosis_codes=["I63.900"],
+        )
+        claim = claim_request(w, f"race-claim-{k}", RETIREE_CARD, day, day)
+        claim.hospital_visit_no = f"race-{k}"
+        answers = await asyncio.gather(
+            w.c.settlement.OpenVisit(open_req, metadata=md()),
+            w.c.settlement.SubmitManualClaim(claim, metadata=md()),
+            return_exceptions=True,
+        )
+        won = [a for a in answers if not isinstance(a, BaseException)]
+        lost = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+        assert len(won) == 1 and len(lost) == 1, answers
+        reason = error_details(lost[0]).reason
+        assert reason in ("REASON_STAY_ALREADY_PAID", "REASON_VISIT_STATE_INVALID"), reason
+        if isinstance(won[0], st.OpenVisitResponse):  # the visit is cancelled so the next round is a new stay
+            await w.c.settlement.CancelVisit(
+                st.CancelVisitRequest(request_id=f"race-cv-{k}", visit_id=won[0].visit.visit_id), metadata=md()
+            )
+
+
+async def test_a_discharge_date_after_today_is_refused_at_settle_and_in_a_claim(suite: Host) -> None:
+    w = await setup_world(f"127.0.0.1:{suite.port}", file_resident=False)
+    visit = await open_visit(w, "fd-open")
+    await upload(w, "fd-up", visit.visit_id, lines(6, 3, w.day))
+    tomorrow = w.day + dt.timedelta(days=1)
+    req = st.SettleRequest(request_id="fd-settle", institution_code=HOSPITAL, visit_id=visit.visit_id)
+    req.discharge_date.CopyFrom(date(tomorrow))
+    err = await rpc_error(w.c.settlement.Settle(req, metadata=md()))
+    d = error_details(err)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and d.reason == "REASON_VALIDATION_FAILED", d
+    assert [f.field for f in d.violations] == ["discharge_date"]
+    # the refused call wrote nothing: the same request id settles once the date is true
+    req.discharge_date.CopyFrom(date(w.day))
+    assert (await w.c.settlement.Settle(req, metadata=md())).settlement.settlement_id
+    err = await rpc_error(
+        w.c.settlement.SubmitManualClaim(claim_request(w, "fd-claim", RESIDENT_CARD, w.day, tomorrow), metadata=md())
+    )
+    d = error_details(err)
+    assert d.reason == "REASON_VALIDATION_FAILED" and [f.field for f in d.violations] == ["discharge_date"], d

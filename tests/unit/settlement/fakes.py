@@ -153,6 +153,9 @@ class FakeRepo:
         ]
         return max(live, key=lambda s: s.settled_at).settlement_id if live else ""
 
+    async def lock_stays_of(self, person_no: str, institution: str, service_type: str) -> None:
+        return None  # one unit of work at a time: the check is serialised already
+
     async def stays_of(self, person_no: str, institution: str, service_type: str) -> list[StayRef]:
         return [
             StayRef(v.visit_id, v.hospital_visit_no, v.admission_date, v.discharge_date, self._live(v.visit_id))

@@ -245,6 +245,9 @@ async def test_the_visit_lifecycle_rules() -> None:
     with pytest.raises(DomainError) as err:  # a second visit with the hospital's number
         await w.app.visits.open_visit(w.req("l-open-2"), w.visit_cmd())
     assert err.value.reason is Reason.VISIT_STATE_INVALID
+    with pytest.raises(DomainError) as err:  # no discharge in the future
+        await w.app.settle(w.req("l-future"), replace(_final(visit), discharge_date=TEST_DAY + dt.timedelta(days=1)))
+    assert err.value.reason is Reason.VALIDATION_FAILED and err.value.violations[0].field == "discharge_date"
     with pytest.raises(DomainError) as err:  # trauma needs the declaration made at opening
         await w.app.visits.update_visit(w.req("l-up"), UpdateVisitCommand(visit.visit_id, diagnosis_codes=("S72.0",)))
     assert err.value.reason is Reason.TRAUMA_DECLARATION_REQUIRED
