@@ -318,7 +318,11 @@ async def test_catalogue_default_date_and_a_change_between_pages(
 # -- the upload's split --------------------------------------------------------------------------
 
 
-async def test_upload_answers_each_lines_split_as_settle_computes_it(suite: Host) -> None:
+async def test_upload_answers_each_lines_split_as_settle_computes_it(
+    suite: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # settled on dates after DAY: the service's today is the month's end (no discharge after today)
+    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 31))
     w = await pinned_world(f"127.0.0.1:{suite.port}")
     catalogue = default_books()[1].find(REGION, DAY)
     visit = await open_visit(w, "q-open-1")
@@ -365,7 +369,11 @@ async def test_upload_answers_each_lines_split_as_settle_computes_it(suite: Host
     assert {r.split.settlement_id for r in fees.lines} == {settled.settlement_id}
 
 
-async def test_upload_after_an_interim_settlement_keeps_the_settled_split(suite: Host) -> None:
+async def test_upload_after_an_interim_settlement_keeps_the_settled_split(
+    suite: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # settled on dates after DAY: the service's today is the month's end (no discharge after today)
+    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 31))
     w = await pinned_world(f"127.0.0.1:{suite.port}")
     visit = await open_visit(w, "q-open-i")
     first = lines(6, 5, DAY)
@@ -533,6 +541,8 @@ async def test_list_settlements_newest_first_paged_and_filtered(suite: Host, mon
 
 
 async def test_list_settlements_refusals_and_default_range(suite: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    # settled on dates after DAY: the service's today is the month's end (no discharge after today)
+    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 31))
     w = await pinned_world(f"127.0.0.1:{suite.port}")
     v = await open_visit(w, "q-lr-open")
     await upload(w, "q-lr-up", v.visit_id, lines(3, 1, DAY))
