@@ -12,7 +12,7 @@ from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
 from libs.platform.identity import Role, caller, caller_institution, scoped_request_id, unscoped_request_id
-from libs.policy import FeeLine, InsuranceType, LineSplit, ServiceType, SettlementResult
+from libs.policy import Accumulators, FeeLine, InsuranceType, LineSplit, ServiceType, SettlementResult
 from medsettle.common.v1 import types_pb2
 from medsettle.settlement.v1 import settlement_pb2 as pb
 from medsettle.settlement.v1 import settlement_pb2_grpc
@@ -263,6 +263,42 @@ def _list_scope(request: pb.ListSettlementsRequest, v: Violations) -> queries.Sc
         v.raise_if_any()
         return queries.Scope(insured_region=request.insured_region_code)
     return _scope(request.institution_code, v)
+
+
+def accumulators_to_proto(a: Accumulators) -> pb.Accumulators:
+    return pb.Accumulators(
+        year=a.year,
+        inpatient_deductible_borne_fen=a.inpatient_deductible_borne_fen,
+        outpatient_deductible_borne_fen=a.outpatient_deductible_borne_fen,
+        pooled_base_fen=a.pooled_base_fen,
+        pooled_paid_fen=a.pooled_paid_fen,
+        outpatient_pooled_base_fen=a.outpatient_pooled_base_fen,
+        outpatient_pooled_paid_fen=a.outpatient_pooled_paid_fen,
+        supplementary_burden_fen=a.ci_burden_fen,
+        supplementary_paid_fen=a.ci_paid_fen,
+        assistance_base_fen=a.assistance_base_fen,
+        assistance_paid_fen=a.assistance_paid_fen,
+        admissions=a.admissions,
+        account_balance_fen=a.account_balance_fen,
+    )
+
+
+def accumulators_from_proto(m: pb.Accumulators, year: int) -> Accumulators:
+    """The year totals (or deltas) of a message; ``year`` given, the balance left at 0."""
+    return Accumulators(
+        year=year,
+        inpatient_deductible_borne_fen=m.inpatient_deductible_borne_fen,
+        outpatient_deductible_borne_fen=m.outpatient_deductible_borne_fen,
+        pooled_base_fen=m.pooled_base_fen,
+        pooled_paid_fen=m.pooled_paid_fen,
+        outpatient_pooled_base_fen=m.outpatient_pooled_base_fen,
+        outpatient_pooled_paid_fen=m.outpatient_pooled_paid_fen,
+        ci_burden_fen=m.supplementary_burden_fen,
+        ci_paid_fen=m.supplementary_paid_fen,
+        assistance_base_fen=m.assistance_base_fen,
+        assistance_paid_fen=m.assistance_paid_fen,
+        admissions=m.admissions,
+    )
 
 
 class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
@@ -566,21 +602,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             person_no=request.person_no,
             insured_region_code=d.insured_region,
             insurance_type=INSURANCE_OUT[d.insurance_type] if d.insurance_type else 0,
-            accumulators=pb.Accumulators(
-                year=a.year,
-                inpatient_deductible_borne_fen=a.inpatient_deductible_borne_fen,
-                outpatient_deductible_borne_fen=a.outpatient_deductible_borne_fen,
-                pooled_base_fen=a.pooled_base_fen,
-                pooled_paid_fen=a.pooled_paid_fen,
-                outpatient_pooled_base_fen=a.outpatient_pooled_base_fen,
-                outpatient_pooled_paid_fen=a.outpatient_pooled_paid_fen,
-                supplementary_burden_fen=a.ci_burden_fen,
-                supplementary_paid_fen=a.ci_paid_fen,
-                assistance_base_fen=a.assistance_base_fen,
-                assistance_paid_fen=a.assistance_paid_fen,
-                admissions=a.admissions,
-                account_balance_fen=a.account_balance_fen,
-            ),
+            accumulators=accumulators_to_proto(a),
             policy_version=view.policy.version,
         )
         for cap in view.caps:

@@ -317,7 +317,10 @@ async def test_catalogue_default_date_and_a_change_between_pages(
 # -- the upload's split --------------------------------------------------------------------------
 
 
-async def test_upload_answers_each_lines_split_as_settle_computes_it(suite: Host) -> None:
+async def test_upload_answers_each_lines_split_as_settle_computes_it(
+    suite: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 3))  # the discharge day
     w = await pinned_world(f"127.0.0.1:{suite.port}")
     catalogue = default_books()[1].find(REGION, DAY)
     visit = await open_visit(w, "q-open-1")
@@ -364,7 +367,10 @@ async def test_upload_answers_each_lines_split_as_settle_computes_it(suite: Host
     assert {r.split.settlement_id for r in fees.lines} == {settled.settlement_id}
 
 
-async def test_upload_after_an_interim_settlement_keeps_the_settled_split(suite: Host) -> None:
+async def test_upload_after_an_interim_settlement_keeps_the_settled_split(
+    suite: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 20))  # the discharge day
     w = await pinned_world(f"127.0.0.1:{suite.port}")
     visit = await open_visit(w, "q-open-i")
     first = lines(6, 5, DAY)
@@ -535,8 +541,9 @@ async def test_list_settlements_refusals_and_default_range(suite: Host, monkeypa
     w = await pinned_world(f"127.0.0.1:{suite.port}")
     v = await open_visit(w, "q-lr-open")
     await upload(w, "q-lr-up", v.visit_id, lines(3, 1, DAY))
-    s = await settle_on(w, "q-lr-settle", v.visit_id, dt.date(2026, 7, 15))
     service = settlement_service(suite)
+    monkeypatch.setattr(service, "today", lambda: dt.date(2026, 7, 15))  # the discharge day
+    s = await settle_on(w, "q-lr-settle", v.visit_id, dt.date(2026, 7, 15))
     monkeypatch.setattr(service, "today", lambda: dt.date(2026, 8, 10))  # default: the last 30 days
     recent = await w.c.settlement.ListSettlements(st.ListSettlementsRequest(institution_code=HOSPITAL), metadata=md())
     assert [x.settlement_id for x in recent.settlements] == [s.settlement_id]

@@ -172,6 +172,23 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """
     REASON_TOP_UP_NOT_FOUND: _Reason.ValueType  # 105
     """NOT_FOUND: no emergency top-up with that id. ErrorInfo metadata: none."""
+    REASON_ACCUMULATORS_CHANGED: _Reason.ValueType  # 106
+    """ABORTED (home movements): the totals a movement was computed from are no longer the totals
+    (an away settlement or another report came first). Compute again from the current ones and
+    report again. ErrorInfo metadata: movement_id, year and each current total (fen).
+    """
+    REASON_ACCOUNT_INSUFFICIENT: _Reason.ValueType  # 107
+    """FAILED_PRECONDITION: a personal-account debit the balance does not cover. ErrorInfo metadata:
+    movement_id, balance_fen.
+    """
+    REASON_MOVEMENT_EXCEEDS_TOTALS: _Reason.ValueType  # 108
+    """FAILED_PRECONDITION: a negative delta larger than the total it reduces. ErrorInfo metadata:
+    movement_id, field.
+    """
+    REASON_MOVEMENT_ID_REUSED: _Reason.ValueType  # 109
+    """INVALID_ARGUMENT: a movement id the bureau already used for a movement with other content.
+    ErrorInfo metadata: movement_id.
+    """
     REASON_COMMIT_OUTCOME_UNKNOWN: _Reason.ValueType  # 120
     """platform failure semantics (120-139)
     UNAVAILABLE: the database's answer to COMMIT was lost and the service could not find out
@@ -345,6 +362,23 @@ operator) -> disbursed (approved only). ErrorInfo metadata: status (the top-up's
 """
 REASON_TOP_UP_NOT_FOUND: Reason.ValueType  # 105
 """NOT_FOUND: no emergency top-up with that id. ErrorInfo metadata: none."""
+REASON_ACCUMULATORS_CHANGED: Reason.ValueType  # 106
+"""ABORTED (home movements): the totals a movement was computed from are no longer the totals
+(an away settlement or another report came first). Compute again from the current ones and
+report again. ErrorInfo metadata: movement_id, year and each current total (fen).
+"""
+REASON_ACCOUNT_INSUFFICIENT: Reason.ValueType  # 107
+"""FAILED_PRECONDITION: a personal-account debit the balance does not cover. ErrorInfo metadata:
+movement_id, balance_fen.
+"""
+REASON_MOVEMENT_EXCEEDS_TOTALS: Reason.ValueType  # 108
+"""FAILED_PRECONDITION: a negative delta larger than the total it reduces. ErrorInfo metadata:
+movement_id, field.
+"""
+REASON_MOVEMENT_ID_REUSED: Reason.ValueType  # 109
+"""INVALID_ARGUMENT: a movement id the bureau already used for a movement with other content.
+ErrorInfo metadata: movement_id.
+"""
 REASON_COMMIT_OUTCOME_UNKNOWN: Reason.ValueType  # 120
 """platform failure semantics (120-139)
 UNAVAILABLE: the database's answer to COMMIT was lost and the service could not find out
