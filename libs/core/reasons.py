@@ -41,14 +41,19 @@ class Reason(StrEnum):
     INVARIANT_VIOLATED = "REASON_INVARIANT_VIOLATED"
     # 9, NOT_FOUND: No region with that code in the registry. Reserved: not raised at present.
     REGION_NOT_FOUND = "REASON_REGION_NOT_FOUND"
-    # 10, NOT_FOUND: No designated institution with that code (or clearing holds nothing of it).
+    # 10, NOT_FOUND: No designated institution with that code (or clearing holds nothing of it). Also a
+    # CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries metadata reasons (all of the
+    # decision's, comma-separated).
     INSTITUTION_NOT_FOUND = "REASON_INSTITUTION_NOT_FOUND"
     # 11, FAILED_PRECONDITION: The institution is not networked for cross-province direct settlement (of this service
-    # type or special disease).
+    # type or special disease). Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it
+    # carries metadata reasons (all of the decision's, comma-separated).
     INSTITUTION_NOT_NETWORKED = "REASON_INSTITUTION_NOT_NETWORKED"
     # 12, NOT_FOUND: No insured person with that number, or the credential's person is not insured here.
     PERSON_NOT_FOUND = "REASON_PERSON_NOT_FOUND"
-    # 13, FAILED_PRECONDITION: The person's insurance is suspended or ended on the date.
+    # 13, FAILED_PRECONDITION: The person's insurance is suspended or ended on the date. Also a CheckEligibility
+    # decision reason; refusing OpenVisit / SettleOutpatient it carries metadata reasons (all of the decision's,
+    # comma-separated).
     PERSON_NOT_ACTIVE = "REASON_PERSON_NOT_ACTIVE"
     # 14, INVALID_ARGUMENT: No usable credential: neither an e-certificate token nor a card, or an unknown
     # e-certificate.
@@ -66,9 +71,12 @@ class Reason(StrEnum):
     # 20, NOT_FOUND: No filing with that id.
     FILING_NOT_FOUND = "REASON_FILING_NOT_FOUND"
     # 21, FAILED_PRECONDITION: Cross-province treatment needs a filing (record) of the person for the treatment place,
-    # and none is active on the date (and the visit is no emergency).
+    # and none is active on the date (and the visit is no emergency). Also a CheckEligibility decision reason;
+    # refusing OpenVisit / SettleOutpatient it carries metadata reasons (all of the decision's, comma-separated).
     FILING_REQUIRED = "REASON_FILING_REQUIRED"
-    # 22, FAILED_PRECONDITION: The person's filing is for another treatment region than the institution's.
+    # 22, FAILED_PRECONDITION: The person's filing is for another treatment region than the institution's. Also a
+    # CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries metadata reasons (all of the
+    # decision's, comma-separated).
     FILING_REGION_MISMATCH = "REASON_FILING_REGION_MISMATCH"
     # 23, INVALID_ARGUMENT: The filing's period is not allowed (a temporary filing shorter than its minimum, a change
     # starting before the filing it replaces). metadata earliest_end_date: YYYY-MM-DD, when a later end date would be
@@ -83,9 +91,13 @@ class Reason(StrEnum):
     FILING_COMMITMENT_MISSING = "REASON_FILING_COMMITMENT_MISSING"
     # 27, FAILED_PRECONDITION: A special (chronic) disease is filed with more institutions than allowed.
     SPECIAL_DISEASE_TOO_MANY_INSTITUTIONS = "REASON_SPECIAL_DISEASE_TOO_MANY_INSTITUTIONS"
-    # 28, FAILED_PRECONDITION: The institution has not opened direct settlement for that special disease.
+    # 28, FAILED_PRECONDITION: The institution has not opened direct settlement for that special disease. Also a
+    # CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries metadata reasons (all of the
+    # decision's, comma-separated).
     SPECIAL_DISEASE_NOT_OPENED = "REASON_SPECIAL_DISEASE_NOT_OPENED"
-    # 29, FAILED_PRECONDITION: The person has no filing for that special disease at the institution.
+    # 29, FAILED_PRECONDITION: The person has no filing for that special disease at the institution. Also a
+    # CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries metadata reasons (all of the
+    # decision's, comma-separated).
     SPECIAL_DISEASE_NOT_FILED = "REASON_SPECIAL_DISEASE_NOT_FILED"
     # 30, NOT_FOUND: The policy version named (label@hash) is not known to this process.
     POLICY_NOT_FOUND = "REASON_POLICY_NOT_FOUND"
@@ -146,11 +158,16 @@ class Reason(StrEnum):
     # 54, FAILED_PRECONDITION: The verification's answer was due earlier; it can no longer be answered.
     VERIFICATION_DEADLINE_PASSED = "REASON_VERIFICATION_DEADLINE_PASSED"
     # 55, FAILED_PRECONDITION: Treatment in the insured province is not cross-province settlement (an eligibility
-    # reason).
+    # reason). Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries metadata
+    # reasons (all of the decision's, comma-separated).
     INTRA_PROVINCE_NOT_CROSS_PROVINCE = "REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE"
-    # 56, FAILED_PRECONDITION: The person's filing does not cover the treatment date.
+    # 56, FAILED_PRECONDITION: The person's filing does not cover the treatment date. Also a CheckEligibility decision
+    # reason; refusing OpenVisit / SettleOutpatient it carries metadata reasons (all of the decision's, comma-
+    # separated).
     FILING_NOT_VALID_ON_DATE = "REASON_FILING_NOT_VALID_ON_DATE"
-    # 57, FAILED_PRECONDITION: The person's insured relation changed after the filing was made: file again.
+    # 57, FAILED_PRECONDITION: The person's insured relation changed after the filing was made: file again. Also a
+    # CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries metadata reasons (all of the
+    # decision's, comma-separated).
     FILING_INSURED_RELATION_CHANGED = "REASON_FILING_INSURED_RELATION_CHANGED"
     # 58, ALREADY_EXISTS: The ID number or card of the person being registered belongs to another insured person.
     PERSON_IDENTITY_CONFLICT = "REASON_PERSON_IDENTITY_CONFLICT"
@@ -254,10 +271,10 @@ REASON_INFO: dict[Reason, ReasonInfo] = {
     Reason.INTERNAL_ERROR: ReasonInfo(7, "INTERNAL", ("trace_id",)),
     Reason.INVARIANT_VIOLATED: ReasonInfo(8, "INTERNAL", ()),
     Reason.REGION_NOT_FOUND: ReasonInfo(9, "NOT_FOUND", ()),
-    Reason.INSTITUTION_NOT_FOUND: ReasonInfo(10, "NOT_FOUND", ()),
-    Reason.INSTITUTION_NOT_NETWORKED: ReasonInfo(11, "FAILED_PRECONDITION", ()),
+    Reason.INSTITUTION_NOT_FOUND: ReasonInfo(10, "NOT_FOUND", ("reasons",)),
+    Reason.INSTITUTION_NOT_NETWORKED: ReasonInfo(11, "FAILED_PRECONDITION", ("reasons",)),
     Reason.PERSON_NOT_FOUND: ReasonInfo(12, "NOT_FOUND", ()),
-    Reason.PERSON_NOT_ACTIVE: ReasonInfo(13, "FAILED_PRECONDITION", ()),
+    Reason.PERSON_NOT_ACTIVE: ReasonInfo(13, "FAILED_PRECONDITION", ("reasons",)),
     Reason.CREDENTIAL_INVALID: ReasonInfo(14, "INVALID_ARGUMENT", ()),
     Reason.CREDENTIAL_EXPIRED: ReasonInfo(15, "FAILED_PRECONDITION", ()),
     Reason.CREDENTIAL_TAMPERED: ReasonInfo(16, "FAILED_PRECONDITION", ()),
@@ -265,15 +282,15 @@ REASON_INFO: dict[Reason, ReasonInfo] = {
     Reason.CREDENTIAL_PERSON_MISMATCH: ReasonInfo(18, "FAILED_PRECONDITION", ()),
     Reason.CARD_SERIAL_MISMATCH: ReasonInfo(19, "FAILED_PRECONDITION", ()),
     Reason.FILING_NOT_FOUND: ReasonInfo(20, "NOT_FOUND", ()),
-    Reason.FILING_REQUIRED: ReasonInfo(21, "FAILED_PRECONDITION", ()),
-    Reason.FILING_REGION_MISMATCH: ReasonInfo(22, "FAILED_PRECONDITION", ()),
+    Reason.FILING_REQUIRED: ReasonInfo(21, "FAILED_PRECONDITION", ("reasons",)),
+    Reason.FILING_REGION_MISMATCH: ReasonInfo(22, "FAILED_PRECONDITION", ("reasons",)),
     Reason.FILING_PERIOD_INVALID: ReasonInfo(23, "INVALID_ARGUMENT", ("earliest_end_date",)),
     Reason.FILING_MIN_PERIOD_NOT_REACHED: ReasonInfo(24, "FAILED_PRECONDITION", ("earliest",)),
     Reason.FILING_NOT_ACTIVE: ReasonInfo(25, "FAILED_PRECONDITION", ()),
     Reason.FILING_COMMITMENT_MISSING: ReasonInfo(26, "INVALID_ARGUMENT", ()),
     Reason.SPECIAL_DISEASE_TOO_MANY_INSTITUTIONS: ReasonInfo(27, "FAILED_PRECONDITION", ()),
-    Reason.SPECIAL_DISEASE_NOT_OPENED: ReasonInfo(28, "FAILED_PRECONDITION", ()),
-    Reason.SPECIAL_DISEASE_NOT_FILED: ReasonInfo(29, "FAILED_PRECONDITION", ()),
+    Reason.SPECIAL_DISEASE_NOT_OPENED: ReasonInfo(28, "FAILED_PRECONDITION", ("reasons",)),
+    Reason.SPECIAL_DISEASE_NOT_FILED: ReasonInfo(29, "FAILED_PRECONDITION", ("reasons",)),
     Reason.POLICY_NOT_FOUND: ReasonInfo(30, "NOT_FOUND", ()),
     Reason.POLICY_DATA_INVALID: ReasonInfo(31, "INVALID_ARGUMENT", ()),
     Reason.CATALOGUE_NOT_FOUND: ReasonInfo(32, "NOT_FOUND", ()),
@@ -299,9 +316,9 @@ REASON_INFO: dict[Reason, ReasonInfo] = {
     Reason.TOP_UP_ABOVE_CAP: ReasonInfo(52, "FAILED_PRECONDITION", ("cap_fen", "granted_fen")),
     Reason.VERIFICATION_NOT_FOUND: ReasonInfo(53, "NOT_FOUND", ()),
     Reason.VERIFICATION_DEADLINE_PASSED: ReasonInfo(54, "FAILED_PRECONDITION", ()),
-    Reason.INTRA_PROVINCE_NOT_CROSS_PROVINCE: ReasonInfo(55, "FAILED_PRECONDITION", ()),
-    Reason.FILING_NOT_VALID_ON_DATE: ReasonInfo(56, "FAILED_PRECONDITION", ()),
-    Reason.FILING_INSURED_RELATION_CHANGED: ReasonInfo(57, "FAILED_PRECONDITION", ()),
+    Reason.INTRA_PROVINCE_NOT_CROSS_PROVINCE: ReasonInfo(55, "FAILED_PRECONDITION", ("reasons",)),
+    Reason.FILING_NOT_VALID_ON_DATE: ReasonInfo(56, "FAILED_PRECONDITION", ("reasons",)),
+    Reason.FILING_INSURED_RELATION_CHANGED: ReasonInfo(57, "FAILED_PRECONDITION", ("reasons",)),
     Reason.PERSON_IDENTITY_CONFLICT: ReasonInfo(58, "ALREADY_EXISTS", ()),
     Reason.REGISTRY_DATA_INVALID: ReasonInfo(59, "INVALID_ARGUMENT", ()),
     Reason.FILING_INDEX_NOT_READY: ReasonInfo(60, "UNAVAILABLE", ()),

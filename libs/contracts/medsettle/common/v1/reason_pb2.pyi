@@ -65,15 +65,23 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     No region with that code in the registry. Reserved: not raised at present.
     """
     REASON_INSTITUTION_NOT_FOUND: _Reason.ValueType  # 10
-    """No designated institution with that code (or clearing holds nothing of it)."""
+    """No designated institution with that code (or clearing holds nothing of it).
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_INSTITUTION_NOT_NETWORKED: _Reason.ValueType  # 11
     """The institution is not networked for cross-province direct settlement (of this service
     type or special disease).
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
     """
     REASON_PERSON_NOT_FOUND: _Reason.ValueType  # 12
     """No insured person with that number, or the credential's person is not insured here."""
     REASON_PERSON_NOT_ACTIVE: _Reason.ValueType  # 13
-    """The person's insurance is suspended or ended on the date."""
+    """The person's insurance is suspended or ended on the date.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_CREDENTIAL_INVALID: _Reason.ValueType  # 14
     """credentials (14-19)
 
@@ -97,9 +105,14 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     REASON_FILING_REQUIRED: _Reason.ValueType  # 21
     """Cross-province treatment needs a filing (record) of the person for the treatment place, and
     none is active on the date (and the visit is no emergency).
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
     """
     REASON_FILING_REGION_MISMATCH: _Reason.ValueType  # 22
-    """The person's filing is for another treatment region than the institution's."""
+    """The person's filing is for another treatment region than the institution's.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_FILING_PERIOD_INVALID: _Reason.ValueType  # 23
     """The filing's period is not allowed (a temporary filing shorter than its minimum, a change
     starting before the filing it replaces). metadata earliest_end_date: YYYY-MM-DD, when a
@@ -116,9 +129,15 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     REASON_SPECIAL_DISEASE_TOO_MANY_INSTITUTIONS: _Reason.ValueType  # 27
     """A special (chronic) disease is filed with more institutions than allowed."""
     REASON_SPECIAL_DISEASE_NOT_OPENED: _Reason.ValueType  # 28
-    """The institution has not opened direct settlement for that special disease."""
+    """The institution has not opened direct settlement for that special disease.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_SPECIAL_DISEASE_NOT_FILED: _Reason.ValueType  # 29
-    """The person has no filing for that special disease at the institution."""
+    """The person has no filing for that special disease at the institution.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_POLICY_NOT_FOUND: _Reason.ValueType  # 30
     """policy and catalogue (30-33)
 
@@ -198,11 +217,19 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """filing and eligibility (55-69)
 
     Treatment in the insured province is not cross-province settlement (an eligibility reason).
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
     """
     REASON_FILING_NOT_VALID_ON_DATE: _Reason.ValueType  # 56
-    """The person's filing does not cover the treatment date."""
+    """The person's filing does not cover the treatment date.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_FILING_INSURED_RELATION_CHANGED: _Reason.ValueType  # 57
-    """The person's insured relation changed after the filing was made: file again."""
+    """The person's insured relation changed after the filing was made: file again.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_PERSON_IDENTITY_CONFLICT: _Reason.ValueType  # 58
     """The ID number or card of the person being registered belongs to another insured person."""
     REASON_REGISTRY_DATA_INVALID: _Reason.ValueType  # 59
@@ -391,15 +418,23 @@ REASON_REGION_NOT_FOUND: Reason.ValueType  # 9
 No region with that code in the registry. Reserved: not raised at present.
 """
 REASON_INSTITUTION_NOT_FOUND: Reason.ValueType  # 10
-"""No designated institution with that code (or clearing holds nothing of it)."""
+"""No designated institution with that code (or clearing holds nothing of it).
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_INSTITUTION_NOT_NETWORKED: Reason.ValueType  # 11
 """The institution is not networked for cross-province direct settlement (of this service
 type or special disease).
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
 """
 REASON_PERSON_NOT_FOUND: Reason.ValueType  # 12
 """No insured person with that number, or the credential's person is not insured here."""
 REASON_PERSON_NOT_ACTIVE: Reason.ValueType  # 13
-"""The person's insurance is suspended or ended on the date."""
+"""The person's insurance is suspended or ended on the date.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_CREDENTIAL_INVALID: Reason.ValueType  # 14
 """credentials (14-19)
 
@@ -423,9 +458,14 @@ No filing with that id.
 REASON_FILING_REQUIRED: Reason.ValueType  # 21
 """Cross-province treatment needs a filing (record) of the person for the treatment place, and
 none is active on the date (and the visit is no emergency).
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
 """
 REASON_FILING_REGION_MISMATCH: Reason.ValueType  # 22
-"""The person's filing is for another treatment region than the institution's."""
+"""The person's filing is for another treatment region than the institution's.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_FILING_PERIOD_INVALID: Reason.ValueType  # 23
 """The filing's period is not allowed (a temporary filing shorter than its minimum, a change
 starting before the filing it replaces). metadata earliest_end_date: YYYY-MM-DD, when a
@@ -442,9 +482,15 @@ REASON_FILING_COMMITMENT_MISSING: Reason.ValueType  # 26
 REASON_SPECIAL_DISEASE_TOO_MANY_INSTITUTIONS: Reason.ValueType  # 27
 """A special (chronic) disease is filed with more institutions than allowed."""
 REASON_SPECIAL_DISEASE_NOT_OPENED: Reason.ValueType  # 28
-"""The institution has not opened direct settlement for that special disease."""
+"""The institution has not opened direct settlement for that special disease.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_SPECIAL_DISEASE_NOT_FILED: Reason.ValueType  # 29
-"""The person has no filing for that special disease at the institution."""
+"""The person has no filing for that special disease at the institution.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_POLICY_NOT_FOUND: Reason.ValueType  # 30
 """policy and catalogue (30-33)
 
@@ -524,11 +570,19 @@ REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE: Reason.ValueType  # 55
 """filing and eligibility (55-69)
 
 Treatment in the insured province is not cross-province settlement (an eligibility reason).
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
 """
 REASON_FILING_NOT_VALID_ON_DATE: Reason.ValueType  # 56
-"""The person's filing does not cover the treatment date."""
+"""The person's filing does not cover the treatment date.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_FILING_INSURED_RELATION_CHANGED: Reason.ValueType  # 57
-"""The person's insured relation changed after the filing was made: file again."""
+"""The person's insured relation changed after the filing was made: file again.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_PERSON_IDENTITY_CONFLICT: Reason.ValueType  # 58
 """The ID number or card of the person being registered belongs to another insured person."""
 REASON_REGISTRY_DATA_INVALID: Reason.ValueType  # 59
