@@ -7,7 +7,9 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
+from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 from libs.platform import access
@@ -86,3 +88,35 @@ def test_every_service_documents_its_retries() -> None:
         for s, service in enumerate(file.service):
             comment = _flat(comments.get((6, s), ""))
             assert comment, f"{service.name} has no comment"
+
+
+def _all_messages() -> list[Any]:
+    from medsettle.clearing.v1 import clearing_pb2
+    from medsettle.eligibility.v1 import eligibility_pb2
+    from medsettle.filing.v1 import filing_pb2
+    from medsettle.settlement.v1 import catalogue_pb2, settlement_pb2
+
+    out = []
+    for module in (clearing_pb2, eligibility_pb2, filing_pb2, catalogue_pb2, settlement_pb2):
+        out += list(module.DESCRIPTOR.message_types_by_name.values())
+    return out
+
+
+def test_field_behaviours_mark_every_request_id_required_and_ids_the_server_assigns_output_only() -> None:
+    required, output_only = set(), set()
+    for message in _all_messages():
+        for field in message.fields:
+            behaviours = set(field.GetOptions().Extensions[field_behavior_pb2.field_behavior])
+            name = f"{message.name}.{field.name}"
+            if field_behavior_pb2.REQUIRED in behaviours:
+                required.add(name)
+            if field_behavior_pb2.OUTPUT_ONLY in behaviours:
+                output_only.add(name)
+            if field.name == "request_id" and message.name.endswith("Request"):
+                assert field_behavior_pb2.REQUIRED in behaviours, name
+    assert not required & output_only
+    # the hot path's request fields and the ids the server assigns
+    assert {"SettleRequest.visit_id", "OpenVisitRequest.credential", "CheckEligibilityRequest.institution_code"} <= (
+        required
+    )
+    assert {"Visit.visit_id", "Settlement.settlement_id", "Filing.filing_id", "Statement.statement_id"} <= output_only

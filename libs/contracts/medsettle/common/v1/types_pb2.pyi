@@ -131,6 +131,70 @@ CLEARING_CATEGORY_INPATIENT: ClearingCategory.ValueType  # 2
 CLEARING_CATEGORY_PHARMACY: ClearingCategory.ValueType  # 3
 Global___ClearingCategory: _TypeAlias = ClearingCategory  # noqa: Y015
 
+class _ItemClass:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ItemClassEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ItemClass.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ITEM_CLASS_UNSPECIFIED: _ItemClass.ValueType  # 0
+    """Not in the catalogue (or not given)."""
+    ITEM_CLASS_A: _ItemClass.ValueType  # 1
+    """Class A: in scope in full, up to the price ceiling."""
+    ITEM_CLASS_B: _ItemClass.ValueType  # 2
+    """Class B: in scope after the person's self-pay-first share (self_pay_first_bps)."""
+    ITEM_CLASS_C: _ItemClass.ValueType  # 3
+    """Class C: full self-pay."""
+
+class ItemClass(_ItemClass, metaclass=_ItemClassEnumTypeWrapper):
+    """The class of an item in the national medical insurance catalogue (libs/policy ItemClass)."""
+
+ITEM_CLASS_UNSPECIFIED: ItemClass.ValueType  # 0
+"""Not in the catalogue (or not given)."""
+ITEM_CLASS_A: ItemClass.ValueType  # 1
+"""Class A: in scope in full, up to the price ceiling."""
+ITEM_CLASS_B: ItemClass.ValueType  # 2
+"""Class B: in scope after the person's self-pay-first share (self_pay_first_bps)."""
+ITEM_CLASS_C: ItemClass.ValueType  # 3
+"""Class C: full self-pay."""
+Global___ItemClass: _TypeAlias = ItemClass  # noqa: Y015
+
+class _Fund:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FundEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Fund.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FUND_UNSPECIFIED: _Fund.ValueType  # 0
+    FUND_POOLED: _Fund.ValueType  # 1
+    """The basic medical insurance pooled fund."""
+    FUND_LARGE_AMOUNT: _Fund.ValueType  # 2
+    """Employees' large-amount (supplementary) medical expense fund."""
+    FUND_CRITICAL_ILLNESS: _Fund.ValueType  # 3
+    """Residents' critical-illness insurance."""
+    FUND_ASSISTANCE: _Fund.ValueType  # 4
+    """Medical assistance."""
+    FUND_PERSONAL_ACCOUNT: _Fund.ValueType  # 5
+    """The employee's personal account."""
+
+class Fund(_Fund, metaclass=_FundEnumTypeWrapper):
+    """Who pays a part of a settlement (libs/policy Fund). New payers are added as new values; a
+    client that meets an unknown value treats it as another fund.
+    """
+
+FUND_UNSPECIFIED: Fund.ValueType  # 0
+FUND_POOLED: Fund.ValueType  # 1
+"""The basic medical insurance pooled fund."""
+FUND_LARGE_AMOUNT: Fund.ValueType  # 2
+"""Employees' large-amount (supplementary) medical expense fund."""
+FUND_CRITICAL_ILLNESS: Fund.ValueType  # 3
+"""Residents' critical-illness insurance."""
+FUND_ASSISTANCE: Fund.ValueType  # 4
+"""Medical assistance."""
+FUND_PERSONAL_ACCOUNT: Fund.ValueType  # 5
+"""The employee's personal account."""
+Global___Fund: _TypeAlias = Fund  # noqa: Y015
+
 @_typing.final
 class Date(_message.Message):
     """A calendar date in China Standard Time, with no time of day."""

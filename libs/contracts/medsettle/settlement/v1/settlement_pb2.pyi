@@ -204,10 +204,13 @@ class LineSplit(_message.Message):
     SELF_PAY_FIRST_BPS_FIELD_NUMBER: _builtins.int
     IN_CATALOGUE_FIELD_NUMBER: _builtins.int
     SETTLEMENT_ID_FIELD_NUMBER: _builtins.int
+    ITEM_CLASS_ENUM_FIELD_NUMBER: _builtins.int
     line_no: _builtins.int
     item_code: _builtins.str
     item_class: _builtins.str
-    """"A", "B", "C" or "" when not in the catalogue."""
+    """"A", "B", "C" or "" when not in the catalogue. The same as item_class_enum, kept as a string
+    for wire compatibility; both are filled.
+    """
     amount_fen: _builtins.int
     full_self_pay_fen: _builtins.int
     over_limit_fen: _builtins.int
@@ -228,6 +231,8 @@ class LineSplit(_message.Message):
     """The (interim or final) settlement that settled the line; "" while unsettled. Filled in the
     UploadFees and ListVisitFees answers.
     """
+    item_class_enum: _types_pb2.ItemClass.ValueType
+    """The item's class as an enum: ITEM_CLASS_UNSPECIFIED when not in the catalogue."""
     def __init__(
         self,
         *,
@@ -244,10 +249,11 @@ class LineSplit(_message.Message):
         self_pay_first_bps: _builtins.int = ...,
         in_catalogue: _builtins.bool = ...,
         settlement_id: _builtins.str = ...,
+        item_class_enum: _types_pb2.ItemClass.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "ceiling_fen", b"ceiling_fen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "amount_fen", b"amount_fen", "catalogue_version", b"catalogue_version", "ceiling_fen", b"ceiling_fen", "full_self_pay_fen", b"full_self_pay_fen", "in_catalogue", b"in_catalogue", "in_scope_fen", b"in_scope_fen", "item_class", b"item_class", "item_code", b"item_code", "line_no", b"line_no", "over_limit_fen", b"over_limit_fen", "pre_self_pay_fen", b"pre_self_pay_fen", "self_pay_first_bps", b"self_pay_first_bps", "settlement_id", b"settlement_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "amount_fen", b"amount_fen", "catalogue_version", b"catalogue_version", "ceiling_fen", b"ceiling_fen", "full_self_pay_fen", b"full_self_pay_fen", "in_catalogue", b"in_catalogue", "in_scope_fen", b"in_scope_fen", "item_class", b"item_class", "item_class_enum", b"item_class_enum", "item_code", b"item_code", "line_no", b"line_no", "over_limit_fen", b"over_limit_fen", "pre_self_pay_fen", b"pre_self_pay_fen", "self_pay_first_bps", b"self_pay_first_bps", "settlement_id", b"settlement_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ceiling_fen: _TypeAlias = _typing.Literal["ceiling_fen"]  # noqa: Y015
     _WhichOneofArgType__ceiling_fen: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen"]  # noqa: Y015
@@ -263,11 +269,19 @@ class FundDetail(_message.Message):
     BASE_FEN_FIELD_NUMBER: _builtins.int
     REMAINING_LIMIT_BEFORE_FEN_FIELD_NUMBER: _builtins.int
     PAID_FEN_FIELD_NUMBER: _builtins.int
+    FUND_ENUM_FIELD_NUMBER: _builtins.int
     fund: _builtins.str
-    """"pooled", "large_amount", "critical_illness", "assistance", "personal_account"."""
+    """"pooled", "large_amount", "critical_illness", "assistance", "personal_account": the same as
+    fund_enum, kept as a string for wire compatibility; both are filled.
+    """
     base_fen: _builtins.int
+    """The base the fund paid on, fen."""
     remaining_limit_before_fen: _builtins.int
+    """What was left of the fund's annual limit before this settlement, fen (0 when unlimited)."""
     paid_fen: _builtins.int
+    """What the fund paid, fen."""
+    fund_enum: _types_pb2.Fund.ValueType
+    """The fund as an enum."""
     def __init__(
         self,
         *,
@@ -275,10 +289,11 @@ class FundDetail(_message.Message):
         base_fen: _builtins.int = ...,
         remaining_limit_before_fen: _builtins.int = ...,
         paid_fen: _builtins.int = ...,
+        fund_enum: _types_pb2.Fund.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_fen", b"base_fen", "fund", b"fund", "paid_fen", b"paid_fen", "remaining_limit_before_fen", b"remaining_limit_before_fen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_fen", b"base_fen", "fund", b"fund", "fund_enum", b"fund_enum", "paid_fen", b"paid_fen", "remaining_limit_before_fen", b"remaining_limit_before_fen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
