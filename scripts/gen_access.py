@@ -102,7 +102,7 @@ WHO = "Who may call: "
 _PACKAGE = re.compile(r"^package ([\w.]+);", re.M)
 _SERVICE = re.compile(r"^service (\w+) \{")
 _RPC = re.compile(r"^(\s*)rpc (\w+)\((\w+)\) returns \((stream )?")
-_MUTATING = re.compile(r"^message (\w+) \{\n(?:(?!^\}).*\n)*?\s*string request_id = \d+;", re.M)
+_MUTATING = re.compile(r"^message (\w+) \{\n(?:(?!^\}).*\n)*?\s*string request_id = \d+\b", re.M)
 MUTATING = "Mutating: runs at most once per request_id; retry with the same request_id and payload."
 READ_ONLY = "Read-only: retry freely."
 FEED = "A feed: after a break, resume from the last position received."

@@ -120,3 +120,20 @@ def test_field_behaviours_mark_every_request_id_required_and_ids_the_server_assi
         required
     )
     assert {"Visit.visit_id", "Settlement.settlement_id", "Filing.filing_id", "Statement.statement_id"} <= output_only
+
+
+def test_every_record_message_and_enum_has_a_comment() -> None:
+    """Requests and responses are named after their RPC; every other message and every enum says
+    what it is."""
+    missing = []
+    for file in _files():
+        comments = _comments(file)
+        for i, message in enumerate(file.message_type):
+            if message.name.endswith(("Request", "Response")):
+                continue
+            if not comments.get((4, i), "").strip():
+                missing.append(f"{file.name}: message {message.name}")
+        for i, enum in enumerate(file.enum_type):
+            if not comments.get((5, i), "").strip():
+                missing.append(f"{file.name}: enum {enum.name}")
+    assert not missing, "\n".join(missing)

@@ -29,7 +29,8 @@ class _InsuranceTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Insuran
     INSURANCE_TYPE_RESIDENT: _InsuranceType.ValueType  # 2
     """Basic medical insurance for urban and rural residents."""
 
-class InsuranceType(_InsuranceType, metaclass=_InsuranceTypeEnumTypeWrapper): ...
+class InsuranceType(_InsuranceType, metaclass=_InsuranceTypeEnumTypeWrapper):
+    """The person's basic medical insurance scheme: employees' or urban and rural residents'."""
 
 INSURANCE_TYPE_UNSPECIFIED: InsuranceType.ValueType  # 0
 INSURANCE_TYPE_EMPLOYEE: InsuranceType.ValueType  # 1
@@ -50,7 +51,8 @@ class _PersonTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PersonType
     PERSON_TYPE_RESIDENT_ADULT: _PersonType.ValueType  # 3
     PERSON_TYPE_RESIDENT_MINOR: _PersonType.ValueType  # 4
 
-class PersonType(_PersonType, metaclass=_PersonTypeEnumTypeWrapper): ...
+class PersonType(_PersonType, metaclass=_PersonTypeEnumTypeWrapper):
+    """The category the policy's ratios and caps depend on."""
 
 PERSON_TYPE_UNSPECIFIED: PersonType.ValueType  # 0
 PERSON_TYPE_IN_SERVICE: PersonType.ValueType  # 1
@@ -72,7 +74,8 @@ class _ServiceTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServiceTy
     """Outpatient chronic and special diseases (needs a special-disease filing)."""
     SERVICE_TYPE_PHARMACY: _ServiceType.ValueType  # 4
 
-class ServiceType(_ServiceType, metaclass=_ServiceTypeEnumTypeWrapper): ...
+class ServiceType(_ServiceType, metaclass=_ServiceTypeEnumTypeWrapper):
+    """What kind of care a visit is; picks the policy's benefit and the clearing category."""
 
 SERVICE_TYPE_UNSPECIFIED: ServiceType.ValueType  # 0
 SERVICE_TYPE_INPATIENT: ServiceType.ValueType  # 1
@@ -98,7 +101,10 @@ class _FilingTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FilingType
     FILING_TYPE_EMERGENCY: _FilingType.ValueType  # 5
     FILING_TYPE_OTHER_TEMPORARY: _FilingType.ValueType  # 6
 
-class FilingType(_FilingType, metaclass=_FilingTypeEnumTypeWrapper): ...
+class FilingType(_FilingType, metaclass=_FilingTypeEnumTypeWrapper):
+    """Why a person is filed for treatment elsewhere (national filing categories); long-term types have
+    minimum periods, temporary ones at least six months.
+    """
 
 FILING_TYPE_UNSPECIFIED: FilingType.ValueType  # 0
 FILING_TYPE_RELOCATED_RETIREE: FilingType.ValueType  # 1
@@ -276,6 +282,10 @@ Global___Credential: _TypeAlias = Credential  # noqa: Y015
 
 @_typing.final
 class SocialSecurityCard(_message.Message):
+    """A social security card presented at the desk: its number and the chip's serial (checked against
+    the registry).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CARD_NUMBER_FIELD_NUMBER: _builtins.int

@@ -31,7 +31,8 @@ class _ItemKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ItemKind.Val
     ITEM_KIND_SERVICE: _ItemKind.ValueType  # 2
     ITEM_KIND_CONSUMABLE: _ItemKind.ValueType  # 3
 
-class ItemKind(_ItemKind, metaclass=_ItemKindEnumTypeWrapper): ...
+class ItemKind(_ItemKind, metaclass=_ItemKindEnumTypeWrapper):
+    """What a catalogue item is."""
 
 ITEM_KIND_UNSPECIFIED: ItemKind.ValueType  # 0
 ITEM_KIND_DRUG: ItemKind.ValueType  # 1
@@ -79,6 +80,10 @@ Global___ItemRestriction: _TypeAlias = ItemRestriction  # noqa: Y015
 
 @_typing.final
 class CatalogueItem(_message.Message):
+    """One item of a treatment-place catalogue: its class, price ceiling, self-pay-first ratio and
+    restriction, as the settlement engine applies them.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CODE_FIELD_NUMBER: _builtins.int
@@ -135,6 +140,8 @@ Global___CatalogueItem: _TypeAlias = CatalogueItem  # noqa: Y015
 
 @_typing.final
 class CatalogueInfo(_message.Message):
+    """Which catalogue answered: its version ("<label>@<hash>"), region and period."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: _builtins.int
