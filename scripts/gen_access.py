@@ -11,7 +11,9 @@
 
 The local nginx gateway needs nothing: k8s/local-gateway/render.py reads the table itself (both
 listeners).
-tests/unit/test_access.py and tests/k8s/test_manifests.py fail while either file is stale.
+tests/unit/test_access.py and tests/k8s/test_manifests.py fail while any of them is stale, and
+tests/unit/test_contract_docs.py while an rpc's comment disagrees with the table (after a change
+of the table or the protos: this script, then `make protos` for the descriptor set).
 """
 
 from __future__ import annotations
