@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from libs.platform.drain import Drain
 from libs.platform.interceptors import ServerInterceptor
 from libs.platform.logs import get_logger
+from libs.platform.reflection import ReflectionServicer
 from libs.platform.settings import Settings
 
 _log = get_logger("medsettle.host")
@@ -99,8 +100,9 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 def _enable_reflection(service_names: list[str], server: grpc.aio.Server) -> None:
     """Reflection under both names: grpc.reflection.v1 (grpcurl >= 1.9, grpc-go, Java, .NET) and
     v1alpha (older clients). grpcio-reflection ships only v1alpha; v1's messages are the same
-    on the wire (same fields, same numbers), so one servicer answers both."""
-    servicer = reflection.aio.ReflectionServicer(service_names)
+    on the wire (same fields, same numbers), so one servicer answers both. It answers the
+    medsettle files with their comments (libs/platform/reflection.py)."""
+    servicer = ReflectionServicer(service_names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     handlers = {
         "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(

@@ -12,7 +12,7 @@ from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
 from libs.platform.identity import Role, caller, caller_institution, scoped_request_id, unscoped_request_id
-from libs.policy import Accumulators, FeeLine, InsuranceType, LineSplit, ServiceType, SettlementResult
+from libs.policy import Accumulators, FeeLine, Fund, InsuranceType, ItemClass, LineSplit, ServiceType, SettlementResult
 from medsettle.common.v1 import types_pb2
 from medsettle.settlement.v1 import settlement_pb2 as pb
 from medsettle.settlement.v1 import settlement_pb2_grpc
@@ -46,6 +46,10 @@ KIND_OUT = {
 CATEGORY_OUT = {ClearingCategory(s): n for n, s in enums.CLEARING_CATEGORIES.items()}
 INSURANCE_OUT = {InsuranceType(s): n for n, s in enums.INSURANCE_TYPES.items()}
 KIND_IN = {v: k for k, v in KIND_OUT.items()}
+# The enums beside the string fields item_class and fund (both are filled).
+ITEM_CLASS_OUT = {c: types_pb2.ItemClass.Value(f"ITEM_CLASS_{c.name}") for c in ItemClass}
+ITEM_CLASS_IN = {v: k for k, v in ITEM_CLASS_OUT.items()}
+FUND_OUT = {f.value: types_pb2.Fund.Value(f"FUND_{f.name}") for f in Fund}
 MAX_LINES_PER_UPLOAD = 2000
 MAX_SETTLEMENTS_PAGE = 500
 MAX_FEES_PAGE = 2000
@@ -119,6 +123,7 @@ def line_split_to_proto(ln: LineSplit) -> pb.LineSplit:
         line_no=ln.line_no,
         item_code=ln.item_code,
         item_class=ln.item_class.value if ln.item_class else "",
+        item_class_enum=ITEM_CLASS_OUT[ln.item_class] if ln.item_class else types_pb2.ITEM_CLASS_UNSPECIFIED,
         amount_fen=ln.amount_fen,
         full_self_pay_fen=ln.full_self_pay_fen,
         over_limit_fen=ln.over_limit_fen,
@@ -151,6 +156,7 @@ def breakdown_to_proto(r: SettlementResult, *, lines: bool = True) -> pb.Breakdo
         funds=[
             pb.FundDetail(
                 fund=f.fund,
+                fund_enum=FUND_OUT.get(f.fund, types_pb2.FUND_UNSPECIFIED),
                 base_fen=f.base_fen,
                 remaining_limit_before_fen=f.remaining_limit_before_fen or 0,
                 paid_fen=f.paid_fen,

@@ -71,12 +71,9 @@ class HomeStore(Protocol):
     def read(self) -> AbstractAsyncContextManager[HomeUnit]: ...
 
 
-def _region_refused(_person_no: str, other: str) -> DomainError:
-    return DomainError(
-        Reason.NOT_AUTHORISED_FOR_REGION,
-        f"a person settled here as insured in {other} is not the caller's to report",
-        metadata={"insured_region": other},
-    )
+def _region_refused(_person_no: str, _other: str) -> DomainError:
+    """Says no more than that: which region the person is insured in is not the caller's to learn."""
+    return DomainError(Reason.NOT_AUTHORISED_FOR_REGION, "the person is settled here as insured in another region")
 
 
 class HomeMovements:

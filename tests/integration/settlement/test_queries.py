@@ -170,6 +170,7 @@ async def test_catalogue_pages_filters_and_items(
     for item in got:
         want = expected.items[item.code]
         assert item.item_class == want.item_class.value and item.self_pay_first_bps == want.self_pay_first_bps
+        assert item.item_class_enum == types_pb2.ItemClass.Value(f"ITEM_CLASS_{want.item_class.value}")
         assert item.HasField("ceiling_fen") == (want.ceiling_fen is not None)
         if want.ceiling_fen is not None:
             assert item.ceiling_fen == want.ceiling_fen
@@ -191,6 +192,17 @@ async def test_catalogue_pages_filters_and_items(
     )
     want_b = sorted(c for c, i in expected.items.items() if i.item_class.value == "B" and i.kind.value == "drug")
     assert [i.code for i in b_drugs.items] == want_b and want_b and not b_drugs.next_page_token
+    by_enum = await catalogue_stub.ListCatalogueItems(
+        cat.ListCatalogueItemsRequest(
+            treatment_region_code=REGION,
+            date=date(DAY),
+            item_class_enum=types_pb2.ITEM_CLASS_B,
+            kind=cat.ITEM_KIND_DRUG,
+            page_size=1000,
+        ),
+        metadata=md(),
+    )
+    assert [i.code for i in by_enum.items] == want_b
     services = await catalogue_stub.ListCatalogueItems(
         cat.ListCatalogueItemsRequest(treatment_region_code=REGION, date=date(DAY), code_prefix="00", page_size=1000),
         metadata=md(),
@@ -248,6 +260,15 @@ async def test_catalogue_refusals(suite: Host, catalogue_stub: catalogue_pb2_grp
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fields_of(err) == {"treatment_region_code", "code_prefix", "item_class", "kind", "page_size", "date"}
+    err = await rpc_error(
+        catalogue_stub.ListCatalogueItems(
+            cat.ListCatalogueItemsRequest(
+                treatment_region_code=REGION, item_class="A", item_class_enum=types_pb2.ITEM_CLASS_C
+            ),
+            metadata=md(),
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and fields_of(err) == {"item_class_enum"}
     err = await rpc_error(
         catalogue_stub.GetCatalogueItem(
             cat.GetCatalogueItemRequest(treatment_region_code=REGION, item_code="0" * 51), metadata=md()
@@ -331,6 +352,7 @@ async def test_upload_answers_each_lines_split_as_settle_computes_it(
     by_no = {s.line_no: s for s in up.lines}
     unknown = by_no[11]
     assert not unknown.in_catalogue and unknown.item_class == "" and unknown.full_self_pay_fen == 2468
+    assert unknown.item_class_enum == types_pb2.ITEM_CLASS_UNSPECIFIED
     assert not unknown.HasField("ceiling_fen")
     assert [(f.code, f.line_no) for f in up.flags] == [("MON_ITEM_NOT_IN_CATALOGUE", 11)]
     for s in up.lines:
@@ -338,6 +360,7 @@ async def test_upload_answers_each_lines_split_as_settle_computes_it(
             continue
         item = catalogue.items[s.item_code]
         assert s.in_catalogue and s.item_class == item.item_class.value and s.settlement_id == ""
+        assert types_pb2.ItemClass.Name(s.item_class_enum) == f"ITEM_CLASS_{item.item_class.value}"
         assert s.self_pay_first_bps == item.self_pay_first_bps
         assert s.HasField("ceiling_fen") == (item.ceiling_fen is not None)
         assert s.amount_fen == s.full_self_pay_fen + s.over_limit_fen + s.pre_self_pay_fen + s.in_scope_fen

@@ -22,31 +22,54 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from medsettle.common.v1 import types_pb2 as medsettle_dot_common_dot_v1_dot_types__pb2
 from medsettle.settlement.v1 import settlement_pb2 as medsettle_dot_settlement_dot_v1_dot_settlement__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"medsettle/settlement/v1/home.proto\x12\x17medsettle.settlement.v1\x1a\x1fmedsettle/common/v1/types.proto\x1a(medsettle/settlement/v1/settlement.proto\"\x89\x03\n\x0cHomeMovement\x12\x13\n\x0bmovement_id\x18\x01 \x01(\t\x12\x11\n\tperson_no\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\x12\x37\n\x04kind\x18\x04 \x01(\x0e\x32).medsettle.settlement.v1.HomeMovementKind\x12\x34\n\x05\x64\x65lta\x18\x05 \x01(\x0b\x32%.medsettle.settlement.v1.Accumulators\x12\x19\n\x11\x61\x63\x63ount_delta_fen\x18\x06 \x01(\x03\x12#\n\x16home_balance_after_fen\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12.\n\x0boccurred_on\x18\x08 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12<\n\x08\x65xpected\x18\t \x01(\x0b\x32%.medsettle.settlement.v1.AccumulatorsH\x01\x88\x01\x01\x42\x19\n\x17_home_balance_after_fenB\x0b\n\t_expected\"\x87\x01\n\x1aReportHomeMovementsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x02 \x01(\t\x12\x38\n\tmovements\x18\x03 \x03(\x0b\x32%.medsettle.settlement.v1.HomeMovement\"s\n\x10PersonYearTotals\x12\x11\n\tperson_no\x18\x01 \x01(\t\x12\x35\n\x06totals\x18\x02 \x01(\x0b\x32%.medsettle.settlement.v1.Accumulators\x12\x15\n\raccount_known\x18\x03 \x01(\x08\"z\n\x1bReportHomeMovementsResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\x0f\n\x07skipped\x18\x02 \x01(\x05\x12\x39\n\x06totals\x18\x03 \x03(\x0b\x32).medsettle.settlement.v1.PersonYearTotals\"T\n\x14GetPersonYearRequest\x12\x1b\n\x13insured_region_code\x18\x01 \x01(\t\x12\x11\n\tperson_no\x18\x02 \x01(\t\x12\x0c\n\x04year\x18\x03 \x01(\x05\"W\n\x15GetPersonYearResponse\x12>\n\x0bperson_year\x18\x01 \x01(\x0b\x32).medsettle.settlement.v1.PersonYearTotals*\xcb\x01\n\x10HomeMovementKind\x12\"\n\x1eHOME_MOVEMENT_KIND_UNSPECIFIED\x10\x00\x12!\n\x1dHOME_MOVEMENT_KIND_SETTLEMENT\x10\x01\x12#\n\x1fHOME_MOVEMENT_KIND_CANCELLATION\x10\x02\x12%\n!HOME_MOVEMENT_KIND_ACCOUNT_CREDIT\x10\x03\x12$\n HOME_MOVEMENT_KIND_ACCOUNT_DEBIT\x10\x04\x32\x88\x02\n\x13HomeMovementService\x12\x80\x01\n\x13ReportHomeMovements\x12\x33.medsettle.settlement.v1.ReportHomeMovementsRequest\x1a\x34.medsettle.settlement.v1.ReportHomeMovementsResponse\x12n\n\rGetPersonYear\x12-.medsettle.settlement.v1.GetPersonYearRequest\x1a..medsettle.settlement.v1.GetPersonYearResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"medsettle/settlement/v1/home.proto\x12\x17medsettle.settlement.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fmedsettle/common/v1/types.proto\x1a(medsettle/settlement/v1/settlement.proto\"\xa7\x03\n\x0cHomeMovement\x12\x19\n\x0bmovement_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_no\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04year\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x02\x12=\n\x04kind\x18\x04 \x01(\x0e\x32).medsettle.settlement.v1.HomeMovementKindB\x04\xe2\x41\x01\x02\x12\x34\n\x05\x64\x65lta\x18\x05 \x01(\x0b\x32%.medsettle.settlement.v1.Accumulators\x12\x19\n\x11\x61\x63\x63ount_delta_fen\x18\x06 \x01(\x03\x12#\n\x16home_balance_after_fen\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12\x34\n\x0boccurred_on\x18\x08 \x01(\x0b\x32\x19.medsettle.common.v1.DateB\x04\xe2\x41\x01\x02\x12<\n\x08\x65xpected\x18\t \x01(\x0b\x32%.medsettle.settlement.v1.AccumulatorsH\x01\x88\x01\x01\x42\x19\n\x17_home_balance_after_fenB\x0b\n\t_expected\"\x99\x01\n\x1aReportHomeMovementsRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12!\n\x13insured_region_code\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12>\n\tmovements\x18\x03 \x03(\x0b\x32%.medsettle.settlement.v1.HomeMovementB\x04\xe2\x41\x01\x02\"s\n\x10PersonYearTotals\x12\x11\n\tperson_no\x18\x01 \x01(\t\x12\x35\n\x06totals\x18\x02 \x01(\x0b\x32%.medsettle.settlement.v1.Accumulators\x12\x15\n\raccount_known\x18\x03 \x01(\x08\"z\n\x1bReportHomeMovementsResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\x05\x12\x0f\n\x07skipped\x18\x02 \x01(\x05\x12\x39\n\x06totals\x18\x03 \x03(\x0b\x32).medsettle.settlement.v1.PersonYearTotals\"f\n\x14GetPersonYearRequest\x12!\n\x13insured_region_code\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_no\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04year\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x02\"W\n\x15GetPersonYearResponse\x12>\n\x0bperson_year\x18\x01 \x01(\x0b\x32).medsettle.settlement.v1.PersonYearTotals*\xcb\x01\n\x10HomeMovementKind\x12\"\n\x1eHOME_MOVEMENT_KIND_UNSPECIFIED\x10\x00\x12!\n\x1dHOME_MOVEMENT_KIND_SETTLEMENT\x10\x01\x12#\n\x1fHOME_MOVEMENT_KIND_CANCELLATION\x10\x02\x12%\n!HOME_MOVEMENT_KIND_ACCOUNT_CREDIT\x10\x03\x12$\n HOME_MOVEMENT_KIND_ACCOUNT_DEBIT\x10\x04\x32\x88\x02\n\x13HomeMovementService\x12\x80\x01\n\x13ReportHomeMovements\x12\x33.medsettle.settlement.v1.ReportHomeMovementsRequest\x1a\x34.medsettle.settlement.v1.ReportHomeMovementsResponse\x12n\n\rGetPersonYear\x12-.medsettle.settlement.v1.GetPersonYearRequest\x1a..medsettle.settlement.v1.GetPersonYearResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medsettle.settlement.v1.home_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HOMEMOVEMENTKIND']._serialized_start=1089
-  _globals['_HOMEMOVEMENTKIND']._serialized_end=1292
-  _globals['_HOMEMOVEMENT']._serialized_start=139
-  _globals['_HOMEMOVEMENT']._serialized_end=532
-  _globals['_REPORTHOMEMOVEMENTSREQUEST']._serialized_start=535
-  _globals['_REPORTHOMEMOVEMENTSREQUEST']._serialized_end=670
-  _globals['_PERSONYEARTOTALS']._serialized_start=672
-  _globals['_PERSONYEARTOTALS']._serialized_end=787
-  _globals['_REPORTHOMEMOVEMENTSRESPONSE']._serialized_start=789
-  _globals['_REPORTHOMEMOVEMENTSRESPONSE']._serialized_end=911
-  _globals['_GETPERSONYEARREQUEST']._serialized_start=913
-  _globals['_GETPERSONYEARREQUEST']._serialized_end=997
-  _globals['_GETPERSONYEARRESPONSE']._serialized_start=999
-  _globals['_GETPERSONYEARRESPONSE']._serialized_end=1086
-  _globals['_HOMEMOVEMENTSERVICE']._serialized_start=1295
-  _globals['_HOMEMOVEMENTSERVICE']._serialized_end=1559
+  _globals['_HOMEMOVEMENT'].fields_by_name['movement_id']._loaded_options = None
+  _globals['_HOMEMOVEMENT'].fields_by_name['movement_id']._serialized_options = b'\342A\001\002'
+  _globals['_HOMEMOVEMENT'].fields_by_name['person_no']._loaded_options = None
+  _globals['_HOMEMOVEMENT'].fields_by_name['person_no']._serialized_options = b'\342A\001\002'
+  _globals['_HOMEMOVEMENT'].fields_by_name['year']._loaded_options = None
+  _globals['_HOMEMOVEMENT'].fields_by_name['year']._serialized_options = b'\342A\001\002'
+  _globals['_HOMEMOVEMENT'].fields_by_name['kind']._loaded_options = None
+  _globals['_HOMEMOVEMENT'].fields_by_name['kind']._serialized_options = b'\342A\001\002'
+  _globals['_HOMEMOVEMENT'].fields_by_name['occurred_on']._loaded_options = None
+  _globals['_HOMEMOVEMENT'].fields_by_name['occurred_on']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTHOMEMOVEMENTSREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_REPORTHOMEMOVEMENTSREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTHOMEMOVEMENTSREQUEST'].fields_by_name['insured_region_code']._loaded_options = None
+  _globals['_REPORTHOMEMOVEMENTSREQUEST'].fields_by_name['insured_region_code']._serialized_options = b'\342A\001\002'
+  _globals['_REPORTHOMEMOVEMENTSREQUEST'].fields_by_name['movements']._loaded_options = None
+  _globals['_REPORTHOMEMOVEMENTSREQUEST'].fields_by_name['movements']._serialized_options = b'\342A\001\002'
+  _globals['_GETPERSONYEARREQUEST'].fields_by_name['insured_region_code']._loaded_options = None
+  _globals['_GETPERSONYEARREQUEST'].fields_by_name['insured_region_code']._serialized_options = b'\342A\001\002'
+  _globals['_GETPERSONYEARREQUEST'].fields_by_name['person_no']._loaded_options = None
+  _globals['_GETPERSONYEARREQUEST'].fields_by_name['person_no']._serialized_options = b'\342A\001\002'
+  _globals['_GETPERSONYEARREQUEST'].fields_by_name['year']._loaded_options = None
+  _globals['_GETPERSONYEARREQUEST'].fields_by_name['year']._serialized_options = b'\342A\001\002'
+  _globals['_HOMEMOVEMENTKIND']._serialized_start=1188
+  _globals['_HOMEMOVEMENTKIND']._serialized_end=1391
+  _globals['_HOMEMOVEMENT']._serialized_start=172
+  _globals['_HOMEMOVEMENT']._serialized_end=595
+  _globals['_REPORTHOMEMOVEMENTSREQUEST']._serialized_start=598
+  _globals['_REPORTHOMEMOVEMENTSREQUEST']._serialized_end=751
+  _globals['_PERSONYEARTOTALS']._serialized_start=753
+  _globals['_PERSONYEARTOTALS']._serialized_end=868
+  _globals['_REPORTHOMEMOVEMENTSRESPONSE']._serialized_start=870
+  _globals['_REPORTHOMEMOVEMENTSRESPONSE']._serialized_end=992
+  _globals['_GETPERSONYEARREQUEST']._serialized_start=994
+  _globals['_GETPERSONYEARREQUEST']._serialized_end=1096
+  _globals['_GETPERSONYEARRESPONSE']._serialized_start=1098
+  _globals['_GETPERSONYEARRESPONSE']._serialized_end=1185
+  _globals['_HOMEMOVEMENTSERVICE']._serialized_start=1394
+  _globals['_HOMEMOVEMENTSERVICE']._serialized_end=1658
 # @@protoc_insertion_point(module_scope)

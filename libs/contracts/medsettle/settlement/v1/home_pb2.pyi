@@ -39,7 +39,8 @@ class _HomeMovementKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Home
     HOME_MOVEMENT_KIND_ACCOUNT_DEBIT: _HomeMovementKind.ValueType  # 4
     """A debit from the personal account outside a settlement (< 0); no accumulator deltas."""
 
-class HomeMovementKind(_HomeMovementKind, metaclass=_HomeMovementKindEnumTypeWrapper): ...
+class HomeMovementKind(_HomeMovementKind, metaclass=_HomeMovementKindEnumTypeWrapper):
+    """What happened at home; decides which signs a movement's deltas may have."""
 
 HOME_MOVEMENT_KIND_UNSPECIFIED: HomeMovementKind.ValueType  # 0
 HOME_MOVEMENT_KIND_SETTLEMENT: HomeMovementKind.ValueType  # 1
@@ -91,7 +92,7 @@ class HomeMovement(_message.Message):
 
     @_builtins.property
     def occurred_on(self) -> _types_pb2.Date:
-        """The day of the movement at home."""
+        """The day of the movement at home (in its year)."""
 
     @_builtins.property
     def expected(self) -> _settlement_pb2.Accumulators:

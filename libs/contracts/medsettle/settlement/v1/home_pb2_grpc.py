@@ -96,10 +96,12 @@ class HomeMovementServiceServicer:
     def ReportHomeMovements(self, request, context):
         """Applies the movements in order, all or nothing. Errors: INVALID_ARGUMENT
         REASON_VALIDATION_FAILED (bounds), REASON_MOVEMENT_ID_REUSED; PERMISSION_DENIED
-        REASON_REGION_MISMATCH (a person settled here as insured elsewhere, or the request names
+        REASON_NOT_AUTHORISED_FOR_REGION (a person settled here as insured elsewhere, or the request names
         another region than the caller's); ABORTED REASON_ACCUMULATORS_CHANGED; FAILED_PRECONDITION
         REASON_ACCOUNT_INSUFFICIENT, REASON_MOVEMENT_EXCEEDS_TOTALS (a negative delta larger than
         the total it reduces).
+        Who may call: insured-place bureau (insured_region_code in its region). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,8 +110,10 @@ class HomeMovementServiceServicer:
     def GetPersonYear(self, request, context):
         """The totals of one person and year as every settlement and movement so far left them, and the
         personal-account balance. A person nothing is known of has zero totals and no balance
-        (account_known false). PERMISSION_DENIED REASON_REGION_MISMATCH for a person settled here as
+        (account_known false). PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION for a person settled here as
         insured in another region.
+        Who may call: insured-place bureau (insured_region_code in its region). Read-only: retry
+        freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

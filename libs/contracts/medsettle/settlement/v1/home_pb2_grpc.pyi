@@ -58,16 +58,20 @@ class HomeMovementServiceStub:
     ReportHomeMovements: _grpc.UnaryUnaryMultiCallable[_home_pb2.ReportHomeMovementsRequest, _home_pb2.ReportHomeMovementsResponse]
     """Applies the movements in order, all or nothing. Errors: INVALID_ARGUMENT
     REASON_VALIDATION_FAILED (bounds), REASON_MOVEMENT_ID_REUSED; PERMISSION_DENIED
-    REASON_REGION_MISMATCH (a person settled here as insured elsewhere, or the request names
+    REASON_NOT_AUTHORISED_FOR_REGION (a person settled here as insured elsewhere, or the request names
     another region than the caller's); ABORTED REASON_ACCUMULATORS_CHANGED; FAILED_PRECONDITION
     REASON_ACCOUNT_INSUFFICIENT, REASON_MOVEMENT_EXCEEDS_TOTALS (a negative delta larger than
     the total it reduces).
+    Who may call: insured-place bureau (insured_region_code in its region). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
     """
     GetPersonYear: _grpc.UnaryUnaryMultiCallable[_home_pb2.GetPersonYearRequest, _home_pb2.GetPersonYearResponse]
     """The totals of one person and year as every settlement and movement so far left them, and the
     personal-account balance. A person nothing is known of has zero totals and no balance
-    (account_known false). PERMISSION_DENIED REASON_REGION_MISMATCH for a person settled here as
+    (account_known false). PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION for a person settled here as
     insured in another region.
+    Who may call: insured-place bureau (insured_region_code in its region). Read-only: retry
+    freely.
     """
 
 @_typing.type_check_only
@@ -100,16 +104,20 @@ class HomeMovementServiceAsyncStub(HomeMovementServiceStub):
     ReportHomeMovements: _aio.UnaryUnaryMultiCallable[_home_pb2.ReportHomeMovementsRequest, _home_pb2.ReportHomeMovementsResponse]  # type: ignore[assignment]
     """Applies the movements in order, all or nothing. Errors: INVALID_ARGUMENT
     REASON_VALIDATION_FAILED (bounds), REASON_MOVEMENT_ID_REUSED; PERMISSION_DENIED
-    REASON_REGION_MISMATCH (a person settled here as insured elsewhere, or the request names
+    REASON_NOT_AUTHORISED_FOR_REGION (a person settled here as insured elsewhere, or the request names
     another region than the caller's); ABORTED REASON_ACCUMULATORS_CHANGED; FAILED_PRECONDITION
     REASON_ACCOUNT_INSUFFICIENT, REASON_MOVEMENT_EXCEEDS_TOTALS (a negative delta larger than
     the total it reduces).
+    Who may call: insured-place bureau (insured_region_code in its region). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
     """
     GetPersonYear: _aio.UnaryUnaryMultiCallable[_home_pb2.GetPersonYearRequest, _home_pb2.GetPersonYearResponse]  # type: ignore[assignment]
     """The totals of one person and year as every settlement and movement so far left them, and the
     personal-account balance. A person nothing is known of has zero totals and no balance
-    (account_known false). PERMISSION_DENIED REASON_REGION_MISMATCH for a person settled here as
+    (account_known false). PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION for a person settled here as
     insured in another region.
+    Who may call: insured-place bureau (insured_region_code in its region). Read-only: retry
+    freely.
     """
 
 class HomeMovementServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -145,10 +153,12 @@ class HomeMovementServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_home_pb2.ReportHomeMovementsResponse, _abc.Awaitable[_home_pb2.ReportHomeMovementsResponse]]:
         """Applies the movements in order, all or nothing. Errors: INVALID_ARGUMENT
         REASON_VALIDATION_FAILED (bounds), REASON_MOVEMENT_ID_REUSED; PERMISSION_DENIED
-        REASON_REGION_MISMATCH (a person settled here as insured elsewhere, or the request names
+        REASON_NOT_AUTHORISED_FOR_REGION (a person settled here as insured elsewhere, or the request names
         another region than the caller's); ABORTED REASON_ACCUMULATORS_CHANGED; FAILED_PRECONDITION
         REASON_ACCOUNT_INSUFFICIENT, REASON_MOVEMENT_EXCEEDS_TOTALS (a negative delta larger than
         the total it reduces).
+        Who may call: insured-place bureau (insured_region_code in its region). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
         """
 
     @_abc_1.abstractmethod
@@ -159,8 +169,10 @@ class HomeMovementServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_home_pb2.GetPersonYearResponse, _abc.Awaitable[_home_pb2.GetPersonYearResponse]]:
         """The totals of one person and year as every settlement and movement so far left them, and the
         personal-account balance. A person nothing is known of has zero totals and no balance
-        (account_known false). PERMISSION_DENIED REASON_REGION_MISMATCH for a person settled here as
+        (account_known false). PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION for a person settled here as
         insured in another region.
+        Who may call: insured-place bureau (insured_region_code in its region). Read-only: retry
+        freely.
         """
 
 def add_HomeMovementServiceServicer_to_server(servicer: HomeMovementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
