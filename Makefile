@@ -56,8 +56,9 @@ buf-lint: $(BUF)
 buf-breaking: $(BUF)
 	BUF=$(BUF) bash scripts/buf_breaking.sh
 
-protos: $(BUF) buf-lint  ## regenerate Python code and type stubs from protos/
+protos: $(BUF) buf-lint  ## regenerate Python code, stubs, the descriptor set and the reason table from protos/
 	$(BIN)/python scripts/gen_protos.py
+	$(BIN)/python scripts/gen_reasons.py
 
 # Installed once, again only when the install script changes (a stamp in .tools).
 .tools/.k8s-tools: scripts/install-k8s-tools.sh | $(VENV)/.installed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -23,6 +24,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=50051)
     s.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; '[::]' for every interface)"
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes sharing the port (SO_REUSEPORT), forked before any gRPC object exists; "
+        "metrics on MEDSETTLE_METRICS_PORT + worker index",
     )
     s.add_argument(
         "--migrate",
@@ -109,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("medsettle serve: name one SERVICE or pass --all", file=sys.stderr)
             return 2
         names = list(SERVICES) if args.all else [args.service]
+        if args.workers != 1:
+            return _serve_workers(settings, names, args)
         if settings.metrics_port:
             from libs.platform.metrics import serve_metrics
 
@@ -144,7 +155,6 @@ def _policy(args: argparse.Namespace) -> int:
     """``medsettle policy ...``: exit 0 = valid / identical / settled, 1 = invalid / different /
     refused, 2 = usage (neither a file nor a loaded version; diff: a file it cannot compare)."""
     import json
-    import os
 
     from libs.core.errors import DomainError
     from libs.policy import tools
@@ -194,7 +204,6 @@ def _policy(args: argparse.Namespace) -> int:
 
 def _emit(text: str) -> None:
     """Print; a reader that stops early (``| head``) is no error (the Python docs' recipe)."""
-    import os
 
     try:
         print(text)
@@ -203,14 +212,46 @@ def _emit(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-async def _serve(settings: Settings, names: list[str], port: int, host: str, run_migrations: bool | None) -> int:
+def _serve_workers(settings: Settings, names: list[str], args: argparse.Namespace) -> int:
+    from services.suite import migrate_all
+    from services.workers import serve_workers
+
+    if not 1 <= args.workers <= 64 or args.port == 0:
+        print("medsettle serve: --workers takes 1..64 and a fixed --port (not 0)", file=sys.stderr)
+        return 2
+    migrate = args.migrate
+    if migrate is None:
+        migrate = all(settings.database_url(n).startswith("sqlite") for n in names)
+
+    def run_migrations() -> int:
+        asyncio.run(migrate_all(settings, names))
+        return 0
+
+    def run_worker(index: int) -> int:
+        from libs.platform.logs import bind_process
+
+        bind_process(worker=index, pid=os.getpid())
+        if settings.metrics_port:
+            from libs.platform.metrics import serve_metrics
+
+            serve_metrics(settings.metrics_port + index)
+        return _refusing_bad_policies(
+            lambda: asyncio.run(_serve(settings, names, args.port, args.host, False, reuse_port=True))
+        )
+
+    return serve_workers(args.workers, run_worker, run_migrations if migrate else None)
+
+
+async def _serve(
+    settings: Settings, names: list[str], port: int, host: str, run_migrations: bool | None, *, reuse_port: bool = False
+) -> int:
     from services.suite import build_host, migrate_all
 
     if run_migrations is None:
         run_migrations = all(settings.database_url(n).startswith("sqlite") for n in names)
     if run_migrations:
         await migrate_all(settings, names)
-    server = build_host(settings, names, port=port, bind_host=host)
+    server = build_host(settings, names, port=port, bind_host=host, reuse_port=reuse_port)
     await server.run_until_signal()
     return 0
 

@@ -27,8 +27,8 @@ from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2 as el
 from medsettle.eligibility.v1 import eligibility_pb2_grpc
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
+from medsettle.settlement.v1 import home_pb2_grpc, settlement_pb2_grpc
 from medsettle.settlement.v1 import settlement_pb2 as st
-from medsettle.settlement.v1 import settlement_pb2_grpc
 
 HOSPITAL = "H31010400001"
 PROVINCES = {"11": "Beijing", "31": "Shanghai", "44": "Guangdong", "51": "Sichuan", "42": "Hubei"}
@@ -77,7 +77,7 @@ def acting_party(method: str, request: Any) -> str:
         return f"urn:medsettle:bureau:insured:{request.person_no[1:7]}"
     if name in ("GetInsuredPerson", "RevokeECertificate"):
         return "urn:medsettle:bureau:insured:11"
-    if name == "ListManualClaims":
+    if name in ("ListManualClaims", "ReportHomeMovements", "GetPersonYear"):
         return f"urn:medsettle:bureau:insured:{request.insured_region_code}"
     if name in ("ProcessManualClaim", "GetManualClaim"):
         return "urn:medsettle:bureau:insured:51"  # the demo's manual claims are Chengdu residents'
@@ -155,6 +155,7 @@ class Clients:
         self.eligibility = eligibility_pb2_grpc.EligibilityServiceStub(self._channels["eligibility"])
         self.settlement = settlement_pb2_grpc.SettlementServiceStub(self._channels["settlement"])
         self.claims = settlement_pb2_grpc.ManualClaimServiceStub(self._channels["settlement"])
+        self.home = home_pb2_grpc.HomeMovementServiceStub(self._channels["settlement"])
         self.clearing = clearing_pb2_grpc.ClearingServiceStub(self._channels["clearing"])
 
     async def close(self) -> None:

@@ -33,7 +33,13 @@ async def migrate_all(settings: Settings, names: Sequence[str]) -> None:
 
 
 def build_host(
-    settings: Settings, names: Sequence[str], *, port: int, bind_host: str = "127.0.0.1", clock: Clock | None = None
+    settings: Settings,
+    names: Sequence[str],
+    *,
+    port: int,
+    bind_host: str = "127.0.0.1",
+    clock: Clock | None = None,
+    reuse_port: bool = False,
 ) -> Host:
     """``clock`` is the one source of "now" for every hosted service (tests pass a shifted one);
     by default the system clock, or the shifted one ``MEDSETTLE_TEST_CLOCK_START`` asks for."""
@@ -46,7 +52,7 @@ def build_host(
     resolved = resolve(names)
     configure_tracing("medsettle" if len(resolved) > 1 else f"medsettle-{resolved[0]}")
     modules = [create_module(n, settings, clock) for n in resolved]
-    return Host(settings, modules, port=port, bind_host=bind_host)
+    return Host(settings, modules, port=port, bind_host=bind_host, reuse_port=reuse_port)
 
 
 async def start(

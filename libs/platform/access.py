@@ -74,6 +74,7 @@ ELIGIBILITY = "/medsettle.eligibility.v1.EligibilityService/"
 SETTLEMENT = "/medsettle.settlement.v1.SettlementService/"
 CLAIMS = "/medsettle.settlement.v1.ManualClaimService/"
 CATALOGUE = "/medsettle.settlement.v1.CatalogueService/"
+HOME = "/medsettle.settlement.v1.HomeMovementService/"
 CLEARING = "/medsettle.clearing.v1.ClearingService/"
 # Which service process hosts each gRPC service: where the gateways send its methods.
 HOSTED_BY = {
@@ -82,6 +83,7 @@ HOSTED_BY = {
     "medsettle.settlement.v1.SettlementService": "settlement",
     "medsettle.settlement.v1.ManualClaimService": "settlement",
     "medsettle.settlement.v1.CatalogueService": "settlement",
+    "medsettle.settlement.v1.HomeMovementService": "settlement",
     "medsettle.clearing.v1.ClearingService": "clearing",
 }
 
@@ -129,6 +131,9 @@ RULES: dict[str, Rule] = {
     CLAIMS + "ProcessManualClaim": allow(IB, note="the claim's insured region"),
     CLAIMS + "GetManualClaim": allow(IB, note="the claim's insured region"),
     CLAIMS + "ListManualClaims": allow(IB, insured="insured_region_code"),
+    # home movements: the insured place reports its own persons' spending at home
+    HOME + "ReportHomeMovements": allow(IB, insured="insured_region_code"),
+    HOME + "GetPersonYear": allow(IB, insured="insured_region_code"),
     # clearing: the national operator, the provinces, and hospitals for their own reconciliation,
     # clearing results and payments (national 3201-3204)
     CLEARING + "GetIngestStatus": allow(OP, SVC),

@@ -110,6 +110,26 @@ _UNAVAILABLE_SQLSTATES = ("55P03",)
 _SQLITE_UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error", "database is full")
 
 
+_CONFLICT_SQLSTATES = ("40P01", "40001")
+
+
+class TransactionConflict(Exception):
+    """The server rolled the transaction back (deadlock detected, serialization failure): nothing
+    of it was stored, and running it again is safe."""
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is a deadlock or serialization failure."""
+    e: BaseException | None = exc
+    for _ in range(8):
+        if e is None:
+            return False
+        if getattr(e, "sqlstate", None) in _CONFLICT_SQLSTATES or getattr(e, "pgcode", None) in _CONFLICT_SQLSTATES:
+            return True
+        e = getattr(e, "orig", None) or e.__cause__
+    return False
+
+
 def is_unreachable(exc: BaseException) -> bool:
     """True when ``exc`` (or what caused it) says the database could not be reached or could not
     serve the statement in time; False for errors of the request itself (constraints, bugs)."""
@@ -270,7 +290,10 @@ class Database:
 
     @contextlib.contextmanager
     def _classified(self) -> Iterator[None]:
-        """Errors that say the database is down become DEPENDENCY_UNAVAILABLE (UNAVAILABLE)."""
+        """Errors that say the database is down become DEPENDENCY_UNAVAILABLE (UNAVAILABLE); a
+        transaction the server rolled back to break a deadlock (or a serialization failure)
+        becomes :class:`TransactionConflict`, which :func:`~libs.platform.idempotency.run_once`
+        runs again."""
         try:
             yield
         except CommitUnknown as exc:
@@ -280,6 +303,8 @@ class Database:
         except Exception as exc:
             if is_unreachable(exc):
                 raise self._unavailable(exc) from exc
+            if is_conflict(exc):
+                raise TransactionConflict("the database rolled the transaction back to resolve a conflict") from exc
             raise
 
     # -- units of work ----------------------------------------------------------------------

@@ -8,23 +8,13 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from libs.core.errors import Category, DomainError, FieldViolation, Reason
+from libs.core.errors import CODE_NAME_OF, Category, DomainError, FieldViolation, Reason
 
 DOMAIN = "medsettle"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
-CODE_OF: dict[Category, grpc.StatusCode] = {
-    Category.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
-    Category.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
-    Category.DUPLICATE: grpc.StatusCode.ALREADY_EXISTS,
-    Category.REFUSED: grpc.StatusCode.FAILED_PRECONDITION,
-    Category.NOT_ALLOWED: grpc.StatusCode.PERMISSION_DENIED,
-    Category.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
-    Category.CONFLICT: grpc.StatusCode.ABORTED,
-    Category.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
-    Category.EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    Category.INTERNAL: grpc.StatusCode.INTERNAL,
-}
+# From libs.core.errors.CODE_NAME_OF, so the codes are named in one place.
+CODE_OF: dict[Category, grpc.StatusCode] = {c: grpc.StatusCode[name] for c, name in CODE_NAME_OF.items()}
 
 INTERNAL_MESSAGE = "internal error; quote the trace id to support"
 

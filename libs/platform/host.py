@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from libs.platform.drain import Drain
 from libs.platform.interceptors import ServerInterceptor
 from libs.platform.logs import get_logger
+from libs.platform.reflection import ReflectionServicer
 from libs.platform.settings import Settings
 
 _log = get_logger("medsettle.host")
@@ -99,8 +100,9 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 def _enable_reflection(service_names: list[str], server: grpc.aio.Server) -> None:
     """Reflection under both names: grpc.reflection.v1 (grpcurl >= 1.9, grpc-go, Java, .NET) and
     v1alpha (older clients). grpcio-reflection ships only v1alpha; v1's messages are the same
-    on the wire (same fields, same numbers), so one servicer answers both."""
-    servicer = reflection.aio.ReflectionServicer(service_names)
+    on the wire (same fields, same numbers), so one servicer answers both. It answers the
+    medsettle files with their comments (libs/platform/reflection.py)."""
+    servicer = ReflectionServicer(service_names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     handlers = {
         "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
@@ -120,8 +122,12 @@ class Host:
         *,
         port: int,
         bind_host: str = "127.0.0.1",
+        reuse_port: bool = False,
     ) -> None:
+        """``reuse_port``: bind with SO_REUSEPORT, for several worker processes on one port
+        (``medsettle serve --workers``); otherwise a port in use is an error."""
         self.settings = settings
+        self.reuse_port = reuse_port
         self.modules = list(modules)
         self.requested_port = port
         self.bind_host = bind_host
@@ -136,6 +142,10 @@ class Host:
         self._probe: asyncio.Task[None] | None = None
         self._drain = Drain()
         self._ready: dict[str, bool] = {}
+
+    def _options(self, options: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        reuse = int(self.reuse_port)
+        return [(k, reuse if k == "grpc.so_reuseport" else v) for k, v in options]
 
     @property
     def health_names(self) -> list[str]:
@@ -164,7 +174,7 @@ class Host:
                     drain=self._drain,
                 )
             ],
-            options=server_options(self.settings),
+            options=self._options(server_options(self.settings)),
         )
         if mtls:
             _log.info("identity_from_client_certificates", detail="the caller is the certificate's urn:medsettle URI")
@@ -215,7 +225,7 @@ class Host:
 
     async def _start_health_listener(self) -> None:
         """Plaintext, health only: the same servicer as the main port, so both report alike."""
-        health_server = grpc.aio.server(options=SERVER_OPTIONS)
+        health_server = grpc.aio.server(options=self._options(SERVER_OPTIONS))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, health_server)
         self.health_port = health_server.add_insecure_port(f"{self.bind_host}:{self.settings.health_port}")
         await health_server.start()

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.core.errors import DomainError, Reason
-from libs.platform.db import CommitUnknown
+from libs.platform.db import CommitUnknown, TransactionConflict
 
 T = TypeVar("T")
 
@@ -124,8 +124,8 @@ async def run_once(
             return await attempt()
         except Replay as r:
             return await replay(r.ref)
-        except IntegrityError as exc:
-            last = exc  # a concurrent duplicate committed first: look again
+        except (IntegrityError, TransactionConflict) as exc:
+            last = exc  # a concurrent duplicate committed first, or a deadlock victim: look again
             races += 1
             if races >= tries:
                 break

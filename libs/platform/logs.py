@@ -44,6 +44,20 @@ def _mask_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+_PROCESS_FIELDS: dict[str, Any] = {}
+
+
+def bind_process(**fields: Any) -> None:
+    """Fields every log line of this process carries from now on (a worker's index and pid)."""
+    _PROCESS_FIELDS.update(fields)
+
+
+def _process_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in _PROCESS_FIELDS.items():
+        event.setdefault(key, value)
+    return event
+
+
 def _trace_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     ctx = trace.get_current_span().get_span_context()
     if ctx.is_valid:
@@ -63,6 +77,7 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: Any = None
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _trace_processor,
+            _process_processor,
             structlog.processors.format_exc_info,
             _mask_processor,
             renderer,

@@ -19,8 +19,9 @@ from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
 from libs.policy import FilingType, ServiceType, SettlementResult
 from libs.policy.loader import Reloaded
-from medsettle.settlement.v1 import catalogue_pb2, settlement_pb2
-from services.settlement.adapters import catalogue_rpc
+from medsettle.settlement.v1 import catalogue_pb2, home_pb2, settlement_pb2
+from services.settlement.adapters import catalogue_rpc, home_rpc
+from services.settlement.adapters.home_db import DbHomeStore
 from services.settlement.adapters.peers import GrpcEligibility
 from services.settlement.adapters.rpc import ManualClaimServicer, SettlementServicer, register
 from services.settlement.adapters.store import SqlStore
@@ -28,6 +29,7 @@ from services.settlement.application.claims import Claims
 from services.settlement.application.commands import Committed, SettleCall
 from services.settlement.application.context import OnCommit, SettlementContext
 from services.settlement.application.feed import Feed
+from services.settlement.application.home import HomeMovements
 from services.settlement.application.ports import EligibilityPort, PolicySource, Store
 from services.settlement.application.recompute import Recompute
 from services.settlement.application.service import SettlementService
@@ -39,6 +41,7 @@ _log = get_logger("medsettle.settlement")
 SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name
 CLAIMS_SERVICE_NAME = settlement_pb2.DESCRIPTOR.services_by_name["ManualClaimService"].full_name
 CATALOGUE_SERVICE_NAME = catalogue_pb2.DESCRIPTOR.services_by_name["CatalogueService"].full_name
+HOME_SERVICE_NAME = home_pb2.DESCRIPTOR.services_by_name["HomeMovementService"].full_name
 
 
 class _LazyEligibility:
@@ -92,7 +95,7 @@ def _count(rec: SettlementRecord, result: SettlementResult) -> None:
 
 class SettlementModule:
     name = "settlement"
-    grpc_service_names = (SERVICE_NAME, CLAIMS_SERVICE_NAME, CATALOGUE_SERVICE_NAME)
+    grpc_service_names = (SERVICE_NAME, CLAIMS_SERVICE_NAME, CATALOGUE_SERVICE_NAME, HOME_SERVICE_NAME)
 
     def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
@@ -112,6 +115,7 @@ class SettlementModule:
             writers=writers,
             on_commit=_count,
         )
+        self.home = HomeMovements(DbHomeStore(self.db), clock)
         self._runtime: list[Runtime] = []
         self._archiving: set[asyncio.Task[None]] = set()
         self._channel: grpc.aio.Channel | None = None
@@ -119,6 +123,7 @@ class SettlementModule:
     def register(self, server: grpc.aio.Server) -> None:
         register(server, SettlementServicer(self.service, self._runtime), ManualClaimServicer(self.service))
         catalogue_rpc.register(server, catalogue_rpc.CatalogueServicer(self.service))
+        home_rpc.register(server, home_rpc.HomeMovementServicer(self.home))
 
     async def start(self, runtime: Runtime) -> None:
         self._runtime.append(runtime)

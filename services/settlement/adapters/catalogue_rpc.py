@@ -12,7 +12,7 @@ from libs.platform.identity import caller_institution
 from libs.policy import Catalogue, CatalogueItem, ItemClass, ItemKind
 from medsettle.settlement.v1 import catalogue_pb2 as pb
 from medsettle.settlement.v1 import catalogue_pb2_grpc
-from services.settlement.adapters.rpc import is_region_code
+from services.settlement.adapters.rpc import ITEM_CLASS_IN, ITEM_CLASS_OUT, is_region_code
 from services.settlement.application import queries
 from services.settlement.application.service import SettlementService
 
@@ -33,6 +33,7 @@ def item_to_proto(item: CatalogueItem) -> pb.CatalogueItem:
         name=item.name,
         kind=KIND_OUT[item.kind],
         item_class=item.item_class.value,
+        item_class_enum=ITEM_CLASS_OUT[item.item_class],
         self_pay_first_bps=item.self_pay_first_bps,
     )
     if item.ceiling_fen is not None:
@@ -78,6 +79,13 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
         day = date_from_proto(request.date if request.HasField("date") else None, "date", v, required=False)
         v.check(len(request.code_prefix) <= MAX_CODE, "code_prefix", f"at most {MAX_CODE} characters")
         v.check(request.item_class in ("", "A", "B", "C"), "item_class", '"", "A", "B" or "C"')
+        by_enum = ITEM_CLASS_IN.get(request.item_class_enum)
+        v.check(request.item_class_enum == 0 or by_enum is not None, "item_class_enum", "unknown item class")
+        v.check(
+            not (by_enum and request.item_class and by_enum.value != request.item_class),
+            "item_class_enum",
+            "names another class than item_class",
+        )
         v.check(request.kind == 0 or request.kind in KIND_IN, "kind", "unknown item kind")
         v.check(0 <= request.page_size <= MAX_PAGE, "page_size", f"0..{MAX_PAGE} (0 = {DEFAULT_PAGE})")
         v.raise_if_any()
@@ -87,7 +95,7 @@ class CatalogueServicer(catalogue_pb2_grpc.CatalogueServiceServicer):
             region=request.treatment_region_code,
             day=day,
             code_prefix=request.code_prefix,
-            item_class=ItemClass(request.item_class) if request.item_class else None,
+            item_class=ItemClass(request.item_class) if request.item_class else by_enum,
             kind=KIND_IN.get(request.kind),
             page_size=request.page_size or DEFAULT_PAGE,
             page_token=request.page_token,

@@ -179,6 +179,24 @@ policy_versions = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
+# The insured place's own spending, one row per movement its bureau reported (HomeMovementService).
+home_movements = Table(
+    "home_movements",
+    metadata,
+    Column("insured_region", String(6), primary_key=True),
+    Column("movement_id", String(64), primary_key=True),
+    Column("person_no", String(40), nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("delta", Text, nullable=False),
+    Column("account_delta_fen", BigInteger, nullable=False),
+    Column("occurred_on", Date, nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_home_movements_person_year", "person_no", "year"),
+)
+
 settlement_events = outbox_table(metadata, "settlement_events")
 idempotency_keys = idempotency_table(metadata)
 

@@ -12,7 +12,7 @@ from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
 from libs.platform.identity import Role, caller, caller_institution, scoped_request_id, unscoped_request_id
-from libs.policy import FeeLine, InsuranceType, LineSplit, ServiceType, SettlementResult
+from libs.policy import Accumulators, FeeLine, Fund, InsuranceType, ItemClass, LineSplit, ServiceType, SettlementResult
 from medsettle.common.v1 import types_pb2
 from medsettle.settlement.v1 import settlement_pb2 as pb
 from medsettle.settlement.v1 import settlement_pb2_grpc
@@ -62,6 +62,10 @@ CATEGORY_OUT = {
 }
 INSURANCE_OUT = {InsuranceType(s): types_pb2.InsuranceType.ValueType(n) for n, s in enums.INSURANCE_TYPES.items()}
 KIND_IN = {v: k for k, v in KIND_OUT.items()}
+# The enums beside the string fields item_class and fund (both are filled).
+ITEM_CLASS_OUT = {c: types_pb2.ItemClass.Value(f"ITEM_CLASS_{c.name}") for c in ItemClass}
+ITEM_CLASS_IN = {v: k for k, v in ITEM_CLASS_OUT.items()}
+FUND_OUT = {f.value: types_pb2.Fund.Value(f"FUND_{f.name}") for f in Fund}
 MAX_LINES_PER_UPLOAD = 2000
 MAX_SETTLEMENTS_PAGE = 500
 MAX_FEES_PAGE = 2000
@@ -135,6 +139,7 @@ def line_split_to_proto(ln: LineSplit) -> pb.LineSplit:
         line_no=ln.line_no,
         item_code=ln.item_code,
         item_class=ln.item_class.value if ln.item_class else "",
+        item_class_enum=ITEM_CLASS_OUT[ln.item_class] if ln.item_class else types_pb2.ITEM_CLASS_UNSPECIFIED,
         amount_fen=ln.amount_fen,
         full_self_pay_fen=ln.full_self_pay_fen,
         over_limit_fen=ln.over_limit_fen,
@@ -167,6 +172,7 @@ def breakdown_to_proto(r: SettlementResult, *, lines: bool = True) -> pb.Breakdo
         funds=[
             pb.FundDetail(
                 fund=f.fund,
+                fund_enum=FUND_OUT.get(f.fund, types_pb2.FUND_UNSPECIFIED),
                 base_fen=f.base_fen,
                 remaining_limit_before_fen=f.remaining_limit_before_fen or 0,
                 paid_fen=f.paid_fen,
@@ -284,6 +290,42 @@ def _list_scope(request: pb.ListSettlementsRequest, v: Violations) -> queries.Sc
 def _request(request: Any) -> Request:
     """The idempotency key (scoped to the caller), the payload's fingerprint and the caller."""
     return Request(scoped_request_id(request.request_id), fingerprint(request), caller_institution())
+
+
+def accumulators_to_proto(a: Accumulators) -> pb.Accumulators:
+    return pb.Accumulators(
+        year=a.year,
+        inpatient_deductible_borne_fen=a.inpatient_deductible_borne_fen,
+        outpatient_deductible_borne_fen=a.outpatient_deductible_borne_fen,
+        pooled_base_fen=a.pooled_base_fen,
+        pooled_paid_fen=a.pooled_paid_fen,
+        outpatient_pooled_base_fen=a.outpatient_pooled_base_fen,
+        outpatient_pooled_paid_fen=a.outpatient_pooled_paid_fen,
+        supplementary_burden_fen=a.ci_burden_fen,
+        supplementary_paid_fen=a.ci_paid_fen,
+        assistance_base_fen=a.assistance_base_fen,
+        assistance_paid_fen=a.assistance_paid_fen,
+        admissions=a.admissions,
+        account_balance_fen=a.account_balance_fen,
+    )
+
+
+def accumulators_from_proto(m: pb.Accumulators, year: int) -> Accumulators:
+    """The year totals (or deltas) of a message; ``year`` given, the balance left at 0."""
+    return Accumulators(
+        year=year,
+        inpatient_deductible_borne_fen=m.inpatient_deductible_borne_fen,
+        outpatient_deductible_borne_fen=m.outpatient_deductible_borne_fen,
+        pooled_base_fen=m.pooled_base_fen,
+        pooled_paid_fen=m.pooled_paid_fen,
+        outpatient_pooled_base_fen=m.outpatient_pooled_base_fen,
+        outpatient_pooled_paid_fen=m.outpatient_pooled_paid_fen,
+        ci_burden_fen=m.supplementary_burden_fen,
+        ci_paid_fen=m.supplementary_paid_fen,
+        assistance_base_fen=m.assistance_base_fen,
+        assistance_paid_fen=m.assistance_paid_fen,
+        admissions=m.admissions,
+    )
 
 
 class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
@@ -569,21 +611,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
             insurance_type=INSURANCE_OUT[d.insurance_type]
             if d.insurance_type
             else types_pb2.INSURANCE_TYPE_UNSPECIFIED,
-            accumulators=pb.Accumulators(
-                year=a.year,
-                inpatient_deductible_borne_fen=a.inpatient_deductible_borne_fen,
-                outpatient_deductible_borne_fen=a.outpatient_deductible_borne_fen,
-                pooled_base_fen=a.pooled_base_fen,
-                pooled_paid_fen=a.pooled_paid_fen,
-                outpatient_pooled_base_fen=a.outpatient_pooled_base_fen,
-                outpatient_pooled_paid_fen=a.outpatient_pooled_paid_fen,
-                supplementary_burden_fen=a.ci_burden_fen,
-                supplementary_paid_fen=a.ci_paid_fen,
-                assistance_base_fen=a.assistance_base_fen,
-                assistance_paid_fen=a.assistance_paid_fen,
-                admissions=a.admissions,
-                account_balance_fen=a.account_balance_fen,
-            ),
+            accumulators=accumulators_to_proto(a),
             policy_version=view.policy.version,
         )
         for cap in view.caps:

@@ -90,4 +90,6 @@ async def test_a_service_the_policy_leaves_out_is_refused_and_nothing_is_stored(
     assert pooled.bands, "the pooled fund step lists its bands"
     assert sum(band.paid_fen for band in pooled.bands) == pooled.amount_fen
     assert sum(band.base_fen for band in pooled.bands) == next(f for f in b.funds if f.fund == "pooled").base_fen
+    # every fund detail names its fund twice: the string and the enum beside it
+    assert b.funds and all(types_pb2.Fund.Name(f.fund_enum) == f"FUND_{f.fund.upper()}" for f in b.funds)
     assert all(not t.bands for t in b.trace if t.step in ("line_split", "deductible", "personal_part", "cash"))

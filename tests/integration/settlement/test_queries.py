@@ -171,6 +171,7 @@ async def test_catalogue_pages_filters_and_items(
     for item in got:
         want = expected.items[item.code]
         assert item.item_class == want.item_class.value and item.self_pay_first_bps == want.self_pay_first_bps
+        assert item.item_class_enum == types_pb2.ItemClass.Value(f"ITEM_CLASS_{want.item_class.value}")
         assert item.HasField("ceiling_fen") == (want.ceiling_fen is not None)
         if want.ceiling_fen is not None:
             assert item.ceiling_fen == want.ceiling_fen
@@ -192,6 +193,17 @@ async def test_catalogue_pages_filters_and_items(
     )
     want_b = sorted(c for c, i in expected.items.items() if i.item_class.value == "B" and i.kind.value == "drug")
     assert [i.code for i in b_drugs.items] == want_b and want_b and not b_drugs.next_page_token
+    by_enum = await catalogue_stub.ListCatalogueItems(
+        cat.ListCatalogueItemsRequest(
+            treatment_region_code=REGION,
+            date=date(DAY),
+            item_class_enum=types_pb2.ITEM_CLASS_B,
+            kind=cat.ITEM_KIND_DRUG,
+            page_size=1000,
+        ),
+        metadata=md(),
+    )
+    assert [i.code for i in by_enum.items] == want_b
     services = await catalogue_stub.ListCatalogueItems(
         cat.ListCatalogueItemsRequest(treatment_region_code=REGION, date=date(DAY), code_prefix="00", page_size=1000),
         metadata=md(),
@@ -249,6 +261,15 @@ async def test_catalogue_refusals(suite: Host, catalogue_stub: catalogue_pb2_grp
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fields_of(err) == {"treatment_region_code", "code_prefix", "item_class", "kind", "page_size", "date"}
+    err = await rpc_error(
+        catalogue_stub.ListCatalogueItems(
+            cat.ListCatalogueItemsRequest(
+                treatment_region_code=REGION, item_class="A", item_class_enum=types_pb2.ITEM_CLASS_C
+            ),
+            metadata=md(),
+        )
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and fields_of(err) == {"item_class_enum"}
     err = await rpc_error(
         catalogue_stub.GetCatalogueItem(
             cat.GetCatalogueItemRequest(treatment_region_code=REGION, item_code="0" * 51), metadata=md()
@@ -321,8 +342,7 @@ async def test_catalogue_default_date_and_a_change_between_pages(
 async def test_upload_answers_each_lines_split_as_settle_computes_it(
     suite: Host, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # settled on dates after DAY: the service's today is the month's end (no discharge after today)
-    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 31))
+    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 3))  # the discharge day
     w = await pinned_world(f"127.0.0.1:{suite.port}")
     catalogue = default_books()[1].find(REGION, DAY)
     visit = await open_visit(w, "q-open-1")
@@ -333,6 +353,7 @@ async def test_upload_answers_each_lines_split_as_settle_computes_it(
     by_no = {s.line_no: s for s in up.lines}
     unknown = by_no[11]
     assert not unknown.in_catalogue and unknown.item_class == "" and unknown.full_self_pay_fen == 2468
+    assert unknown.item_class_enum == types_pb2.ITEM_CLASS_UNSPECIFIED
     assert not unknown.HasField("ceiling_fen")
     assert [(f.code, f.line_no) for f in up.flags] == [("MON_ITEM_NOT_IN_CATALOGUE", 11)]
     for s in up.lines:
@@ -340,6 +361,7 @@ async def test_upload_answers_each_lines_split_as_settle_computes_it(
             continue
         item = catalogue.items[s.item_code]
         assert s.in_catalogue and s.item_class == item.item_class.value and s.settlement_id == ""
+        assert types_pb2.ItemClass.Name(s.item_class_enum) == f"ITEM_CLASS_{item.item_class.value}"
         assert s.self_pay_first_bps == item.self_pay_first_bps
         assert s.HasField("ceiling_fen") == (item.ceiling_fen is not None)
         assert s.amount_fen == s.full_self_pay_fen + s.over_limit_fen + s.pre_self_pay_fen + s.in_scope_fen
@@ -372,8 +394,7 @@ async def test_upload_answers_each_lines_split_as_settle_computes_it(
 async def test_upload_after_an_interim_settlement_keeps_the_settled_split(
     suite: Host, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # settled on dates after DAY: the service's today is the month's end (no discharge after today)
-    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 31))
+    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 20))  # the discharge day
     w = await pinned_world(f"127.0.0.1:{suite.port}")
     visit = await open_visit(w, "q-open-i")
     first = lines(6, 5, DAY)
@@ -541,13 +562,12 @@ async def test_list_settlements_newest_first_paged_and_filtered(suite: Host, mon
 
 
 async def test_list_settlements_refusals_and_default_range(suite: Host, monkeypatch: pytest.MonkeyPatch) -> None:
-    # settled on dates after DAY: the service's today is the month's end (no discharge after today)
-    monkeypatch.setattr(settlement_service(suite), "today", lambda: dt.date(2026, 7, 31))
     w = await pinned_world(f"127.0.0.1:{suite.port}")
     v = await open_visit(w, "q-lr-open")
     await upload(w, "q-lr-up", v.visit_id, lines(3, 1, DAY))
-    s = await settle_on(w, "q-lr-settle", v.visit_id, dt.date(2026, 7, 15))
     service = settlement_service(suite)
+    monkeypatch.setattr(service, "today", lambda: dt.date(2026, 7, 15))  # the discharge day
+    s = await settle_on(w, "q-lr-settle", v.visit_id, dt.date(2026, 7, 15))
     monkeypatch.setattr(service, "today", lambda: dt.date(2026, 8, 10))  # default: the last 30 days
     recent = await w.c.settlement.ListSettlements(st.ListSettlementsRequest(institution_code=HOSPITAL), metadata=md())
     assert [x.settlement_id for x in recent.settlements] == [s.settlement_id]

@@ -35,7 +35,10 @@ class _DifferenceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Differ
     DIFFERENCE_KIND_AMOUNT_DIFFERS: _DifferenceKind.ValueType  # 3
     DIFFERENCE_KIND_TOTALS_DIFFER: _DifferenceKind.ValueType  # 4
 
-class DifferenceKind(_DifferenceKind, metaclass=_DifferenceKindEnumTypeWrapper): ...
+class DifferenceKind(_DifferenceKind, metaclass=_DifferenceKindEnumTypeWrapper):
+    """How a reconciled settlement differs: missing in clearing, missing at the submitter, amounts
+    differ, or only the totals differ.
+    """
 
 DIFFERENCE_KIND_UNSPECIFIED: DifferenceKind.ValueType  # 0
 DIFFERENCE_KIND_MISSING_HERE: DifferenceKind.ValueType  # 1
@@ -58,7 +61,10 @@ class _StatementStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_State
     STATEMENT_STATUS_CONFIRMED_BY_INSURED_SIDE: _StatementStatus.ValueType  # 3
     STATEMENT_STATUS_DISBURSED: _StatementStatus.ValueType  # 4
 
-class StatementStatus(_StatementStatus, metaclass=_StatementStatusEnumTypeWrapper): ...
+class StatementStatus(_StatementStatus, metaclass=_StatementStatusEnumTypeWrapper):
+    """A statement's life: DRAFT (rebuilt by each RunMonthlyClearing), confirmed by one side, by both
+    (signed), DISBURSED.
+    """
 
 STATEMENT_STATUS_UNSPECIFIED: StatementStatus.ValueType  # 0
 STATEMENT_STATUS_DRAFT: StatementStatus.ValueType  # 1
@@ -111,7 +117,8 @@ class _OverdueKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OverdueKi
     OVERDUE_KIND_INSTITUTION_PAYMENT: _OverdueKind.ValueType  # 2
     """What the treatment province still owes an institution from statements now due."""
 
-class OverdueKind(_OverdueKind, metaclass=_OverdueKindEnumTypeWrapper): ...
+class OverdueKind(_OverdueKind, metaclass=_OverdueKindEnumTypeWrapper):
+    """Which payment is overdue."""
 
 OVERDUE_KIND_UNSPECIFIED: OverdueKind.ValueType  # 0
 OVERDUE_KIND_DISBURSEMENT: OverdueKind.ValueType  # 1
@@ -130,7 +137,8 @@ class _SideEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Side.ValueType],
     SIDE_TREATMENT: _Side.ValueType  # 1
     SIDE_INSURED: _Side.ValueType  # 2
 
-class Side(_Side, metaclass=_SideEnumTypeWrapper): ...
+class Side(_Side, metaclass=_SideEnumTypeWrapper):
+    """The side of a province pair: the treatment place or the insured place."""
 
 SIDE_UNSPECIFIED: Side.ValueType  # 0
 SIDE_TREATMENT: Side.ValueType  # 1
@@ -149,7 +157,8 @@ class _TopUpStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TopUpStat
     TOP_UP_STATUS_REFUSED: _TopUpStatus.ValueType  # 3
     TOP_UP_STATUS_DISBURSED: _TopUpStatus.ValueType  # 4
 
-class TopUpStatus(_TopUpStatus, metaclass=_TopUpStatusEnumTypeWrapper): ...
+class TopUpStatus(_TopUpStatus, metaclass=_TopUpStatusEnumTypeWrapper):
+    """A top-up's state (see TopUp)."""
 
 TOP_UP_STATUS_UNSPECIFIED: TopUpStatus.ValueType  # 0
 TOP_UP_STATUS_REQUESTED: TopUpStatus.ValueType  # 1
@@ -376,6 +385,8 @@ Global___ReconcileDailyResponse: _TypeAlias = ReconcileDailyResponse  # noqa: Y0
 
 @_typing.final
 class DetailItem(_message.Message):
+    """One settlement as the submitter holds it, for detail reconciliation. Amounts in fen."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SETTLEMENT_ID_FIELD_NUMBER: _builtins.int
@@ -494,6 +505,10 @@ Global___OwedAmount: _TypeAlias = OwedAmount  # noqa: Y015
 
 @_typing.final
 class StatementLine(_message.Message):
+    """One clearing category of a statement: the count and the amounts of its settlements net of
+    cancellations, in fen; amount_due_fen is what is owed for it after adjustments and rejections.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CATEGORY_FIELD_NUMBER: _builtins.int
@@ -560,6 +575,10 @@ Global___StatementLine: _TypeAlias = StatementLine  # noqa: Y015
 
 @_typing.final
 class Statement(_message.Message):
+    """What an insured province owes a treatment province for one month, category by category and fund
+    by fund; DRAFT until both sides confirm, then DISBURSED once paid.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STATEMENT_ID_FIELD_NUMBER: _builtins.int
@@ -725,6 +744,10 @@ Global___ListOverduePaymentsRequest: _TypeAlias = ListOverduePaymentsRequest  # 
 
 @_typing.final
 class OverduePayment(_message.Message):
+    """A disbursement or an institution payment not made by its due date. amount_fen is what is still
+    unpaid.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KIND_FIELD_NUMBER: _builtins.int
@@ -1010,6 +1033,10 @@ Global___RecordDisbursementResponse: _TypeAlias = RecordDisbursementResponse  # 
 
 @_typing.final
 class Prepayment(_message.Message):
+    """The annual prepayment of a province pair and how the year's clearing drew on it, in fen:
+    available_fen = annual_prepayment_fen + top_ups_fen - drawn_fen + replenished_fen.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INSURED_PROVINCE_CODE_FIELD_NUMBER: _builtins.int
@@ -1175,6 +1202,10 @@ Global___RequestEmergencyTopUpResponse: _TypeAlias = RequestEmergencyTopUpRespon
 
 @_typing.final
 class TopUp(_message.Message):
+    """An emergency top-up of a prepayment: REQUESTED by the treatment province, APPROVED or REFUSED by
+    the national operator, DISBURSED by the insured province.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     TOP_UP_ID_FIELD_NUMBER: _builtins.int
@@ -1394,6 +1425,8 @@ Global___RecordTopUpDisbursementResponse: _TypeAlias = RecordTopUpDisbursementRe
 
 @_typing.final
 class LedgerBalance(_message.Message):
+    """One account of the double-entry ledger and its balance in fen."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNT_FIELD_NUMBER: _builtins.int
@@ -1460,6 +1493,11 @@ Global___GetLedgerBalancesResponse: _TypeAlias = GetLedgerBalancesResponse  # no
 
 @_typing.final
 class VerificationRequest(_message.Message):
+    """An expense verification: the insured province questions a settlement's fund payment; the
+    treatment province answers by answer_deadline; the rejected amount is deducted by the next
+    clearing.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VERIFICATION_ID_FIELD_NUMBER: _builtins.int
@@ -1935,6 +1973,8 @@ Global___ListInstitutionPaymentsRequest: _TypeAlias = ListInstitutionPaymentsReq
 
 @_typing.final
 class InstitutionPaymentRecord(_message.Message):
+    """One payment the treatment place made to the institution, in fen."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PAYMENT_ID_FIELD_NUMBER: _builtins.int

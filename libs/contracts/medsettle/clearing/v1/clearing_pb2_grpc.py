@@ -178,62 +178,110 @@ class ClearingServiceServicer:
 
     def GetIngestStatus(self, request, context):
         """How far the settlement feed has been ingested.
+        Who may call: national clearing operator; suite service. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReconcileDaily(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Daily reconciliation (national 3201): the submitter's totals of a day (per clearing category:
+        count, total, fund part) against what clearing ingested; the answer says whether they agree
+        and, with items, which settlements differ. An institution submits its own, a treatment province
+        its province's. Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_INSTITUTION / _FOR_REGION.
+        Who may call: hospital / pharmacy (institution_code must be its own); treatment-place bureau
+        (treatment_province_code in its region); national clearing operator. Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReconcileDetail(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Detail reconciliation (national 3202): the institution's settlements of a day, one by one,
+        against clearing's; the answer names every settlement missing on either side or differing.
+        Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+        Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+        operator. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RunMonthlyClearing(self, request, context):
         """Builds (or rebuilds, while draft) the statements of a month.
+        Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+        with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetStatement(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The statement of a province pair and month: what the insured province owes the treatment
+        province, every fund and the personal account, and its status. Errors: NOT_FOUND
+        REASON_STATEMENT_NOT_FOUND (run the monthly clearing first); PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: treatment-place bureau (treatment_province_code in its region); insured-place
+        bureau (insured_province_code in its region); national clearing operator. Read-only: retry
+        freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListStatements(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The statements of a province (as insured or treatment side) for a period. Errors:
+        INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: treatment-place bureau (province_code in its region); insured-place bureau
+        (province_code in its region); national clearing operator. Read-only: retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmStatement(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One side (insured or treatment province, or the operator for either) confirms a draft
+        statement; confirmed by both it is signed and can be disbursed. Errors: NOT_FOUND
+        REASON_STATEMENT_NOT_FOUND; FAILED_PRECONDITION REASON_STATEMENT_STATE_INVALID (metadata
+        status); ABORTED REASON_CONCURRENT_UPDATE (retry with the same request_id); PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: treatment-place bureau; insured-place bureau; national clearing operator; the
+        side named in the request. Mutating: runs at most once per request_id; retry with the same
+        request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordDisbursement(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The insured province records paying a signed statement (the ledger moves; bank charges in fen
+        are the payer's own expense). Errors: NOT_FOUND REASON_STATEMENT_NOT_FOUND; FAILED_PRECONDITION
+        REASON_STATEMENT_STATE_INVALID; ABORTED REASON_CONCURRENT_UPDATE.
+        Who may call: insured-place bureau; national clearing operator. Mutating: runs at most once per
+        request_id; retry with the same request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ComputeAnnualPrepayment(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Sets a province pair's prepayment for a year from the previous year's clearing. Errors:
+        ALREADY_EXISTS REASON_PREPAYMENT_ALREADY_SET; INVALID_ARGUMENT REASON_VALIDATION_FAILED.
+        Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+        with the same request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTopUpAllowance(self, request, context):
         """What a treatment province may still ask as an emergency top-up for a month, before it asks.
+        Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+        operator. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -241,6 +289,9 @@ class ClearingServiceServicer:
 
     def RequestEmergencyTopUp(self, request, context):
         """The treatment province asks; the top-up is REQUESTED until the national operator reviews it.
+        Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+        operator. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,6 +299,8 @@ class ClearingServiceServicer:
 
     def ReviewEmergencyTopUp(self, request, context):
         """The national operator approves or refuses a requested top-up.
+        Who may call: national clearing operator; the national operator reviews. Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -255,31 +308,55 @@ class ClearingServiceServicer:
 
     def RecordTopUpDisbursement(self, request, context):
         """The insured province pays an approved top-up: only then does money move (ledger, prepayment).
+        Who may call: insured-place bureau; national clearing operator; the insured place pays the
+        approved top-up. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetLedgerBalances(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The double-entry ledger's account balances in fen (they sum to zero), optionally under an
+        account name prefix.
+        Who may call: national clearing operator. Read-only: retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateVerificationRequest(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The insured province questions a settlement's fund payment (expense verification); the
+        treatment province answers by its deadline. Errors: NOT_FOUND REASON_SETTLEMENT_NOT_FOUND;
+        FAILED_PRECONDITION REASON_SETTLEMENT_ALREADY_REVERSED, REASON_VERIFICATION_ALREADY_OPEN
+        (metadata verification_id); INVALID_ARGUMENT REASON_AMOUNT_OUT_OF_RANGE (metadata
+        remaining_fen).
+        Who may call: insured-place bureau; national clearing operator; the settlement's insured
+        province. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AnswerVerificationRequest(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The treatment province answers a verification; rejected_fen (not compliant) is deducted by the
+        next clearing run. Errors: NOT_FOUND REASON_VERIFICATION_NOT_FOUND; FAILED_PRECONDITION
+        REASON_VERIFICATION_ALREADY_ANSWERED, REASON_VERIFICATION_DEADLINE_PASSED; INVALID_ARGUMENT
+        REASON_AMOUNT_OUT_OF_RANGE.
+        Who may call: treatment-place bureau; national clearing operator; the settlement's treatment
+        province. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPrepayment(self, request, context):
         """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it.
+        Who may call: treatment-place bureau (treatment_province_code in its region); insured-place
+        bureau (insured_province_code in its region); national clearing operator. Read-only: retry
+        freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -287,6 +364,8 @@ class ClearingServiceServicer:
 
     def RecordInstitutionPayment(self, request, context):
         """The treatment place pays an institution what it advanced for out-of-province patients.
+        Who may call: treatment-place bureau; national clearing operator. Mutating: runs at most once
+        per request_id; retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -296,6 +375,8 @@ class ClearingServiceServicer:
         """The national operator sets the year's monthly signing dates. The insured place's
         disbursement of a signed statement and the treatment place's payments to institutions are
         due by the next signing date after the statement's signing.
+        Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+        with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -303,6 +384,7 @@ class ClearingServiceServicer:
 
     def ListOverduePayments(self, request, context):
         """Disbursements and institution payments not made by their due date.
+        Who may call: national clearing operator. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -310,6 +392,9 @@ class ClearingServiceServicer:
 
     def RecordPrepaymentInterest(self, request, context):
         """Interest earned on a prepayment; it belongs to the treatment place.
+        Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+        operator. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -319,6 +404,8 @@ class ClearingServiceServicer:
         """An institution's own clearing results of a month (national 3203): what the treatment place
         owes it for its out-of-province patients, by insured province and clearing category, fund by
         fund, beside the state of the province pair's statement. Hospitals reach it through the gateway.
+        Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+        operator. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -327,6 +414,8 @@ class ClearingServiceServicer:
     def ListInstitutionPayments(self, request, context):
         """The payments an institution has received from the treatment place (national 3204), and what
         is still outstanding. Hospitals reach it through the gateway.
+        Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+        operator. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

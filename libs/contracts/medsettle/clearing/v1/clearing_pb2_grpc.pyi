@@ -45,48 +45,157 @@ class ClearingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ClearingServiceAsyncStub: ...
     GetIngestStatus: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetIngestStatusRequest, _clearing_pb2.GetIngestStatusResponse]
-    """How far the settlement feed has been ingested."""
+    """How far the settlement feed has been ingested.
+    Who may call: national clearing operator; suite service. Read-only: retry freely.
+    """
     ReconcileDaily: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ReconcileDailyRequest, _clearing_pb2.ReconcileDailyResponse]
+    """Daily reconciliation (national 3201): the submitter's totals of a day (per clearing category:
+    count, total, fund part) against what clearing ingested; the answer says whether they agree
+    and, with items, which settlements differ. An institution submits its own, a treatment province
+    its province's. Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_INSTITUTION / _FOR_REGION.
+    Who may call: hospital / pharmacy (institution_code must be its own); treatment-place bureau
+    (treatment_province_code in its region); national clearing operator. Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     ReconcileDetail: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ReconcileDetailRequest, _clearing_pb2.ReconcileDetailResponse]
+    """Detail reconciliation (national 3202): the institution's settlements of a day, one by one,
+    against clearing's; the answer names every settlement missing on either side or differing.
+    Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+    Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+    operator. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     RunMonthlyClearing: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RunMonthlyClearingRequest, _clearing_pb2.RunMonthlyClearingResponse]
-    """Builds (or rebuilds, while draft) the statements of a month."""
+    """Builds (or rebuilds, while draft) the statements of a month.
+    Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+    with the same request_id and payload.
+    """
     GetStatement: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetStatementRequest, _clearing_pb2.GetStatementResponse]
+    """The statement of a province pair and month: what the insured province owes the treatment
+    province, every fund and the personal account, and its status. Errors: NOT_FOUND
+    REASON_STATEMENT_NOT_FOUND (run the monthly clearing first); PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: treatment-place bureau (treatment_province_code in its region); insured-place
+    bureau (insured_province_code in its region); national clearing operator. Read-only: retry
+    freely.
+    """
     ListStatements: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ListStatementsRequest, _clearing_pb2.ListStatementsResponse]
+    """The statements of a province (as insured or treatment side) for a period. Errors:
+    INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: treatment-place bureau (province_code in its region); insured-place bureau
+    (province_code in its region); national clearing operator. Read-only: retry freely.
+    """
     ConfirmStatement: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ConfirmStatementRequest, _clearing_pb2.ConfirmStatementResponse]
+    """One side (insured or treatment province, or the operator for either) confirms a draft
+    statement; confirmed by both it is signed and can be disbursed. Errors: NOT_FOUND
+    REASON_STATEMENT_NOT_FOUND; FAILED_PRECONDITION REASON_STATEMENT_STATE_INVALID (metadata
+    status); ABORTED REASON_CONCURRENT_UPDATE (retry with the same request_id); PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: treatment-place bureau; insured-place bureau; national clearing operator; the
+    side named in the request. Mutating: runs at most once per request_id; retry with the same
+    request_id and payload.
+    """
     RecordDisbursement: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordDisbursementRequest, _clearing_pb2.RecordDisbursementResponse]
+    """The insured province records paying a signed statement (the ledger moves; bank charges in fen
+    are the payer's own expense). Errors: NOT_FOUND REASON_STATEMENT_NOT_FOUND; FAILED_PRECONDITION
+    REASON_STATEMENT_STATE_INVALID; ABORTED REASON_CONCURRENT_UPDATE.
+    Who may call: insured-place bureau; national clearing operator. Mutating: runs at most once per
+    request_id; retry with the same request_id and payload.
+    """
     ComputeAnnualPrepayment: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ComputeAnnualPrepaymentRequest, _clearing_pb2.ComputeAnnualPrepaymentResponse]
+    """Sets a province pair's prepayment for a year from the previous year's clearing. Errors:
+    ALREADY_EXISTS REASON_PREPAYMENT_ALREADY_SET; INVALID_ARGUMENT REASON_VALIDATION_FAILED.
+    Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+    with the same request_id and payload.
+    """
     GetTopUpAllowance: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetTopUpAllowanceRequest, _clearing_pb2.GetTopUpAllowanceResponse]
-    """What a treatment province may still ask as an emergency top-up for a month, before it asks."""
+    """What a treatment province may still ask as an emergency top-up for a month, before it asks.
+    Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+    operator. Read-only: retry freely.
+    """
     RequestEmergencyTopUp: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RequestEmergencyTopUpRequest, _clearing_pb2.RequestEmergencyTopUpResponse]
-    """The treatment province asks; the top-up is REQUESTED until the national operator reviews it."""
+    """The treatment province asks; the top-up is REQUESTED until the national operator reviews it.
+    Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+    operator. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     ReviewEmergencyTopUp: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ReviewEmergencyTopUpRequest, _clearing_pb2.ReviewEmergencyTopUpResponse]
-    """The national operator approves or refuses a requested top-up."""
+    """The national operator approves or refuses a requested top-up.
+    Who may call: national clearing operator; the national operator reviews. Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     RecordTopUpDisbursement: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordTopUpDisbursementRequest, _clearing_pb2.RecordTopUpDisbursementResponse]
-    """The insured province pays an approved top-up: only then does money move (ledger, prepayment)."""
+    """The insured province pays an approved top-up: only then does money move (ledger, prepayment).
+    Who may call: insured-place bureau; national clearing operator; the insured place pays the
+    approved top-up. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     GetLedgerBalances: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetLedgerBalancesRequest, _clearing_pb2.GetLedgerBalancesResponse]
+    """The double-entry ledger's account balances in fen (they sum to zero), optionally under an
+    account name prefix.
+    Who may call: national clearing operator. Read-only: retry freely.
+    """
     CreateVerificationRequest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.CreateVerificationRequestRequest, _clearing_pb2.CreateVerificationRequestResponse]
+    """The insured province questions a settlement's fund payment (expense verification); the
+    treatment province answers by its deadline. Errors: NOT_FOUND REASON_SETTLEMENT_NOT_FOUND;
+    FAILED_PRECONDITION REASON_SETTLEMENT_ALREADY_REVERSED, REASON_VERIFICATION_ALREADY_OPEN
+    (metadata verification_id); INVALID_ARGUMENT REASON_AMOUNT_OUT_OF_RANGE (metadata
+    remaining_fen).
+    Who may call: insured-place bureau; national clearing operator; the settlement's insured
+    province. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     AnswerVerificationRequest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.AnswerVerificationRequestRequest, _clearing_pb2.AnswerVerificationRequestResponse]
+    """The treatment province answers a verification; rejected_fen (not compliant) is deducted by the
+    next clearing run. Errors: NOT_FOUND REASON_VERIFICATION_NOT_FOUND; FAILED_PRECONDITION
+    REASON_VERIFICATION_ALREADY_ANSWERED, REASON_VERIFICATION_DEADLINE_PASSED; INVALID_ARGUMENT
+    REASON_AMOUNT_OUT_OF_RANGE.
+    Who may call: treatment-place bureau; national clearing operator; the settlement's treatment
+    province. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     GetPrepayment: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetPrepaymentRequest, _clearing_pb2.GetPrepaymentResponse]
-    """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it."""
+    """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it.
+    Who may call: treatment-place bureau (treatment_province_code in its region); insured-place
+    bureau (insured_province_code in its region); national clearing operator. Read-only: retry
+    freely.
+    """
     RecordInstitutionPayment: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordInstitutionPaymentRequest, _clearing_pb2.RecordInstitutionPaymentResponse]
-    """The treatment place pays an institution what it advanced for out-of-province patients."""
+    """The treatment place pays an institution what it advanced for out-of-province patients.
+    Who may call: treatment-place bureau; national clearing operator. Mutating: runs at most once
+    per request_id; retry with the same request_id and payload.
+    """
     SetSigningCalendar: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.SetSigningCalendarRequest, _clearing_pb2.SetSigningCalendarResponse]
     """The national operator sets the year's monthly signing dates. The insured place's
     disbursement of a signed statement and the treatment place's payments to institutions are
     due by the next signing date after the statement's signing.
+    Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+    with the same request_id and payload.
     """
     ListOverduePayments: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ListOverduePaymentsRequest, _clearing_pb2.ListOverduePaymentsResponse]
-    """Disbursements and institution payments not made by their due date."""
+    """Disbursements and institution payments not made by their due date.
+    Who may call: national clearing operator. Read-only: retry freely.
+    """
     RecordPrepaymentInterest: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.RecordPrepaymentInterestRequest, _clearing_pb2.RecordPrepaymentInterestResponse]
-    """Interest earned on a prepayment; it belongs to the treatment place."""
+    """Interest earned on a prepayment; it belongs to the treatment place.
+    Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+    operator. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     GetInstitutionClearing: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.GetInstitutionClearingRequest, _clearing_pb2.GetInstitutionClearingResponse]
     """An institution's own clearing results of a month (national 3203): what the treatment place
     owes it for its out-of-province patients, by insured province and clearing category, fund by
     fund, beside the state of the province pair's statement. Hospitals reach it through the gateway.
+    Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+    operator. Read-only: retry freely.
     """
     ListInstitutionPayments: _grpc.UnaryUnaryMultiCallable[_clearing_pb2.ListInstitutionPaymentsRequest, _clearing_pb2.ListInstitutionPaymentsResponse]
     """The payments an institution has received from the treatment place (national 3204), and what
     is still outstanding. Hospitals reach it through the gateway.
+    Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+    operator. Read-only: retry freely.
     """
 
 @_typing.type_check_only
@@ -106,48 +215,157 @@ class ClearingServiceAsyncStub(ClearingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetIngestStatus: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetIngestStatusRequest, _clearing_pb2.GetIngestStatusResponse]  # type: ignore[assignment]
-    """How far the settlement feed has been ingested."""
+    """How far the settlement feed has been ingested.
+    Who may call: national clearing operator; suite service. Read-only: retry freely.
+    """
     ReconcileDaily: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ReconcileDailyRequest, _clearing_pb2.ReconcileDailyResponse]  # type: ignore[assignment]
+    """Daily reconciliation (national 3201): the submitter's totals of a day (per clearing category:
+    count, total, fund part) against what clearing ingested; the answer says whether they agree
+    and, with items, which settlements differ. An institution submits its own, a treatment province
+    its province's. Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_INSTITUTION / _FOR_REGION.
+    Who may call: hospital / pharmacy (institution_code must be its own); treatment-place bureau
+    (treatment_province_code in its region); national clearing operator. Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     ReconcileDetail: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ReconcileDetailRequest, _clearing_pb2.ReconcileDetailResponse]  # type: ignore[assignment]
+    """Detail reconciliation (national 3202): the institution's settlements of a day, one by one,
+    against clearing's; the answer names every settlement missing on either side or differing.
+    Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+    Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+    operator. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     RunMonthlyClearing: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RunMonthlyClearingRequest, _clearing_pb2.RunMonthlyClearingResponse]  # type: ignore[assignment]
-    """Builds (or rebuilds, while draft) the statements of a month."""
+    """Builds (or rebuilds, while draft) the statements of a month.
+    Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+    with the same request_id and payload.
+    """
     GetStatement: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetStatementRequest, _clearing_pb2.GetStatementResponse]  # type: ignore[assignment]
+    """The statement of a province pair and month: what the insured province owes the treatment
+    province, every fund and the personal account, and its status. Errors: NOT_FOUND
+    REASON_STATEMENT_NOT_FOUND (run the monthly clearing first); PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: treatment-place bureau (treatment_province_code in its region); insured-place
+    bureau (insured_province_code in its region); national clearing operator. Read-only: retry
+    freely.
+    """
     ListStatements: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ListStatementsRequest, _clearing_pb2.ListStatementsResponse]  # type: ignore[assignment]
+    """The statements of a province (as insured or treatment side) for a period. Errors:
+    INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: treatment-place bureau (province_code in its region); insured-place bureau
+    (province_code in its region); national clearing operator. Read-only: retry freely.
+    """
     ConfirmStatement: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ConfirmStatementRequest, _clearing_pb2.ConfirmStatementResponse]  # type: ignore[assignment]
+    """One side (insured or treatment province, or the operator for either) confirms a draft
+    statement; confirmed by both it is signed and can be disbursed. Errors: NOT_FOUND
+    REASON_STATEMENT_NOT_FOUND; FAILED_PRECONDITION REASON_STATEMENT_STATE_INVALID (metadata
+    status); ABORTED REASON_CONCURRENT_UPDATE (retry with the same request_id); PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: treatment-place bureau; insured-place bureau; national clearing operator; the
+    side named in the request. Mutating: runs at most once per request_id; retry with the same
+    request_id and payload.
+    """
     RecordDisbursement: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordDisbursementRequest, _clearing_pb2.RecordDisbursementResponse]  # type: ignore[assignment]
+    """The insured province records paying a signed statement (the ledger moves; bank charges in fen
+    are the payer's own expense). Errors: NOT_FOUND REASON_STATEMENT_NOT_FOUND; FAILED_PRECONDITION
+    REASON_STATEMENT_STATE_INVALID; ABORTED REASON_CONCURRENT_UPDATE.
+    Who may call: insured-place bureau; national clearing operator. Mutating: runs at most once per
+    request_id; retry with the same request_id and payload.
+    """
     ComputeAnnualPrepayment: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ComputeAnnualPrepaymentRequest, _clearing_pb2.ComputeAnnualPrepaymentResponse]  # type: ignore[assignment]
+    """Sets a province pair's prepayment for a year from the previous year's clearing. Errors:
+    ALREADY_EXISTS REASON_PREPAYMENT_ALREADY_SET; INVALID_ARGUMENT REASON_VALIDATION_FAILED.
+    Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+    with the same request_id and payload.
+    """
     GetTopUpAllowance: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetTopUpAllowanceRequest, _clearing_pb2.GetTopUpAllowanceResponse]  # type: ignore[assignment]
-    """What a treatment province may still ask as an emergency top-up for a month, before it asks."""
+    """What a treatment province may still ask as an emergency top-up for a month, before it asks.
+    Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+    operator. Read-only: retry freely.
+    """
     RequestEmergencyTopUp: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RequestEmergencyTopUpRequest, _clearing_pb2.RequestEmergencyTopUpResponse]  # type: ignore[assignment]
-    """The treatment province asks; the top-up is REQUESTED until the national operator reviews it."""
+    """The treatment province asks; the top-up is REQUESTED until the national operator reviews it.
+    Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+    operator. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     ReviewEmergencyTopUp: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ReviewEmergencyTopUpRequest, _clearing_pb2.ReviewEmergencyTopUpResponse]  # type: ignore[assignment]
-    """The national operator approves or refuses a requested top-up."""
+    """The national operator approves or refuses a requested top-up.
+    Who may call: national clearing operator; the national operator reviews. Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     RecordTopUpDisbursement: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordTopUpDisbursementRequest, _clearing_pb2.RecordTopUpDisbursementResponse]  # type: ignore[assignment]
-    """The insured province pays an approved top-up: only then does money move (ledger, prepayment)."""
+    """The insured province pays an approved top-up: only then does money move (ledger, prepayment).
+    Who may call: insured-place bureau; national clearing operator; the insured place pays the
+    approved top-up. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     GetLedgerBalances: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetLedgerBalancesRequest, _clearing_pb2.GetLedgerBalancesResponse]  # type: ignore[assignment]
+    """The double-entry ledger's account balances in fen (they sum to zero), optionally under an
+    account name prefix.
+    Who may call: national clearing operator. Read-only: retry freely.
+    """
     CreateVerificationRequest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.CreateVerificationRequestRequest, _clearing_pb2.CreateVerificationRequestResponse]  # type: ignore[assignment]
+    """The insured province questions a settlement's fund payment (expense verification); the
+    treatment province answers by its deadline. Errors: NOT_FOUND REASON_SETTLEMENT_NOT_FOUND;
+    FAILED_PRECONDITION REASON_SETTLEMENT_ALREADY_REVERSED, REASON_VERIFICATION_ALREADY_OPEN
+    (metadata verification_id); INVALID_ARGUMENT REASON_AMOUNT_OUT_OF_RANGE (metadata
+    remaining_fen).
+    Who may call: insured-place bureau; national clearing operator; the settlement's insured
+    province. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     AnswerVerificationRequest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.AnswerVerificationRequestRequest, _clearing_pb2.AnswerVerificationRequestResponse]  # type: ignore[assignment]
+    """The treatment province answers a verification; rejected_fen (not compliant) is deducted by the
+    next clearing run. Errors: NOT_FOUND REASON_VERIFICATION_NOT_FOUND; FAILED_PRECONDITION
+    REASON_VERIFICATION_ALREADY_ANSWERED, REASON_VERIFICATION_DEADLINE_PASSED; INVALID_ARGUMENT
+    REASON_AMOUNT_OUT_OF_RANGE.
+    Who may call: treatment-place bureau; national clearing operator; the settlement's treatment
+    province. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     GetPrepayment: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetPrepaymentRequest, _clearing_pb2.GetPrepaymentResponse]  # type: ignore[assignment]
-    """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it."""
+    """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it.
+    Who may call: treatment-place bureau (treatment_province_code in its region); insured-place
+    bureau (insured_province_code in its region); national clearing operator. Read-only: retry
+    freely.
+    """
     RecordInstitutionPayment: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordInstitutionPaymentRequest, _clearing_pb2.RecordInstitutionPaymentResponse]  # type: ignore[assignment]
-    """The treatment place pays an institution what it advanced for out-of-province patients."""
+    """The treatment place pays an institution what it advanced for out-of-province patients.
+    Who may call: treatment-place bureau; national clearing operator. Mutating: runs at most once
+    per request_id; retry with the same request_id and payload.
+    """
     SetSigningCalendar: _aio.UnaryUnaryMultiCallable[_clearing_pb2.SetSigningCalendarRequest, _clearing_pb2.SetSigningCalendarResponse]  # type: ignore[assignment]
     """The national operator sets the year's monthly signing dates. The insured place's
     disbursement of a signed statement and the treatment place's payments to institutions are
     due by the next signing date after the statement's signing.
+    Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+    with the same request_id and payload.
     """
     ListOverduePayments: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ListOverduePaymentsRequest, _clearing_pb2.ListOverduePaymentsResponse]  # type: ignore[assignment]
-    """Disbursements and institution payments not made by their due date."""
+    """Disbursements and institution payments not made by their due date.
+    Who may call: national clearing operator. Read-only: retry freely.
+    """
     RecordPrepaymentInterest: _aio.UnaryUnaryMultiCallable[_clearing_pb2.RecordPrepaymentInterestRequest, _clearing_pb2.RecordPrepaymentInterestResponse]  # type: ignore[assignment]
-    """Interest earned on a prepayment; it belongs to the treatment place."""
+    """Interest earned on a prepayment; it belongs to the treatment place.
+    Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+    operator. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
+    """
     GetInstitutionClearing: _aio.UnaryUnaryMultiCallable[_clearing_pb2.GetInstitutionClearingRequest, _clearing_pb2.GetInstitutionClearingResponse]  # type: ignore[assignment]
     """An institution's own clearing results of a month (national 3203): what the treatment place
     owes it for its out-of-province patients, by insured province and clearing category, fund by
     fund, beside the state of the province pair's statement. Hospitals reach it through the gateway.
+    Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+    operator. Read-only: retry freely.
     """
     ListInstitutionPayments: _aio.UnaryUnaryMultiCallable[_clearing_pb2.ListInstitutionPaymentsRequest, _clearing_pb2.ListInstitutionPaymentsResponse]  # type: ignore[assignment]
     """The payments an institution has received from the treatment place (national 3204), and what
     is still outstanding. Hospitals reach it through the gateway.
+    Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+    operator. Read-only: retry freely.
     """
 
 class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -170,21 +388,40 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.GetIngestStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.GetIngestStatusResponse, _abc.Awaitable[_clearing_pb2.GetIngestStatusResponse]]:
-        """How far the settlement feed has been ingested."""
+        """How far the settlement feed has been ingested.
+        Who may call: national clearing operator; suite service. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def ReconcileDaily(
         self,
         request: _clearing_pb2.ReconcileDailyRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.ReconcileDailyResponse, _abc.Awaitable[_clearing_pb2.ReconcileDailyResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.ReconcileDailyResponse, _abc.Awaitable[_clearing_pb2.ReconcileDailyResponse]]:
+        """Daily reconciliation (national 3201): the submitter's totals of a day (per clearing category:
+        count, total, fund part) against what clearing ingested; the answer says whether they agree
+        and, with items, which settlements differ. An institution submits its own, a treatment province
+        its province's. Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_INSTITUTION / _FOR_REGION.
+        Who may call: hospital / pharmacy (institution_code must be its own); treatment-place bureau
+        (treatment_province_code in its region); national clearing operator. Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def ReconcileDetail(
         self,
         request: _clearing_pb2.ReconcileDetailRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.ReconcileDetailResponse, _abc.Awaitable[_clearing_pb2.ReconcileDetailResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.ReconcileDetailResponse, _abc.Awaitable[_clearing_pb2.ReconcileDetailResponse]]:
+        """Detail reconciliation (national 3202): the institution's settlements of a day, one by one,
+        against clearing's; the answer names every settlement missing on either side or differing.
+        Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+        Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+        operator. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
+        """
 
     @_abc_1.abstractmethod
     def RunMonthlyClearing(
@@ -192,42 +429,78 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.RunMonthlyClearingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.RunMonthlyClearingResponse, _abc.Awaitable[_clearing_pb2.RunMonthlyClearingResponse]]:
-        """Builds (or rebuilds, while draft) the statements of a month."""
+        """Builds (or rebuilds, while draft) the statements of a month.
+        Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+        with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def GetStatement(
         self,
         request: _clearing_pb2.GetStatementRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.GetStatementResponse, _abc.Awaitable[_clearing_pb2.GetStatementResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.GetStatementResponse, _abc.Awaitable[_clearing_pb2.GetStatementResponse]]:
+        """The statement of a province pair and month: what the insured province owes the treatment
+        province, every fund and the personal account, and its status. Errors: NOT_FOUND
+        REASON_STATEMENT_NOT_FOUND (run the monthly clearing first); PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: treatment-place bureau (treatment_province_code in its region); insured-place
+        bureau (insured_province_code in its region); national clearing operator. Read-only: retry
+        freely.
+        """
 
     @_abc_1.abstractmethod
     def ListStatements(
         self,
         request: _clearing_pb2.ListStatementsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.ListStatementsResponse, _abc.Awaitable[_clearing_pb2.ListStatementsResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.ListStatementsResponse, _abc.Awaitable[_clearing_pb2.ListStatementsResponse]]:
+        """The statements of a province (as insured or treatment side) for a period. Errors:
+        INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: treatment-place bureau (province_code in its region); insured-place bureau
+        (province_code in its region); national clearing operator. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def ConfirmStatement(
         self,
         request: _clearing_pb2.ConfirmStatementRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.ConfirmStatementResponse, _abc.Awaitable[_clearing_pb2.ConfirmStatementResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.ConfirmStatementResponse, _abc.Awaitable[_clearing_pb2.ConfirmStatementResponse]]:
+        """One side (insured or treatment province, or the operator for either) confirms a draft
+        statement; confirmed by both it is signed and can be disbursed. Errors: NOT_FOUND
+        REASON_STATEMENT_NOT_FOUND; FAILED_PRECONDITION REASON_STATEMENT_STATE_INVALID (metadata
+        status); ABORTED REASON_CONCURRENT_UPDATE (retry with the same request_id); PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: treatment-place bureau; insured-place bureau; national clearing operator; the
+        side named in the request. Mutating: runs at most once per request_id; retry with the same
+        request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def RecordDisbursement(
         self,
         request: _clearing_pb2.RecordDisbursementRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.RecordDisbursementResponse, _abc.Awaitable[_clearing_pb2.RecordDisbursementResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.RecordDisbursementResponse, _abc.Awaitable[_clearing_pb2.RecordDisbursementResponse]]:
+        """The insured province records paying a signed statement (the ledger moves; bank charges in fen
+        are the payer's own expense). Errors: NOT_FOUND REASON_STATEMENT_NOT_FOUND; FAILED_PRECONDITION
+        REASON_STATEMENT_STATE_INVALID; ABORTED REASON_CONCURRENT_UPDATE.
+        Who may call: insured-place bureau; national clearing operator. Mutating: runs at most once per
+        request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def ComputeAnnualPrepayment(
         self,
         request: _clearing_pb2.ComputeAnnualPrepaymentRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.ComputeAnnualPrepaymentResponse, _abc.Awaitable[_clearing_pb2.ComputeAnnualPrepaymentResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.ComputeAnnualPrepaymentResponse, _abc.Awaitable[_clearing_pb2.ComputeAnnualPrepaymentResponse]]:
+        """Sets a province pair's prepayment for a year from the previous year's clearing. Errors:
+        ALREADY_EXISTS REASON_PREPAYMENT_ALREADY_SET; INVALID_ARGUMENT REASON_VALIDATION_FAILED.
+        Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+        with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def GetTopUpAllowance(
@@ -235,7 +508,10 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.GetTopUpAllowanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.GetTopUpAllowanceResponse, _abc.Awaitable[_clearing_pb2.GetTopUpAllowanceResponse]]:
-        """What a treatment province may still ask as an emergency top-up for a month, before it asks."""
+        """What a treatment province may still ask as an emergency top-up for a month, before it asks.
+        Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+        operator. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def RequestEmergencyTopUp(
@@ -243,7 +519,11 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.RequestEmergencyTopUpRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.RequestEmergencyTopUpResponse, _abc.Awaitable[_clearing_pb2.RequestEmergencyTopUpResponse]]:
-        """The treatment province asks; the top-up is REQUESTED until the national operator reviews it."""
+        """The treatment province asks; the top-up is REQUESTED until the national operator reviews it.
+        Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+        operator. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
+        """
 
     @_abc_1.abstractmethod
     def ReviewEmergencyTopUp(
@@ -251,7 +531,10 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.ReviewEmergencyTopUpRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.ReviewEmergencyTopUpResponse, _abc.Awaitable[_clearing_pb2.ReviewEmergencyTopUpResponse]]:
-        """The national operator approves or refuses a requested top-up."""
+        """The national operator approves or refuses a requested top-up.
+        Who may call: national clearing operator; the national operator reviews. Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def RecordTopUpDisbursement(
@@ -259,28 +542,53 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.RecordTopUpDisbursementRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.RecordTopUpDisbursementResponse, _abc.Awaitable[_clearing_pb2.RecordTopUpDisbursementResponse]]:
-        """The insured province pays an approved top-up: only then does money move (ledger, prepayment)."""
+        """The insured province pays an approved top-up: only then does money move (ledger, prepayment).
+        Who may call: insured-place bureau; national clearing operator; the insured place pays the
+        approved top-up. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
+        """
 
     @_abc_1.abstractmethod
     def GetLedgerBalances(
         self,
         request: _clearing_pb2.GetLedgerBalancesRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.GetLedgerBalancesResponse, _abc.Awaitable[_clearing_pb2.GetLedgerBalancesResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.GetLedgerBalancesResponse, _abc.Awaitable[_clearing_pb2.GetLedgerBalancesResponse]]:
+        """The double-entry ledger's account balances in fen (they sum to zero), optionally under an
+        account name prefix.
+        Who may call: national clearing operator. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def CreateVerificationRequest(
         self,
         request: _clearing_pb2.CreateVerificationRequestRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.CreateVerificationRequestResponse, _abc.Awaitable[_clearing_pb2.CreateVerificationRequestResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.CreateVerificationRequestResponse, _abc.Awaitable[_clearing_pb2.CreateVerificationRequestResponse]]:
+        """The insured province questions a settlement's fund payment (expense verification); the
+        treatment province answers by its deadline. Errors: NOT_FOUND REASON_SETTLEMENT_NOT_FOUND;
+        FAILED_PRECONDITION REASON_SETTLEMENT_ALREADY_REVERSED, REASON_VERIFICATION_ALREADY_OPEN
+        (metadata verification_id); INVALID_ARGUMENT REASON_AMOUNT_OUT_OF_RANGE (metadata
+        remaining_fen).
+        Who may call: insured-place bureau; national clearing operator; the settlement's insured
+        province. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
+        """
 
     @_abc_1.abstractmethod
     def AnswerVerificationRequest(
         self,
         request: _clearing_pb2.AnswerVerificationRequestRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_clearing_pb2.AnswerVerificationRequestResponse, _abc.Awaitable[_clearing_pb2.AnswerVerificationRequestResponse]]: ...
+    ) -> _typing.Union[_clearing_pb2.AnswerVerificationRequestResponse, _abc.Awaitable[_clearing_pb2.AnswerVerificationRequestResponse]]:
+        """The treatment province answers a verification; rejected_fen (not compliant) is deducted by the
+        next clearing run. Errors: NOT_FOUND REASON_VERIFICATION_NOT_FOUND; FAILED_PRECONDITION
+        REASON_VERIFICATION_ALREADY_ANSWERED, REASON_VERIFICATION_DEADLINE_PASSED; INVALID_ARGUMENT
+        REASON_AMOUNT_OUT_OF_RANGE.
+        Who may call: treatment-place bureau; national clearing operator; the settlement's treatment
+        province. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
+        """
 
     @_abc_1.abstractmethod
     def GetPrepayment(
@@ -288,7 +596,11 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.GetPrepaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.GetPrepaymentResponse, _abc.Awaitable[_clearing_pb2.GetPrepaymentResponse]]:
-        """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it."""
+        """The annual prepayment of a province pair, its top-ups and what the year's clearing drew on it.
+        Who may call: treatment-place bureau (treatment_province_code in its region); insured-place
+        bureau (insured_province_code in its region); national clearing operator. Read-only: retry
+        freely.
+        """
 
     @_abc_1.abstractmethod
     def RecordInstitutionPayment(
@@ -296,7 +608,10 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.RecordInstitutionPaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.RecordInstitutionPaymentResponse, _abc.Awaitable[_clearing_pb2.RecordInstitutionPaymentResponse]]:
-        """The treatment place pays an institution what it advanced for out-of-province patients."""
+        """The treatment place pays an institution what it advanced for out-of-province patients.
+        Who may call: treatment-place bureau; national clearing operator. Mutating: runs at most once
+        per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def SetSigningCalendar(
@@ -307,6 +622,8 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         """The national operator sets the year's monthly signing dates. The insured place's
         disbursement of a signed statement and the treatment place's payments to institutions are
         due by the next signing date after the statement's signing.
+        Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+        with the same request_id and payload.
         """
 
     @_abc_1.abstractmethod
@@ -315,7 +632,9 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.ListOverduePaymentsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.ListOverduePaymentsResponse, _abc.Awaitable[_clearing_pb2.ListOverduePaymentsResponse]]:
-        """Disbursements and institution payments not made by their due date."""
+        """Disbursements and institution payments not made by their due date.
+        Who may call: national clearing operator. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def RecordPrepaymentInterest(
@@ -323,7 +642,11 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearing_pb2.RecordPrepaymentInterestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearing_pb2.RecordPrepaymentInterestResponse, _abc.Awaitable[_clearing_pb2.RecordPrepaymentInterestResponse]]:
-        """Interest earned on a prepayment; it belongs to the treatment place."""
+        """Interest earned on a prepayment; it belongs to the treatment place.
+        Who may call: treatment-place bureau (treatment_province_code in its region); national clearing
+        operator. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
+        """
 
     @_abc_1.abstractmethod
     def GetInstitutionClearing(
@@ -334,6 +657,8 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
         """An institution's own clearing results of a month (national 3203): what the treatment place
         owes it for its out-of-province patients, by insured province and clearing category, fund by
         fund, beside the state of the province pair's statement. Hospitals reach it through the gateway.
+        Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+        operator. Read-only: retry freely.
         """
 
     @_abc_1.abstractmethod
@@ -344,6 +669,8 @@ class ClearingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_clearing_pb2.ListInstitutionPaymentsResponse, _abc.Awaitable[_clearing_pb2.ListInstitutionPaymentsResponse]]:
         """The payments an institution has received from the treatment place (national 3204), and what
         is still outstanding. Hospitals reach it through the gateway.
+        Who may call: hospital / pharmacy (institution_code must be its own); national clearing
+        operator. Read-only: retry freely.
         """
 
 def add_ClearingServiceServicer_to_server(servicer: ClearingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,341 +23,700 @@ class _Reason:
 class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     REASON_UNSPECIFIED: _Reason.ValueType  # 0
+    """Never sent."""
     REASON_VALIDATION_FAILED: _Reason.ValueType  # 1
+    """generic (1-8)
+
+    The request is malformed: a required field is missing, a value is out of its range or
+    malformed. The google.rpc.BadRequest detail names every bad field (field path and
+    description); fix the request.
+    """
     REASON_REQUEST_ID_REUSED: _Reason.ValueType  # 2
+    """The request_id was already used by the same caller for a request with another payload (or
+    another operation); the first request stands. Send a new request_id for a new request.
+    """
     REASON_CONCURRENT_UPDATE: _Reason.ValueType  # 3
+    """The record changed between reading and writing it (a concurrent call won); nothing was
+    written. Retry with the same request_id.
+    """
     REASON_DEPENDENCY_UNAVAILABLE: _Reason.ValueType  # 4
+    """A dependency (the service's own database, or a peer service) did not answer, or a statement
+    or lock wait exceeded its limit; nothing was written. Retry with the same request_id.
+    metadata dependency: "database" or the peer's name (e.g. "eligibility").
+    """
     REASON_INSTITUTION_IDENTITY_MISSING: _Reason.ValueType  # 5
+    """The call carries no caller identity (no client certificate, no trusted identity header)."""
     REASON_NOT_AUTHORISED_FOR_INSTITUTION: _Reason.ValueType  # 6
+    """The request names, or the record belongs to, another institution than the caller.
+    metadata field: the request field that must be the caller's (absent when a stored record's
+    owner was checked).
+    """
     REASON_INTERNAL_ERROR: _Reason.ValueType  # 7
+    """An unexpected failure (a bug). The message is generic; quote trace_id to support. Safe to
+    retry a mutating call with the same request_id.
+    """
     REASON_INVARIANT_VIOLATED: _Reason.ValueType  # 8
+    """A result failed one of its own consistency checks (money identities, ledger balance) and was
+    not stored or returned. A bug; quote the trace id.
+    """
     REASON_REGION_NOT_FOUND: _Reason.ValueType  # 9
+    """regions, institutions, persons (9-13)
+
+    No region with that code in the registry. Reserved: not raised at present.
+    """
     REASON_INSTITUTION_NOT_FOUND: _Reason.ValueType  # 10
+    """No designated institution with that code (or clearing holds nothing of it).
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_INSTITUTION_NOT_NETWORKED: _Reason.ValueType  # 11
+    """The institution is not networked for cross-province direct settlement (of this service
+    type or special disease).
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_PERSON_NOT_FOUND: _Reason.ValueType  # 12
+    """No insured person with that number, or the credential's person is not insured here."""
     REASON_PERSON_NOT_ACTIVE: _Reason.ValueType  # 13
+    """The person's insurance is suspended or ended on the date.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_CREDENTIAL_INVALID: _Reason.ValueType  # 14
+    """credentials (14-19)
+
+    No usable credential: neither an e-certificate token nor a card, or an unknown e-certificate.
+    """
     REASON_CREDENTIAL_EXPIRED: _Reason.ValueType  # 15
+    """The e-certificate has expired: the person refreshes the QR code."""
     REASON_CREDENTIAL_TAMPERED: _Reason.ValueType  # 16
+    """The e-certificate's signature does not verify against any known key."""
     REASON_CREDENTIAL_REVOKED: _Reason.ValueType  # 17
+    """The e-certificate was revoked by the insured place."""
     REASON_CREDENTIAL_PERSON_MISMATCH: _Reason.ValueType  # 18
+    """The credential belongs to another person than the one named or registered."""
     REASON_CARD_SERIAL_MISMATCH: _Reason.ValueType  # 19
+    """The card serial does not match the social security card."""
     REASON_FILING_NOT_FOUND: _Reason.ValueType  # 20
+    """filing (20-29)
+
+    No filing with that id.
+    """
     REASON_FILING_REQUIRED: _Reason.ValueType  # 21
+    """Cross-province treatment needs a filing (record) of the person for the treatment place, and
+    none is active on the date (and the visit is no emergency).
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_FILING_REGION_MISMATCH: _Reason.ValueType  # 22
+    """The person's filing is for another treatment region than the institution's.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_FILING_PERIOD_INVALID: _Reason.ValueType  # 23
+    """The filing's period is not allowed (a temporary filing shorter than its minimum, a change
+    starting before the filing it replaces). metadata earliest_end_date: YYYY-MM-DD, when a
+    later end date would be valid.
+    """
     REASON_FILING_MIN_PERIOD_NOT_REACHED: _Reason.ValueType  # 24
+    """A long-term filing can be changed or cancelled only after its minimum period. metadata
+    earliest: YYYY-MM-DD, the first day it can.
+    """
     REASON_FILING_NOT_ACTIVE: _Reason.ValueType  # 25
+    """The filing is cancelled or replaced; only an active filing can be changed or cancelled."""
     REASON_FILING_COMMITMENT_MISSING: _Reason.ValueType  # 26
+    """The person's signed commitment is missing from the filing."""
     REASON_SPECIAL_DISEASE_TOO_MANY_INSTITUTIONS: _Reason.ValueType  # 27
+    """A special (chronic) disease is filed with more institutions than allowed."""
     REASON_SPECIAL_DISEASE_NOT_OPENED: _Reason.ValueType  # 28
+    """The institution has not opened direct settlement for that special disease.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_SPECIAL_DISEASE_NOT_FILED: _Reason.ValueType  # 29
+    """The person has no filing for that special disease at the institution.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
     REASON_POLICY_NOT_FOUND: _Reason.ValueType  # 30
+    """policy and catalogue (30-33)
+
+    The policy version named (label@hash) is not known to this process.
+    """
     REASON_POLICY_DATA_INVALID: _Reason.ValueType  # 31
+    """A policy (or registry rules) file is not valid; the file and its problems are logged."""
     REASON_CATALOGUE_NOT_FOUND: _Reason.ValueType  # 32
+    """The catalogue version named (label@hash) is not known to this process."""
     REASON_CATALOGUE_DATA_INVALID: _Reason.ValueType  # 33
+    """A catalogue file is not valid (not YAML, a duplicate label, a bad entry)."""
     REASON_ITEM_CODE_INVALID: _Reason.ValueType  # 34
+    """fee lines (34-39)
+
+    An item code is malformed (not a national medical insurance code). BadRequest names the line.
+    """
     REASON_FEE_LINE_INVALID: _Reason.ValueType  # 35
+    """A fee line is malformed (line number, refund reference). BadRequest names the field."""
     REASON_QUANTITY_INVALID: _Reason.ValueType  # 36
+    """A quantity is zero or out of range. BadRequest names the line."""
     REASON_PRICE_INVALID: _Reason.ValueType  # 37
+    """A unit price is negative or out of range. BadRequest names the line."""
     REASON_AMOUNT_OUT_OF_RANGE: _Reason.ValueType  # 38
+    """An amount is outside what is allowed (e.g. a deduction above what the settlement's funds
+    have left). metadata remaining_fen: the most that is allowed, when known.
+    """
     REASON_REFUND_LINE_UNMATCHED: _Reason.ValueType  # 39
+    """A refund line refunds no uploaded line, or more than the line's quantity."""
     REASON_VISIT_NOT_FOUND: _Reason.ValueType  # 40
+    """settlement (40-46)
+
+    No visit with that id (visible to the caller).
+    """
     REASON_VISIT_STATE_INVALID: _Reason.ValueType  # 41
+    """The visit's state does not allow the call (already open for that hospital visit number,
+    settled, cancelled, lines already settled).
+    """
     REASON_VISIT_HAS_NO_FEES: _Reason.ValueType  # 42
+    """Nothing to settle: the visit has no unsettled fee lines. Upload fees first."""
     REASON_SETTLEMENT_NOT_FOUND: _Reason.ValueType  # 43
+    """No settlement (or manual claim) with that id visible to the caller."""
     REASON_SETTLEMENT_ALREADY_REVERSED: _Reason.ValueType  # 44
+    """The settlement was already cancelled. metadata cancellation_id: the cancellation, when
+    known.
+    """
     REASON_TRANSACTION_NOT_FOUND: _Reason.ValueType  # 45
+    """No transaction with that request id. Reserved: ReverseTransaction answers reversed=false
+    for an id never seen instead.
+    """
     REASON_OVERLAPPING_INPATIENT_STAY: _Reason.ValueType  # 46
+    """Reserved: an overlapping inpatient stay is flagged (MON_OVERLAPPING_INPATIENT_STAY), not
+    refused.
+    """
     REASON_STATEMENT_NOT_FOUND: _Reason.ValueType  # 47
+    """clearing (47-54)
+
+    No statement with that id (or for that province pair and month): run the monthly clearing
+    first.
+    """
     REASON_STATEMENT_STATE_INVALID: _Reason.ValueType  # 48
+    """The statement's status does not allow the step. metadata status: its current status."""
     REASON_PERIOD_CLOSED: _Reason.ValueType  # 49
+    """Reserved: the clearing period is closed. Not raised at present."""
     REASON_PREPAYMENT_NOT_FOUND: _Reason.ValueType  # 50
+    """No annual prepayment for that province pair and year."""
     REASON_TOP_UP_NOT_ALLOWED: _Reason.ValueType  # 51
+    """An emergency top-up is allowed only when the month's clearing exceeds 90% of the prepayment."""
     REASON_TOP_UP_ABOVE_CAP: _Reason.ValueType  # 52
+    """The top-up would exceed its cap. metadata cap_fen, granted_fen: the cap and what was already
+    granted.
+    """
     REASON_VERIFICATION_NOT_FOUND: _Reason.ValueType  # 53
+    """No verification request with that id."""
     REASON_VERIFICATION_DEADLINE_PASSED: _Reason.ValueType  # 54
+    """The verification's answer was due earlier; it can no longer be answered."""
+    REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE: _Reason.ValueType  # 55
+    """filing and eligibility (55-69)
+
+    Treatment in the insured province is not cross-province settlement (an eligibility reason).
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
+    REASON_FILING_NOT_VALID_ON_DATE: _Reason.ValueType  # 56
+    """The person's filing does not cover the treatment date.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
+    REASON_FILING_INSURED_RELATION_CHANGED: _Reason.ValueType  # 57
+    """The person's insured relation changed after the filing was made: file again.
+    Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+    metadata reasons (all of the decision's, comma-separated).
+    """
+    REASON_PERSON_IDENTITY_CONFLICT: _Reason.ValueType  # 58
+    """The ID number or card of the person being registered belongs to another insured person."""
+    REASON_REGISTRY_DATA_INVALID: _Reason.ValueType  # 59
+    """A registry file (regions, institutions) is not valid; the problems are logged."""
+    REASON_FILING_INDEX_NOT_READY: _Reason.ValueType  # 60
+    """Eligibility is still loading the filing feed after a start; retry shortly (same request id)."""
+    REASON_INSTITUTION_REGION_MISMATCH: _Reason.ValueType  # 61
+    """The institution is not in the filing's treatment region."""
     REASON_VERIFICATION_ALREADY_ANSWERED: _Reason.ValueType  # 70
+    """clearing and policy dates (70-79)
+
+    The verification request was already answered.
+    """
     REASON_PREPAYMENT_ALREADY_SET: _Reason.ValueType  # 71
+    """The year's prepayment for that province pair is already set."""
     REASON_INSTITUTION_PAYMENT_EXCEEDS_OUTSTANDING: _Reason.ValueType  # 72
+    """A payment to an institution exceeds what is still owed to it."""
     REASON_NO_POLICY_IN_EFFECT: _Reason.ValueType  # 73
-    """FAILED_PRECONDITION: no policy of the insured place covers the date. ErrorInfo metadata:
-    region, insurance_type, date (YYYY-MM-DD).
+    """No policy of the insured place covers the date. metadata region, insurance_type, date
+    (YYYY-MM-DD).
     """
     REASON_NO_CATALOGUE_IN_EFFECT: _Reason.ValueType  # 74
-    """FAILED_PRECONDITION: no catalogue of the treatment place covers the date. ErrorInfo
-    metadata: region, date (YYYY-MM-DD).
-    """
+    """No catalogue of the treatment place covers the date. metadata region, date (YYYY-MM-DD)."""
     REASON_SERVICE_NOT_COVERED: _Reason.ValueType  # 75
-    """FAILED_PRECONDITION: the policy in effect defines no benefit for the visit's service type.
-    ErrorInfo metadata: policy_version, service_type.
+    """The policy in effect defines no benefit for the visit's service type. metadata
+    policy_version, service_type.
     """
-    REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE: _Reason.ValueType  # 55
-    REASON_FILING_NOT_VALID_ON_DATE: _Reason.ValueType  # 56
-    REASON_FILING_INSURED_RELATION_CHANGED: _Reason.ValueType  # 57
-    REASON_PERSON_IDENTITY_CONFLICT: _Reason.ValueType  # 58
-    REASON_REGISTRY_DATA_INVALID: _Reason.ValueType  # 59
-    REASON_FILING_INDEX_NOT_READY: _Reason.ValueType  # 60
-    REASON_INSTITUTION_REGION_MISMATCH: _Reason.ValueType  # 61
     REASON_CATALOGUE_ITEM_NOT_FOUND: _Reason.ValueType  # 80
     """catalogue download and queries (80-84)
-    NOT_FOUND: the item code is not in the treatment-place catalogue in effect on the date.
-    ErrorInfo metadata: region, item_code, catalogue_version.
+
+    The item code is not in the treatment-place catalogue in effect on the date. metadata
+    region, item_code, catalogue_version.
     """
     REASON_PAGE_TOKEN_INVALID: _Reason.ValueType  # 81
-    """INVALID_ARGUMENT: the page token is malformed, or was issued for other filters.
-    ErrorInfo metadata: none (the BadRequest names page_token).
+    """The page token is malformed, or was issued for other filters (the BadRequest names
+    page_token).
     """
     REASON_CATALOGUE_CHANGED: _Reason.ValueType  # 82
-    """INVALID_ARGUMENT: the page token was issued for another catalogue version than the one now in
-    effect (the catalogue changed between pages): list again from the first page.
-    ErrorInfo metadata: token_catalogue_version, catalogue_version.
+    """The page token was issued for another catalogue version than the one now in effect (the
+    catalogue changed between pages): list again from the first page. metadata
+    token_catalogue_version, catalogue_version.
     """
     REASON_ACCUMULATORS_NOT_FOUND: _Reason.ValueType  # 83
-    """NOT_FOUND: no visit of the person is visible to the caller, so there are no accumulators to
-    show. ErrorInfo metadata: year.
+    """No visit of the person is visible to the caller, so there are no accumulators to show.
+    metadata year.
     """
     REASON_TRAUMA_DECLARATION_REQUIRED: _Reason.ValueType  # 85
-    """settlement (85-89)"""
+    """settlement (85-89)
+
+    A trauma diagnosis needs the person's declaration that no third party is liable
+    (trauma_no_third_party_declared).
+    """
     REASON_CALLER_IDENTITY_AMBIGUOUS: _Reason.ValueType  # 90
     """access control (90-99)
-    UNAUTHENTICATED. More than one identity header (x-medsettle-principal,
-    x-medsettle-institution) on one call. ErrorInfo metadata: method.
+
+    More than one identity header (x-medsettle-principal, x-medsettle-institution) on one call.
     """
     REASON_CALLER_IDENTITY_INVALID: _Reason.ValueType  # 91
-    """UNAUTHENTICATED. The identity header or the client certificate's URI SAN
-    is not a medsettle identity (docs/access.md), or the headers came from a
-    peer they are not trusted from. ErrorInfo metadata: method.
+    """The identity header or the client certificate's URI SAN is not a medsettle identity
+    (docs/access.md), or the headers came from a peer they are not trusted from.
     """
     REASON_ROLE_NOT_ALLOWED: _Reason.ValueType  # 92
-    """PERMISSION_DENIED. The access table does not open this method to the
-    caller's role. ErrorInfo metadata: method, role.
-    """
+    """The access table does not open this method to the caller's role."""
     REASON_METHOD_NOT_OPEN: _Reason.ValueType  # 93
-    """PERMISSION_DENIED. The method has no rule in the access table (deny by
-    default). ErrorInfo metadata: method.
-    """
+    """The method has no rule in the access table (deny by default)."""
     REASON_NOT_AUTHORISED_FOR_REGION: _Reason.ValueType  # 94
-    """PERMISSION_DENIED. A bureau acting on another region's data.
-    ErrorInfo metadata: role, region_code (the record's region).
+    """A bureau acting on another region's data. metadata region_code: the record's region; field:
+    the request field checked (absent when a stored record's region was checked).
     """
     REASON_NOT_AUTHORISED_FOR_PERSON: _Reason.ValueType  # 95
-    """PERMISSION_DENIED. The insured person's app acting for another person.
-    ErrorInfo metadata: role.
-    """
+    """The insured person's app acting for another person."""
     REASON_VERIFICATION_ALREADY_OPEN: _Reason.ValueType  # 100
     """money integrity (100-119)
-    FAILED_PRECONDITION: an earlier expense verification of the settlement is still unanswered;
-    at most one is open per settlement. ErrorInfo metadata: verification_id (the open one).
+
+    An earlier expense verification of the settlement is still unanswered; at most one is open
+    per settlement. metadata verification_id: the open one.
     """
     REASON_MANUAL_REIMBURSEMENT_REQUIRED: _Reason.ValueType  # 101
-    """FAILED_PRECONDITION: the person filed after a self-paid discharge and the filing covers the
-    treatment date before its start: the stay is reimbursed manually under the insured place's
-    rules (SubmitManualClaim), not settled directly. ErrorInfo metadata: filing_id.
+    """The person filed after a self-paid discharge and the filing covers the treatment date before
+    its start: the stay is reimbursed manually under the insured place's rules
+    (SubmitManualClaim), not settled directly. metadata filing_id.
     """
     REASON_STAY_ALREADY_PAID: _Reason.ValueType  # 102
-    """FAILED_PRECONDITION: the same stay (person, institution, service type, overlapping dates or
-    the same hospital visit number) is already settled directly or claimed manually. ErrorInfo
-    metadata: visit_id and settlement_id (a direct settlement came first; settlement_id empty
-    while the visit is open) or claim_id (a manual claim came first).
+    """The same stay (person, institution, service type, overlapping dates or the same hospital
+    visit number) is already settled directly or claimed manually. metadata visit_id and
+    settlement_id (a direct settlement came first; settlement_id empty while the visit is open)
+    or claim_id (a manual claim came first).
     """
     REASON_TRANSACTION_NOT_REVERSIBLE: _Reason.ValueType  # 103
-    """FAILED_PRECONDITION: ReverseTransaction names a request that did something that cannot be
-    reversed (e.g. a fee upload: replace or refund the lines instead); nothing was undone.
-    ErrorInfo metadata: operation (what the original request did).
+    """ReverseTransaction names a request that did something that cannot be reversed (e.g. a fee
+    upload: replace or refund the lines instead); nothing was undone. metadata operation: what
+    the original request did.
     """
     REASON_TOP_UP_STATE_INVALID: _Reason.ValueType  # 104
-    """FAILED_PRECONDITION: an emergency top-up goes requested -> approved or refused (national
-    operator) -> disbursed (approved only). ErrorInfo metadata: status (the top-up's current one).
+    """An emergency top-up goes requested -> approved or refused (national operator) -> disbursed
+    (approved only). metadata status: the top-up's current one.
     """
     REASON_TOP_UP_NOT_FOUND: _Reason.ValueType  # 105
-    """NOT_FOUND: no emergency top-up with that id. ErrorInfo metadata: none."""
+    """No emergency top-up with that id."""
+    REASON_ACCUMULATORS_CHANGED: _Reason.ValueType  # 106
+    """Home movements: the totals a movement was computed from are no longer the totals (an away
+    settlement or another report came first). Compute again from the current ones (in the
+    metadata, fen) and report again.
+    """
+    REASON_ACCOUNT_INSUFFICIENT: _Reason.ValueType  # 107
+    """A personal-account debit the balance does not cover: pay that part in cash."""
+    REASON_MOVEMENT_EXCEEDS_TOTALS: _Reason.ValueType  # 108
+    """A negative delta larger than the total it reduces (report the movements in order)."""
+    REASON_MOVEMENT_ID_REUSED: _Reason.ValueType  # 109
+    """A movement id the bureau already used for a movement with other content."""
     REASON_COMMIT_OUTCOME_UNKNOWN: _Reason.ValueType  # 120
     """platform failure semantics (120-139)
-    UNAVAILABLE: the database's answer to COMMIT was lost and the service could not find out
-    whether the request was stored. Retry with the SAME request_id: the retry answers the stored
-    result if it was, or runs the request once if it was not. ErrorInfo metadata: dependency.
+
+    The database's answer to COMMIT was lost and the service could not find out whether the
+    request was stored. Retry with the SAME request_id: the retry answers the stored result if it
+    was, or runs the request once if it was not. metadata dependency.
     """
     REASON_SERVER_DRAINING: _Reason.ValueType  # 121
-    """UNAVAILABLE: the server is shutting down and takes no new calls; retry (with the same
-    request_id) on another replica or after the restart. ErrorInfo metadata: service.
+    """The server is shutting down and takes no new calls; retry (with the same request_id) on
+    another replica or after the restart. metadata service.
     """
     REASON_TOO_MANY_FOLLOWERS: _Reason.ValueType  # 122
-    """RESOURCE_EXHAUSTED: the server already holds as many feed streams (followers) as it allows,
-    or a follower fell too far behind; resume later from the last position received.
-    ErrorInfo metadata: limit.
+    """The server already holds as many feed streams (followers) as it allows, or a follower fell
+    too far behind; resume later from the last position received. metadata limit.
     """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
-    """The reason catalogue. Every error a medsettle service returns carries a
-    google.rpc.Status whose google.rpc.ErrorInfo has domain "medsettle" and
-    reason = one of these value names (for example "REASON_FILING_REQUIRED").
-    Values are never renumbered or reused; new reasons are appended.
+    """The reason catalogue. Every error a medsettle service returns carries a google.rpc.Status
+    whose google.rpc.ErrorInfo has domain "medsettle", reason = one of these value names (for
+    example "REASON_FILING_REQUIRED") and the metadata keys the value's reason_info lists. Some
+    values are also answered as data, not errors: CheckEligibility lists the reasons a person is
+    not eligible (EligibilityDecision.reasons).
+
+    Each value's comment says what it means and what the caller can do; its reason_info option
+    gives the gRPC status code and the ErrorInfo metadata keys. docs/reasons.md (the table) and
+    libs/core/reasons.py (the services' Reason enum and reason -> code table) are generated from
+    this file by scripts/gen_reasons.py (`make protos`); tests fail while either is stale.
+
+    Adding a reason (see also docs/reasons.md "Adding a reason"):
+      1. append the value here with the next free number of your range (values are kept in number
+         order; never renumber or reuse one, a removed value is `reserved`), with a comment and
+         its option, e.g.
+           // FAILED_PRECONDITION: what went wrong and what the caller can do.
+           REASON_SOMETHING_REFUSED = 106 [(reason_info) = {code: FAILED_PRECONDITION, metadata_keys: ["visit_id"]}];
+      2. run `make protos` (regenerates libs/contracts, libs/core/reasons.py, docs/reasons.md);
+         a value without reason_info makes it fail, naming the value;
+      3. raise it as DomainError(Reason.SOMETHING_REFUSED, ...): nothing to add in
+         libs/core/errors.py (no CATEGORY_OF entry, no Reason member by hand).
+
+    Ranges: 1-8 generic; 9-54 the first catalogue (registry, credentials, filing, policy,
+    fee lines, settlement, clearing); 55-69 filing and eligibility; 70-79 clearing and policy
+    dates; 80-84 catalogue download and queries; 85-89 settlement; 90-99 access control; 100-119
+    money integrity; 120-139 platform failure semantics. 106-119 and 140-169 are being taken by
+    work on other branches: use the range you were given.
     """
 
 REASON_UNSPECIFIED: Reason.ValueType  # 0
+"""Never sent."""
 REASON_VALIDATION_FAILED: Reason.ValueType  # 1
+"""generic (1-8)
+
+The request is malformed: a required field is missing, a value is out of its range or
+malformed. The google.rpc.BadRequest detail names every bad field (field path and
+description); fix the request.
+"""
 REASON_REQUEST_ID_REUSED: Reason.ValueType  # 2
+"""The request_id was already used by the same caller for a request with another payload (or
+another operation); the first request stands. Send a new request_id for a new request.
+"""
 REASON_CONCURRENT_UPDATE: Reason.ValueType  # 3
+"""The record changed between reading and writing it (a concurrent call won); nothing was
+written. Retry with the same request_id.
+"""
 REASON_DEPENDENCY_UNAVAILABLE: Reason.ValueType  # 4
+"""A dependency (the service's own database, or a peer service) did not answer, or a statement
+or lock wait exceeded its limit; nothing was written. Retry with the same request_id.
+metadata dependency: "database" or the peer's name (e.g. "eligibility").
+"""
 REASON_INSTITUTION_IDENTITY_MISSING: Reason.ValueType  # 5
+"""The call carries no caller identity (no client certificate, no trusted identity header)."""
 REASON_NOT_AUTHORISED_FOR_INSTITUTION: Reason.ValueType  # 6
+"""The request names, or the record belongs to, another institution than the caller.
+metadata field: the request field that must be the caller's (absent when a stored record's
+owner was checked).
+"""
 REASON_INTERNAL_ERROR: Reason.ValueType  # 7
+"""An unexpected failure (a bug). The message is generic; quote trace_id to support. Safe to
+retry a mutating call with the same request_id.
+"""
 REASON_INVARIANT_VIOLATED: Reason.ValueType  # 8
+"""A result failed one of its own consistency checks (money identities, ledger balance) and was
+not stored or returned. A bug; quote the trace id.
+"""
 REASON_REGION_NOT_FOUND: Reason.ValueType  # 9
+"""regions, institutions, persons (9-13)
+
+No region with that code in the registry. Reserved: not raised at present.
+"""
 REASON_INSTITUTION_NOT_FOUND: Reason.ValueType  # 10
+"""No designated institution with that code (or clearing holds nothing of it).
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_INSTITUTION_NOT_NETWORKED: Reason.ValueType  # 11
+"""The institution is not networked for cross-province direct settlement (of this service
+type or special disease).
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_PERSON_NOT_FOUND: Reason.ValueType  # 12
+"""No insured person with that number, or the credential's person is not insured here."""
 REASON_PERSON_NOT_ACTIVE: Reason.ValueType  # 13
+"""The person's insurance is suspended or ended on the date.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_CREDENTIAL_INVALID: Reason.ValueType  # 14
+"""credentials (14-19)
+
+No usable credential: neither an e-certificate token nor a card, or an unknown e-certificate.
+"""
 REASON_CREDENTIAL_EXPIRED: Reason.ValueType  # 15
+"""The e-certificate has expired: the person refreshes the QR code."""
 REASON_CREDENTIAL_TAMPERED: Reason.ValueType  # 16
+"""The e-certificate's signature does not verify against any known key."""
 REASON_CREDENTIAL_REVOKED: Reason.ValueType  # 17
+"""The e-certificate was revoked by the insured place."""
 REASON_CREDENTIAL_PERSON_MISMATCH: Reason.ValueType  # 18
+"""The credential belongs to another person than the one named or registered."""
 REASON_CARD_SERIAL_MISMATCH: Reason.ValueType  # 19
+"""The card serial does not match the social security card."""
 REASON_FILING_NOT_FOUND: Reason.ValueType  # 20
+"""filing (20-29)
+
+No filing with that id.
+"""
 REASON_FILING_REQUIRED: Reason.ValueType  # 21
+"""Cross-province treatment needs a filing (record) of the person for the treatment place, and
+none is active on the date (and the visit is no emergency).
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_FILING_REGION_MISMATCH: Reason.ValueType  # 22
+"""The person's filing is for another treatment region than the institution's.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_FILING_PERIOD_INVALID: Reason.ValueType  # 23
+"""The filing's period is not allowed (a temporary filing shorter than its minimum, a change
+starting before the filing it replaces). metadata earliest_end_date: YYYY-MM-DD, when a
+later end date would be valid.
+"""
 REASON_FILING_MIN_PERIOD_NOT_REACHED: Reason.ValueType  # 24
+"""A long-term filing can be changed or cancelled only after its minimum period. metadata
+earliest: YYYY-MM-DD, the first day it can.
+"""
 REASON_FILING_NOT_ACTIVE: Reason.ValueType  # 25
+"""The filing is cancelled or replaced; only an active filing can be changed or cancelled."""
 REASON_FILING_COMMITMENT_MISSING: Reason.ValueType  # 26
+"""The person's signed commitment is missing from the filing."""
 REASON_SPECIAL_DISEASE_TOO_MANY_INSTITUTIONS: Reason.ValueType  # 27
+"""A special (chronic) disease is filed with more institutions than allowed."""
 REASON_SPECIAL_DISEASE_NOT_OPENED: Reason.ValueType  # 28
+"""The institution has not opened direct settlement for that special disease.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_SPECIAL_DISEASE_NOT_FILED: Reason.ValueType  # 29
+"""The person has no filing for that special disease at the institution.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
 REASON_POLICY_NOT_FOUND: Reason.ValueType  # 30
+"""policy and catalogue (30-33)
+
+The policy version named (label@hash) is not known to this process.
+"""
 REASON_POLICY_DATA_INVALID: Reason.ValueType  # 31
+"""A policy (or registry rules) file is not valid; the file and its problems are logged."""
 REASON_CATALOGUE_NOT_FOUND: Reason.ValueType  # 32
+"""The catalogue version named (label@hash) is not known to this process."""
 REASON_CATALOGUE_DATA_INVALID: Reason.ValueType  # 33
+"""A catalogue file is not valid (not YAML, a duplicate label, a bad entry)."""
 REASON_ITEM_CODE_INVALID: Reason.ValueType  # 34
+"""fee lines (34-39)
+
+An item code is malformed (not a national medical insurance code). BadRequest names the line.
+"""
 REASON_FEE_LINE_INVALID: Reason.ValueType  # 35
+"""A fee line is malformed (line number, refund reference). BadRequest names the field."""
 REASON_QUANTITY_INVALID: Reason.ValueType  # 36
+"""A quantity is zero or out of range. BadRequest names the line."""
 REASON_PRICE_INVALID: Reason.ValueType  # 37
+"""A unit price is negative or out of range. BadRequest names the line."""
 REASON_AMOUNT_OUT_OF_RANGE: Reason.ValueType  # 38
+"""An amount is outside what is allowed (e.g. a deduction above what the settlement's funds
+have left). metadata remaining_fen: the most that is allowed, when known.
+"""
 REASON_REFUND_LINE_UNMATCHED: Reason.ValueType  # 39
+"""A refund line refunds no uploaded line, or more than the line's quantity."""
 REASON_VISIT_NOT_FOUND: Reason.ValueType  # 40
+"""settlement (40-46)
+
+No visit with that id (visible to the caller).
+"""
 REASON_VISIT_STATE_INVALID: Reason.ValueType  # 41
+"""The visit's state does not allow the call (already open for that hospital visit number,
+settled, cancelled, lines already settled).
+"""
 REASON_VISIT_HAS_NO_FEES: Reason.ValueType  # 42
+"""Nothing to settle: the visit has no unsettled fee lines. Upload fees first."""
 REASON_SETTLEMENT_NOT_FOUND: Reason.ValueType  # 43
+"""No settlement (or manual claim) with that id visible to the caller."""
 REASON_SETTLEMENT_ALREADY_REVERSED: Reason.ValueType  # 44
+"""The settlement was already cancelled. metadata cancellation_id: the cancellation, when
+known.
+"""
 REASON_TRANSACTION_NOT_FOUND: Reason.ValueType  # 45
+"""No transaction with that request id. Reserved: ReverseTransaction answers reversed=false
+for an id never seen instead.
+"""
 REASON_OVERLAPPING_INPATIENT_STAY: Reason.ValueType  # 46
+"""Reserved: an overlapping inpatient stay is flagged (MON_OVERLAPPING_INPATIENT_STAY), not
+refused.
+"""
 REASON_STATEMENT_NOT_FOUND: Reason.ValueType  # 47
+"""clearing (47-54)
+
+No statement with that id (or for that province pair and month): run the monthly clearing
+first.
+"""
 REASON_STATEMENT_STATE_INVALID: Reason.ValueType  # 48
+"""The statement's status does not allow the step. metadata status: its current status."""
 REASON_PERIOD_CLOSED: Reason.ValueType  # 49
+"""Reserved: the clearing period is closed. Not raised at present."""
 REASON_PREPAYMENT_NOT_FOUND: Reason.ValueType  # 50
+"""No annual prepayment for that province pair and year."""
 REASON_TOP_UP_NOT_ALLOWED: Reason.ValueType  # 51
+"""An emergency top-up is allowed only when the month's clearing exceeds 90% of the prepayment."""
 REASON_TOP_UP_ABOVE_CAP: Reason.ValueType  # 52
+"""The top-up would exceed its cap. metadata cap_fen, granted_fen: the cap and what was already
+granted.
+"""
 REASON_VERIFICATION_NOT_FOUND: Reason.ValueType  # 53
+"""No verification request with that id."""
 REASON_VERIFICATION_DEADLINE_PASSED: Reason.ValueType  # 54
+"""The verification's answer was due earlier; it can no longer be answered."""
+REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE: Reason.ValueType  # 55
+"""filing and eligibility (55-69)
+
+Treatment in the insured province is not cross-province settlement (an eligibility reason).
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
+REASON_FILING_NOT_VALID_ON_DATE: Reason.ValueType  # 56
+"""The person's filing does not cover the treatment date.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
+REASON_FILING_INSURED_RELATION_CHANGED: Reason.ValueType  # 57
+"""The person's insured relation changed after the filing was made: file again.
+Also a CheckEligibility decision reason; refusing OpenVisit / SettleOutpatient it carries
+metadata reasons (all of the decision's, comma-separated).
+"""
+REASON_PERSON_IDENTITY_CONFLICT: Reason.ValueType  # 58
+"""The ID number or card of the person being registered belongs to another insured person."""
+REASON_REGISTRY_DATA_INVALID: Reason.ValueType  # 59
+"""A registry file (regions, institutions) is not valid; the problems are logged."""
+REASON_FILING_INDEX_NOT_READY: Reason.ValueType  # 60
+"""Eligibility is still loading the filing feed after a start; retry shortly (same request id)."""
+REASON_INSTITUTION_REGION_MISMATCH: Reason.ValueType  # 61
+"""The institution is not in the filing's treatment region."""
 REASON_VERIFICATION_ALREADY_ANSWERED: Reason.ValueType  # 70
+"""clearing and policy dates (70-79)
+
+The verification request was already answered.
+"""
 REASON_PREPAYMENT_ALREADY_SET: Reason.ValueType  # 71
+"""The year's prepayment for that province pair is already set."""
 REASON_INSTITUTION_PAYMENT_EXCEEDS_OUTSTANDING: Reason.ValueType  # 72
+"""A payment to an institution exceeds what is still owed to it."""
 REASON_NO_POLICY_IN_EFFECT: Reason.ValueType  # 73
-"""FAILED_PRECONDITION: no policy of the insured place covers the date. ErrorInfo metadata:
-region, insurance_type, date (YYYY-MM-DD).
+"""No policy of the insured place covers the date. metadata region, insurance_type, date
+(YYYY-MM-DD).
 """
 REASON_NO_CATALOGUE_IN_EFFECT: Reason.ValueType  # 74
-"""FAILED_PRECONDITION: no catalogue of the treatment place covers the date. ErrorInfo
-metadata: region, date (YYYY-MM-DD).
-"""
+"""No catalogue of the treatment place covers the date. metadata region, date (YYYY-MM-DD)."""
 REASON_SERVICE_NOT_COVERED: Reason.ValueType  # 75
-"""FAILED_PRECONDITION: the policy in effect defines no benefit for the visit's service type.
-ErrorInfo metadata: policy_version, service_type.
+"""The policy in effect defines no benefit for the visit's service type. metadata
+policy_version, service_type.
 """
-REASON_INTRA_PROVINCE_NOT_CROSS_PROVINCE: Reason.ValueType  # 55
-REASON_FILING_NOT_VALID_ON_DATE: Reason.ValueType  # 56
-REASON_FILING_INSURED_RELATION_CHANGED: Reason.ValueType  # 57
-REASON_PERSON_IDENTITY_CONFLICT: Reason.ValueType  # 58
-REASON_REGISTRY_DATA_INVALID: Reason.ValueType  # 59
-REASON_FILING_INDEX_NOT_READY: Reason.ValueType  # 60
-REASON_INSTITUTION_REGION_MISMATCH: Reason.ValueType  # 61
 REASON_CATALOGUE_ITEM_NOT_FOUND: Reason.ValueType  # 80
 """catalogue download and queries (80-84)
-NOT_FOUND: the item code is not in the treatment-place catalogue in effect on the date.
-ErrorInfo metadata: region, item_code, catalogue_version.
+
+The item code is not in the treatment-place catalogue in effect on the date. metadata
+region, item_code, catalogue_version.
 """
 REASON_PAGE_TOKEN_INVALID: Reason.ValueType  # 81
-"""INVALID_ARGUMENT: the page token is malformed, or was issued for other filters.
-ErrorInfo metadata: none (the BadRequest names page_token).
+"""The page token is malformed, or was issued for other filters (the BadRequest names
+page_token).
 """
 REASON_CATALOGUE_CHANGED: Reason.ValueType  # 82
-"""INVALID_ARGUMENT: the page token was issued for another catalogue version than the one now in
-effect (the catalogue changed between pages): list again from the first page.
-ErrorInfo metadata: token_catalogue_version, catalogue_version.
+"""The page token was issued for another catalogue version than the one now in effect (the
+catalogue changed between pages): list again from the first page. metadata
+token_catalogue_version, catalogue_version.
 """
 REASON_ACCUMULATORS_NOT_FOUND: Reason.ValueType  # 83
-"""NOT_FOUND: no visit of the person is visible to the caller, so there are no accumulators to
-show. ErrorInfo metadata: year.
+"""No visit of the person is visible to the caller, so there are no accumulators to show.
+metadata year.
 """
 REASON_TRAUMA_DECLARATION_REQUIRED: Reason.ValueType  # 85
-"""settlement (85-89)"""
+"""settlement (85-89)
+
+A trauma diagnosis needs the person's declaration that no third party is liable
+(trauma_no_third_party_declared).
+"""
 REASON_CALLER_IDENTITY_AMBIGUOUS: Reason.ValueType  # 90
 """access control (90-99)
-UNAUTHENTICATED. More than one identity header (x-medsettle-principal,
-x-medsettle-institution) on one call. ErrorInfo metadata: method.
+
+More than one identity header (x-medsettle-principal, x-medsettle-institution) on one call.
 """
 REASON_CALLER_IDENTITY_INVALID: Reason.ValueType  # 91
-"""UNAUTHENTICATED. The identity header or the client certificate's URI SAN
-is not a medsettle identity (docs/access.md), or the headers came from a
-peer they are not trusted from. ErrorInfo metadata: method.
+"""The identity header or the client certificate's URI SAN is not a medsettle identity
+(docs/access.md), or the headers came from a peer they are not trusted from.
 """
 REASON_ROLE_NOT_ALLOWED: Reason.ValueType  # 92
-"""PERMISSION_DENIED. The access table does not open this method to the
-caller's role. ErrorInfo metadata: method, role.
-"""
+"""The access table does not open this method to the caller's role."""
 REASON_METHOD_NOT_OPEN: Reason.ValueType  # 93
-"""PERMISSION_DENIED. The method has no rule in the access table (deny by
-default). ErrorInfo metadata: method.
-"""
+"""The method has no rule in the access table (deny by default)."""
 REASON_NOT_AUTHORISED_FOR_REGION: Reason.ValueType  # 94
-"""PERMISSION_DENIED. A bureau acting on another region's data.
-ErrorInfo metadata: role, region_code (the record's region).
+"""A bureau acting on another region's data. metadata region_code: the record's region; field:
+the request field checked (absent when a stored record's region was checked).
 """
 REASON_NOT_AUTHORISED_FOR_PERSON: Reason.ValueType  # 95
-"""PERMISSION_DENIED. The insured person's app acting for another person.
-ErrorInfo metadata: role.
-"""
+"""The insured person's app acting for another person."""
 REASON_VERIFICATION_ALREADY_OPEN: Reason.ValueType  # 100
 """money integrity (100-119)
-FAILED_PRECONDITION: an earlier expense verification of the settlement is still unanswered;
-at most one is open per settlement. ErrorInfo metadata: verification_id (the open one).
+
+An earlier expense verification of the settlement is still unanswered; at most one is open
+per settlement. metadata verification_id: the open one.
 """
 REASON_MANUAL_REIMBURSEMENT_REQUIRED: Reason.ValueType  # 101
-"""FAILED_PRECONDITION: the person filed after a self-paid discharge and the filing covers the
-treatment date before its start: the stay is reimbursed manually under the insured place's
-rules (SubmitManualClaim), not settled directly. ErrorInfo metadata: filing_id.
+"""The person filed after a self-paid discharge and the filing covers the treatment date before
+its start: the stay is reimbursed manually under the insured place's rules
+(SubmitManualClaim), not settled directly. metadata filing_id.
 """
 REASON_STAY_ALREADY_PAID: Reason.ValueType  # 102
-"""FAILED_PRECONDITION: the same stay (person, institution, service type, overlapping dates or
-the same hospital visit number) is already settled directly or claimed manually. ErrorInfo
-metadata: visit_id and settlement_id (a direct settlement came first; settlement_id empty
-while the visit is open) or claim_id (a manual claim came first).
+"""The same stay (person, institution, service type, overlapping dates or the same hospital
+visit number) is already settled directly or claimed manually. metadata visit_id and
+settlement_id (a direct settlement came first; settlement_id empty while the visit is open)
+or claim_id (a manual claim came first).
 """
 REASON_TRANSACTION_NOT_REVERSIBLE: Reason.ValueType  # 103
-"""FAILED_PRECONDITION: ReverseTransaction names a request that did something that cannot be
-reversed (e.g. a fee upload: replace or refund the lines instead); nothing was undone.
-ErrorInfo metadata: operation (what the original request did).
+"""ReverseTransaction names a request that did something that cannot be reversed (e.g. a fee
+upload: replace or refund the lines instead); nothing was undone. metadata operation: what
+the original request did.
 """
 REASON_TOP_UP_STATE_INVALID: Reason.ValueType  # 104
-"""FAILED_PRECONDITION: an emergency top-up goes requested -> approved or refused (national
-operator) -> disbursed (approved only). ErrorInfo metadata: status (the top-up's current one).
+"""An emergency top-up goes requested -> approved or refused (national operator) -> disbursed
+(approved only). metadata status: the top-up's current one.
 """
 REASON_TOP_UP_NOT_FOUND: Reason.ValueType  # 105
-"""NOT_FOUND: no emergency top-up with that id. ErrorInfo metadata: none."""
+"""No emergency top-up with that id."""
+REASON_ACCUMULATORS_CHANGED: Reason.ValueType  # 106
+"""Home movements: the totals a movement was computed from are no longer the totals (an away
+settlement or another report came first). Compute again from the current ones (in the
+metadata, fen) and report again.
+"""
+REASON_ACCOUNT_INSUFFICIENT: Reason.ValueType  # 107
+"""A personal-account debit the balance does not cover: pay that part in cash."""
+REASON_MOVEMENT_EXCEEDS_TOTALS: Reason.ValueType  # 108
+"""A negative delta larger than the total it reduces (report the movements in order)."""
+REASON_MOVEMENT_ID_REUSED: Reason.ValueType  # 109
+"""A movement id the bureau already used for a movement with other content."""
 REASON_COMMIT_OUTCOME_UNKNOWN: Reason.ValueType  # 120
 """platform failure semantics (120-139)
-UNAVAILABLE: the database's answer to COMMIT was lost and the service could not find out
-whether the request was stored. Retry with the SAME request_id: the retry answers the stored
-result if it was, or runs the request once if it was not. ErrorInfo metadata: dependency.
+
+The database's answer to COMMIT was lost and the service could not find out whether the
+request was stored. Retry with the SAME request_id: the retry answers the stored result if it
+was, or runs the request once if it was not. metadata dependency.
 """
 REASON_SERVER_DRAINING: Reason.ValueType  # 121
-"""UNAVAILABLE: the server is shutting down and takes no new calls; retry (with the same
-request_id) on another replica or after the restart. ErrorInfo metadata: service.
+"""The server is shutting down and takes no new calls; retry (with the same request_id) on
+another replica or after the restart. metadata service.
 """
 REASON_TOO_MANY_FOLLOWERS: Reason.ValueType  # 122
-"""RESOURCE_EXHAUSTED: the server already holds as many feed streams (followers) as it allows,
-or a follower fell too far behind; resume later from the last position received.
-ErrorInfo metadata: limit.
+"""The server already holds as many feed streams (followers) as it allows, or a follower fell
+too far behind; resume later from the last position received. metadata limit.
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015

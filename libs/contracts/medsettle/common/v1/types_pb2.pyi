@@ -29,7 +29,8 @@ class _InsuranceTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Insuran
     INSURANCE_TYPE_RESIDENT: _InsuranceType.ValueType  # 2
     """Basic medical insurance for urban and rural residents."""
 
-class InsuranceType(_InsuranceType, metaclass=_InsuranceTypeEnumTypeWrapper): ...
+class InsuranceType(_InsuranceType, metaclass=_InsuranceTypeEnumTypeWrapper):
+    """The person's basic medical insurance scheme: employees' or urban and rural residents'."""
 
 INSURANCE_TYPE_UNSPECIFIED: InsuranceType.ValueType  # 0
 INSURANCE_TYPE_EMPLOYEE: InsuranceType.ValueType  # 1
@@ -50,7 +51,8 @@ class _PersonTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PersonType
     PERSON_TYPE_RESIDENT_ADULT: _PersonType.ValueType  # 3
     PERSON_TYPE_RESIDENT_MINOR: _PersonType.ValueType  # 4
 
-class PersonType(_PersonType, metaclass=_PersonTypeEnumTypeWrapper): ...
+class PersonType(_PersonType, metaclass=_PersonTypeEnumTypeWrapper):
+    """The category the policy's ratios and caps depend on."""
 
 PERSON_TYPE_UNSPECIFIED: PersonType.ValueType  # 0
 PERSON_TYPE_IN_SERVICE: PersonType.ValueType  # 1
@@ -72,7 +74,8 @@ class _ServiceTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServiceTy
     """Outpatient chronic and special diseases (needs a special-disease filing)."""
     SERVICE_TYPE_PHARMACY: _ServiceType.ValueType  # 4
 
-class ServiceType(_ServiceType, metaclass=_ServiceTypeEnumTypeWrapper): ...
+class ServiceType(_ServiceType, metaclass=_ServiceTypeEnumTypeWrapper):
+    """What kind of care a visit is; picks the policy's benefit and the clearing category."""
 
 SERVICE_TYPE_UNSPECIFIED: ServiceType.ValueType  # 0
 SERVICE_TYPE_INPATIENT: ServiceType.ValueType  # 1
@@ -98,7 +101,10 @@ class _FilingTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FilingType
     FILING_TYPE_EMERGENCY: _FilingType.ValueType  # 5
     FILING_TYPE_OTHER_TEMPORARY: _FilingType.ValueType  # 6
 
-class FilingType(_FilingType, metaclass=_FilingTypeEnumTypeWrapper): ...
+class FilingType(_FilingType, metaclass=_FilingTypeEnumTypeWrapper):
+    """Why a person is filed for treatment elsewhere (national filing categories); long-term types have
+    minimum periods, temporary ones at least six months.
+    """
 
 FILING_TYPE_UNSPECIFIED: FilingType.ValueType  # 0
 FILING_TYPE_RELOCATED_RETIREE: FilingType.ValueType  # 1
@@ -130,6 +136,70 @@ CLEARING_CATEGORY_OUTPATIENT: ClearingCategory.ValueType  # 1
 CLEARING_CATEGORY_INPATIENT: ClearingCategory.ValueType  # 2
 CLEARING_CATEGORY_PHARMACY: ClearingCategory.ValueType  # 3
 Global___ClearingCategory: _TypeAlias = ClearingCategory  # noqa: Y015
+
+class _ItemClass:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ItemClassEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ItemClass.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ITEM_CLASS_UNSPECIFIED: _ItemClass.ValueType  # 0
+    """Not in the catalogue (or not given)."""
+    ITEM_CLASS_A: _ItemClass.ValueType  # 1
+    """Class A: in scope in full, up to the price ceiling."""
+    ITEM_CLASS_B: _ItemClass.ValueType  # 2
+    """Class B: in scope after the person's self-pay-first share (self_pay_first_bps)."""
+    ITEM_CLASS_C: _ItemClass.ValueType  # 3
+    """Class C: full self-pay."""
+
+class ItemClass(_ItemClass, metaclass=_ItemClassEnumTypeWrapper):
+    """The class of an item in the national medical insurance catalogue (libs/policy ItemClass)."""
+
+ITEM_CLASS_UNSPECIFIED: ItemClass.ValueType  # 0
+"""Not in the catalogue (or not given)."""
+ITEM_CLASS_A: ItemClass.ValueType  # 1
+"""Class A: in scope in full, up to the price ceiling."""
+ITEM_CLASS_B: ItemClass.ValueType  # 2
+"""Class B: in scope after the person's self-pay-first share (self_pay_first_bps)."""
+ITEM_CLASS_C: ItemClass.ValueType  # 3
+"""Class C: full self-pay."""
+Global___ItemClass: _TypeAlias = ItemClass  # noqa: Y015
+
+class _Fund:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FundEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Fund.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FUND_UNSPECIFIED: _Fund.ValueType  # 0
+    FUND_POOLED: _Fund.ValueType  # 1
+    """The basic medical insurance pooled fund."""
+    FUND_LARGE_AMOUNT: _Fund.ValueType  # 2
+    """Employees' large-amount (supplementary) medical expense fund."""
+    FUND_CRITICAL_ILLNESS: _Fund.ValueType  # 3
+    """Residents' critical-illness insurance."""
+    FUND_ASSISTANCE: _Fund.ValueType  # 4
+    """Medical assistance."""
+    FUND_PERSONAL_ACCOUNT: _Fund.ValueType  # 5
+    """The employee's personal account."""
+
+class Fund(_Fund, metaclass=_FundEnumTypeWrapper):
+    """Who pays a part of a settlement (libs/policy Fund). New payers are added as new values; a
+    client that meets an unknown value treats it as another fund.
+    """
+
+FUND_UNSPECIFIED: Fund.ValueType  # 0
+FUND_POOLED: Fund.ValueType  # 1
+"""The basic medical insurance pooled fund."""
+FUND_LARGE_AMOUNT: Fund.ValueType  # 2
+"""Employees' large-amount (supplementary) medical expense fund."""
+FUND_CRITICAL_ILLNESS: Fund.ValueType  # 3
+"""Residents' critical-illness insurance."""
+FUND_ASSISTANCE: Fund.ValueType  # 4
+"""Medical assistance."""
+FUND_PERSONAL_ACCOUNT: Fund.ValueType  # 5
+"""The employee's personal account."""
+Global___Fund: _TypeAlias = Fund  # noqa: Y015
 
 @_typing.final
 class Date(_message.Message):
@@ -212,6 +282,10 @@ Global___Credential: _TypeAlias = Credential  # noqa: Y015
 
 @_typing.final
 class SocialSecurityCard(_message.Message):
+    """A social security card presented at the desk: its number and the chip's serial (checked against
+    the registry).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CARD_NUMBER_FIELD_NUMBER: _builtins.int

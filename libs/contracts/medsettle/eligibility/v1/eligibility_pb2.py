@@ -22,62 +22,89 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from medsettle.common.v1 import types_pb2 as medsettle_dot_common_dot_v1_dot_types__pb2
 from medsettle.filing.v1 import filing_pb2 as medsettle_dot_filing_dot_v1_dot_filing__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*medsettle/eligibility/v1/eligibility.proto\x12\x18medsettle.eligibility.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmedsettle/common/v1/types.proto\x1a medsettle/filing/v1/filing.proto\"B\n\x06Region\x12\x13\n\x0bregion_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rprovince_code\x18\x03 \x01(\t\"\xe2\x01\n\x0bInstitution\x12\x18\n\x10institution_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bregion_code\x18\x03 \x01(\t\x12\x39\n\x05level\x18\x04 \x01(\x0e\x32*.medsettle.eligibility.v1.InstitutionLevel\x12<\n\x12networked_services\x18\x05 \x03(\x0e\x32 .medsettle.common.v1.ServiceType\x12\x1d\n\x15special_disease_codes\x18\x06 \x03(\t\"\xf1\x03\n\rInsuredPerson\x12\x11\n\tperson_no\x18\x01 \x01(\t\x12\x11\n\tid_number\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x04 \x01(\t\x12:\n\x0einsurance_type\x18\x05 \x01(\x0e\x32\".medsettle.common.v1.InsuranceType\x12\x34\n\x0bperson_type\x18\x06 \x01(\x0e\x32\x1f.medsettle.common.v1.PersonType\x12\x36\n\x06status\x18\x07 \x01(\x0e\x32&.medsettle.eligibility.v1.PersonStatus\x12\x1b\n\x13\x61ssistance_category\x18\x08 \x01(\t\x12\x10\n\x08hardship\x18\t \x01(\x08\x12\x1c\n\x14has_personal_account\x18\n \x01(\x08\x12\x13\n\x0b\x63\x61rd_number\x18\x0b \x01(\t\x12\x13\n\x0b\x63\x61rd_serial\x18\x0c \x01(\t\x12\x0b\n\x03sex\x18\r \x01(\t\x12-\n\nbirth_date\x18\x0e \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x1b\n\x13\x61\x63\x63ount_balance_fen\x18\x0f \x01(\x03\x12\x15\n\remployer_name\x18\x10 \x01(\t\"\xc6\x02\n\x17\x43heckEligibilityRequest\x12\x33\n\ncredential\x18\x01 \x01(\x0b\x32\x1f.medsettle.common.v1.Credential\x12\x18\n\x10institution_code\x18\x02 \x01(\t\x12\x36\n\x0cservice_type\x18\x03 \x01(\x0e\x32 .medsettle.common.v1.ServiceType\x12/\n\x0cservice_date\x18\x04 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x1c\n\x14special_disease_code\x18\x05 \x01(\t\x12\x11\n\temergency\x18\x06 \x01(\x08\x12&\n\x1etrauma_no_third_party_declared\x18\x07 \x01(\x08\x12\x1a\n\x12\x65xpected_person_no\x18\x08 \x01(\t\"\xf2\x06\n\x13\x45ligibilityDecision\x12\x10\n\x08\x65ligible\x18\x01 \x01(\x08\x12\x0f\n\x07reasons\x18\x02 \x03(\t\x12\x10\n\x08guidance\x18\x03 \x01(\t\x12\x11\n\tperson_no\x18\x04 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x05 \x01(\t\x12\x1d\n\x15treatment_region_code\x18\x06 \x01(\t\x12:\n\x0einsurance_type\x18\x07 \x01(\x0e\x32\".medsettle.common.v1.InsuranceType\x12\x34\n\x0bperson_type\x18\x08 \x01(\x0e\x32\x1f.medsettle.common.v1.PersonType\x12\x11\n\tfiling_id\x18\t \x01(\t\x12\x34\n\x0b\x66iling_type\x18\n \x01(\x0e\x32\x1f.medsettle.common.v1.FilingType\x12\x1e\n\x16\x65mergency_deemed_filed\x18\x0b \x01(\x08\x12\x45\n\x11institution_level\x18\x0c \x01(\x0e\x32*.medsettle.eligibility.v1.InstitutionLevel\x12\x1b\n\x13\x61ssistance_category\x18\r \x01(\t\x12\x10\n\x08hardship\x18\x0e \x01(\x08\x12\x1c\n\x14has_personal_account\x18\x0f \x01(\x08\x12\x0b\n\x03sex\x18\x10 \x01(\t\x12-\n\nbirth_date\x18\x11 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x14\n\x0cretro_filing\x18\x12 \x01(\x08\x12\x31\n\rdecision_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13\x61\x63\x63ount_balance_fen\x18\x14 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x15 \x01(\t\x12\x1c\n\x14manual_reimbursement\x18\x16 \x01(\x08\x12&\n\x1etrauma_no_third_party_declared\x18\x17 \x01(\x08\x12\x34\n\x11\x66iling_start_date\x18\x18 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x32\n\x0f\x66iling_end_date\x18\x19 \x01(\x0b\x32\x19.medsettle.common.v1.Date\"[\n\x18\x43heckEligibilityResponse\x12?\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32-.medsettle.eligibility.v1.EligibilityDecision\"T\n\x18IssueECertificateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tperson_no\x18\x02 \x01(\t\x12\x11\n\tid_number\x18\x03 \x01(\t\"m\n\x19IssueECertificateResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x03 \x01(\t\"A\n\x19RevokeECertificateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\"\x1c\n\x1aRevokeECertificateResponse\"1\n\x15GetInstitutionRequest\x12\x18\n\x10institution_code\x18\x01 \x01(\t\"T\n\x16GetInstitutionResponse\x12:\n\x0binstitution\x18\x01 \x01(\x0b\x32%.medsettle.eligibility.v1.Institution\"[\n\x13UpsertRegionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x06region\x18\x02 \x01(\x0b\x32 .medsettle.eligibility.v1.Region\"H\n\x14UpsertRegionResponse\x12\x30\n\x06region\x18\x01 \x01(\x0b\x32 .medsettle.eligibility.v1.Region\"j\n\x18UpsertInstitutionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12:\n\x0binstitution\x18\x02 \x01(\x0b\x32%.medsettle.eligibility.v1.Institution\"W\n\x19UpsertInstitutionResponse\x12:\n\x0binstitution\x18\x01 \x01(\x0b\x32%.medsettle.eligibility.v1.Institution\"i\n\x1aUpsertInsuredPersonRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x37\n\x06person\x18\x02 \x01(\x0b\x32\'.medsettle.eligibility.v1.InsuredPerson\"V\n\x1bUpsertInsuredPersonResponse\x12\x37\n\x06person\x18\x01 \x01(\x0b\x32\'.medsettle.eligibility.v1.InsuredPerson\",\n\x17GetInsuredPersonRequest\x12\x11\n\tperson_no\x18\x01 \x01(\t\"\x88\x01\n\x18GetInsuredPersonResponse\x12\x37\n\x06person\x18\x01 \x01(\x0b\x32\'.medsettle.eligibility.v1.InsuredPerson\x12\x33\n\x0e\x61\x63tive_filings\x18\x02 \x03(\x0b\x32\x1b.medsettle.filing.v1.Filing*\xae\x01\n\x10InstitutionLevel\x12!\n\x1dINSTITUTION_LEVEL_UNSPECIFIED\x10\x00\x12\x1d\n\x19INSTITUTION_LEVEL_UNRATED\x10\x01\x12\x1c\n\x18INSTITUTION_LEVEL_TIER_1\x10\x02\x12\x1c\n\x18INSTITUTION_LEVEL_TIER_2\x10\x03\x12\x1c\n\x18INSTITUTION_LEVEL_TIER_3\x10\x04*d\n\x0cPersonStatus\x12\x1d\n\x19PERSON_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14PERSON_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17PERSON_STATUS_SUSPENDED\x10\x02\x32\xf0\x07\n\x12\x45ligibilityService\x12y\n\x10\x43heckEligibility\x12\x31.medsettle.eligibility.v1.CheckEligibilityRequest\x1a\x32.medsettle.eligibility.v1.CheckEligibilityResponse\x12|\n\x11IssueECertificate\x12\x32.medsettle.eligibility.v1.IssueECertificateRequest\x1a\x33.medsettle.eligibility.v1.IssueECertificateResponse\x12\x7f\n\x12RevokeECertificate\x12\x33.medsettle.eligibility.v1.RevokeECertificateRequest\x1a\x34.medsettle.eligibility.v1.RevokeECertificateResponse\x12s\n\x0eGetInstitution\x12/.medsettle.eligibility.v1.GetInstitutionRequest\x1a\x30.medsettle.eligibility.v1.GetInstitutionResponse\x12m\n\x0cUpsertRegion\x12-.medsettle.eligibility.v1.UpsertRegionRequest\x1a..medsettle.eligibility.v1.UpsertRegionResponse\x12|\n\x11UpsertInstitution\x12\x32.medsettle.eligibility.v1.UpsertInstitutionRequest\x1a\x33.medsettle.eligibility.v1.UpsertInstitutionResponse\x12\x82\x01\n\x13UpsertInsuredPerson\x12\x34.medsettle.eligibility.v1.UpsertInsuredPersonRequest\x1a\x35.medsettle.eligibility.v1.UpsertInsuredPersonResponse\x12y\n\x10GetInsuredPerson\x12\x31.medsettle.eligibility.v1.GetInsuredPersonRequest\x1a\x32.medsettle.eligibility.v1.GetInsuredPersonResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*medsettle/eligibility/v1/eligibility.proto\x12\x18medsettle.eligibility.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmedsettle/common/v1/types.proto\x1a medsettle/filing/v1/filing.proto\"B\n\x06Region\x12\x13\n\x0bregion_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rprovince_code\x18\x03 \x01(\t\"\xe2\x01\n\x0bInstitution\x12\x18\n\x10institution_code\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bregion_code\x18\x03 \x01(\t\x12\x39\n\x05level\x18\x04 \x01(\x0e\x32*.medsettle.eligibility.v1.InstitutionLevel\x12<\n\x12networked_services\x18\x05 \x03(\x0e\x32 .medsettle.common.v1.ServiceType\x12\x1d\n\x15special_disease_codes\x18\x06 \x03(\t\"\xf1\x03\n\rInsuredPerson\x12\x11\n\tperson_no\x18\x01 \x01(\t\x12\x11\n\tid_number\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x04 \x01(\t\x12:\n\x0einsurance_type\x18\x05 \x01(\x0e\x32\".medsettle.common.v1.InsuranceType\x12\x34\n\x0bperson_type\x18\x06 \x01(\x0e\x32\x1f.medsettle.common.v1.PersonType\x12\x36\n\x06status\x18\x07 \x01(\x0e\x32&.medsettle.eligibility.v1.PersonStatus\x12\x1b\n\x13\x61ssistance_category\x18\x08 \x01(\t\x12\x10\n\x08hardship\x18\t \x01(\x08\x12\x1c\n\x14has_personal_account\x18\n \x01(\x08\x12\x13\n\x0b\x63\x61rd_number\x18\x0b \x01(\t\x12\x13\n\x0b\x63\x61rd_serial\x18\x0c \x01(\t\x12\x0b\n\x03sex\x18\r \x01(\t\x12-\n\nbirth_date\x18\x0e \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x1b\n\x13\x61\x63\x63ount_balance_fen\x18\x0f \x01(\x03\x12\x15\n\remployer_name\x18\x10 \x01(\t\"\xd8\x02\n\x17\x43heckEligibilityRequest\x12\x39\n\ncredential\x18\x01 \x01(\x0b\x32\x1f.medsettle.common.v1.CredentialB\x04\xe2\x41\x01\x02\x12\x1e\n\x10institution_code\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12<\n\x0cservice_type\x18\x03 \x01(\x0e\x32 .medsettle.common.v1.ServiceTypeB\x04\xe2\x41\x01\x02\x12/\n\x0cservice_date\x18\x04 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x1c\n\x14special_disease_code\x18\x05 \x01(\t\x12\x11\n\temergency\x18\x06 \x01(\x08\x12&\n\x1etrauma_no_third_party_declared\x18\x07 \x01(\x08\x12\x1a\n\x12\x65xpected_person_no\x18\x08 \x01(\t\"\xf8\x06\n\x13\x45ligibilityDecision\x12\x10\n\x08\x65ligible\x18\x01 \x01(\x08\x12\x0f\n\x07reasons\x18\x02 \x03(\t\x12\x10\n\x08guidance\x18\x03 \x01(\t\x12\x11\n\tperson_no\x18\x04 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x05 \x01(\t\x12\x1d\n\x15treatment_region_code\x18\x06 \x01(\t\x12:\n\x0einsurance_type\x18\x07 \x01(\x0e\x32\".medsettle.common.v1.InsuranceType\x12\x34\n\x0bperson_type\x18\x08 \x01(\x0e\x32\x1f.medsettle.common.v1.PersonType\x12\x11\n\tfiling_id\x18\t \x01(\t\x12\x34\n\x0b\x66iling_type\x18\n \x01(\x0e\x32\x1f.medsettle.common.v1.FilingType\x12\x1e\n\x16\x65mergency_deemed_filed\x18\x0b \x01(\x08\x12\x45\n\x11institution_level\x18\x0c \x01(\x0e\x32*.medsettle.eligibility.v1.InstitutionLevel\x12\x1b\n\x13\x61ssistance_category\x18\r \x01(\t\x12\x10\n\x08hardship\x18\x0e \x01(\x08\x12\x1c\n\x14has_personal_account\x18\x0f \x01(\x08\x12\x0b\n\x03sex\x18\x10 \x01(\t\x12-\n\nbirth_date\x18\x11 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x14\n\x0cretro_filing\x18\x12 \x01(\x08\x12\x37\n\rdecision_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1b\n\x13\x61\x63\x63ount_balance_fen\x18\x14 \x01(\x03\x12\x16\n\x0epolicy_version\x18\x15 \x01(\t\x12\x1c\n\x14manual_reimbursement\x18\x16 \x01(\x08\x12&\n\x1etrauma_no_third_party_declared\x18\x17 \x01(\x08\x12\x34\n\x11\x66iling_start_date\x18\x18 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x32\n\x0f\x66iling_end_date\x18\x19 \x01(\x0b\x32\x19.medsettle.common.v1.Date\"[\n\x18\x43heckEligibilityResponse\x12?\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32-.medsettle.eligibility.v1.EligibilityDecision\"`\n\x18IssueECertificateRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_no\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tid_number\x18\x03 \x01(\t\"m\n\x19IssueECertificateResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x03 \x01(\t\"M\n\x19RevokeECertificateRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08token_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x1c\n\x1aRevokeECertificateResponse\"7\n\x15GetInstitutionRequest\x12\x1e\n\x10institution_code\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"T\n\x16GetInstitutionResponse\x12:\n\x0binstitution\x18\x01 \x01(\x0b\x32%.medsettle.eligibility.v1.Institution\"a\n\x13UpsertRegionRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x06region\x18\x02 \x01(\x0b\x32 .medsettle.eligibility.v1.Region\"H\n\x14UpsertRegionResponse\x12\x30\n\x06region\x18\x01 \x01(\x0b\x32 .medsettle.eligibility.v1.Region\"p\n\x18UpsertInstitutionRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12:\n\x0binstitution\x18\x02 \x01(\x0b\x32%.medsettle.eligibility.v1.Institution\"W\n\x19UpsertInstitutionResponse\x12:\n\x0binstitution\x18\x01 \x01(\x0b\x32%.medsettle.eligibility.v1.Institution\"o\n\x1aUpsertInsuredPersonRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x37\n\x06person\x18\x02 \x01(\x0b\x32\'.medsettle.eligibility.v1.InsuredPerson\"V\n\x1bUpsertInsuredPersonResponse\x12\x37\n\x06person\x18\x01 \x01(\x0b\x32\'.medsettle.eligibility.v1.InsuredPerson\"2\n\x17GetInsuredPersonRequest\x12\x17\n\tperson_no\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x88\x01\n\x18GetInsuredPersonResponse\x12\x37\n\x06person\x18\x01 \x01(\x0b\x32\'.medsettle.eligibility.v1.InsuredPerson\x12\x33\n\x0e\x61\x63tive_filings\x18\x02 \x03(\x0b\x32\x1b.medsettle.filing.v1.Filing*\xae\x01\n\x10InstitutionLevel\x12!\n\x1dINSTITUTION_LEVEL_UNSPECIFIED\x10\x00\x12\x1d\n\x19INSTITUTION_LEVEL_UNRATED\x10\x01\x12\x1c\n\x18INSTITUTION_LEVEL_TIER_1\x10\x02\x12\x1c\n\x18INSTITUTION_LEVEL_TIER_2\x10\x03\x12\x1c\n\x18INSTITUTION_LEVEL_TIER_3\x10\x04*d\n\x0cPersonStatus\x12\x1d\n\x19PERSON_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14PERSON_STATUS_ACTIVE\x10\x01\x12\x1b\n\x17PERSON_STATUS_SUSPENDED\x10\x02\x32\xf0\x07\n\x12\x45ligibilityService\x12y\n\x10\x43heckEligibility\x12\x31.medsettle.eligibility.v1.CheckEligibilityRequest\x1a\x32.medsettle.eligibility.v1.CheckEligibilityResponse\x12|\n\x11IssueECertificate\x12\x32.medsettle.eligibility.v1.IssueECertificateRequest\x1a\x33.medsettle.eligibility.v1.IssueECertificateResponse\x12\x7f\n\x12RevokeECertificate\x12\x33.medsettle.eligibility.v1.RevokeECertificateRequest\x1a\x34.medsettle.eligibility.v1.RevokeECertificateResponse\x12s\n\x0eGetInstitution\x12/.medsettle.eligibility.v1.GetInstitutionRequest\x1a\x30.medsettle.eligibility.v1.GetInstitutionResponse\x12m\n\x0cUpsertRegion\x12-.medsettle.eligibility.v1.UpsertRegionRequest\x1a..medsettle.eligibility.v1.UpsertRegionResponse\x12|\n\x11UpsertInstitution\x12\x32.medsettle.eligibility.v1.UpsertInstitutionRequest\x1a\x33.medsettle.eligibility.v1.UpsertInstitutionResponse\x12\x82\x01\n\x13UpsertInsuredPerson\x12\x34.medsettle.eligibility.v1.UpsertInsuredPersonRequest\x1a\x35.medsettle.eligibility.v1.UpsertInsuredPersonResponse\x12y\n\x10GetInsuredPerson\x12\x31.medsettle.eligibility.v1.GetInsuredPersonRequest\x1a\x32.medsettle.eligibility.v1.GetInsuredPersonResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medsettle.eligibility.v1.eligibility_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INSTITUTIONLEVEL']._serialized_start=3452
-  _globals['_INSTITUTIONLEVEL']._serialized_end=3626
-  _globals['_PERSONSTATUS']._serialized_start=3628
-  _globals['_PERSONSTATUS']._serialized_end=3728
-  _globals['_REGION']._serialized_start=172
-  _globals['_REGION']._serialized_end=238
-  _globals['_INSTITUTION']._serialized_start=241
-  _globals['_INSTITUTION']._serialized_end=467
-  _globals['_INSUREDPERSON']._serialized_start=470
-  _globals['_INSUREDPERSON']._serialized_end=967
-  _globals['_CHECKELIGIBILITYREQUEST']._serialized_start=970
-  _globals['_CHECKELIGIBILITYREQUEST']._serialized_end=1296
-  _globals['_ELIGIBILITYDECISION']._serialized_start=1299
-  _globals['_ELIGIBILITYDECISION']._serialized_end=2181
-  _globals['_CHECKELIGIBILITYRESPONSE']._serialized_start=2183
-  _globals['_CHECKELIGIBILITYRESPONSE']._serialized_end=2274
-  _globals['_ISSUEECERTIFICATEREQUEST']._serialized_start=2276
-  _globals['_ISSUEECERTIFICATEREQUEST']._serialized_end=2360
-  _globals['_ISSUEECERTIFICATERESPONSE']._serialized_start=2362
-  _globals['_ISSUEECERTIFICATERESPONSE']._serialized_end=2471
-  _globals['_REVOKEECERTIFICATEREQUEST']._serialized_start=2473
-  _globals['_REVOKEECERTIFICATEREQUEST']._serialized_end=2538
-  _globals['_REVOKEECERTIFICATERESPONSE']._serialized_start=2540
-  _globals['_REVOKEECERTIFICATERESPONSE']._serialized_end=2568
-  _globals['_GETINSTITUTIONREQUEST']._serialized_start=2570
-  _globals['_GETINSTITUTIONREQUEST']._serialized_end=2619
-  _globals['_GETINSTITUTIONRESPONSE']._serialized_start=2621
-  _globals['_GETINSTITUTIONRESPONSE']._serialized_end=2705
-  _globals['_UPSERTREGIONREQUEST']._serialized_start=2707
-  _globals['_UPSERTREGIONREQUEST']._serialized_end=2798
-  _globals['_UPSERTREGIONRESPONSE']._serialized_start=2800
-  _globals['_UPSERTREGIONRESPONSE']._serialized_end=2872
-  _globals['_UPSERTINSTITUTIONREQUEST']._serialized_start=2874
-  _globals['_UPSERTINSTITUTIONREQUEST']._serialized_end=2980
-  _globals['_UPSERTINSTITUTIONRESPONSE']._serialized_start=2982
-  _globals['_UPSERTINSTITUTIONRESPONSE']._serialized_end=3069
-  _globals['_UPSERTINSUREDPERSONREQUEST']._serialized_start=3071
-  _globals['_UPSERTINSUREDPERSONREQUEST']._serialized_end=3176
-  _globals['_UPSERTINSUREDPERSONRESPONSE']._serialized_start=3178
-  _globals['_UPSERTINSUREDPERSONRESPONSE']._serialized_end=3264
-  _globals['_GETINSUREDPERSONREQUEST']._serialized_start=3266
-  _globals['_GETINSUREDPERSONREQUEST']._serialized_end=3310
-  _globals['_GETINSUREDPERSONRESPONSE']._serialized_start=3313
-  _globals['_GETINSUREDPERSONRESPONSE']._serialized_end=3449
-  _globals['_ELIGIBILITYSERVICE']._serialized_start=3731
-  _globals['_ELIGIBILITYSERVICE']._serialized_end=4739
+  _globals['_CHECKELIGIBILITYREQUEST'].fields_by_name['credential']._loaded_options = None
+  _globals['_CHECKELIGIBILITYREQUEST'].fields_by_name['credential']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKELIGIBILITYREQUEST'].fields_by_name['institution_code']._loaded_options = None
+  _globals['_CHECKELIGIBILITYREQUEST'].fields_by_name['institution_code']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKELIGIBILITYREQUEST'].fields_by_name['service_type']._loaded_options = None
+  _globals['_CHECKELIGIBILITYREQUEST'].fields_by_name['service_type']._serialized_options = b'\342A\001\002'
+  _globals['_ELIGIBILITYDECISION'].fields_by_name['decision_time']._loaded_options = None
+  _globals['_ELIGIBILITYDECISION'].fields_by_name['decision_time']._serialized_options = b'\342A\001\003'
+  _globals['_ISSUEECERTIFICATEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_ISSUEECERTIFICATEREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_ISSUEECERTIFICATEREQUEST'].fields_by_name['person_no']._loaded_options = None
+  _globals['_ISSUEECERTIFICATEREQUEST'].fields_by_name['person_no']._serialized_options = b'\342A\001\002'
+  _globals['_REVOKEECERTIFICATEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_REVOKEECERTIFICATEREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_REVOKEECERTIFICATEREQUEST'].fields_by_name['token_id']._loaded_options = None
+  _globals['_REVOKEECERTIFICATEREQUEST'].fields_by_name['token_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETINSTITUTIONREQUEST'].fields_by_name['institution_code']._loaded_options = None
+  _globals['_GETINSTITUTIONREQUEST'].fields_by_name['institution_code']._serialized_options = b'\342A\001\002'
+  _globals['_UPSERTREGIONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPSERTREGIONREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_UPSERTINSTITUTIONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPSERTINSTITUTIONREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_UPSERTINSUREDPERSONREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_UPSERTINSUREDPERSONREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETINSUREDPERSONREQUEST'].fields_by_name['person_no']._loaded_options = None
+  _globals['_GETINSUREDPERSONREQUEST'].fields_by_name['person_no']._serialized_options = b'\342A\001\002'
+  _globals['_INSTITUTIONLEVEL']._serialized_start=3563
+  _globals['_INSTITUTIONLEVEL']._serialized_end=3737
+  _globals['_PERSONSTATUS']._serialized_start=3739
+  _globals['_PERSONSTATUS']._serialized_end=3839
+  _globals['_REGION']._serialized_start=205
+  _globals['_REGION']._serialized_end=271
+  _globals['_INSTITUTION']._serialized_start=274
+  _globals['_INSTITUTION']._serialized_end=500
+  _globals['_INSUREDPERSON']._serialized_start=503
+  _globals['_INSUREDPERSON']._serialized_end=1000
+  _globals['_CHECKELIGIBILITYREQUEST']._serialized_start=1003
+  _globals['_CHECKELIGIBILITYREQUEST']._serialized_end=1347
+  _globals['_ELIGIBILITYDECISION']._serialized_start=1350
+  _globals['_ELIGIBILITYDECISION']._serialized_end=2238
+  _globals['_CHECKELIGIBILITYRESPONSE']._serialized_start=2240
+  _globals['_CHECKELIGIBILITYRESPONSE']._serialized_end=2331
+  _globals['_ISSUEECERTIFICATEREQUEST']._serialized_start=2333
+  _globals['_ISSUEECERTIFICATEREQUEST']._serialized_end=2429
+  _globals['_ISSUEECERTIFICATERESPONSE']._serialized_start=2431
+  _globals['_ISSUEECERTIFICATERESPONSE']._serialized_end=2540
+  _globals['_REVOKEECERTIFICATEREQUEST']._serialized_start=2542
+  _globals['_REVOKEECERTIFICATEREQUEST']._serialized_end=2619
+  _globals['_REVOKEECERTIFICATERESPONSE']._serialized_start=2621
+  _globals['_REVOKEECERTIFICATERESPONSE']._serialized_end=2649
+  _globals['_GETINSTITUTIONREQUEST']._serialized_start=2651
+  _globals['_GETINSTITUTIONREQUEST']._serialized_end=2706
+  _globals['_GETINSTITUTIONRESPONSE']._serialized_start=2708
+  _globals['_GETINSTITUTIONRESPONSE']._serialized_end=2792
+  _globals['_UPSERTREGIONREQUEST']._serialized_start=2794
+  _globals['_UPSERTREGIONREQUEST']._serialized_end=2891
+  _globals['_UPSERTREGIONRESPONSE']._serialized_start=2893
+  _globals['_UPSERTREGIONRESPONSE']._serialized_end=2965
+  _globals['_UPSERTINSTITUTIONREQUEST']._serialized_start=2967
+  _globals['_UPSERTINSTITUTIONREQUEST']._serialized_end=3079
+  _globals['_UPSERTINSTITUTIONRESPONSE']._serialized_start=3081
+  _globals['_UPSERTINSTITUTIONRESPONSE']._serialized_end=3168
+  _globals['_UPSERTINSUREDPERSONREQUEST']._serialized_start=3170
+  _globals['_UPSERTINSUREDPERSONREQUEST']._serialized_end=3281
+  _globals['_UPSERTINSUREDPERSONRESPONSE']._serialized_start=3283
+  _globals['_UPSERTINSUREDPERSONRESPONSE']._serialized_end=3369
+  _globals['_GETINSUREDPERSONREQUEST']._serialized_start=3371
+  _globals['_GETINSUREDPERSONREQUEST']._serialized_end=3421
+  _globals['_GETINSUREDPERSONRESPONSE']._serialized_start=3424
+  _globals['_GETINSUREDPERSONRESPONSE']._serialized_end=3560
+  _globals['_ELIGIBILITYSERVICE']._serialized_start=3842
+  _globals['_ELIGIBILITYSERVICE']._serialized_end=4850
 # @@protoc_insertion_point(module_scope)

@@ -34,7 +34,8 @@ class _InstitutionLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Inst
     INSTITUTION_LEVEL_TIER_2: _InstitutionLevel.ValueType  # 3
     INSTITUTION_LEVEL_TIER_3: _InstitutionLevel.ValueType  # 4
 
-class InstitutionLevel(_InstitutionLevel, metaclass=_InstitutionLevelEnumTypeWrapper): ...
+class InstitutionLevel(_InstitutionLevel, metaclass=_InstitutionLevelEnumTypeWrapper):
+    """The hospital tier; the policy's ratios and deductibles depend on it."""
 
 INSTITUTION_LEVEL_UNSPECIFIED: InstitutionLevel.ValueType  # 0
 INSTITUTION_LEVEL_UNRATED: InstitutionLevel.ValueType  # 1
@@ -53,7 +54,8 @@ class _PersonStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PersonSt
     PERSON_STATUS_ACTIVE: _PersonStatus.ValueType  # 1
     PERSON_STATUS_SUSPENDED: _PersonStatus.ValueType  # 2
 
-class PersonStatus(_PersonStatus, metaclass=_PersonStatusEnumTypeWrapper): ...
+class PersonStatus(_PersonStatus, metaclass=_PersonStatusEnumTypeWrapper):
+    """Whether the person's insurance is in force."""
 
 PERSON_STATUS_UNSPECIFIED: PersonStatus.ValueType  # 0
 PERSON_STATUS_ACTIVE: PersonStatus.ValueType  # 1
@@ -62,6 +64,8 @@ Global___PersonStatus: _TypeAlias = PersonStatus  # noqa: Y015
 
 @_typing.final
 class Region(_message.Message):
+    """A region of the registry: 6-digit code, name, and its province (2 digits)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REGION_CODE_FIELD_NUMBER: _builtins.int
@@ -90,6 +94,10 @@ Global___Region: _TypeAlias = Region  # noqa: Y015
 
 @_typing.final
 class Institution(_message.Message):
+    """A designated institution: where it is, its level, and what it is networked for (service types,
+    special diseases).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
@@ -130,6 +138,10 @@ Global___Institution: _TypeAlias = Institution  # noqa: Y015
 
 @_typing.final
 class InsuredPerson(_message.Message):
+    """An insured person as the insured place registers them. id_number and name are personal data:
+    masked except for the insured-place bureau, never logged.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PERSON_NO_FIELD_NUMBER: _builtins.int
@@ -248,6 +260,10 @@ Global___CheckEligibilityRequest: _TypeAlias = CheckEligibilityRequest  # noqa: 
 
 @_typing.final
 class EligibilityDecision(_message.Message):
+    """The answer of CheckEligibility: eligible or not (with reasons and guidance), and what the visit
+    needs to settle (insured region, scheme, person type, filing, policy version).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ELIGIBLE_FIELD_NUMBER: _builtins.int

@@ -100,50 +100,90 @@ class EligibilityServiceServicer:
     """
 
     def CheckEligibility(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Decides whether the person of the credential (e-certificate token or card) may be settled
+        directly at the institution for the service type on the date: identity, insured status, filing
+        (or emergency), networked institution, special disease, and the insured place's policy in
+        effect. An ineligible person is an answer, not an error: decision.eligible = false with
+        decision.reasons (Reason names) and guidance for the desk. Errors: INVALID_ARGUMENT
+        REASON_VALIDATION_FAILED / REASON_CREDENTIAL_INVALID; FAILED_PRECONDITION
+        REASON_CREDENTIAL_EXPIRED, _TAMPERED, _REVOKED, _PERSON_MISMATCH, REASON_CARD_SERIAL_MISMATCH,
+        REASON_NO_POLICY_IN_EFFECT (when the person would otherwise be eligible); NOT_FOUND
+        REASON_PERSON_NOT_FOUND, REASON_INSTITUTION_NOT_FOUND; UNAVAILABLE
+        REASON_FILING_INDEX_NOT_READY while the filing feed is loading (retry shortly).
+        Who may call: hospital / pharmacy (institution_code must be its own); suite service. Read-only:
+        retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IssueECertificate(self, request, context):
         """Issues a short-lived signed e-certificate token bound to the person (called by the app).
+        Who may call: insured person's app (person_no must be its person). Mutating: runs at most once
+        per request_id; retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokeECertificate(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes an e-certificate before it expires (a lost phone); CheckEligibility refuses it from
+        then on (REASON_CREDENTIAL_REVOKED). Errors: INVALID_ARGUMENT REASON_CREDENTIAL_INVALID for an
+        unknown e-certificate; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: insured-place bureau; the person's insured region. Mutating: runs at most once
+        per request_id; retry with the same request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetInstitution(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A designated institution as the registry holds it (level, region, what it is networked for).
+        Errors: NOT_FOUND REASON_INSTITUTION_NOT_FOUND.
+        Who may call: hospital / pharmacy; treatment-place bureau; insured-place bureau; national
+        clearing operator; suite service. Read-only: retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpsertRegion(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates or replaces a region of the registry (code, name, province, coordination level).
+        Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+        with the same request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpsertInstitution(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates or replaces a designated institution of the caller's treatment region. Errors:
+        INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: treatment-place bureau (institution.region_code in its region). Mutating: runs at
+        most once per request_id; retry with the same request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpsertInsuredPerson(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates or replaces an insured person of the caller's insured region (identity, insurance type,
+        status, personal account balance). Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED;
+        ALREADY_EXISTS REASON_PERSON_IDENTITY_CONFLICT when the ID number or card belongs to another
+        person; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: insured-place bureau (person.insured_region_code in its region). Mutating: runs
+        at most once per request_id; retry with the same request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetInsuredPerson(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One insured person; the ID number is masked except for the insured-place bureau. Errors:
+        NOT_FOUND REASON_PERSON_NOT_FOUND.
+        Who may call: treatment-place bureau; insured-place bureau; suite service; full ID number only
+        to the insured-place bureau. Read-only: retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

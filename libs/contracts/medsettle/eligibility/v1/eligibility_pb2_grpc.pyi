@@ -44,14 +44,62 @@ class EligibilityServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EligibilityServiceAsyncStub: ...
     CheckEligibility: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.CheckEligibilityRequest, _eligibility_pb2.CheckEligibilityResponse]
+    """Decides whether the person of the credential (e-certificate token or card) may be settled
+    directly at the institution for the service type on the date: identity, insured status, filing
+    (or emergency), networked institution, special disease, and the insured place's policy in
+    effect. An ineligible person is an answer, not an error: decision.eligible = false with
+    decision.reasons (Reason names) and guidance for the desk. Errors: INVALID_ARGUMENT
+    REASON_VALIDATION_FAILED / REASON_CREDENTIAL_INVALID; FAILED_PRECONDITION
+    REASON_CREDENTIAL_EXPIRED, _TAMPERED, _REVOKED, _PERSON_MISMATCH, REASON_CARD_SERIAL_MISMATCH,
+    REASON_NO_POLICY_IN_EFFECT (when the person would otherwise be eligible); NOT_FOUND
+    REASON_PERSON_NOT_FOUND, REASON_INSTITUTION_NOT_FOUND; UNAVAILABLE
+    REASON_FILING_INDEX_NOT_READY while the filing feed is loading (retry shortly).
+    Who may call: hospital / pharmacy (institution_code must be its own); suite service. Read-only:
+    retry freely.
+    """
     IssueECertificate: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.IssueECertificateRequest, _eligibility_pb2.IssueECertificateResponse]
-    """Issues a short-lived signed e-certificate token bound to the person (called by the app)."""
+    """Issues a short-lived signed e-certificate token bound to the person (called by the app).
+    Who may call: insured person's app (person_no must be its person). Mutating: runs at most once
+    per request_id; retry with the same request_id and payload.
+    """
     RevokeECertificate: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.RevokeECertificateRequest, _eligibility_pb2.RevokeECertificateResponse]
+    """Revokes an e-certificate before it expires (a lost phone); CheckEligibility refuses it from
+    then on (REASON_CREDENTIAL_REVOKED). Errors: INVALID_ARGUMENT REASON_CREDENTIAL_INVALID for an
+    unknown e-certificate; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: insured-place bureau; the person's insured region. Mutating: runs at most once
+    per request_id; retry with the same request_id and payload.
+    """
     GetInstitution: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.GetInstitutionRequest, _eligibility_pb2.GetInstitutionResponse]
+    """A designated institution as the registry holds it (level, region, what it is networked for).
+    Errors: NOT_FOUND REASON_INSTITUTION_NOT_FOUND.
+    Who may call: hospital / pharmacy; treatment-place bureau; insured-place bureau; national
+    clearing operator; suite service. Read-only: retry freely.
+    """
     UpsertRegion: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.UpsertRegionRequest, _eligibility_pb2.UpsertRegionResponse]
+    """Creates or replaces a region of the registry (code, name, province, coordination level).
+    Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+    with the same request_id and payload.
+    """
     UpsertInstitution: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.UpsertInstitutionRequest, _eligibility_pb2.UpsertInstitutionResponse]
+    """Creates or replaces a designated institution of the caller's treatment region. Errors:
+    INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: treatment-place bureau (institution.region_code in its region). Mutating: runs at
+    most once per request_id; retry with the same request_id and payload.
+    """
     UpsertInsuredPerson: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.UpsertInsuredPersonRequest, _eligibility_pb2.UpsertInsuredPersonResponse]
+    """Creates or replaces an insured person of the caller's insured region (identity, insurance type,
+    status, personal account balance). Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED;
+    ALREADY_EXISTS REASON_PERSON_IDENTITY_CONFLICT when the ID number or card belongs to another
+    person; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: insured-place bureau (person.insured_region_code in its region). Mutating: runs
+    at most once per request_id; retry with the same request_id and payload.
+    """
     GetInsuredPerson: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.GetInsuredPersonRequest, _eligibility_pb2.GetInsuredPersonResponse]
+    """One insured person; the ID number is masked except for the insured-place bureau. Errors:
+    NOT_FOUND REASON_PERSON_NOT_FOUND.
+    Who may call: treatment-place bureau; insured-place bureau; suite service; full ID number only
+    to the insured-place bureau. Read-only: retry freely.
+    """
 
 @_typing.type_check_only
 class EligibilityServiceAsyncStub(EligibilityServiceStub):
@@ -69,14 +117,62 @@ class EligibilityServiceAsyncStub(EligibilityServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CheckEligibility: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.CheckEligibilityRequest, _eligibility_pb2.CheckEligibilityResponse]  # type: ignore[assignment]
+    """Decides whether the person of the credential (e-certificate token or card) may be settled
+    directly at the institution for the service type on the date: identity, insured status, filing
+    (or emergency), networked institution, special disease, and the insured place's policy in
+    effect. An ineligible person is an answer, not an error: decision.eligible = false with
+    decision.reasons (Reason names) and guidance for the desk. Errors: INVALID_ARGUMENT
+    REASON_VALIDATION_FAILED / REASON_CREDENTIAL_INVALID; FAILED_PRECONDITION
+    REASON_CREDENTIAL_EXPIRED, _TAMPERED, _REVOKED, _PERSON_MISMATCH, REASON_CARD_SERIAL_MISMATCH,
+    REASON_NO_POLICY_IN_EFFECT (when the person would otherwise be eligible); NOT_FOUND
+    REASON_PERSON_NOT_FOUND, REASON_INSTITUTION_NOT_FOUND; UNAVAILABLE
+    REASON_FILING_INDEX_NOT_READY while the filing feed is loading (retry shortly).
+    Who may call: hospital / pharmacy (institution_code must be its own); suite service. Read-only:
+    retry freely.
+    """
     IssueECertificate: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.IssueECertificateRequest, _eligibility_pb2.IssueECertificateResponse]  # type: ignore[assignment]
-    """Issues a short-lived signed e-certificate token bound to the person (called by the app)."""
+    """Issues a short-lived signed e-certificate token bound to the person (called by the app).
+    Who may call: insured person's app (person_no must be its person). Mutating: runs at most once
+    per request_id; retry with the same request_id and payload.
+    """
     RevokeECertificate: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.RevokeECertificateRequest, _eligibility_pb2.RevokeECertificateResponse]  # type: ignore[assignment]
+    """Revokes an e-certificate before it expires (a lost phone); CheckEligibility refuses it from
+    then on (REASON_CREDENTIAL_REVOKED). Errors: INVALID_ARGUMENT REASON_CREDENTIAL_INVALID for an
+    unknown e-certificate; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: insured-place bureau; the person's insured region. Mutating: runs at most once
+    per request_id; retry with the same request_id and payload.
+    """
     GetInstitution: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.GetInstitutionRequest, _eligibility_pb2.GetInstitutionResponse]  # type: ignore[assignment]
+    """A designated institution as the registry holds it (level, region, what it is networked for).
+    Errors: NOT_FOUND REASON_INSTITUTION_NOT_FOUND.
+    Who may call: hospital / pharmacy; treatment-place bureau; insured-place bureau; national
+    clearing operator; suite service. Read-only: retry freely.
+    """
     UpsertRegion: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.UpsertRegionRequest, _eligibility_pb2.UpsertRegionResponse]  # type: ignore[assignment]
+    """Creates or replaces a region of the registry (code, name, province, coordination level).
+    Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+    with the same request_id and payload.
+    """
     UpsertInstitution: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.UpsertInstitutionRequest, _eligibility_pb2.UpsertInstitutionResponse]  # type: ignore[assignment]
+    """Creates or replaces a designated institution of the caller's treatment region. Errors:
+    INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: treatment-place bureau (institution.region_code in its region). Mutating: runs at
+    most once per request_id; retry with the same request_id and payload.
+    """
     UpsertInsuredPerson: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.UpsertInsuredPersonRequest, _eligibility_pb2.UpsertInsuredPersonResponse]  # type: ignore[assignment]
+    """Creates or replaces an insured person of the caller's insured region (identity, insurance type,
+    status, personal account balance). Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED;
+    ALREADY_EXISTS REASON_PERSON_IDENTITY_CONFLICT when the ID number or card belongs to another
+    person; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: insured-place bureau (person.insured_region_code in its region). Mutating: runs
+    at most once per request_id; retry with the same request_id and payload.
+    """
     GetInsuredPerson: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.GetInsuredPersonRequest, _eligibility_pb2.GetInsuredPersonResponse]  # type: ignore[assignment]
+    """One insured person; the ID number is masked except for the insured-place bureau. Errors:
+    NOT_FOUND REASON_PERSON_NOT_FOUND.
+    Who may call: treatment-place bureau; insured-place bureau; suite service; full ID number only
+    to the insured-place bureau. Read-only: retry freely.
+    """
 
 class EligibilityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may be settled where: identity, insured status, filing, networked institutions.
@@ -96,7 +192,20 @@ class EligibilityServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _eligibility_pb2.CheckEligibilityRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_eligibility_pb2.CheckEligibilityResponse, _abc.Awaitable[_eligibility_pb2.CheckEligibilityResponse]]: ...
+    ) -> _typing.Union[_eligibility_pb2.CheckEligibilityResponse, _abc.Awaitable[_eligibility_pb2.CheckEligibilityResponse]]:
+        """Decides whether the person of the credential (e-certificate token or card) may be settled
+        directly at the institution for the service type on the date: identity, insured status, filing
+        (or emergency), networked institution, special disease, and the insured place's policy in
+        effect. An ineligible person is an answer, not an error: decision.eligible = false with
+        decision.reasons (Reason names) and guidance for the desk. Errors: INVALID_ARGUMENT
+        REASON_VALIDATION_FAILED / REASON_CREDENTIAL_INVALID; FAILED_PRECONDITION
+        REASON_CREDENTIAL_EXPIRED, _TAMPERED, _REVOKED, _PERSON_MISMATCH, REASON_CARD_SERIAL_MISMATCH,
+        REASON_NO_POLICY_IN_EFFECT (when the person would otherwise be eligible); NOT_FOUND
+        REASON_PERSON_NOT_FOUND, REASON_INSTITUTION_NOT_FOUND; UNAVAILABLE
+        REASON_FILING_INDEX_NOT_READY while the filing feed is loading (retry shortly).
+        Who may call: hospital / pharmacy (institution_code must be its own); suite service. Read-only:
+        retry freely.
+        """
 
     @_abc_1.abstractmethod
     def IssueECertificate(
@@ -104,48 +213,83 @@ class EligibilityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _eligibility_pb2.IssueECertificateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_eligibility_pb2.IssueECertificateResponse, _abc.Awaitable[_eligibility_pb2.IssueECertificateResponse]]:
-        """Issues a short-lived signed e-certificate token bound to the person (called by the app)."""
+        """Issues a short-lived signed e-certificate token bound to the person (called by the app).
+        Who may call: insured person's app (person_no must be its person). Mutating: runs at most once
+        per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def RevokeECertificate(
         self,
         request: _eligibility_pb2.RevokeECertificateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_eligibility_pb2.RevokeECertificateResponse, _abc.Awaitable[_eligibility_pb2.RevokeECertificateResponse]]: ...
+    ) -> _typing.Union[_eligibility_pb2.RevokeECertificateResponse, _abc.Awaitable[_eligibility_pb2.RevokeECertificateResponse]]:
+        """Revokes an e-certificate before it expires (a lost phone); CheckEligibility refuses it from
+        then on (REASON_CREDENTIAL_REVOKED). Errors: INVALID_ARGUMENT REASON_CREDENTIAL_INVALID for an
+        unknown e-certificate; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: insured-place bureau; the person's insured region. Mutating: runs at most once
+        per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def GetInstitution(
         self,
         request: _eligibility_pb2.GetInstitutionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_eligibility_pb2.GetInstitutionResponse, _abc.Awaitable[_eligibility_pb2.GetInstitutionResponse]]: ...
+    ) -> _typing.Union[_eligibility_pb2.GetInstitutionResponse, _abc.Awaitable[_eligibility_pb2.GetInstitutionResponse]]:
+        """A designated institution as the registry holds it (level, region, what it is networked for).
+        Errors: NOT_FOUND REASON_INSTITUTION_NOT_FOUND.
+        Who may call: hospital / pharmacy; treatment-place bureau; insured-place bureau; national
+        clearing operator; suite service. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def UpsertRegion(
         self,
         request: _eligibility_pb2.UpsertRegionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_eligibility_pb2.UpsertRegionResponse, _abc.Awaitable[_eligibility_pb2.UpsertRegionResponse]]: ...
+    ) -> _typing.Union[_eligibility_pb2.UpsertRegionResponse, _abc.Awaitable[_eligibility_pb2.UpsertRegionResponse]]:
+        """Creates or replaces a region of the registry (code, name, province, coordination level).
+        Who may call: national clearing operator. Mutating: runs at most once per request_id; retry
+        with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def UpsertInstitution(
         self,
         request: _eligibility_pb2.UpsertInstitutionRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_eligibility_pb2.UpsertInstitutionResponse, _abc.Awaitable[_eligibility_pb2.UpsertInstitutionResponse]]: ...
+    ) -> _typing.Union[_eligibility_pb2.UpsertInstitutionResponse, _abc.Awaitable[_eligibility_pb2.UpsertInstitutionResponse]]:
+        """Creates or replaces a designated institution of the caller's treatment region. Errors:
+        INVALID_ARGUMENT REASON_VALIDATION_FAILED; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: treatment-place bureau (institution.region_code in its region). Mutating: runs at
+        most once per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def UpsertInsuredPerson(
         self,
         request: _eligibility_pb2.UpsertInsuredPersonRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_eligibility_pb2.UpsertInsuredPersonResponse, _abc.Awaitable[_eligibility_pb2.UpsertInsuredPersonResponse]]: ...
+    ) -> _typing.Union[_eligibility_pb2.UpsertInsuredPersonResponse, _abc.Awaitable[_eligibility_pb2.UpsertInsuredPersonResponse]]:
+        """Creates or replaces an insured person of the caller's insured region (identity, insurance type,
+        status, personal account balance). Errors: INVALID_ARGUMENT REASON_VALIDATION_FAILED;
+        ALREADY_EXISTS REASON_PERSON_IDENTITY_CONFLICT when the ID number or card belongs to another
+        person; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: insured-place bureau (person.insured_region_code in its region). Mutating: runs
+        at most once per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def GetInsuredPerson(
         self,
         request: _eligibility_pb2.GetInsuredPersonRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_eligibility_pb2.GetInsuredPersonResponse, _abc.Awaitable[_eligibility_pb2.GetInsuredPersonResponse]]: ...
+    ) -> _typing.Union[_eligibility_pb2.GetInsuredPersonResponse, _abc.Awaitable[_eligibility_pb2.GetInsuredPersonResponse]]:
+        """One insured person; the ID number is masked except for the insured-place bureau. Errors:
+        NOT_FOUND REASON_PERSON_NOT_FOUND.
+        Who may call: treatment-place bureau; insured-place bureau; suite service; full ID number only
+        to the insured-place bureau. Read-only: retry freely.
+        """
 
 def add_EligibilityServiceServicer_to_server(servicer: EligibilityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,55 +22,94 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from medsettle.common.v1 import types_pb2 as medsettle_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n medsettle/filing/v1/filing.proto\x12\x13medsettle.filing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmedsettle/common/v1/types.proto\"G\n\x14SpecialDiseaseFiling\x12\x14\n\x0c\x64isease_code\x18\x01 \x01(\t\x12\x19\n\x11institution_codes\x18\x02 \x03(\t\"\xeb\x06\n\x06\x46iling\x12\x11\n\tfiling_id\x18\x01 \x01(\t\x12\x11\n\tperson_no\x18\x02 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x03 \x01(\t\x12\x1d\n\x15treatment_region_code\x18\x04 \x01(\t\x12\x34\n\x0b\x66iling_type\x18\x05 \x01(\x0e\x32\x1f.medsettle.common.v1.FilingType\x12:\n\x0einsurance_type\x18\x06 \x01(\x0e\x32\".medsettle.common.v1.InsuranceType\x12-\n\x07\x63hannel\x18\x07 \x01(\x0e\x32\x1c.medsettle.filing.v1.Channel\x12\x19\n\x11\x63ommitment_signed\x18\x08 \x01(\x08\x12\x31\n\x06status\x18\t \x01(\x0e\x32!.medsettle.filing.v1.FilingStatus\x12-\n\nstart_date\x18\n \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12+\n\x08\x65nd_date\x18\x0b \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\r\n\x05retro\x18\x0c \x01(\x08\x12\x43\n\x10special_diseases\x18\r \x03(\x0b\x32).medsettle.filing.v1.SpecialDiseaseFiling\x12&\n\x1etrauma_no_third_party_declared\x18\x0e \x01(\x08\x12\x15\n\remployer_name\x18\x0f \x01(\t\x12\x1f\n\x17superseded_by_filing_id\x18\x10 \x01(\t\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x13 \x01(\x03\x12\x35\n\x12\x65nd_effective_date\x18\x14 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x37\n\x14treatment_start_date\x18\x15 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x1c\n\x14manual_reimbursement\x18\x16 \x01(\x08\"\xeb\x04\n\x13\x43reateFilingRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tperson_no\x18\x02 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x03 \x01(\t\x12\x1d\n\x15treatment_region_code\x18\x04 \x01(\t\x12\x34\n\x0b\x66iling_type\x18\x05 \x01(\x0e\x32\x1f.medsettle.common.v1.FilingType\x12:\n\x0einsurance_type\x18\x06 \x01(\x0e\x32\".medsettle.common.v1.InsuranceType\x12-\n\x07\x63hannel\x18\x07 \x01(\x0e\x32\x1c.medsettle.filing.v1.Channel\x12\x19\n\x11\x63ommitment_signed\x18\x08 \x01(\x08\x12-\n\nstart_date\x18\t \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12+\n\x08\x65nd_date\x18\n \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x37\n\x14treatment_start_date\x18\x0b \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x43\n\x10special_diseases\x18\x0c \x03(\x0b\x32).medsettle.filing.v1.SpecialDiseaseFiling\x12&\n\x1etrauma_no_third_party_declared\x18\r \x01(\x08\x12\x15\n\remployer_name\x18\x0e \x01(\t\x12\x1c\n\x14self_paid_discharged\x18\x0f \x01(\x08\"C\n\x14\x43reateFilingResponse\x12+\n\x06\x66iling\x18\x01 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\"z\n\x13\x43hangeFilingRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tfiling_id\x18\x02 \x01(\t\x12<\n\nnew_filing\x18\x03 \x01(\x0b\x32(.medsettle.filing.v1.CreateFilingRequest\"x\n\x14\x43hangeFilingResponse\x12/\n\nold_filing\x18\x01 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\x12/\n\nnew_filing\x18\x02 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\"l\n\x13\x43\x61ncelFilingRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tfiling_id\x18\x02 \x01(\t\x12.\n\x0b\x63\x61ncel_date\x18\x03 \x01(\x0b\x32\x19.medsettle.common.v1.Date\"C\n\x14\x43\x61ncelFilingResponse\x12+\n\x06\x66iling\x18\x01 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\"%\n\x10GetFilingRequest\x12\x11\n\tfiling_id\x18\x01 \x01(\t\"@\n\x11GetFilingResponse\x12+\n\x06\x66iling\x18\x01 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\"\xbd\x01\n\x12ListFilingsRequest\x12\x11\n\tperson_no\x18\x01 \x01(\t\x12\x1d\n\x15treatment_region_code\x18\x02 \x01(\t\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.medsettle.filing.v1.FilingStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x06 \x01(\t\"\\\n\x13ListFilingsResponse\x12,\n\x07\x66ilings\x18\x01 \x03(\x0b\x32\x1b.medsettle.filing.v1.Filing\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\",\n\x17GetFilingHistoryRequest\x12\x11\n\tfiling_id\x18\x01 \x01(\t\"J\n\x18GetFilingHistoryResponse\x12.\n\trevisions\x18\x01 \x03(\x0b\x32\x1b.medsettle.filing.v1.Filing\"E\n\x13WatchFilingsRequest\x12\x16\n\x0e\x61\x66ter_position\x18\x01 \x01(\x03\x12\x16\n\x0emark_caught_up\x18\x02 \x01(\x08\"\xa2\x01\n\x14WatchFilingsResponse\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x38\n\nevent_type\x18\x02 \x01(\x0e\x32$.medsettle.filing.v1.FilingEventType\x12+\n\x06\x66iling\x18\x03 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\x12\x11\n\tcaught_up\x18\x04 \x01(\x08*\x82\x01\n\x0c\x46ilingStatus\x12\x1d\n\x19\x46ILING_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46ILING_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18\x46ILING_STATUS_SUPERSEDED\x10\x02\x12\x1b\n\x17\x46ILING_STATUS_CANCELLED\x10\x03*t\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_APP\x10\x01\x12\x18\n\x14\x43HANNEL_MINI_PROGRAM\x10\x02\x12\x12\n\x0e\x43HANNEL_WINDOW\x10\x03\x12\x11\n\rCHANNEL_OTHER\x10\x04*\xb5\x01\n\x0f\x46ilingEventType\x12!\n\x1d\x46ILING_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46ILING_EVENT_TYPE_CREATED\x10\x01\x12 \n\x1c\x46ILING_EVENT_TYPE_SUPERSEDED\x10\x02\x12\x1f\n\x1b\x46ILING_EVENT_TYPE_CANCELLED\x10\x03\x12\x1d\n\x19\x46ILING_EVENT_TYPE_UPDATED\x10\x04\x32\xd4\x05\n\rFilingService\x12\x63\n\x0c\x43reateFiling\x12(.medsettle.filing.v1.CreateFilingRequest\x1a).medsettle.filing.v1.CreateFilingResponse\x12\x63\n\x0c\x43hangeFiling\x12(.medsettle.filing.v1.ChangeFilingRequest\x1a).medsettle.filing.v1.ChangeFilingResponse\x12\x63\n\x0c\x43\x61ncelFiling\x12(.medsettle.filing.v1.CancelFilingRequest\x1a).medsettle.filing.v1.CancelFilingResponse\x12Z\n\tGetFiling\x12%.medsettle.filing.v1.GetFilingRequest\x1a&.medsettle.filing.v1.GetFilingResponse\x12`\n\x0bListFilings\x12\'.medsettle.filing.v1.ListFilingsRequest\x1a(.medsettle.filing.v1.ListFilingsResponse\x12o\n\x10GetFilingHistory\x12,.medsettle.filing.v1.GetFilingHistoryRequest\x1a-.medsettle.filing.v1.GetFilingHistoryResponse\x12\x65\n\x0cWatchFilings\x12(.medsettle.filing.v1.WatchFilingsRequest\x1a).medsettle.filing.v1.WatchFilingsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n medsettle/filing/v1/filing.proto\x12\x13medsettle.filing.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fmedsettle/common/v1/types.proto\"G\n\x14SpecialDiseaseFiling\x12\x14\n\x0c\x64isease_code\x18\x01 \x01(\t\x12\x19\n\x11institution_codes\x18\x02 \x03(\t\"\x89\x07\n\x06\x46iling\x12\x17\n\tfiling_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\tperson_no\x18\x02 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x03 \x01(\t\x12\x1d\n\x15treatment_region_code\x18\x04 \x01(\t\x12\x34\n\x0b\x66iling_type\x18\x05 \x01(\x0e\x32\x1f.medsettle.common.v1.FilingType\x12:\n\x0einsurance_type\x18\x06 \x01(\x0e\x32\".medsettle.common.v1.InsuranceType\x12-\n\x07\x63hannel\x18\x07 \x01(\x0e\x32\x1c.medsettle.filing.v1.Channel\x12\x19\n\x11\x63ommitment_signed\x18\x08 \x01(\x08\x12\x37\n\x06status\x18\t \x01(\x0e\x32!.medsettle.filing.v1.FilingStatusB\x04\xe2\x41\x01\x03\x12-\n\nstart_date\x18\n \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12+\n\x08\x65nd_date\x18\x0b \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\r\n\x05retro\x18\x0c \x01(\x08\x12\x43\n\x10special_diseases\x18\r \x03(\x0b\x32).medsettle.filing.v1.SpecialDiseaseFiling\x12&\n\x1etrauma_no_third_party_declared\x18\x0e \x01(\x08\x12\x15\n\remployer_name\x18\x0f \x01(\t\x12%\n\x17superseded_by_filing_id\x18\x10 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x10\n\x08revision\x18\x13 \x01(\x03\x12\x35\n\x12\x65nd_effective_date\x18\x14 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x37\n\x14treatment_start_date\x18\x15 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x1c\n\x14manual_reimbursement\x18\x16 \x01(\x08\"\x95\x05\n\x13\x43reateFilingRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tperson_no\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12!\n\x13insured_region_code\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12#\n\x15treatment_region_code\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12:\n\x0b\x66iling_type\x18\x05 \x01(\x0e\x32\x1f.medsettle.common.v1.FilingTypeB\x04\xe2\x41\x01\x02\x12:\n\x0einsurance_type\x18\x06 \x01(\x0e\x32\".medsettle.common.v1.InsuranceType\x12\x33\n\x07\x63hannel\x18\x07 \x01(\x0e\x32\x1c.medsettle.filing.v1.ChannelB\x04\xe2\x41\x01\x02\x12\x1f\n\x11\x63ommitment_signed\x18\x08 \x01(\x08\x42\x04\xe2\x41\x01\x02\x12-\n\nstart_date\x18\t \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12+\n\x08\x65nd_date\x18\n \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x37\n\x14treatment_start_date\x18\x0b \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x43\n\x10special_diseases\x18\x0c \x03(\x0b\x32).medsettle.filing.v1.SpecialDiseaseFiling\x12&\n\x1etrauma_no_third_party_declared\x18\r \x01(\x08\x12\x15\n\remployer_name\x18\x0e \x01(\t\x12\x1c\n\x14self_paid_discharged\x18\x0f \x01(\x08\"C\n\x14\x43reateFilingResponse\x12+\n\x06\x66iling\x18\x01 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\"\x8c\x01\n\x13\x43hangeFilingRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tfiling_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x42\n\nnew_filing\x18\x03 \x01(\x0b\x32(.medsettle.filing.v1.CreateFilingRequestB\x04\xe2\x41\x01\x02\"x\n\x14\x43hangeFilingResponse\x12/\n\nold_filing\x18\x01 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\x12/\n\nnew_filing\x18\x02 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\"x\n\x13\x43\x61ncelFilingRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tfiling_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x0b\x63\x61ncel_date\x18\x03 \x01(\x0b\x32\x19.medsettle.common.v1.Date\"C\n\x14\x43\x61ncelFilingResponse\x12+\n\x06\x66iling\x18\x01 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\"+\n\x10GetFilingRequest\x12\x17\n\tfiling_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"@\n\x11GetFilingResponse\x12+\n\x06\x66iling\x18\x01 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\"\xbd\x01\n\x12ListFilingsRequest\x12\x11\n\tperson_no\x18\x01 \x01(\t\x12\x1d\n\x15treatment_region_code\x18\x02 \x01(\t\x12\x31\n\x06status\x18\x03 \x01(\x0e\x32!.medsettle.filing.v1.FilingStatus\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x1b\n\x13insured_region_code\x18\x06 \x01(\t\"\\\n\x13ListFilingsResponse\x12,\n\x07\x66ilings\x18\x01 \x03(\x0b\x32\x1b.medsettle.filing.v1.Filing\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x17GetFilingHistoryRequest\x12\x17\n\tfiling_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x18GetFilingHistoryResponse\x12.\n\trevisions\x18\x01 \x03(\x0b\x32\x1b.medsettle.filing.v1.Filing\"E\n\x13WatchFilingsRequest\x12\x16\n\x0e\x61\x66ter_position\x18\x01 \x01(\x03\x12\x16\n\x0emark_caught_up\x18\x02 \x01(\x08\"\xa2\x01\n\x14WatchFilingsResponse\x12\x10\n\x08position\x18\x01 \x01(\x03\x12\x38\n\nevent_type\x18\x02 \x01(\x0e\x32$.medsettle.filing.v1.FilingEventType\x12+\n\x06\x66iling\x18\x03 \x01(\x0b\x32\x1b.medsettle.filing.v1.Filing\x12\x11\n\tcaught_up\x18\x04 \x01(\x08*\x82\x01\n\x0c\x46ilingStatus\x12\x1d\n\x19\x46ILING_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46ILING_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18\x46ILING_STATUS_SUPERSEDED\x10\x02\x12\x1b\n\x17\x46ILING_STATUS_CANCELLED\x10\x03*t\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x43HANNEL_APP\x10\x01\x12\x18\n\x14\x43HANNEL_MINI_PROGRAM\x10\x02\x12\x12\n\x0e\x43HANNEL_WINDOW\x10\x03\x12\x11\n\rCHANNEL_OTHER\x10\x04*\xb5\x01\n\x0f\x46ilingEventType\x12!\n\x1d\x46ILING_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46ILING_EVENT_TYPE_CREATED\x10\x01\x12 \n\x1c\x46ILING_EVENT_TYPE_SUPERSEDED\x10\x02\x12\x1f\n\x1b\x46ILING_EVENT_TYPE_CANCELLED\x10\x03\x12\x1d\n\x19\x46ILING_EVENT_TYPE_UPDATED\x10\x04\x32\xd4\x05\n\rFilingService\x12\x63\n\x0c\x43reateFiling\x12(.medsettle.filing.v1.CreateFilingRequest\x1a).medsettle.filing.v1.CreateFilingResponse\x12\x63\n\x0c\x43hangeFiling\x12(.medsettle.filing.v1.ChangeFilingRequest\x1a).medsettle.filing.v1.ChangeFilingResponse\x12\x63\n\x0c\x43\x61ncelFiling\x12(.medsettle.filing.v1.CancelFilingRequest\x1a).medsettle.filing.v1.CancelFilingResponse\x12Z\n\tGetFiling\x12%.medsettle.filing.v1.GetFilingRequest\x1a&.medsettle.filing.v1.GetFilingResponse\x12`\n\x0bListFilings\x12\'.medsettle.filing.v1.ListFilingsRequest\x1a(.medsettle.filing.v1.ListFilingsResponse\x12o\n\x10GetFilingHistory\x12,.medsettle.filing.v1.GetFilingHistoryRequest\x1a-.medsettle.filing.v1.GetFilingHistoryResponse\x12\x65\n\x0cWatchFilings\x12(.medsettle.filing.v1.WatchFilingsRequest\x1a).medsettle.filing.v1.WatchFilingsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medsettle.filing.v1.filing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FILINGSTATUS']._serialized_start=2940
-  _globals['_FILINGSTATUS']._serialized_end=3070
-  _globals['_CHANNEL']._serialized_start=3072
-  _globals['_CHANNEL']._serialized_end=3188
-  _globals['_FILINGEVENTTYPE']._serialized_start=3191
-  _globals['_FILINGEVENTTYPE']._serialized_end=3372
-  _globals['_SPECIALDISEASEFILING']._serialized_start=123
-  _globals['_SPECIALDISEASEFILING']._serialized_end=194
-  _globals['_FILING']._serialized_start=197
-  _globals['_FILING']._serialized_end=1072
-  _globals['_CREATEFILINGREQUEST']._serialized_start=1075
-  _globals['_CREATEFILINGREQUEST']._serialized_end=1694
-  _globals['_CREATEFILINGRESPONSE']._serialized_start=1696
-  _globals['_CREATEFILINGRESPONSE']._serialized_end=1763
-  _globals['_CHANGEFILINGREQUEST']._serialized_start=1765
-  _globals['_CHANGEFILINGREQUEST']._serialized_end=1887
-  _globals['_CHANGEFILINGRESPONSE']._serialized_start=1889
-  _globals['_CHANGEFILINGRESPONSE']._serialized_end=2009
-  _globals['_CANCELFILINGREQUEST']._serialized_start=2011
-  _globals['_CANCELFILINGREQUEST']._serialized_end=2119
-  _globals['_CANCELFILINGRESPONSE']._serialized_start=2121
-  _globals['_CANCELFILINGRESPONSE']._serialized_end=2188
-  _globals['_GETFILINGREQUEST']._serialized_start=2190
-  _globals['_GETFILINGREQUEST']._serialized_end=2227
-  _globals['_GETFILINGRESPONSE']._serialized_start=2229
-  _globals['_GETFILINGRESPONSE']._serialized_end=2293
-  _globals['_LISTFILINGSREQUEST']._serialized_start=2296
-  _globals['_LISTFILINGSREQUEST']._serialized_end=2485
-  _globals['_LISTFILINGSRESPONSE']._serialized_start=2487
-  _globals['_LISTFILINGSRESPONSE']._serialized_end=2579
-  _globals['_GETFILINGHISTORYREQUEST']._serialized_start=2581
-  _globals['_GETFILINGHISTORYREQUEST']._serialized_end=2625
-  _globals['_GETFILINGHISTORYRESPONSE']._serialized_start=2627
-  _globals['_GETFILINGHISTORYRESPONSE']._serialized_end=2701
-  _globals['_WATCHFILINGSREQUEST']._serialized_start=2703
-  _globals['_WATCHFILINGSREQUEST']._serialized_end=2772
-  _globals['_WATCHFILINGSRESPONSE']._serialized_start=2775
-  _globals['_WATCHFILINGSRESPONSE']._serialized_end=2937
-  _globals['_FILINGSERVICE']._serialized_start=3375
-  _globals['_FILINGSERVICE']._serialized_end=4099
+  _globals['_FILING'].fields_by_name['filing_id']._loaded_options = None
+  _globals['_FILING'].fields_by_name['filing_id']._serialized_options = b'\342A\001\003'
+  _globals['_FILING'].fields_by_name['status']._loaded_options = None
+  _globals['_FILING'].fields_by_name['status']._serialized_options = b'\342A\001\003'
+  _globals['_FILING'].fields_by_name['superseded_by_filing_id']._loaded_options = None
+  _globals['_FILING'].fields_by_name['superseded_by_filing_id']._serialized_options = b'\342A\001\003'
+  _globals['_FILING'].fields_by_name['create_time']._loaded_options = None
+  _globals['_FILING'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_FILING'].fields_by_name['update_time']._loaded_options = None
+  _globals['_FILING'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['person_no']._loaded_options = None
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['person_no']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['insured_region_code']._loaded_options = None
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['insured_region_code']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['treatment_region_code']._loaded_options = None
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['treatment_region_code']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['filing_type']._loaded_options = None
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['filing_type']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['channel']._loaded_options = None
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['channel']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['commitment_signed']._loaded_options = None
+  _globals['_CREATEFILINGREQUEST'].fields_by_name['commitment_signed']._serialized_options = b'\342A\001\002'
+  _globals['_CHANGEFILINGREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CHANGEFILINGREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_CHANGEFILINGREQUEST'].fields_by_name['filing_id']._loaded_options = None
+  _globals['_CHANGEFILINGREQUEST'].fields_by_name['filing_id']._serialized_options = b'\342A\001\002'
+  _globals['_CHANGEFILINGREQUEST'].fields_by_name['new_filing']._loaded_options = None
+  _globals['_CHANGEFILINGREQUEST'].fields_by_name['new_filing']._serialized_options = b'\342A\001\002'
+  _globals['_CANCELFILINGREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CANCELFILINGREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_CANCELFILINGREQUEST'].fields_by_name['filing_id']._loaded_options = None
+  _globals['_CANCELFILINGREQUEST'].fields_by_name['filing_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETFILINGREQUEST'].fields_by_name['filing_id']._loaded_options = None
+  _globals['_GETFILINGREQUEST'].fields_by_name['filing_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETFILINGHISTORYREQUEST'].fields_by_name['filing_id']._loaded_options = None
+  _globals['_GETFILINGHISTORYREQUEST'].fields_by_name['filing_id']._serialized_options = b'\342A\001\002'
+  _globals['_FILINGSTATUS']._serialized_start=3088
+  _globals['_FILINGSTATUS']._serialized_end=3218
+  _globals['_CHANNEL']._serialized_start=3220
+  _globals['_CHANNEL']._serialized_end=3336
+  _globals['_FILINGEVENTTYPE']._serialized_start=3339
+  _globals['_FILINGEVENTTYPE']._serialized_end=3520
+  _globals['_SPECIALDISEASEFILING']._serialized_start=156
+  _globals['_SPECIALDISEASEFILING']._serialized_end=227
+  _globals['_FILING']._serialized_start=230
+  _globals['_FILING']._serialized_end=1135
+  _globals['_CREATEFILINGREQUEST']._serialized_start=1138
+  _globals['_CREATEFILINGREQUEST']._serialized_end=1799
+  _globals['_CREATEFILINGRESPONSE']._serialized_start=1801
+  _globals['_CREATEFILINGRESPONSE']._serialized_end=1868
+  _globals['_CHANGEFILINGREQUEST']._serialized_start=1871
+  _globals['_CHANGEFILINGREQUEST']._serialized_end=2011
+  _globals['_CHANGEFILINGRESPONSE']._serialized_start=2013
+  _globals['_CHANGEFILINGRESPONSE']._serialized_end=2133
+  _globals['_CANCELFILINGREQUEST']._serialized_start=2135
+  _globals['_CANCELFILINGREQUEST']._serialized_end=2255
+  _globals['_CANCELFILINGRESPONSE']._serialized_start=2257
+  _globals['_CANCELFILINGRESPONSE']._serialized_end=2324
+  _globals['_GETFILINGREQUEST']._serialized_start=2326
+  _globals['_GETFILINGREQUEST']._serialized_end=2369
+  _globals['_GETFILINGRESPONSE']._serialized_start=2371
+  _globals['_GETFILINGRESPONSE']._serialized_end=2435
+  _globals['_LISTFILINGSREQUEST']._serialized_start=2438
+  _globals['_LISTFILINGSREQUEST']._serialized_end=2627
+  _globals['_LISTFILINGSRESPONSE']._serialized_start=2629
+  _globals['_LISTFILINGSRESPONSE']._serialized_end=2721
+  _globals['_GETFILINGHISTORYREQUEST']._serialized_start=2723
+  _globals['_GETFILINGHISTORYREQUEST']._serialized_end=2773
+  _globals['_GETFILINGHISTORYRESPONSE']._serialized_start=2775
+  _globals['_GETFILINGHISTORYRESPONSE']._serialized_end=2849
+  _globals['_WATCHFILINGSREQUEST']._serialized_start=2851
+  _globals['_WATCHFILINGSREQUEST']._serialized_end=2920
+  _globals['_WATCHFILINGSRESPONSE']._serialized_start=2923
+  _globals['_WATCHFILINGSRESPONSE']._serialized_end=3085
+  _globals['_FILINGSERVICE']._serialized_start=3523
+  _globals['_FILINGSERVICE']._serialized_end=4247
 # @@protoc_insertion_point(module_scope)

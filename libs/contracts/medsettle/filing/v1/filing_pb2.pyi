@@ -33,7 +33,8 @@ class _FilingStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FilingSt
     """Replaced by a newer filing of the same person."""
     FILING_STATUS_CANCELLED: _FilingStatus.ValueType  # 3
 
-class FilingStatus(_FilingStatus, metaclass=_FilingStatusEnumTypeWrapper): ...
+class FilingStatus(_FilingStatus, metaclass=_FilingStatusEnumTypeWrapper):
+    """ACTIVE, SUPERSEDED (replaced by ChangeFiling) or CANCELLED."""
 
 FILING_STATUS_UNSPECIFIED: FilingStatus.ValueType  # 0
 FILING_STATUS_ACTIVE: FilingStatus.ValueType  # 1
@@ -54,7 +55,8 @@ class _ChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Channel.Value
     CHANNEL_WINDOW: _Channel.ValueType  # 3
     CHANNEL_OTHER: _Channel.ValueType  # 4
 
-class Channel(_Channel, metaclass=_ChannelEnumTypeWrapper): ...
+class Channel(_Channel, metaclass=_ChannelEnumTypeWrapper):
+    """Where the filing was made."""
 
 CHANNEL_UNSPECIFIED: Channel.ValueType  # 0
 CHANNEL_APP: Channel.ValueType  # 1
@@ -75,7 +77,8 @@ class _FilingEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Filin
     FILING_EVENT_TYPE_CANCELLED: _FilingEventType.ValueType  # 3
     FILING_EVENT_TYPE_UPDATED: _FilingEventType.ValueType  # 4
 
-class FilingEventType(_FilingEventType, metaclass=_FilingEventTypeEnumTypeWrapper): ...
+class FilingEventType(_FilingEventType, metaclass=_FilingEventTypeEnumTypeWrapper):
+    """What happened to a filing, in the WatchFilings feed."""
 
 FILING_EVENT_TYPE_UNSPECIFIED: FilingEventType.ValueType  # 0
 FILING_EVENT_TYPE_CREATED: FilingEventType.ValueType  # 1
@@ -86,6 +89,10 @@ Global___FilingEventType: _TypeAlias = FilingEventType  # noqa: Y015
 
 @_typing.final
 class SpecialDiseaseFiling(_message.Message):
+    """A special (chronic) disease filed with the institutions the person may use for it (at most the
+    allowed number).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DISEASE_CODE_FIELD_NUMBER: _builtins.int
@@ -112,6 +119,10 @@ Global___SpecialDiseaseFiling: _TypeAlias = SpecialDiseaseFiling  # noqa: Y015
 
 @_typing.final
 class Filing(_message.Message):
+    """A person's filing (record) for treatment in another region: who, from where to where, which type,
+    for which period. Changes make a new filing; the old one is kept SUPERSEDED.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FILING_ID_FIELD_NUMBER: _builtins.int

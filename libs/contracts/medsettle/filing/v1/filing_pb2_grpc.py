@@ -96,6 +96,8 @@ class FilingServiceServicer:
 
     def CreateFiling(self, request, context):
         """Files a person for treatment in a coordinating region.
+        Who may call: insured-place bureau (insured_region_code in its region). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,31 +106,51 @@ class FilingServiceServicer:
     def ChangeFiling(self, request, context):
         """Files again with a new treatment place, employer or insurance relation; the old filing
         expires automatically (it is kept, with status SUPERSEDED).
+        Who may call: insured-place bureau (new_filing.insured_region_code in its region); and the old
+        filing's region. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelFiling(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancels an active filing (it is kept, with status CANCELLED, in its history). Errors: NOT_FOUND
+        REASON_FILING_NOT_FOUND; FAILED_PRECONDITION REASON_FILING_NOT_ACTIVE,
+        REASON_FILING_MIN_PERIOD_NOT_REACHED (metadata earliest); PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: insured-place bureau; the filing's insured region. Mutating: runs at most once
+        per request_id; retry with the same request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetFiling(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One filing as it is now. Errors: NOT_FOUND REASON_FILING_NOT_FOUND; PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION for a filing of neither the caller's insured nor treatment
+        region.
+        Who may call: treatment-place bureau; insured-place bureau; the filing's insured or treatment
+        region. Read-only: retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListFilings(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The filings of the caller's region (as insured or treatment place), filtered and paged. Errors:
+        INVALID_ARGUMENT REASON_VALIDATION_FAILED for bad filters.
+        Who may call: treatment-place bureau; insured-place bureau; only the filings of the caller's
+        region. Read-only: retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetFilingHistory(self, request, context):
         """Every state a filing has been in, oldest first.
+        Who may call: treatment-place bureau; insured-place bureau; the filing's insured or treatment
+        region. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,6 +158,8 @@ class FilingServiceServicer:
 
     def WatchFilings(self, request, context):
         """A resumable stream of filing changes after a cursor: the backlog, then live changes.
+        Who may call: suite service; eligibility's feed. A feed: after a break, resume from the last
+        position received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

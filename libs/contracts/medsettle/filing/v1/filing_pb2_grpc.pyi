@@ -44,18 +44,48 @@ class FilingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> FilingServiceAsyncStub: ...
     CreateFiling: _grpc.UnaryUnaryMultiCallable[_filing_pb2.CreateFilingRequest, _filing_pb2.CreateFilingResponse]
-    """Files a person for treatment in a coordinating region."""
+    """Files a person for treatment in a coordinating region.
+    Who may call: insured-place bureau (insured_region_code in its region). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     ChangeFiling: _grpc.UnaryUnaryMultiCallable[_filing_pb2.ChangeFilingRequest, _filing_pb2.ChangeFilingResponse]
     """Files again with a new treatment place, employer or insurance relation; the old filing
     expires automatically (it is kept, with status SUPERSEDED).
+    Who may call: insured-place bureau (new_filing.insured_region_code in its region); and the old
+    filing's region. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
     """
     CancelFiling: _grpc.UnaryUnaryMultiCallable[_filing_pb2.CancelFilingRequest, _filing_pb2.CancelFilingResponse]
+    """Cancels an active filing (it is kept, with status CANCELLED, in its history). Errors: NOT_FOUND
+    REASON_FILING_NOT_FOUND; FAILED_PRECONDITION REASON_FILING_NOT_ACTIVE,
+    REASON_FILING_MIN_PERIOD_NOT_REACHED (metadata earliest); PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: insured-place bureau; the filing's insured region. Mutating: runs at most once
+    per request_id; retry with the same request_id and payload.
+    """
     GetFiling: _grpc.UnaryUnaryMultiCallable[_filing_pb2.GetFilingRequest, _filing_pb2.GetFilingResponse]
+    """One filing as it is now. Errors: NOT_FOUND REASON_FILING_NOT_FOUND; PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION for a filing of neither the caller's insured nor treatment
+    region.
+    Who may call: treatment-place bureau; insured-place bureau; the filing's insured or treatment
+    region. Read-only: retry freely.
+    """
     ListFilings: _grpc.UnaryUnaryMultiCallable[_filing_pb2.ListFilingsRequest, _filing_pb2.ListFilingsResponse]
+    """The filings of the caller's region (as insured or treatment place), filtered and paged. Errors:
+    INVALID_ARGUMENT REASON_VALIDATION_FAILED for bad filters.
+    Who may call: treatment-place bureau; insured-place bureau; only the filings of the caller's
+    region. Read-only: retry freely.
+    """
     GetFilingHistory: _grpc.UnaryUnaryMultiCallable[_filing_pb2.GetFilingHistoryRequest, _filing_pb2.GetFilingHistoryResponse]
-    """Every state a filing has been in, oldest first."""
+    """Every state a filing has been in, oldest first.
+    Who may call: treatment-place bureau; insured-place bureau; the filing's insured or treatment
+    region. Read-only: retry freely.
+    """
     WatchFilings: _grpc.UnaryStreamMultiCallable[_filing_pb2.WatchFilingsRequest, _filing_pb2.WatchFilingsResponse]
-    """A resumable stream of filing changes after a cursor: the backlog, then live changes."""
+    """A resumable stream of filing changes after a cursor: the backlog, then live changes.
+    Who may call: suite service; eligibility's feed. A feed: after a break, resume from the last
+    position received.
+    """
 
 @_typing.type_check_only
 class FilingServiceAsyncStub(FilingServiceStub):
@@ -73,18 +103,48 @@ class FilingServiceAsyncStub(FilingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateFiling: _aio.UnaryUnaryMultiCallable[_filing_pb2.CreateFilingRequest, _filing_pb2.CreateFilingResponse]  # type: ignore[assignment]
-    """Files a person for treatment in a coordinating region."""
+    """Files a person for treatment in a coordinating region.
+    Who may call: insured-place bureau (insured_region_code in its region). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     ChangeFiling: _aio.UnaryUnaryMultiCallable[_filing_pb2.ChangeFilingRequest, _filing_pb2.ChangeFilingResponse]  # type: ignore[assignment]
     """Files again with a new treatment place, employer or insurance relation; the old filing
     expires automatically (it is kept, with status SUPERSEDED).
+    Who may call: insured-place bureau (new_filing.insured_region_code in its region); and the old
+    filing's region. Mutating: runs at most once per request_id; retry with the same request_id and
+    payload.
     """
     CancelFiling: _aio.UnaryUnaryMultiCallable[_filing_pb2.CancelFilingRequest, _filing_pb2.CancelFilingResponse]  # type: ignore[assignment]
+    """Cancels an active filing (it is kept, with status CANCELLED, in its history). Errors: NOT_FOUND
+    REASON_FILING_NOT_FOUND; FAILED_PRECONDITION REASON_FILING_NOT_ACTIVE,
+    REASON_FILING_MIN_PERIOD_NOT_REACHED (metadata earliest); PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: insured-place bureau; the filing's insured region. Mutating: runs at most once
+    per request_id; retry with the same request_id and payload.
+    """
     GetFiling: _aio.UnaryUnaryMultiCallable[_filing_pb2.GetFilingRequest, _filing_pb2.GetFilingResponse]  # type: ignore[assignment]
+    """One filing as it is now. Errors: NOT_FOUND REASON_FILING_NOT_FOUND; PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION for a filing of neither the caller's insured nor treatment
+    region.
+    Who may call: treatment-place bureau; insured-place bureau; the filing's insured or treatment
+    region. Read-only: retry freely.
+    """
     ListFilings: _aio.UnaryUnaryMultiCallable[_filing_pb2.ListFilingsRequest, _filing_pb2.ListFilingsResponse]  # type: ignore[assignment]
+    """The filings of the caller's region (as insured or treatment place), filtered and paged. Errors:
+    INVALID_ARGUMENT REASON_VALIDATION_FAILED for bad filters.
+    Who may call: treatment-place bureau; insured-place bureau; only the filings of the caller's
+    region. Read-only: retry freely.
+    """
     GetFilingHistory: _aio.UnaryUnaryMultiCallable[_filing_pb2.GetFilingHistoryRequest, _filing_pb2.GetFilingHistoryResponse]  # type: ignore[assignment]
-    """Every state a filing has been in, oldest first."""
+    """Every state a filing has been in, oldest first.
+    Who may call: treatment-place bureau; insured-place bureau; the filing's insured or treatment
+    region. Read-only: retry freely.
+    """
     WatchFilings: _aio.UnaryStreamMultiCallable[_filing_pb2.WatchFilingsRequest, _filing_pb2.WatchFilingsResponse]  # type: ignore[assignment]
-    """A resumable stream of filing changes after a cursor: the backlog, then live changes."""
+    """A resumable stream of filing changes after a cursor: the backlog, then live changes.
+    Who may call: suite service; eligibility's feed. A feed: after a break, resume from the last
+    position received.
+    """
 
 class FilingServiceServicer(metaclass=_abc_1.ABCMeta):
     """Out-of-province filings ("file, choose a place, hold the card").
@@ -105,7 +165,10 @@ class FilingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _filing_pb2.CreateFilingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_filing_pb2.CreateFilingResponse, _abc.Awaitable[_filing_pb2.CreateFilingResponse]]:
-        """Files a person for treatment in a coordinating region."""
+        """Files a person for treatment in a coordinating region.
+        Who may call: insured-place bureau (insured_region_code in its region). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def ChangeFiling(
@@ -115,6 +178,9 @@ class FilingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_filing_pb2.ChangeFilingResponse, _abc.Awaitable[_filing_pb2.ChangeFilingResponse]]:
         """Files again with a new treatment place, employer or insurance relation; the old filing
         expires automatically (it is kept, with status SUPERSEDED).
+        Who may call: insured-place bureau (new_filing.insured_region_code in its region); and the old
+        filing's region. Mutating: runs at most once per request_id; retry with the same request_id and
+        payload.
         """
 
     @_abc_1.abstractmethod
@@ -122,21 +188,39 @@ class FilingServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _filing_pb2.CancelFilingRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_filing_pb2.CancelFilingResponse, _abc.Awaitable[_filing_pb2.CancelFilingResponse]]: ...
+    ) -> _typing.Union[_filing_pb2.CancelFilingResponse, _abc.Awaitable[_filing_pb2.CancelFilingResponse]]:
+        """Cancels an active filing (it is kept, with status CANCELLED, in its history). Errors: NOT_FOUND
+        REASON_FILING_NOT_FOUND; FAILED_PRECONDITION REASON_FILING_NOT_ACTIVE,
+        REASON_FILING_MIN_PERIOD_NOT_REACHED (metadata earliest); PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: insured-place bureau; the filing's insured region. Mutating: runs at most once
+        per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def GetFiling(
         self,
         request: _filing_pb2.GetFilingRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_filing_pb2.GetFilingResponse, _abc.Awaitable[_filing_pb2.GetFilingResponse]]: ...
+    ) -> _typing.Union[_filing_pb2.GetFilingResponse, _abc.Awaitable[_filing_pb2.GetFilingResponse]]:
+        """One filing as it is now. Errors: NOT_FOUND REASON_FILING_NOT_FOUND; PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION for a filing of neither the caller's insured nor treatment
+        region.
+        Who may call: treatment-place bureau; insured-place bureau; the filing's insured or treatment
+        region. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def ListFilings(
         self,
         request: _filing_pb2.ListFilingsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_filing_pb2.ListFilingsResponse, _abc.Awaitable[_filing_pb2.ListFilingsResponse]]: ...
+    ) -> _typing.Union[_filing_pb2.ListFilingsResponse, _abc.Awaitable[_filing_pb2.ListFilingsResponse]]:
+        """The filings of the caller's region (as insured or treatment place), filtered and paged. Errors:
+        INVALID_ARGUMENT REASON_VALIDATION_FAILED for bad filters.
+        Who may call: treatment-place bureau; insured-place bureau; only the filings of the caller's
+        region. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def GetFilingHistory(
@@ -144,7 +228,10 @@ class FilingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _filing_pb2.GetFilingHistoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_filing_pb2.GetFilingHistoryResponse, _abc.Awaitable[_filing_pb2.GetFilingHistoryResponse]]:
-        """Every state a filing has been in, oldest first."""
+        """Every state a filing has been in, oldest first.
+        Who may call: treatment-place bureau; insured-place bureau; the filing's insured or treatment
+        region. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def WatchFilings(
@@ -152,6 +239,9 @@ class FilingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _filing_pb2.WatchFilingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_filing_pb2.WatchFilingsResponse], _abc.AsyncIterator[_filing_pb2.WatchFilingsResponse]]:
-        """A resumable stream of filing changes after a cursor: the backlog, then live changes."""
+        """A resumable stream of filing changes after a cursor: the backlog, then live changes.
+        Who may call: suite service; eligibility's feed. A feed: after a break, resume from the last
+        position received.
+        """
 
 def add_FilingServiceServicer_to_server(servicer: FilingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

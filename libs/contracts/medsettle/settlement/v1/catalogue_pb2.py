@@ -25,29 +25,29 @@ _sym_db = _symbol_database.Default()
 from medsettle.common.v1 import types_pb2 as medsettle_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'medsettle/settlement/v1/catalogue.proto\x12\x17medsettle.settlement.v1\x1a\x1fmedsettle/common/v1/types.proto\"b\n\x0fItemRestriction\x12\x0b\n\x03sex\x18\x01 \x01(\t\x12\x14\n\x07min_age\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x07max_age\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\n\n\x08_min_ageB\n\n\x08_max_age\"\xf5\x01\n\rCatalogueItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.medsettle.settlement.v1.ItemKind\x12\x12\n\nitem_class\x18\x04 \x01(\t\x12\x18\n\x0b\x63\x65iling_fen\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12self_pay_first_bps\x18\x06 \x01(\x05\x12=\n\x0brestriction\x18\x07 \x01(\x0b\x32(.medsettle.settlement.v1.ItemRestrictionB\x0e\n\x0c_ceiling_fen\"\xe1\x01\n\rCatalogueInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bregion_code\x18\x03 \x01(\t\x12\x13\n\x0bregion_name\x18\x04 \x01(\t\x12\x31\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x05 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12/\n\x0c\x65\x66\x66\x65\x63tive_to\x18\x06 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x12\n\nitem_count\x18\x08 \x01(\x05\"\xe4\x01\n\x19ListCatalogueItemsRequest\x12\x1d\n\x15treatment_region_code\x18\x01 \x01(\t\x12\'\n\x04\x64\x61te\x18\x02 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x13\n\x0b\x63ode_prefix\x18\x03 \x01(\t\x12\x12\n\nitem_class\x18\x04 \x01(\t\x12/\n\x04kind\x18\x05 \x01(\x0e\x32!.medsettle.settlement.v1.ItemKind\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"\xa7\x01\n\x1aListCatalogueItemsResponse\x12\x39\n\tcatalogue\x18\x01 \x01(\x0b\x32&.medsettle.settlement.v1.CatalogueInfo\x12\x35\n\x05items\x18\x02 \x03(\x0b\x32&.medsettle.settlement.v1.CatalogueItem\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"t\n\x17GetCatalogueItemRequest\x12\x1d\n\x15treatment_region_code\x18\x01 \x01(\t\x12\x11\n\titem_code\x18\x02 \x01(\t\x12\'\n\x04\x64\x61te\x18\x03 \x01(\x0b\x32\x19.medsettle.common.v1.Date\"\x8b\x01\n\x18GetCatalogueItemResponse\x12\x39\n\tcatalogue\x18\x01 \x01(\x0b\x32&.medsettle.settlement.v1.CatalogueInfo\x12\x34\n\x04item\x18\x02 \x01(\x0b\x32&.medsettle.settlement.v1.CatalogueItem*j\n\x08ItemKind\x12\x19\n\x15ITEM_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eITEM_KIND_DRUG\x10\x01\x12\x15\n\x11ITEM_KIND_SERVICE\x10\x02\x12\x18\n\x14ITEM_KIND_CONSUMABLE\x10\x03\x32\x8a\x02\n\x10\x43\x61talogueService\x12}\n\x12ListCatalogueItems\x12\x32.medsettle.settlement.v1.ListCatalogueItemsRequest\x1a\x33.medsettle.settlement.v1.ListCatalogueItemsResponse\x12w\n\x10GetCatalogueItem\x12\x30.medsettle.settlement.v1.GetCatalogueItemRequest\x1a\x31.medsettle.settlement.v1.GetCatalogueItemResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'medsettle/settlement/v1/catalogue.proto\x12\x17medsettle.settlement.v1\x1a\x1fmedsettle/common/v1/types.proto\"b\n\x0fItemRestriction\x12\x0b\n\x03sex\x18\x01 \x01(\t\x12\x14\n\x07min_age\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x07max_age\x18\x03 \x01(\x05H\x01\x88\x01\x01\x42\n\n\x08_min_ageB\n\n\x08_max_age\"\xae\x02\n\rCatalogueItem\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.medsettle.settlement.v1.ItemKind\x12\x12\n\nitem_class\x18\x04 \x01(\t\x12\x18\n\x0b\x63\x65iling_fen\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\x12self_pay_first_bps\x18\x06 \x01(\x05\x12=\n\x0brestriction\x18\x07 \x01(\x0b\x32(.medsettle.settlement.v1.ItemRestriction\x12\x37\n\x0fitem_class_enum\x18\x08 \x01(\x0e\x32\x1e.medsettle.common.v1.ItemClassB\x0e\n\x0c_ceiling_fen\"\xe1\x01\n\rCatalogueInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bregion_code\x18\x03 \x01(\t\x12\x13\n\x0bregion_name\x18\x04 \x01(\t\x12\x31\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x05 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12/\n\x0c\x65\x66\x66\x65\x63tive_to\x18\x06 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x12\n\nitem_count\x18\x08 \x01(\x05\"\x9d\x02\n\x19ListCatalogueItemsRequest\x12\x1d\n\x15treatment_region_code\x18\x01 \x01(\t\x12\'\n\x04\x64\x61te\x18\x02 \x01(\x0b\x32\x19.medsettle.common.v1.Date\x12\x13\n\x0b\x63ode_prefix\x18\x03 \x01(\t\x12\x12\n\nitem_class\x18\x04 \x01(\t\x12/\n\x04kind\x18\x05 \x01(\x0e\x32!.medsettle.settlement.v1.ItemKind\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x37\n\x0fitem_class_enum\x18\x08 \x01(\x0e\x32\x1e.medsettle.common.v1.ItemClass\"\xa7\x01\n\x1aListCatalogueItemsResponse\x12\x39\n\tcatalogue\x18\x01 \x01(\x0b\x32&.medsettle.settlement.v1.CatalogueInfo\x12\x35\n\x05items\x18\x02 \x03(\x0b\x32&.medsettle.settlement.v1.CatalogueItem\x12\x17\n\x0fnext_page_token\x18\x03 \x01(\t\"t\n\x17GetCatalogueItemRequest\x12\x1d\n\x15treatment_region_code\x18\x01 \x01(\t\x12\x11\n\titem_code\x18\x02 \x01(\t\x12\'\n\x04\x64\x61te\x18\x03 \x01(\x0b\x32\x19.medsettle.common.v1.Date\"\x8b\x01\n\x18GetCatalogueItemResponse\x12\x39\n\tcatalogue\x18\x01 \x01(\x0b\x32&.medsettle.settlement.v1.CatalogueInfo\x12\x34\n\x04item\x18\x02 \x01(\x0b\x32&.medsettle.settlement.v1.CatalogueItem*j\n\x08ItemKind\x12\x19\n\x15ITEM_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eITEM_KIND_DRUG\x10\x01\x12\x15\n\x11ITEM_KIND_SERVICE\x10\x02\x12\x18\n\x14ITEM_KIND_CONSUMABLE\x10\x03\x32\x8a\x02\n\x10\x43\x61talogueService\x12}\n\x12ListCatalogueItems\x12\x32.medsettle.settlement.v1.ListCatalogueItemsRequest\x1a\x33.medsettle.settlement.v1.ListCatalogueItemsResponse\x12w\n\x10GetCatalogueItem\x12\x30.medsettle.settlement.v1.GetCatalogueItemRequest\x1a\x31.medsettle.settlement.v1.GetCatalogueItemResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medsettle.settlement.v1.catalogue_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ITEMKIND']._serialized_start=1338
-  _globals['_ITEMKIND']._serialized_end=1444
+  _globals['_ITEMKIND']._serialized_start=1452
+  _globals['_ITEMKIND']._serialized_end=1558
   _globals['_ITEMRESTRICTION']._serialized_start=101
   _globals['_ITEMRESTRICTION']._serialized_end=199
   _globals['_CATALOGUEITEM']._serialized_start=202
-  _globals['_CATALOGUEITEM']._serialized_end=447
-  _globals['_CATALOGUEINFO']._serialized_start=450
-  _globals['_CATALOGUEINFO']._serialized_end=675
-  _globals['_LISTCATALOGUEITEMSREQUEST']._serialized_start=678
-  _globals['_LISTCATALOGUEITEMSREQUEST']._serialized_end=906
-  _globals['_LISTCATALOGUEITEMSRESPONSE']._serialized_start=909
-  _globals['_LISTCATALOGUEITEMSRESPONSE']._serialized_end=1076
-  _globals['_GETCATALOGUEITEMREQUEST']._serialized_start=1078
-  _globals['_GETCATALOGUEITEMREQUEST']._serialized_end=1194
-  _globals['_GETCATALOGUEITEMRESPONSE']._serialized_start=1197
-  _globals['_GETCATALOGUEITEMRESPONSE']._serialized_end=1336
-  _globals['_CATALOGUESERVICE']._serialized_start=1447
-  _globals['_CATALOGUESERVICE']._serialized_end=1713
+  _globals['_CATALOGUEITEM']._serialized_end=504
+  _globals['_CATALOGUEINFO']._serialized_start=507
+  _globals['_CATALOGUEINFO']._serialized_end=732
+  _globals['_LISTCATALOGUEITEMSREQUEST']._serialized_start=735
+  _globals['_LISTCATALOGUEITEMSREQUEST']._serialized_end=1020
+  _globals['_LISTCATALOGUEITEMSRESPONSE']._serialized_start=1023
+  _globals['_LISTCATALOGUEITEMSRESPONSE']._serialized_end=1190
+  _globals['_GETCATALOGUEITEMREQUEST']._serialized_start=1192
+  _globals['_GETCATALOGUEITEMREQUEST']._serialized_end=1308
+  _globals['_GETCATALOGUEITEMRESPONSE']._serialized_start=1311
+  _globals['_GETCATALOGUEITEMRESPONSE']._serialized_end=1450
+  _globals['_CATALOGUESERVICE']._serialized_start=1561
+  _globals['_CATALOGUESERVICE']._serialized_end=1827
 # @@protoc_insertion_point(module_scope)

@@ -31,7 +31,8 @@ class _ItemKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ItemKind.Val
     ITEM_KIND_SERVICE: _ItemKind.ValueType  # 2
     ITEM_KIND_CONSUMABLE: _ItemKind.ValueType  # 3
 
-class ItemKind(_ItemKind, metaclass=_ItemKindEnumTypeWrapper): ...
+class ItemKind(_ItemKind, metaclass=_ItemKindEnumTypeWrapper):
+    """What a catalogue item is."""
 
 ITEM_KIND_UNSPECIFIED: ItemKind.ValueType  # 0
 ITEM_KIND_DRUG: ItemKind.ValueType  # 1
@@ -79,6 +80,10 @@ Global___ItemRestriction: _TypeAlias = ItemRestriction  # noqa: Y015
 
 @_typing.final
 class CatalogueItem(_message.Message):
+    """One item of a treatment-place catalogue: its class, price ceiling, self-pay-first ratio and
+    restriction, as the settlement engine applies them.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CODE_FIELD_NUMBER: _builtins.int
@@ -88,12 +93,15 @@ class CatalogueItem(_message.Message):
     CEILING_FEN_FIELD_NUMBER: _builtins.int
     SELF_PAY_FIRST_BPS_FIELD_NUMBER: _builtins.int
     RESTRICTION_FIELD_NUMBER: _builtins.int
+    ITEM_CLASS_ENUM_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """National medical insurance item code."""
     name: _builtins.str
     kind: Global___ItemKind.ValueType
     item_class: _builtins.str
-    """"A", "B" or "C" (C: full self-pay)."""
+    """"A", "B" or "C" (C: full self-pay); the same as item_class_enum, kept as a string for wire
+    compatibility; both are filled.
+    """
     ceiling_fen: _builtins.int
     """Price ceiling per unit in fen: the part of a unit price above it is over-limit. Unset = no
     ceiling (0 is a real ceiling of zero).
@@ -102,6 +110,8 @@ class CatalogueItem(_message.Message):
     """Share of the within-ceiling amount the person pays first, in basis points (class B only; 0
     otherwise).
     """
+    item_class_enum: _types_pb2.ItemClass.ValueType
+    """The item's class as an enum."""
     @_builtins.property
     def restriction(self) -> Global___ItemRestriction:
         """Unset when the item has no restriction."""
@@ -116,10 +126,11 @@ class CatalogueItem(_message.Message):
         ceiling_fen: _builtins.int | None = ...,
         self_pay_first_bps: _builtins.int = ...,
         restriction: Global___ItemRestriction | None = ...,
+        item_class_enum: _types_pb2.ItemClass.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "ceiling_fen", b"ceiling_fen", "restriction", b"restriction"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "ceiling_fen", b"ceiling_fen", "code", b"code", "item_class", b"item_class", "kind", b"kind", "name", b"name", "restriction", b"restriction", "self_pay_first_bps", b"self_pay_first_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "ceiling_fen", b"ceiling_fen", "code", b"code", "item_class", b"item_class", "item_class_enum", b"item_class_enum", "kind", b"kind", "name", b"name", "restriction", b"restriction", "self_pay_first_bps", b"self_pay_first_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ceiling_fen: _TypeAlias = _typing.Literal["ceiling_fen"]  # noqa: Y015
     _WhichOneofArgType__ceiling_fen: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen"]  # noqa: Y015
@@ -129,6 +140,8 @@ Global___CatalogueItem: _TypeAlias = CatalogueItem  # noqa: Y015
 
 @_typing.final
 class CatalogueInfo(_message.Message):
+    """Which catalogue answered: its version ("<label>@<hash>"), region and period."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VERSION_FIELD_NUMBER: _builtins.int
@@ -185,18 +198,23 @@ class ListCatalogueItemsRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ITEM_CLASS_ENUM_FIELD_NUMBER: _builtins.int
     treatment_region_code: _builtins.str
     """Treatment region (6 digits), required."""
     code_prefix: _builtins.str
     """Only codes starting with this (at most 50 characters)."""
     item_class: _builtins.str
-    """Only this class: "", "A", "B" or "C"."""
+    """Only this class: "", "A", "B" or "C". Or give item_class_enum; when both are given they must
+    name the same class.
+    """
     kind: Global___ItemKind.ValueType
     """Only this kind; unspecified = all."""
     page_size: _builtins.int
     """1..1000; 0 = 100."""
     page_token: _builtins.str
     """From the previous page's next_page_token, with the same filters; "" = the first page."""
+    item_class_enum: _types_pb2.ItemClass.ValueType
+    """Only this class; unspecified = item_class decides (all when that is "" too)."""
     @_builtins.property
     def date(self) -> _types_pb2.Date:
         """The catalogue in effect on this date; unset = today (China Standard Time, the service's
@@ -213,10 +231,11 @@ class ListCatalogueItemsRequest(_message.Message):
         kind: Global___ItemKind.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        item_class_enum: _types_pb2.ItemClass.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["date", b"date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_prefix", b"code_prefix", "date", b"date", "item_class", b"item_class", "kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "treatment_region_code", b"treatment_region_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_prefix", b"code_prefix", "date", b"date", "item_class", b"item_class", "item_class_enum", b"item_class_enum", "kind", b"kind", "page_size", b"page_size", "page_token", b"page_token", "treatment_region_code", b"treatment_region_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -70,6 +70,8 @@ class CatalogueServiceServicer:
         or one issued for other filters; INVALID_ARGUMENT REASON_CATALOGUE_CHANGED when the token was
         issued under another catalogue version than the one now in effect (list again from the first
         page); FAILED_PRECONDITION REASON_NO_CATALOGUE_IN_EFFECT when no catalogue covers the date.
+        Who may call: hospital / pharmacy; treatment-place bureau; the treatment place's catalogue
+        (public to its users). Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +80,8 @@ class CatalogueServiceServicer:
     def GetCatalogueItem(self, request, context):
         """One item of the catalogue in effect on a date. Errors: as ListCatalogueItems, and NOT_FOUND
         REASON_CATALOGUE_ITEM_NOT_FOUND when the code is not in that catalogue.
+        Who may call: hospital / pharmacy; treatment-place bureau; the treatment place's catalogue
+        (public to its users). Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,10 +47,14 @@ class CatalogueServiceStub:
     or one issued for other filters; INVALID_ARGUMENT REASON_CATALOGUE_CHANGED when the token was
     issued under another catalogue version than the one now in effect (list again from the first
     page); FAILED_PRECONDITION REASON_NO_CATALOGUE_IN_EFFECT when no catalogue covers the date.
+    Who may call: hospital / pharmacy; treatment-place bureau; the treatment place's catalogue
+    (public to its users). Read-only: retry freely.
     """
     GetCatalogueItem: _grpc.UnaryUnaryMultiCallable[_catalogue_pb2.GetCatalogueItemRequest, _catalogue_pb2.GetCatalogueItemResponse]
     """One item of the catalogue in effect on a date. Errors: as ListCatalogueItems, and NOT_FOUND
     REASON_CATALOGUE_ITEM_NOT_FOUND when the code is not in that catalogue.
+    Who may call: hospital / pharmacy; treatment-place bureau; the treatment place's catalogue
+    (public to its users). Read-only: retry freely.
     """
 
 @_typing.type_check_only
@@ -72,10 +76,14 @@ class CatalogueServiceAsyncStub(CatalogueServiceStub):
     or one issued for other filters; INVALID_ARGUMENT REASON_CATALOGUE_CHANGED when the token was
     issued under another catalogue version than the one now in effect (list again from the first
     page); FAILED_PRECONDITION REASON_NO_CATALOGUE_IN_EFFECT when no catalogue covers the date.
+    Who may call: hospital / pharmacy; treatment-place bureau; the treatment place's catalogue
+    (public to its users). Read-only: retry freely.
     """
     GetCatalogueItem: _aio.UnaryUnaryMultiCallable[_catalogue_pb2.GetCatalogueItemRequest, _catalogue_pb2.GetCatalogueItemResponse]  # type: ignore[assignment]
     """One item of the catalogue in effect on a date. Errors: as ListCatalogueItems, and NOT_FOUND
     REASON_CATALOGUE_ITEM_NOT_FOUND when the code is not in that catalogue.
+    Who may call: hospital / pharmacy; treatment-place bureau; the treatment place's catalogue
+    (public to its users). Read-only: retry freely.
     """
 
 class CatalogueServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -100,6 +108,8 @@ class CatalogueServiceServicer(metaclass=_abc_1.ABCMeta):
         or one issued for other filters; INVALID_ARGUMENT REASON_CATALOGUE_CHANGED when the token was
         issued under another catalogue version than the one now in effect (list again from the first
         page); FAILED_PRECONDITION REASON_NO_CATALOGUE_IN_EFFECT when no catalogue covers the date.
+        Who may call: hospital / pharmacy; treatment-place bureau; the treatment place's catalogue
+        (public to its users). Read-only: retry freely.
         """
 
     @_abc_1.abstractmethod
@@ -110,6 +120,8 @@ class CatalogueServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_catalogue_pb2.GetCatalogueItemResponse, _abc.Awaitable[_catalogue_pb2.GetCatalogueItemResponse]]:
         """One item of the catalogue in effect on a date. Errors: as ListCatalogueItems, and NOT_FOUND
         REASON_CATALOGUE_ITEM_NOT_FOUND when the code is not in that catalogue.
+        Who may call: hospital / pharmacy; treatment-place bureau; the treatment place's catalogue
+        (public to its users). Read-only: retry freely.
         """
 
 def add_CatalogueServiceServicer_to_server(servicer: CatalogueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -32,7 +32,8 @@ class _VisitStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VisitStat
     VISIT_STATUS_SETTLED: _VisitStatus.ValueType  # 2
     VISIT_STATUS_CANCELLED: _VisitStatus.ValueType  # 3
 
-class VisitStatus(_VisitStatus, metaclass=_VisitStatusEnumTypeWrapper): ...
+class VisitStatus(_VisitStatus, metaclass=_VisitStatusEnumTypeWrapper):
+    """A visit's state: OPEN until a final settlement (SETTLED) or a cancellation (CANCELLED)."""
 
 VISIT_STATUS_UNSPECIFIED: VisitStatus.ValueType  # 0
 VISIT_STATUS_OPEN: VisitStatus.ValueType  # 1
@@ -51,7 +52,8 @@ class _SettlementKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Settle
     SETTLEMENT_KIND_CANCELLATION: _SettlementKind.ValueType  # 2
     """The negative mirror of an earlier settlement."""
 
-class SettlementKind(_SettlementKind, metaclass=_SettlementKindEnumTypeWrapper): ...
+class SettlementKind(_SettlementKind, metaclass=_SettlementKindEnumTypeWrapper):
+    """A settlement, or the cancellation that mirrors one."""
 
 SETTLEMENT_KIND_UNSPECIFIED: SettlementKind.ValueType  # 0
 SETTLEMENT_KIND_SETTLEMENT: SettlementKind.ValueType  # 1
@@ -69,7 +71,8 @@ class _ManualClaimStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Man
     MANUAL_CLAIM_STATUS_SUBMITTED: _ManualClaimStatus.ValueType  # 1
     MANUAL_CLAIM_STATUS_PROCESSED: _ManualClaimStatus.ValueType  # 2
 
-class ManualClaimStatus(_ManualClaimStatus, metaclass=_ManualClaimStatusEnumTypeWrapper): ...
+class ManualClaimStatus(_ManualClaimStatus, metaclass=_ManualClaimStatusEnumTypeWrapper):
+    """A manual claim is SUBMITTED by the hospital, then PROCESSED by the insured place."""
 
 MANUAL_CLAIM_STATUS_UNSPECIFIED: ManualClaimStatus.ValueType  # 0
 MANUAL_CLAIM_STATUS_SUBMITTED: ManualClaimStatus.ValueType  # 1
@@ -78,6 +81,10 @@ Global___ManualClaimStatus: _TypeAlias = ManualClaimStatus  # noqa: Y015
 
 @_typing.final
 class Visit(_message.Message):
+    """An admission or an outpatient registration at one institution, with the eligibility decision
+    taken when it opened (insured region, filing). Amounts in integer fen.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VISIT_ID_FIELD_NUMBER: _builtins.int
@@ -97,24 +104,36 @@ class Visit(_message.Message):
     FEE_TOTAL_FEN_FIELD_NUMBER: _builtins.int
     OPEN_TIME_FIELD_NUMBER: _builtins.int
     visit_id: _builtins.str
+    """Assigned by settlement at OpenVisit."""
     institution_code: _builtins.str
+    """The treating institution (national institution code)."""
     hospital_visit_no: _builtins.str
     """The hospital's own visit (medical record) number."""
     service_type: _types_pb2.ServiceType.ValueType
     status: Global___VisitStatus.ValueType
     person_no: _builtins.str
+    """The insured person's number in the insured place (not the ID number)."""
     insured_region_code: _builtins.str
+    """The insured place (6-digit region code), from the eligibility decision."""
     treatment_region_code: _builtins.str
+    """The treatment place (6-digit region code): the institution's region."""
     filing_id: _builtins.str
+    """The filing the eligibility decision used; "" for an emergency deemed filed."""
     filing_type: _types_pb2.FilingType.ValueType
     fee_line_count: _builtins.int
+    """Uploaded lines (a replaced line counts once)."""
     fee_total_fen: _builtins.int
+    """Sum of the uploaded lines' amounts, fen."""
     @_builtins.property
     def admission_date(self) -> _types_pb2.Date: ...
     @_builtins.property
-    def discharge_date(self) -> _types_pb2.Date: ...
+    def discharge_date(self) -> _types_pb2.Date:
+        """Set by the final Settle; unset while open."""
+
     @_builtins.property
-    def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ICD-10 codes, the principal diagnosis first."""
+
     @_builtins.property
     def open_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -147,6 +166,8 @@ Global___Visit: _TypeAlias = Visit  # noqa: Y015
 
 @_typing.final
 class FeeLine(_message.Message):
+    """One itemised fee line as the hospital uploads it. Money in integer fen; quantity in thousandths."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LINE_NO_FIELD_NUMBER: _builtins.int
@@ -161,13 +182,17 @@ class FeeLine(_message.Message):
     item_code: _builtins.str
     """National medical insurance item code (drug, service item or consumable)."""
     item_name: _builtins.str
+    """The hospital's name for the item (free text, for display)."""
     quantity_milli: _builtins.int
     """Quantity in thousandths (1.5 boxes = 1500). Negative for a refund line."""
     unit_price_fen: _builtins.int
+    """Price per unit, fen (not negative)."""
     refund_of_line_no: _builtins.int
     """For a refund line: the line it refunds."""
     @_builtins.property
-    def fee_date(self) -> _types_pb2.Date: ...
+    def fee_date(self) -> _types_pb2.Date:
+        """The day the item was given; within the stay."""
+
     def __init__(
         self,
         *,
@@ -189,6 +214,10 @@ Global___FeeLine: _TypeAlias = FeeLine  # noqa: Y015
 
 @_typing.final
 class LineSplit(_message.Message):
+    """How one fee line splits against the treatment-place catalogue: amount_fen = full_self_pay_fen +
+    over_limit_fen + pre_self_pay_fen + in_scope_fen, to the fen.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LINE_NO_FIELD_NUMBER: _builtins.int
@@ -204,16 +233,25 @@ class LineSplit(_message.Message):
     SELF_PAY_FIRST_BPS_FIELD_NUMBER: _builtins.int
     IN_CATALOGUE_FIELD_NUMBER: _builtins.int
     SETTLEMENT_ID_FIELD_NUMBER: _builtins.int
+    ITEM_CLASS_ENUM_FIELD_NUMBER: _builtins.int
     line_no: _builtins.int
     item_code: _builtins.str
     item_class: _builtins.str
-    """"A", "B", "C" or "" when not in the catalogue."""
+    """"A", "B", "C" or "" when not in the catalogue. The same as item_class_enum, kept as a string
+    for wire compatibility; both are filled.
+    """
     amount_fen: _builtins.int
+    """quantity x unit price, fen (rounded half up)."""
     full_self_pay_fen: _builtins.int
+    """Class C or not in the catalogue: the person pays it all."""
     over_limit_fen: _builtins.int
+    """The part of the price above the catalogue's ceiling."""
     pre_self_pay_fen: _builtins.int
+    """Class B: the self-pay-first share of the within-ceiling amount."""
     in_scope_fen: _builtins.int
+    """What the policy's funds may pay on."""
     catalogue_version: _builtins.str
+    """The catalogue used ("<label>@<hash>")."""
     ceiling_fen: _builtins.int
     """The catalogue's price ceiling per unit; unset = no ceiling (or not in the catalogue). Filled
     in the UploadFees and ListVisitFees answers; unset in settlement breakdowns.
@@ -228,6 +266,8 @@ class LineSplit(_message.Message):
     """The (interim or final) settlement that settled the line; "" while unsettled. Filled in the
     UploadFees and ListVisitFees answers.
     """
+    item_class_enum: _types_pb2.ItemClass.ValueType
+    """The item's class as an enum: ITEM_CLASS_UNSPECIFIED when not in the catalogue."""
     def __init__(
         self,
         *,
@@ -244,10 +284,11 @@ class LineSplit(_message.Message):
         self_pay_first_bps: _builtins.int = ...,
         in_catalogue: _builtins.bool = ...,
         settlement_id: _builtins.str = ...,
+        item_class_enum: _types_pb2.ItemClass.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "ceiling_fen", b"ceiling_fen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "amount_fen", b"amount_fen", "catalogue_version", b"catalogue_version", "ceiling_fen", b"ceiling_fen", "full_self_pay_fen", b"full_self_pay_fen", "in_catalogue", b"in_catalogue", "in_scope_fen", b"in_scope_fen", "item_class", b"item_class", "item_code", b"item_code", "line_no", b"line_no", "over_limit_fen", b"over_limit_fen", "pre_self_pay_fen", b"pre_self_pay_fen", "self_pay_first_bps", b"self_pay_first_bps", "settlement_id", b"settlement_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen", "amount_fen", b"amount_fen", "catalogue_version", b"catalogue_version", "ceiling_fen", b"ceiling_fen", "full_self_pay_fen", b"full_self_pay_fen", "in_catalogue", b"in_catalogue", "in_scope_fen", b"in_scope_fen", "item_class", b"item_class", "item_class_enum", b"item_class_enum", "item_code", b"item_code", "line_no", b"line_no", "over_limit_fen", b"over_limit_fen", "pre_self_pay_fen", b"pre_self_pay_fen", "self_pay_first_bps", b"self_pay_first_bps", "settlement_id", b"settlement_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__ceiling_fen: _TypeAlias = _typing.Literal["ceiling_fen"]  # noqa: Y015
     _WhichOneofArgType__ceiling_fen: _TypeAlias = _typing.Literal["_ceiling_fen", b"_ceiling_fen"]  # noqa: Y015
@@ -257,17 +298,29 @@ Global___LineSplit: _TypeAlias = LineSplit  # noqa: Y015
 
 @_typing.final
 class FundDetail(_message.Message):
+    """What one payer paid in a settlement, with the base it paid on and what was left of its annual
+    limit before.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FUND_FIELD_NUMBER: _builtins.int
     BASE_FEN_FIELD_NUMBER: _builtins.int
     REMAINING_LIMIT_BEFORE_FEN_FIELD_NUMBER: _builtins.int
     PAID_FEN_FIELD_NUMBER: _builtins.int
+    FUND_ENUM_FIELD_NUMBER: _builtins.int
     fund: _builtins.str
-    """"pooled", "large_amount", "critical_illness", "assistance", "personal_account"."""
+    """"pooled", "large_amount", "critical_illness", "assistance", "personal_account": the same as
+    fund_enum, kept as a string for wire compatibility; both are filled.
+    """
     base_fen: _builtins.int
+    """The base the fund paid on, fen."""
     remaining_limit_before_fen: _builtins.int
+    """What was left of the fund's annual limit before this settlement, fen (0 when unlimited)."""
     paid_fen: _builtins.int
+    """What the fund paid, fen."""
+    fund_enum: _types_pb2.Fund.ValueType
+    """The fund as an enum."""
     def __init__(
         self,
         *,
@@ -275,10 +328,11 @@ class FundDetail(_message.Message):
         base_fen: _builtins.int = ...,
         remaining_limit_before_fen: _builtins.int = ...,
         paid_fen: _builtins.int = ...,
+        fund_enum: _types_pb2.Fund.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_fen", b"base_fen", "fund", b"fund", "paid_fen", b"paid_fen", "remaining_limit_before_fen", b"remaining_limit_before_fen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_fen", b"base_fen", "fund", b"fund", "fund_enum", b"fund_enum", "paid_fen", b"paid_fen", "remaining_limit_before_fen", b"remaining_limit_before_fen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -286,6 +340,10 @@ Global___FundDetail: _TypeAlias = FundDetail  # noqa: Y015
 
 @_typing.final
 class TraceStep(_message.Message):
+    """One step of the computation (line split, deductible, each fund, personal account, cash), for
+    explaining a settlement to the desk and the auditors.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     STEP_FIELD_NUMBER: _builtins.int
@@ -296,10 +354,17 @@ class TraceStep(_message.Message):
     BANDS_FIELD_NUMBER: _builtins.int
     BASE_START_FEN_FIELD_NUMBER: _builtins.int
     step: _builtins.str
+    """The step's name (line_split, deductible, pooled_fund, large_amount, critical_illness,
+    assistance, personal_account, hospital_borne, personal_part, cash).
+    """
     rule: _builtins.str
+    """The rule of the policy that decided the step, in words."""
     parameter: _builtins.str
+    """The policy parameter the rule used, as text (e.g. a ratio or a cap)."""
     amount_fen: _builtins.int
+    """What the step decided, fen."""
     note: _builtins.str
+    """Free text for the desk."""
     base_start_fen: _builtins.int
     """Where this visit's base started in the step's coordinates: the year-to-date base before it
     (pooled base for a per_year scope, cumulative compliant burden, cumulative assistance base);
@@ -401,31 +466,53 @@ class Breakdown(_message.Message):
     CATALOGUE_VERSION_FIELD_NUMBER: _builtins.int
     ACCOUNT_BALANCE_AFTER_FEN_FIELD_NUMBER: _builtins.int
     total_fen: _builtins.int
+    """Sum of the lines = full_self_pay_fen + over_limit_fen + pre_self_pay_fen + in_scope_fen =
+    fund_total_fen + personal_part_fen + hospital_borne_fen.
+    """
     full_self_pay_fen: _builtins.int
     over_limit_fen: _builtins.int
     pre_self_pay_fen: _builtins.int
     in_scope_fen: _builtins.int
     deductible_fen: _builtins.int
+    """The part of in_scope_fen the person bears as deductible (起付线)."""
     pooled_fund_fen: _builtins.int
+    """Paid by the basic pooled fund."""
     large_amount_fen: _builtins.int
+    """Paid by the employees' large-amount fund."""
     critical_illness_fen: _builtins.int
+    """Paid by the residents' critical-illness insurance."""
     assistance_fen: _builtins.int
+    """Paid by medical assistance."""
     other_fund_fen: _builtins.int
+    """Paid by other funds (as reported by the policy)."""
     fund_total_fen: _builtins.int
+    """Every fund's part together (what the insured place owes through clearing)."""
     hospital_borne_fen: _builtins.int
+    """Borne by the hospital (e.g. over a DRG rate), as reported."""
     personal_part_fen: _builtins.int
+    """What the person bears = personal_account_fen + cash_fen."""
     personal_account_fen: _builtins.int
+    """Paid from the person's personal account (use_personal_account)."""
     cash_fen: _builtins.int
+    """What the person pays at the desk."""
     policy_version: _builtins.str
+    """The insured place's policy used ("<label>@<hash>"; RecomputeSettlement replays it)."""
     catalogue_version: _builtins.str
+    """The treatment place's catalogue used ("<label>@<hash>")."""
     account_balance_after_fen: _builtins.int
     """Personal account balance after this settlement."""
     @_builtins.property
-    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineSplit]: ...
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineSplit]:
+        """Every line's split (empty in ListSettlements unless include_lines)."""
+
     @_builtins.property
-    def funds(self) -> _containers.RepeatedCompositeFieldContainer[Global___FundDetail]: ...
+    def funds(self) -> _containers.RepeatedCompositeFieldContainer[Global___FundDetail]:
+        """Every payer that paid, with its base and limit."""
+
     @_builtins.property
-    def trace(self) -> _containers.RepeatedCompositeFieldContainer[Global___TraceStep]: ...
+    def trace(self) -> _containers.RepeatedCompositeFieldContainer[Global___TraceStep]:
+        """The computation, step by step."""
+
     def __init__(
         self,
         *,
@@ -462,6 +549,10 @@ Global___Breakdown: _TypeAlias = Breakdown  # noqa: Y015
 
 @_typing.final
 class Settlement(_message.Message):
+    """A stored settlement or cancellation: immutable; a cancellation is a new record with every amount
+    negated (kind CANCELLATION, cancels_settlement_id). Amounts in integer fen.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SETTLEMENT_ID_FIELD_NUMBER: _builtins.int
@@ -482,6 +573,7 @@ class Settlement(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     CANCELLED_BY_SETTLEMENT_ID_FIELD_NUMBER: _builtins.int
     settlement_id: _builtins.str
+    """Assigned by settlement."""
     visit_id: _builtins.str
     kind: Global___SettlementKind.ValueType
     cancels_settlement_id: _builtins.str
@@ -492,17 +584,23 @@ class Settlement(_message.Message):
     treatment_region_code: _builtins.str
     service_type: _types_pb2.ServiceType.ValueType
     clearing_category: _types_pb2.ClearingCategory.ValueType
+    """How clearing files it (inpatient, general outpatient, chronic/special disease outpatient)."""
     interim: _builtins.bool
     """True for an interim settlement of a long inpatient stay."""
     request_id: _builtins.str
+    """The request id of the call that made it (as the caller sent it)."""
     cancelled_by_settlement_id: _builtins.str
     """Set once the settlement has been cancelled."""
     @_builtins.property
     def breakdown(self) -> Global___Breakdown: ...
     @_builtins.property
-    def settle_time(self) -> _timestamp_pb2.Timestamp: ...
+    def settle_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was committed."""
+
     @_builtins.property
-    def settle_date(self) -> _types_pb2.Date: ...
+    def settle_date(self) -> _types_pb2.Date:
+        """The business day (China Standard Time) it belongs to; clearing months follow it."""
+
     @_builtins.property
     def flags(self) -> _containers.RepeatedCompositeFieldContainer[Global___MonitoringFlag]:
         """Intelligent monitoring flags (reason codes) raised at settle time."""
@@ -538,14 +636,21 @@ Global___Settlement: _TypeAlias = Settlement  # noqa: Y015
 
 @_typing.final
 class MonitoringFlag(_message.Message):
+    """An intelligent-monitoring flag raised at upload or settle time (code MON_*): informs, never
+    refuses.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CODE_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     LINE_NO_FIELD_NUMBER: _builtins.int
     code: _builtins.str
+    """MON_* (e.g. MON_ITEM_NOT_IN_CATALOGUE, MON_OVERLAPPING_INPATIENT_STAY)."""
     detail: _builtins.str
+    """Text for the auditors."""
     line_no: _builtins.int
+    """The line it is about; 0 when about the visit."""
     def __init__(
         self,
         *,
@@ -576,19 +681,30 @@ class OpenVisitRequest(_message.Message):
     EMERGENCY_FIELD_NUMBER: _builtins.int
     TRAUMA_NO_THIRD_PARTY_DECLARED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """The idempotency key, 1-128 characters, unique per caller."""
     institution_code: _builtins.str
     """Must equal the caller's authenticated institution."""
     hospital_visit_no: _builtins.str
+    """The hospital's own visit number, at most 64 characters; one open visit per number."""
     service_type: _types_pb2.ServiceType.ValueType
     special_disease_code: _builtins.str
+    """Required for SERVICE_TYPE_CHRONIC_OUTPATIENT."""
     emergency: _builtins.bool
+    """Emergency rescue: counts as filed where the insured place's policy says so."""
     trauma_no_third_party_declared: _builtins.bool
+    """Required for a trauma diagnosis: the person declares no third party is liable."""
     @_builtins.property
-    def credential(self) -> _types_pb2.Credential: ...
+    def credential(self) -> _types_pb2.Credential:
+        """The person's e-certificate token or social security card."""
+
     @_builtins.property
-    def admission_date(self) -> _types_pb2.Date: ...
+    def admission_date(self) -> _types_pb2.Date:
+        """Not after today (China Standard Time)."""
+
     @_builtins.property
-    def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def diagnosis_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """ICD-10 codes, the principal diagnosis first."""
+
     def __init__(
         self,
         *,
@@ -713,6 +829,7 @@ class PreSettleRequest(_message.Message):
     institution_code: _builtins.str
     visit_id: _builtins.str
     use_personal_account: _builtins.bool
+    """As in Settle."""
     def __init__(
         self,
         *,
@@ -759,13 +876,18 @@ class SettleRequest(_message.Message):
     INTERIM_FIELD_NUMBER: _builtins.int
     DISCHARGE_DATE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    """The idempotency key, 1-128 characters, unique per caller."""
     institution_code: _builtins.str
     visit_id: _builtins.str
+    """The open visit to settle."""
     use_personal_account: _builtins.bool
+    """Pay the personal part from the person's personal account first (employees)."""
     interim: _builtins.bool
     """An interim settlement of a long stay; the visit stays open."""
     @_builtins.property
-    def discharge_date(self) -> _types_pb2.Date: ...
+    def discharge_date(self) -> _types_pb2.Date:
+        """For a final settlement of an inpatient stay: the discharge day; not before the admission date."""
+
     def __init__(
         self,
         *,
@@ -1219,6 +1341,10 @@ Global___CancelVisitResponse: _TypeAlias = CancelVisitResponse  # noqa: Y015
 
 @_typing.final
 class ManualClaim(_message.Message):
+    """A stay that could not be settled directly, submitted by the hospital and reimbursed by the
+    insured place (ProcessManualClaim).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CLAIM_ID_FIELD_NUMBER: _builtins.int
@@ -1661,6 +1787,8 @@ Global___ListVisitFeesRequest: _TypeAlias = ListVisitFeesRequest  # noqa: Y015
 
 @_typing.final
 class VisitFeeLine(_message.Message):
+    """A fee line as uploaded, with its split."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LINE_FIELD_NUMBER: _builtins.int
@@ -1801,6 +1929,10 @@ Global___CapRemaining: _TypeAlias = CapRemaining  # noqa: Y015
 
 @_typing.final
 class Accumulators(_message.Message):
+    """A person's year-to-date totals under one insured region and year, in integer fen (the policy's
+    caps and deductibles are counted against them).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     YEAR_FIELD_NUMBER: _builtins.int

@@ -149,7 +149,18 @@ class SettlementServiceServicer:
     """
 
     def OpenVisit(self, request, context):
-        """Registers an admission or an outpatient visit after one eligibility check.
+        """Registers an admission or an outpatient visit after one eligibility check (CheckEligibility,
+        outside any transaction); the decision is stored on the visit. The visit opens only if the
+        treatment place's catalogue and the insured place's policy cover the admission date. Errors:
+        an ineligible person is FAILED_PRECONDITION with the decision's first catalogue reason
+        (REASON_FILING_REQUIRED when it names none) and ErrorInfo metadata reasons (all of the
+        decision's, comma-separated); REASON_MANUAL_REIMBURSEMENT_REQUIRED, REASON_STAY_ALREADY_PAID,
+        REASON_TRAUMA_DECLARATION_REQUIRED, REASON_VISIT_STATE_INVALID (the hospital visit number is
+        already open), REASON_NO_POLICY_IN_EFFECT / REASON_NO_CATALOGUE_IN_EFFECT; the credential's
+        errors as CheckEligibility; UNAVAILABLE REASON_DEPENDENCY_UNAVAILABLE (metadata dependency
+        eligibility) when eligibility does not answer.
+        Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,6 +168,8 @@ class SettlementServiceServicer:
 
     def UploadFees(self, request, context):
         """Uploads itemised fee lines; a line number uploaded again replaces the earlier line.
+        Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,19 +177,35 @@ class SettlementServiceServicer:
 
     def PreSettle(self, request, context):
         """Computes the full breakdown without persisting anything.
+        Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Settle(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Settles the visit's unsettled fee lines: computes the split with the insured place's policy and
+        the treatment place's catalogue in effect, pays the funds, the personal account (when
+        use_personal_account) and the cash part, updates the person's year-to-date accumulators and
+        emits the settlement on the feed (StreamSettlements), all in one transaction. interim = true
+        settles what is uploaded so far and keeps the visit open; otherwise the visit is discharged
+        (discharge_date) and closed. Amounts are integer fen. Errors: NOT_FOUND REASON_VISIT_NOT_FOUND;
+        PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION; FAILED_PRECONDITION
+        REASON_VISIT_STATE_INVALID (not open), REASON_VISIT_HAS_NO_FEES, REASON_NO_POLICY_IN_EFFECT,
+        REASON_NO_CATALOGUE_IN_EFFECT, REASON_SERVICE_NOT_COVERED; INVALID_ARGUMENT
+        REASON_VALIDATION_FAILED (e.g. discharge_date before admission); ALREADY_EXISTS
+        REASON_REQUEST_ID_REUSED.
+        Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelSettlement(self, request, context):
         """Cancels a settlement with its exact negative mirror (national 2208/2305).
+        Who may call: hospital / pharmacy; own settlements. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,32 +215,45 @@ class SettlementServiceServicer:
         """Undoes whatever a call with original_request_id did (national 2601): a settlement is
         cancelled, an opened visit cancelled, an id never seen tombstoned; a call that cannot be
         undone (a fee upload) is refused with REASON_TRANSACTION_NOT_REVERSIBLE.
+        Who may call: hospital / pharmacy; own request ids. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SettleOutpatient(self, request, context):
-        """Open + upload + settle in one round trip for the common outpatient case.
+        """Open + upload + settle in one round trip for the common outpatient case; errors as
+        OpenVisit, UploadFees and Settle.
+        Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetVisit(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A visit with its fee lines as uploaded. Errors: NOT_FOUND REASON_VISIT_NOT_FOUND;
+        PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+        Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSettlement(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One settlement or cancellation with its full breakdown. Errors: NOT_FOUND
+        REASON_SETTLEMENT_NOT_FOUND; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+        Who may call: hospital / pharmacy; own settlements. Read-only: retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StreamSettlements(self, request, context):
         """The outbox feed: every settlement and cancellation once, in a resumable order.
+        Who may call: suite service; clearing's feed. A feed: after a break, resume from the last
+        position received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -219,6 +261,8 @@ class SettlementServiceServicer:
 
     def UpdateVisit(self, request, context):
         """Admission changes: diagnoses while open; the admission date before any settlement.
+        Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,6 +270,8 @@ class SettlementServiceServicer:
 
     def CancelVisit(self, request, context):
         """Cancels an admission or registration with no live settlement (national 2404).
+        Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -234,6 +280,8 @@ class SettlementServiceServicer:
     def SubmitManualClaim(self, request, context):
         """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
         so the insured place can process the person's claim online later.
+        Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -246,6 +294,7 @@ class SettlementServiceServicer:
         settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
         SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
         CATALOGUE_NOT_FOUND when a version is no longer known to this process.
+        Who may call: hospital / pharmacy; own settlements. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -257,6 +306,8 @@ class SettlementServiceServicer:
         and insured-region filters narrow that. Errors: INVALID_ARGUMENT (REASON_VALIDATION_FAILED)
         for bad filters or a date range over 366 days, REASON_PAGE_TOKEN_INVALID for a bad token;
         PERMISSION_DENIED for another institution.
+        Who may call: hospital / pharmacy; insured-place bureau (insured_region_code in its region); a
+        hospital its own; a bureau its region's persons. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -266,6 +317,7 @@ class SettlementServiceServicer:
         """A visit's fee lines with each line's split against the treatment-place catalogue (national
         5204), in line order, paged; the same split UploadFees answers. Only the visit's own
         institution: PERMISSION_DENIED otherwise; NOT_FOUND REASON_VISIT_NOT_FOUND.
+        Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -277,6 +329,7 @@ class SettlementServiceServicer:
         person type, hospital level and assistance category come from the person's latest visit at
         the caller. Errors: NOT_FOUND REASON_ACCUMULATORS_NOT_FOUND when the caller has no visit of
         the person; FAILED_PRECONDITION REASON_NO_POLICY_IN_EFFECT when no policy covers the date.
+        Who may call: hospital / pharmacy; persons with a visit at the caller. Read-only: retry freely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -904,19 +957,29 @@ class ManualClaimServiceServicer:
 
     def ProcessManualClaim(self, request, context):
         """Computes the reimbursement with the same policy engine and updates the person's accumulators.
+        Who may call: insured-place bureau; the claim's insured region. Mutating: runs at most once per
+        request_id; retry with the same request_id and payload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetManualClaim(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One manual claim with its lines and, once processed, its reimbursement. Errors: NOT_FOUND
+        REASON_SETTLEMENT_NOT_FOUND (no such claim); PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: insured-place bureau; the claim's insured region. Read-only: retry freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListManualClaims(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The manual claims of the caller's insured region, by status, paged. Errors: INVALID_ARGUMENT
+        REASON_VALIDATION_FAILED, REASON_PAGE_TOKEN_INVALID.
+        Who may call: insured-place bureau (insured_region_code in its region). Read-only: retry
+        freely.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -46,32 +46,91 @@ class SettlementServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SettlementServiceAsyncStub: ...
     OpenVisit: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.OpenVisitRequest, _settlement_pb2.OpenVisitResponse]
-    """Registers an admission or an outpatient visit after one eligibility check."""
+    """Registers an admission or an outpatient visit after one eligibility check (CheckEligibility,
+    outside any transaction); the decision is stored on the visit. The visit opens only if the
+    treatment place's catalogue and the insured place's policy cover the admission date. Errors:
+    an ineligible person is FAILED_PRECONDITION with the decision's first catalogue reason
+    (REASON_FILING_REQUIRED when it names none) and ErrorInfo metadata reasons (all of the
+    decision's, comma-separated); REASON_MANUAL_REIMBURSEMENT_REQUIRED, REASON_STAY_ALREADY_PAID,
+    REASON_TRAUMA_DECLARATION_REQUIRED, REASON_VISIT_STATE_INVALID (the hospital visit number is
+    already open), REASON_NO_POLICY_IN_EFFECT / REASON_NO_CATALOGUE_IN_EFFECT; the credential's
+    errors as CheckEligibility; UNAVAILABLE REASON_DEPENDENCY_UNAVAILABLE (metadata dependency
+    eligibility) when eligibility does not answer.
+    Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     UploadFees: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.UploadFeesRequest, _settlement_pb2.UploadFeesResponse]
-    """Uploads itemised fee lines; a line number uploaded again replaces the earlier line."""
+    """Uploads itemised fee lines; a line number uploaded again replaces the earlier line.
+    Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     PreSettle: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.PreSettleRequest, _settlement_pb2.PreSettleResponse]
-    """Computes the full breakdown without persisting anything."""
+    """Computes the full breakdown without persisting anything.
+    Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
+    """
     Settle: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.SettleRequest, _settlement_pb2.SettleResponse]
+    """Settles the visit's unsettled fee lines: computes the split with the insured place's policy and
+    the treatment place's catalogue in effect, pays the funds, the personal account (when
+    use_personal_account) and the cash part, updates the person's year-to-date accumulators and
+    emits the settlement on the feed (StreamSettlements), all in one transaction. interim = true
+    settles what is uploaded so far and keeps the visit open; otherwise the visit is discharged
+    (discharge_date) and closed. Amounts are integer fen. Errors: NOT_FOUND REASON_VISIT_NOT_FOUND;
+    PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION; FAILED_PRECONDITION
+    REASON_VISIT_STATE_INVALID (not open), REASON_VISIT_HAS_NO_FEES, REASON_NO_POLICY_IN_EFFECT,
+    REASON_NO_CATALOGUE_IN_EFFECT, REASON_SERVICE_NOT_COVERED; INVALID_ARGUMENT
+    REASON_VALIDATION_FAILED (e.g. discharge_date before admission); ALREADY_EXISTS
+    REASON_REQUEST_ID_REUSED.
+    Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     CancelSettlement: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.CancelSettlementRequest, _settlement_pb2.CancelSettlementResponse]
-    """Cancels a settlement with its exact negative mirror (national 2208/2305)."""
+    """Cancels a settlement with its exact negative mirror (national 2208/2305).
+    Who may call: hospital / pharmacy; own settlements. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     ReverseTransaction: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ReverseTransactionRequest, _settlement_pb2.ReverseTransactionResponse]
     """Undoes whatever a call with original_request_id did (national 2601): a settlement is
     cancelled, an opened visit cancelled, an id never seen tombstoned; a call that cannot be
     undone (a fee upload) is refused with REASON_TRANSACTION_NOT_REVERSIBLE.
+    Who may call: hospital / pharmacy; own request ids. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
     """
     SettleOutpatient: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.SettleOutpatientRequest, _settlement_pb2.SettleOutpatientResponse]
-    """Open + upload + settle in one round trip for the common outpatient case."""
+    """Open + upload + settle in one round trip for the common outpatient case; errors as
+    OpenVisit, UploadFees and Settle.
+    Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     GetVisit: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetVisitRequest, _settlement_pb2.GetVisitResponse]
+    """A visit with its fee lines as uploaded. Errors: NOT_FOUND REASON_VISIT_NOT_FOUND;
+    PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+    Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
+    """
     GetSettlement: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetSettlementRequest, _settlement_pb2.GetSettlementResponse]
+    """One settlement or cancellation with its full breakdown. Errors: NOT_FOUND
+    REASON_SETTLEMENT_NOT_FOUND; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+    Who may call: hospital / pharmacy; own settlements. Read-only: retry freely.
+    """
     StreamSettlements: _grpc.UnaryStreamMultiCallable[_settlement_pb2.StreamSettlementsRequest, _settlement_pb2.StreamSettlementsResponse]
-    """The outbox feed: every settlement and cancellation once, in a resumable order."""
+    """The outbox feed: every settlement and cancellation once, in a resumable order.
+    Who may call: suite service; clearing's feed. A feed: after a break, resume from the last
+    position received.
+    """
     UpdateVisit: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.UpdateVisitRequest, _settlement_pb2.UpdateVisitResponse]
-    """Admission changes: diagnoses while open; the admission date before any settlement."""
+    """Admission changes: diagnoses while open; the admission date before any settlement.
+    Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     CancelVisit: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.CancelVisitRequest, _settlement_pb2.CancelVisitResponse]
-    """Cancels an admission or registration with no live settlement (national 2404)."""
+    """Cancels an admission or registration with no live settlement (national 2404).
+    Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     SubmitManualClaim: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.SubmitManualClaimRequest, _settlement_pb2.SubmitManualClaimResponse]
     """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
     so the insured place can process the person's claim online later.
+    Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
     """
     RecomputeSettlement: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.RecomputeSettlementRequest, _settlement_pb2.RecomputeSettlementResponse]
     """Computes a stored settlement again with exactly the policy and catalogue versions it names
@@ -80,6 +139,7 @@ class SettlementServiceStub:
     settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
     SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
     CATALOGUE_NOT_FOUND when a version is no longer known to this process.
+    Who may call: hospital / pharmacy; own settlements. Read-only: retry freely.
     """
     ListSettlements: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ListSettlementsRequest, _settlement_pb2.ListSettlementsResponse]
     """Settlements and cancellations (national 5203), newest first: descending settle_time, then
@@ -87,11 +147,14 @@ class SettlementServiceStub:
     and insured-region filters narrow that. Errors: INVALID_ARGUMENT (REASON_VALIDATION_FAILED)
     for bad filters or a date range over 366 days, REASON_PAGE_TOKEN_INVALID for a bad token;
     PERMISSION_DENIED for another institution.
+    Who may call: hospital / pharmacy; insured-place bureau (insured_region_code in its region); a
+    hospital its own; a bureau its region's persons. Read-only: retry freely.
     """
     ListVisitFees: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ListVisitFeesRequest, _settlement_pb2.ListVisitFeesResponse]
     """A visit's fee lines with each line's split against the treatment-place catalogue (national
     5204), in line order, paged; the same split UploadFees answers. Only the visit's own
     institution: PERMISSION_DENIED otherwise; NOT_FOUND REASON_VISIT_NOT_FOUND.
+    Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
     """
     GetAccumulators: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetAccumulatorsRequest, _settlement_pb2.GetAccumulatorsResponse]
     """A person's year-to-date accumulators and what remains of every cap of the policy in effect
@@ -99,6 +162,7 @@ class SettlementServiceStub:
     person type, hospital level and assistance category come from the person's latest visit at
     the caller. Errors: NOT_FOUND REASON_ACCUMULATORS_NOT_FOUND when the caller has no visit of
     the person; FAILED_PRECONDITION REASON_NO_POLICY_IN_EFFECT when no policy covers the date.
+    Who may call: hospital / pharmacy; persons with a visit at the caller. Read-only: retry freely.
     """
 
 @_typing.type_check_only
@@ -119,32 +183,91 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     OpenVisit: _aio.UnaryUnaryMultiCallable[_settlement_pb2.OpenVisitRequest, _settlement_pb2.OpenVisitResponse]  # type: ignore[assignment]
-    """Registers an admission or an outpatient visit after one eligibility check."""
+    """Registers an admission or an outpatient visit after one eligibility check (CheckEligibility,
+    outside any transaction); the decision is stored on the visit. The visit opens only if the
+    treatment place's catalogue and the insured place's policy cover the admission date. Errors:
+    an ineligible person is FAILED_PRECONDITION with the decision's first catalogue reason
+    (REASON_FILING_REQUIRED when it names none) and ErrorInfo metadata reasons (all of the
+    decision's, comma-separated); REASON_MANUAL_REIMBURSEMENT_REQUIRED, REASON_STAY_ALREADY_PAID,
+    REASON_TRAUMA_DECLARATION_REQUIRED, REASON_VISIT_STATE_INVALID (the hospital visit number is
+    already open), REASON_NO_POLICY_IN_EFFECT / REASON_NO_CATALOGUE_IN_EFFECT; the credential's
+    errors as CheckEligibility; UNAVAILABLE REASON_DEPENDENCY_UNAVAILABLE (metadata dependency
+    eligibility) when eligibility does not answer.
+    Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     UploadFees: _aio.UnaryUnaryMultiCallable[_settlement_pb2.UploadFeesRequest, _settlement_pb2.UploadFeesResponse]  # type: ignore[assignment]
-    """Uploads itemised fee lines; a line number uploaded again replaces the earlier line."""
+    """Uploads itemised fee lines; a line number uploaded again replaces the earlier line.
+    Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     PreSettle: _aio.UnaryUnaryMultiCallable[_settlement_pb2.PreSettleRequest, _settlement_pb2.PreSettleResponse]  # type: ignore[assignment]
-    """Computes the full breakdown without persisting anything."""
+    """Computes the full breakdown without persisting anything.
+    Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
+    """
     Settle: _aio.UnaryUnaryMultiCallable[_settlement_pb2.SettleRequest, _settlement_pb2.SettleResponse]  # type: ignore[assignment]
+    """Settles the visit's unsettled fee lines: computes the split with the insured place's policy and
+    the treatment place's catalogue in effect, pays the funds, the personal account (when
+    use_personal_account) and the cash part, updates the person's year-to-date accumulators and
+    emits the settlement on the feed (StreamSettlements), all in one transaction. interim = true
+    settles what is uploaded so far and keeps the visit open; otherwise the visit is discharged
+    (discharge_date) and closed. Amounts are integer fen. Errors: NOT_FOUND REASON_VISIT_NOT_FOUND;
+    PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION; FAILED_PRECONDITION
+    REASON_VISIT_STATE_INVALID (not open), REASON_VISIT_HAS_NO_FEES, REASON_NO_POLICY_IN_EFFECT,
+    REASON_NO_CATALOGUE_IN_EFFECT, REASON_SERVICE_NOT_COVERED; INVALID_ARGUMENT
+    REASON_VALIDATION_FAILED (e.g. discharge_date before admission); ALREADY_EXISTS
+    REASON_REQUEST_ID_REUSED.
+    Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     CancelSettlement: _aio.UnaryUnaryMultiCallable[_settlement_pb2.CancelSettlementRequest, _settlement_pb2.CancelSettlementResponse]  # type: ignore[assignment]
-    """Cancels a settlement with its exact negative mirror (national 2208/2305)."""
+    """Cancels a settlement with its exact negative mirror (national 2208/2305).
+    Who may call: hospital / pharmacy; own settlements. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     ReverseTransaction: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ReverseTransactionRequest, _settlement_pb2.ReverseTransactionResponse]  # type: ignore[assignment]
     """Undoes whatever a call with original_request_id did (national 2601): a settlement is
     cancelled, an opened visit cancelled, an id never seen tombstoned; a call that cannot be
     undone (a fee upload) is refused with REASON_TRANSACTION_NOT_REVERSIBLE.
+    Who may call: hospital / pharmacy; own request ids. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
     """
     SettleOutpatient: _aio.UnaryUnaryMultiCallable[_settlement_pb2.SettleOutpatientRequest, _settlement_pb2.SettleOutpatientResponse]  # type: ignore[assignment]
-    """Open + upload + settle in one round trip for the common outpatient case."""
+    """Open + upload + settle in one round trip for the common outpatient case; errors as
+    OpenVisit, UploadFees and Settle.
+    Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
+    """
     GetVisit: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetVisitRequest, _settlement_pb2.GetVisitResponse]  # type: ignore[assignment]
+    """A visit with its fee lines as uploaded. Errors: NOT_FOUND REASON_VISIT_NOT_FOUND;
+    PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+    Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
+    """
     GetSettlement: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetSettlementRequest, _settlement_pb2.GetSettlementResponse]  # type: ignore[assignment]
+    """One settlement or cancellation with its full breakdown. Errors: NOT_FOUND
+    REASON_SETTLEMENT_NOT_FOUND; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+    Who may call: hospital / pharmacy; own settlements. Read-only: retry freely.
+    """
     StreamSettlements: _aio.UnaryStreamMultiCallable[_settlement_pb2.StreamSettlementsRequest, _settlement_pb2.StreamSettlementsResponse]  # type: ignore[assignment]
-    """The outbox feed: every settlement and cancellation once, in a resumable order."""
+    """The outbox feed: every settlement and cancellation once, in a resumable order.
+    Who may call: suite service; clearing's feed. A feed: after a break, resume from the last
+    position received.
+    """
     UpdateVisit: _aio.UnaryUnaryMultiCallable[_settlement_pb2.UpdateVisitRequest, _settlement_pb2.UpdateVisitResponse]  # type: ignore[assignment]
-    """Admission changes: diagnoses while open; the admission date before any settlement."""
+    """Admission changes: diagnoses while open; the admission date before any settlement.
+    Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     CancelVisit: _aio.UnaryUnaryMultiCallable[_settlement_pb2.CancelVisitRequest, _settlement_pb2.CancelVisitResponse]  # type: ignore[assignment]
-    """Cancels an admission or registration with no live settlement (national 2404)."""
+    """Cancels an admission or registration with no live settlement (national 2404).
+    Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+    retry with the same request_id and payload.
+    """
     SubmitManualClaim: _aio.UnaryUnaryMultiCallable[_settlement_pb2.SubmitManualClaimRequest, _settlement_pb2.SubmitManualClaimResponse]  # type: ignore[assignment]
     """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
     so the insured place can process the person's claim online later.
+    Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+    once per request_id; retry with the same request_id and payload.
     """
     RecomputeSettlement: _aio.UnaryUnaryMultiCallable[_settlement_pb2.RecomputeSettlementRequest, _settlement_pb2.RecomputeSettlementResponse]  # type: ignore[assignment]
     """Computes a stored settlement again with exactly the policy and catalogue versions it names
@@ -153,6 +276,7 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
     SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
     CATALOGUE_NOT_FOUND when a version is no longer known to this process.
+    Who may call: hospital / pharmacy; own settlements. Read-only: retry freely.
     """
     ListSettlements: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ListSettlementsRequest, _settlement_pb2.ListSettlementsResponse]  # type: ignore[assignment]
     """Settlements and cancellations (national 5203), newest first: descending settle_time, then
@@ -160,11 +284,14 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     and insured-region filters narrow that. Errors: INVALID_ARGUMENT (REASON_VALIDATION_FAILED)
     for bad filters or a date range over 366 days, REASON_PAGE_TOKEN_INVALID for a bad token;
     PERMISSION_DENIED for another institution.
+    Who may call: hospital / pharmacy; insured-place bureau (insured_region_code in its region); a
+    hospital its own; a bureau its region's persons. Read-only: retry freely.
     """
     ListVisitFees: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ListVisitFeesRequest, _settlement_pb2.ListVisitFeesResponse]  # type: ignore[assignment]
     """A visit's fee lines with each line's split against the treatment-place catalogue (national
     5204), in line order, paged; the same split UploadFees answers. Only the visit's own
     institution: PERMISSION_DENIED otherwise; NOT_FOUND REASON_VISIT_NOT_FOUND.
+    Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
     """
     GetAccumulators: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetAccumulatorsRequest, _settlement_pb2.GetAccumulatorsResponse]  # type: ignore[assignment]
     """A person's year-to-date accumulators and what remains of every cap of the policy in effect
@@ -172,6 +299,7 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     person type, hospital level and assistance category come from the person's latest visit at
     the caller. Errors: NOT_FOUND REASON_ACCUMULATORS_NOT_FOUND when the caller has no visit of
     the person; FAILED_PRECONDITION REASON_NO_POLICY_IN_EFFECT when no policy covers the date.
+    Who may call: hospital / pharmacy; persons with a visit at the caller. Read-only: retry freely.
     """
 
 class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -195,7 +323,19 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.OpenVisitRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.OpenVisitResponse, _abc.Awaitable[_settlement_pb2.OpenVisitResponse]]:
-        """Registers an admission or an outpatient visit after one eligibility check."""
+        """Registers an admission or an outpatient visit after one eligibility check (CheckEligibility,
+        outside any transaction); the decision is stored on the visit. The visit opens only if the
+        treatment place's catalogue and the insured place's policy cover the admission date. Errors:
+        an ineligible person is FAILED_PRECONDITION with the decision's first catalogue reason
+        (REASON_FILING_REQUIRED when it names none) and ErrorInfo metadata reasons (all of the
+        decision's, comma-separated); REASON_MANUAL_REIMBURSEMENT_REQUIRED, REASON_STAY_ALREADY_PAID,
+        REASON_TRAUMA_DECLARATION_REQUIRED, REASON_VISIT_STATE_INVALID (the hospital visit number is
+        already open), REASON_NO_POLICY_IN_EFFECT / REASON_NO_CATALOGUE_IN_EFFECT; the credential's
+        errors as CheckEligibility; UNAVAILABLE REASON_DEPENDENCY_UNAVAILABLE (metadata dependency
+        eligibility) when eligibility does not answer.
+        Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def UploadFees(
@@ -203,7 +343,10 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.UploadFeesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.UploadFeesResponse, _abc.Awaitable[_settlement_pb2.UploadFeesResponse]]:
-        """Uploads itemised fee lines; a line number uploaded again replaces the earlier line."""
+        """Uploads itemised fee lines; a line number uploaded again replaces the earlier line.
+        Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def PreSettle(
@@ -211,14 +354,30 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.PreSettleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.PreSettleResponse, _abc.Awaitable[_settlement_pb2.PreSettleResponse]]:
-        """Computes the full breakdown without persisting anything."""
+        """Computes the full breakdown without persisting anything.
+        Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def Settle(
         self,
         request: _settlement_pb2.SettleRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_settlement_pb2.SettleResponse, _abc.Awaitable[_settlement_pb2.SettleResponse]]: ...
+    ) -> _typing.Union[_settlement_pb2.SettleResponse, _abc.Awaitable[_settlement_pb2.SettleResponse]]:
+        """Settles the visit's unsettled fee lines: computes the split with the insured place's policy and
+        the treatment place's catalogue in effect, pays the funds, the personal account (when
+        use_personal_account) and the cash part, updates the person's year-to-date accumulators and
+        emits the settlement on the feed (StreamSettlements), all in one transaction. interim = true
+        settles what is uploaded so far and keeps the visit open; otherwise the visit is discharged
+        (discharge_date) and closed. Amounts are integer fen. Errors: NOT_FOUND REASON_VISIT_NOT_FOUND;
+        PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION; FAILED_PRECONDITION
+        REASON_VISIT_STATE_INVALID (not open), REASON_VISIT_HAS_NO_FEES, REASON_NO_POLICY_IN_EFFECT,
+        REASON_NO_CATALOGUE_IN_EFFECT, REASON_SERVICE_NOT_COVERED; INVALID_ARGUMENT
+        REASON_VALIDATION_FAILED (e.g. discharge_date before admission); ALREADY_EXISTS
+        REASON_REQUEST_ID_REUSED.
+        Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def CancelSettlement(
@@ -226,7 +385,10 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.CancelSettlementRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.CancelSettlementResponse, _abc.Awaitable[_settlement_pb2.CancelSettlementResponse]]:
-        """Cancels a settlement with its exact negative mirror (national 2208/2305)."""
+        """Cancels a settlement with its exact negative mirror (national 2208/2305).
+        Who may call: hospital / pharmacy; own settlements. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def ReverseTransaction(
@@ -237,6 +399,8 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         """Undoes whatever a call with original_request_id did (national 2601): a settlement is
         cancelled, an opened visit cancelled, an id never seen tombstoned; a call that cannot be
         undone (a fee upload) is refused with REASON_TRANSACTION_NOT_REVERSIBLE.
+        Who may call: hospital / pharmacy; own request ids. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
         """
 
     @_abc_1.abstractmethod
@@ -245,21 +409,33 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.SettleOutpatientRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.SettleOutpatientResponse, _abc.Awaitable[_settlement_pb2.SettleOutpatientResponse]]:
-        """Open + upload + settle in one round trip for the common outpatient case."""
+        """Open + upload + settle in one round trip for the common outpatient case; errors as
+        OpenVisit, UploadFees and Settle.
+        Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def GetVisit(
         self,
         request: _settlement_pb2.GetVisitRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_settlement_pb2.GetVisitResponse, _abc.Awaitable[_settlement_pb2.GetVisitResponse]]: ...
+    ) -> _typing.Union[_settlement_pb2.GetVisitResponse, _abc.Awaitable[_settlement_pb2.GetVisitResponse]]:
+        """A visit with its fee lines as uploaded. Errors: NOT_FOUND REASON_VISIT_NOT_FOUND;
+        PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+        Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def GetSettlement(
         self,
         request: _settlement_pb2.GetSettlementRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_settlement_pb2.GetSettlementResponse, _abc.Awaitable[_settlement_pb2.GetSettlementResponse]]: ...
+    ) -> _typing.Union[_settlement_pb2.GetSettlementResponse, _abc.Awaitable[_settlement_pb2.GetSettlementResponse]]:
+        """One settlement or cancellation with its full breakdown. Errors: NOT_FOUND
+        REASON_SETTLEMENT_NOT_FOUND; PERMISSION_DENIED REASON_NOT_AUTHORISED_FOR_INSTITUTION.
+        Who may call: hospital / pharmacy; own settlements. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def StreamSettlements(
@@ -267,7 +443,10 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.StreamSettlementsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_settlement_pb2.StreamSettlementsResponse], _abc.AsyncIterator[_settlement_pb2.StreamSettlementsResponse]]:
-        """The outbox feed: every settlement and cancellation once, in a resumable order."""
+        """The outbox feed: every settlement and cancellation once, in a resumable order.
+        Who may call: suite service; clearing's feed. A feed: after a break, resume from the last
+        position received.
+        """
 
     @_abc_1.abstractmethod
     def UpdateVisit(
@@ -275,7 +454,10 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.UpdateVisitRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.UpdateVisitResponse, _abc.Awaitable[_settlement_pb2.UpdateVisitResponse]]:
-        """Admission changes: diagnoses while open; the admission date before any settlement."""
+        """Admission changes: diagnoses while open; the admission date before any settlement.
+        Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def CancelVisit(
@@ -283,7 +465,10 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.CancelVisitRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.CancelVisitResponse, _abc.Awaitable[_settlement_pb2.CancelVisitResponse]]:
-        """Cancels an admission or registration with no live settlement (national 2404)."""
+        """Cancels an admission or registration with no live settlement (national 2404).
+        Who may call: hospital / pharmacy; own visits. Mutating: runs at most once per request_id;
+        retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def SubmitManualClaim(
@@ -293,6 +478,8 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_settlement_pb2.SubmitManualClaimResponse, _abc.Awaitable[_settlement_pb2.SubmitManualClaimResponse]]:
         """When direct settlement was impossible: the hospital still uploads the details and diagnosis,
         so the insured place can process the person's claim online later.
+        Who may call: hospital / pharmacy (institution_code must be its own). Mutating: runs at most
+        once per request_id; retry with the same request_id and payload.
         """
 
     @_abc_1.abstractmethod
@@ -307,6 +494,7 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         settlement's own institution. Errors: SETTLEMENT_NOT_FOUND; NOT_AUTHORISED_FOR_INSTITUTION;
         SETTLEMENT_ALREADY_REVERSED when a cancellation released its lines; POLICY_NOT_FOUND /
         CATALOGUE_NOT_FOUND when a version is no longer known to this process.
+        Who may call: hospital / pharmacy; own settlements. Read-only: retry freely.
         """
 
     @_abc_1.abstractmethod
@@ -320,6 +508,8 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         and insured-region filters narrow that. Errors: INVALID_ARGUMENT (REASON_VALIDATION_FAILED)
         for bad filters or a date range over 366 days, REASON_PAGE_TOKEN_INVALID for a bad token;
         PERMISSION_DENIED for another institution.
+        Who may call: hospital / pharmacy; insured-place bureau (insured_region_code in its region); a
+        hospital its own; a bureau its region's persons. Read-only: retry freely.
         """
 
     @_abc_1.abstractmethod
@@ -331,6 +521,7 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         """A visit's fee lines with each line's split against the treatment-place catalogue (national
         5204), in line order, paged; the same split UploadFees answers. Only the visit's own
         institution: PERMISSION_DENIED otherwise; NOT_FOUND REASON_VISIT_NOT_FOUND.
+        Who may call: hospital / pharmacy; own visits. Read-only: retry freely.
         """
 
     @_abc_1.abstractmethod
@@ -344,6 +535,7 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         person type, hospital level and assistance category come from the person's latest visit at
         the caller. Errors: NOT_FOUND REASON_ACCUMULATORS_NOT_FOUND when the caller has no visit of
         the person; FAILED_PRECONDITION REASON_NO_POLICY_IN_EFFECT when no policy covers the date.
+        Who may call: hospital / pharmacy; persons with a visit at the caller. Read-only: retry freely.
         """
 
 def add_SettlementServiceServicer_to_server(servicer: SettlementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
@@ -366,9 +558,22 @@ class ManualClaimServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ManualClaimServiceAsyncStub: ...
     ProcessManualClaim: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ProcessManualClaimRequest, _settlement_pb2.ProcessManualClaimResponse]
-    """Computes the reimbursement with the same policy engine and updates the person's accumulators."""
+    """Computes the reimbursement with the same policy engine and updates the person's accumulators.
+    Who may call: insured-place bureau; the claim's insured region. Mutating: runs at most once per
+    request_id; retry with the same request_id and payload.
+    """
     GetManualClaim: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.GetManualClaimRequest, _settlement_pb2.GetManualClaimResponse]
+    """One manual claim with its lines and, once processed, its reimbursement. Errors: NOT_FOUND
+    REASON_SETTLEMENT_NOT_FOUND (no such claim); PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: insured-place bureau; the claim's insured region. Read-only: retry freely.
+    """
     ListManualClaims: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ListManualClaimsRequest, _settlement_pb2.ListManualClaimsResponse]
+    """The manual claims of the caller's insured region, by status, paged. Errors: INVALID_ARGUMENT
+    REASON_VALIDATION_FAILED, REASON_PAGE_TOKEN_INVALID.
+    Who may call: insured-place bureau (insured_region_code in its region). Read-only: retry
+    freely.
+    """
 
 @_typing.type_check_only
 class ManualClaimServiceAsyncStub(ManualClaimServiceStub):
@@ -386,9 +591,22 @@ class ManualClaimServiceAsyncStub(ManualClaimServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ProcessManualClaim: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ProcessManualClaimRequest, _settlement_pb2.ProcessManualClaimResponse]  # type: ignore[assignment]
-    """Computes the reimbursement with the same policy engine and updates the person's accumulators."""
+    """Computes the reimbursement with the same policy engine and updates the person's accumulators.
+    Who may call: insured-place bureau; the claim's insured region. Mutating: runs at most once per
+    request_id; retry with the same request_id and payload.
+    """
     GetManualClaim: _aio.UnaryUnaryMultiCallable[_settlement_pb2.GetManualClaimRequest, _settlement_pb2.GetManualClaimResponse]  # type: ignore[assignment]
+    """One manual claim with its lines and, once processed, its reimbursement. Errors: NOT_FOUND
+    REASON_SETTLEMENT_NOT_FOUND (no such claim); PERMISSION_DENIED
+    REASON_NOT_AUTHORISED_FOR_REGION.
+    Who may call: insured-place bureau; the claim's insured region. Read-only: retry freely.
+    """
     ListManualClaims: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ListManualClaimsRequest, _settlement_pb2.ListManualClaimsResponse]  # type: ignore[assignment]
+    """The manual claims of the caller's insured region, by status, paged. Errors: INVALID_ARGUMENT
+    REASON_VALIDATION_FAILED, REASON_PAGE_TOKEN_INVALID.
+    Who may call: insured-place bureau (insured_region_code in its region). Read-only: retry
+    freely.
+    """
 
 class ManualClaimServiceServicer(metaclass=_abc_1.ABCMeta):
     """The insured place's side of manual reimbursement. Not routed to hospitals.
@@ -409,20 +627,33 @@ class ManualClaimServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _settlement_pb2.ProcessManualClaimRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.ProcessManualClaimResponse, _abc.Awaitable[_settlement_pb2.ProcessManualClaimResponse]]:
-        """Computes the reimbursement with the same policy engine and updates the person's accumulators."""
+        """Computes the reimbursement with the same policy engine and updates the person's accumulators.
+        Who may call: insured-place bureau; the claim's insured region. Mutating: runs at most once per
+        request_id; retry with the same request_id and payload.
+        """
 
     @_abc_1.abstractmethod
     def GetManualClaim(
         self,
         request: _settlement_pb2.GetManualClaimRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_settlement_pb2.GetManualClaimResponse, _abc.Awaitable[_settlement_pb2.GetManualClaimResponse]]: ...
+    ) -> _typing.Union[_settlement_pb2.GetManualClaimResponse, _abc.Awaitable[_settlement_pb2.GetManualClaimResponse]]:
+        """One manual claim with its lines and, once processed, its reimbursement. Errors: NOT_FOUND
+        REASON_SETTLEMENT_NOT_FOUND (no such claim); PERMISSION_DENIED
+        REASON_NOT_AUTHORISED_FOR_REGION.
+        Who may call: insured-place bureau; the claim's insured region. Read-only: retry freely.
+        """
 
     @_abc_1.abstractmethod
     def ListManualClaims(
         self,
         request: _settlement_pb2.ListManualClaimsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_settlement_pb2.ListManualClaimsResponse, _abc.Awaitable[_settlement_pb2.ListManualClaimsResponse]]: ...
+    ) -> _typing.Union[_settlement_pb2.ListManualClaimsResponse, _abc.Awaitable[_settlement_pb2.ListManualClaimsResponse]]:
+        """The manual claims of the caller's insured region, by status, paged. Errors: INVALID_ARGUMENT
+        REASON_VALIDATION_FAILED, REASON_PAGE_TOKEN_INVALID.
+        Who may call: insured-place bureau (insured_region_code in its region). Read-only: retry
+        freely.
+        """
 
 def add_ManualClaimServiceServicer_to_server(servicer: ManualClaimServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
