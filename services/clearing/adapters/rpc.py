@@ -280,7 +280,7 @@ def _acting_for(side: Side) -> Callable[[str], None]:
 class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
     def __init__(self, service: ClearingService) -> None:
         self.service = service
-        self.institutions = InstitutionViews(service.db)
+        self.institutions = InstitutionViews(service.store)
 
     async def GetIngestStatus(self, request: pb.GetIngestStatusRequest, context: Any) -> pb.GetIngestStatusResponse:
         position, count = await self.service.ingest_status()
@@ -648,7 +648,9 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
                     fund_total_fen=ln.line.fund_total_fen,
                     personal_account_fen=ln.line.personal_account_fen,
                     statement_id=ln.statement_id if ln.statement_status else "",
-                    statement_status=STATUS_OUT[ln.statement_status] if ln.statement_status else pb.STATEMENT_STATUS_UNSPECIFIED,
+                    statement_status=STATUS_OUT[ln.statement_status]
+                    if ln.statement_status
+                    else pb.STATEMENT_STATUS_UNSPECIFIED,
                 )
                 for ln in m.lines
             ],
