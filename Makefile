@@ -47,7 +47,7 @@ lint: $(BUF) buf-lint buf-breaking
 	$(BIN)/ruff check libs services tests scripts
 	$(BIN)/ruff format --check libs services tests scripts
 	$(BIN)/mypy libs/core libs/platform libs/policy services/filing services/eligibility services/clearing \
-		services/__init__.py services/cli.py services/demo.py services/suite.py
+		services/__init__.py services/cli.py services/demo.py services/suite.py services/workers.py
 
 buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint
