@@ -46,7 +46,8 @@ test-postgres:  ## the database tests again, against PostgreSQL (skips locally i
 lint: $(BUF) buf-lint buf-breaking
 	$(BIN)/ruff check libs services tests scripts
 	$(BIN)/ruff format --check libs services tests scripts
-	$(BIN)/mypy libs/core libs/platform libs/policy services/settlement
+	$(BIN)/mypy libs/core libs/platform libs/policy services/filing services/eligibility services/clearing services/settlement \
+		services/__init__.py services/cli.py services/demo.py services/suite.py services/workers.py
 
 buf-lint: $(BUF)
 	cd protos && ../$(BUF) lint

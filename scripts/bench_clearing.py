@@ -26,7 +26,7 @@ import asyncpg
 
 from libs.platform import migrate
 from libs.platform.db import Database
-from services.clearing.adapters.db import cleared_settlements
+from services.clearing.adapters.db import SqlClearingStore, cleared_settlements
 from services.clearing.application.service import ClearingService
 from services.clearing.domain.model import Category, FeedSettlement
 
@@ -120,7 +120,7 @@ async def main() -> None:
 
     # best of three for each, alternating, so both see the same cache state
     db = Database(url)
-    svc = ClearingService(db)
+    svc = ClearingService(SqlClearingStore(db))
     t_plain = t_run = float("inf")
     for k in range(3):
         t0 = time.perf_counter()

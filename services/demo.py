@@ -231,7 +231,7 @@ async def wait_eligible(
     """The filing reaches eligibility's in-memory index through WatchFilings; wait for it."""
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
-        d = (await c.eligibility.CheckEligibility(req)).decision
+        d: el.EligibilityDecision = (await c.eligibility.CheckEligibility(req)).decision
         if d.eligible or asyncio.get_running_loop().time() > deadline:
             return d
         await asyncio.sleep(0.05)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import time
@@ -80,7 +81,7 @@ def serve_workers(count: int, run_worker: Callable[[int], int], migrate: Callabl
     result = 0
     try:
         for i in range(count):
-            workers[_fork(lambda i=i: run_worker(i))] = i
+            workers[_fork(functools.partial(run_worker, i))] = i
         _log.info("workers_started", workers=count, pids=sorted(workers))
         while workers:
             try:
@@ -106,7 +107,7 @@ def serve_workers(count: int, run_worker: Callable[[int], int], migrate: Callabl
                 continue
             time.sleep(0.5)
             if not stopping:
-                workers[_fork(lambda i=index: run_worker(i))] = index
+                workers[_fork(functools.partial(run_worker, index))] = index
                 _log.info("worker_restarted", worker=index, pid=max(workers))
     finally:
         for s, handler in previous.items():

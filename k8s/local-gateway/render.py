@@ -2,8 +2,8 @@
 
 Importable (``render(template_path, **values) -> str``) for the tests, and a small CLI:
 
-    python k8s/local-gateway/render.py --out /tmp/gw/nginx.conf \
-        listen_port=8443 prefix=/tmp/gw \
+    python k8s/local-gateway/render.py --out "$PWD/data/gw/nginx.conf" \
+        listen_port=8443 prefix="$PWD/data/gw" \
         filing_upstream=127.0.0.1:50051 eligibility_upstream=127.0.0.1:50051 \
         settlement_upstream=127.0.0.1:50051 clearing_upstream=127.0.0.1:50051 \
         tls_cert=gw.crt tls_key=gw.key client_ca=ca.crt \

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from libs.platform.clock import system_clock, today_cst
 from libs.platform.db import Database
+from services.clearing.adapters.db import SqlClearingStore
 from services.clearing.application.reports import PairFigures, Reports
 from services.clearing.domain.model import Category, Statement, payment_deadline
 
@@ -250,7 +251,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
 
         url = Settings().database_url("clearing")
     db = Database(url)
-    r = Reports(db)
+    r = Reports(SqlClearingStore(db))
     year, month = _month(args.month)
     try:
         if args.report == "statements":

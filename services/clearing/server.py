@@ -13,6 +13,7 @@ from libs.platform.host import Runtime
 from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
 from medsettle.clearing.v1 import clearing_pb2
+from services.clearing.adapters.db import SqlClearingStore
 from services.clearing.adapters.peers import GrpcSettlementFeed
 from services.clearing.adapters.rpc import ClearingServicer, register
 from services.clearing.application.service import ClearingService
@@ -27,7 +28,7 @@ class ClearingModule:
     def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
         self.db = Database.from_settings(settings, "clearing")
-        self.service = ClearingService(self.db, clock=clock)
+        self.service = ClearingService(SqlClearingStore(self.db), clock=clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._channel: grpc.aio.Channel | None = None
 

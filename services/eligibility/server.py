@@ -29,6 +29,7 @@ from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
 from libs.policy.loader import PolicyStore
 from medsettle.eligibility.v1 import eligibility_pb2
+from services.eligibility.adapters.db import SqlEligibilityStore
 from services.eligibility.adapters.peers import GrpcFilingFeed
 from services.eligibility.adapters.rpc import EligibilityServicer, register
 from services.eligibility.application.service import EligibilityService
@@ -93,7 +94,7 @@ class EligibilityModule:
         self.policies = policy_sources.store_for(settings)
         self.db = Database.from_settings(settings, "eligibility")
         self.service = EligibilityService(
-            self.db,
+            SqlEligibilityStore(self.db),
             load_signer(settings),
             token_ttl_seconds=settings.ecert_ttl_seconds,
             rules=load_rules(),

@@ -13,6 +13,7 @@ from libs.platform.host import Runtime
 from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
 from medsettle.filing.v1 import filing_pb2
+from services.filing.adapters.db import SqlFilingStore
 from services.filing.adapters.peers import GrpcInstitutionDirectory
 from services.filing.adapters.rpc import FilingServicer, register
 from services.filing.application.service import FilingService
@@ -35,7 +36,7 @@ class FilingModule:
         self.db = Database.from_settings(settings, "filing")
         self.settings = settings
         self.service = FilingService(
-            self.db, min_period=load_min_period_rules(), clock=clock, today=lambda: today_cst(clock)
+            SqlFilingStore(self.db), min_period=load_min_period_rules(), clock=clock, today=lambda: today_cst(clock)
         )
         self.service.notifier.max_followers = settings.feed_max_followers
         self._runtime: list[Runtime] = []

@@ -18,6 +18,7 @@ from libs.platform.settings import Settings
 from medsettle.clearing.v1 import clearing_pb2 as pb
 from medsettle.clearing.v1 import clearing_pb2_grpc
 from medsettle.common.v1 import types_pb2
+from services.clearing.adapters.db import SqlClearingStore
 from services.clearing.application.service import ClearingService
 from services.clearing.domain.model import Category, FeedSettlement
 from services.demo import acting_parties
@@ -71,7 +72,7 @@ async def clearing(settings: Settings) -> AsyncIterator[tuple[clearing_pb2_grpc.
     db = Database(settings.database_url("clearing"))
     ch = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}", interceptors=acting_parties())
     try:
-        yield clearing_pb2_grpc.ClearingServiceStub(ch), ClearingService(db)
+        yield clearing_pb2_grpc.ClearingServiceStub(ch), ClearingService(SqlClearingStore(db))
     finally:
         await ch.close()
         await db.dispose()
@@ -318,8 +319,9 @@ async def test_verification_within_bounds(
     )
     # V5: unanswered past its deadline: the next clearing run deducts what was in question
     v5 = await create("V5", 2_500)
+    late_db = Database(settings.database_url("clearing"))
     late = ClearingService(
-        Database(settings.database_url("clearing")),
+        SqlClearingStore(late_db),
         clock=lambda: dt.datetime.combine(v5_deadline + dt.timedelta(days=1), dt.time(9), dt.UTC),
     )
     v5_deadline = dt.date(v5.answer_deadline.year, v5.answer_deadline.month, v5.answer_deadline.day)
@@ -327,7 +329,7 @@ async def test_verification_within_bounds(
         sts = await late.run_monthly("june", "fp", 2026, 6, None)
         vr5 = await late.funds.verification(v5.verification_id)
     finally:
-        await late.db.dispose()
+        await late_db.dispose()
     assert vr5.answered and vr5.deducted_without_answer and vr5.rejected_fen == 2_500
     (june,) = sts
     # 6 settlements, one cancelled (V3), one cancelled while open (V4): 4 x 120.00;

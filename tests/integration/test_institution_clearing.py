@@ -20,6 +20,7 @@ from libs.platform.settings import Settings
 from medsettle.clearing.v1 import clearing_pb2 as pb
 from medsettle.clearing.v1 import clearing_pb2_grpc
 from medsettle.common.v1 import types_pb2
+from services.clearing.adapters.db import SqlClearingStore
 from services.clearing.application.service import ClearingService
 from services.clearing.domain.model import Category
 from services.demo import acting_parties
@@ -52,7 +53,7 @@ async def env(settings: Settings) -> AsyncIterator[Env]:
     db = Database(settings.database_url("clearing"))
     ch = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}", interceptors=acting_parties())
     try:
-        yield Env(clearing_pb2_grpc.ClearingServiceStub(ch), ClearingService(db))
+        yield Env(clearing_pb2_grpc.ClearingServiceStub(ch), ClearingService(SqlClearingStore(db)))
     finally:
         await ch.close()
         await db.dispose()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -32,8 +33,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.platform.db import upsert
+from libs.platform import idempotency
+from libs.platform.db import Database, upsert
 from libs.platform.idempotency import idempotency_table
+from services.clearing.application.ports import rejected_split
 from services.clearing.domain.ledger import Entry, check_balanced
 from services.clearing.domain.model import (
     FUND_FIELDS,
@@ -253,7 +256,6 @@ CLOSED = (
     StatementStatus.CONFIRMED_BY_INSURED_SIDE.value,
     StatementStatus.DISBURSED.value,
 )
-DRAWN = (StatementStatus.CONFIRMED_BY_INSURED_SIDE.value, StatementStatus.DISBURSED.value)
 
 
 def _record(s: FeedSettlement, month: int) -> tuple[Any, ...]:
@@ -324,8 +326,21 @@ def _sid_expr(year: int, month: int, ip: Any, tp: Any) -> Any:
 
 
 class ClearingRepository:
+    """Clearing's tables inside one transaction or read (``ClearingRepo``)."""
+
     def __init__(self, session: AsyncConnection) -> None:
         self.s = session
+
+    # -- requests (idempotency) -------------------------------------------------------------
+    async def request_ref(self, request_id: str, operation: str, fingerprint: str) -> str | None:
+        return await idempotency.check(self.s, idempotency_keys, request_id, operation, fingerprint)
+
+    async def record_request(self, request_id: str, operation: str, fingerprint: str, ref: str) -> None:
+        await idempotency.record(self.s, idempotency_keys, request_id, operation, fingerprint, ref)
+
+    async def recorded_ref(self, request_id: str) -> str | None:
+        found = await idempotency.lookup(self.s, idempotency_keys, request_id)
+        return found[1] if found else None
 
     # -- ingest -----------------------------------------------------------------------------
     async def cursor(self, feed: str) -> int:
@@ -924,14 +939,6 @@ class ClearingRepository:
         return (await self.s.execute(q)).first()
 
 
-def rejected_split(r: Any) -> tuple[int, ...]:
-    """A verification's deduction per payer; rows answered before the split was stored were
-    deducted from the fund part as a whole, shown as pooled."""
-    if r.rejected_split:
-        return tuple(int(x) for x in json.loads(r.rejected_split))
-    return (int(r.rejected_fen), *NO_AMOUNTS[1:])
-
-
 def _row(st: Statement, now: dt.datetime) -> dict[str, Any]:
     return {
         "insured_province": st.insured_province,
@@ -988,3 +995,20 @@ def statement_from_row(r: Any) -> Statement:
         bank_charge_fen=r.bank_charge_fen,
         due_date=getattr(r, "due_date", None),
     )
+
+
+class SqlClearingStore:
+    """The clearing service's own database (``ClearingStore``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[ClearingRepository]:
+        async with self.db.transaction() as s:
+            yield ClearingRepository(s)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[ClearingRepository]:
+        async with self.db.read() as s:
+            yield ClearingRepository(s)

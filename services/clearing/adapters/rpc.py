@@ -31,7 +31,7 @@ from services.clearing.domain.model import (
 from services.clearing.domain.reconcile import Difference, DifferenceKind, Item, Totals
 from services.clearing.domain.rules import MAX_AMOUNT_FEN, MAX_YEAR, MIN_YEAR, TopUpStatus
 
-CATEGORY_OUT = {v: k for k, v in CATEGORY_IN.items()}
+CATEGORY_OUT = {v: types_pb2.ClearingCategory.ValueType(k) for k, v in CATEGORY_IN.items()}
 STATUS_OUT = {
     StatementStatus.DRAFT: pb.STATEMENT_STATUS_DRAFT,
     StatementStatus.CONFIRMED_BY_TREATMENT_SIDE: pb.STATEMENT_STATUS_CONFIRMED_BY_TREATMENT_SIDE,
@@ -280,7 +280,7 @@ def _acting_for(side: Side) -> Callable[[str], None]:
 class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
     def __init__(self, service: ClearingService) -> None:
         self.service = service
-        self.institutions = InstitutionViews(service.db)
+        self.institutions = InstitutionViews(service.store)
 
     async def GetIngestStatus(self, request: pb.GetIngestStatusRequest, context: Any) -> pb.GetIngestStatusResponse:
         position, count = await self.service.ingest_status()
@@ -458,7 +458,7 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
         v = Violations()
         check_request_id(request.request_id, v)
         year = _year(request.year, "year", v)
-        dates = []
+        dates: list[dt.date] = []
         for i, d in enumerate(request.signing_dates):
             day = date_from_proto(d, f"signing_dates[{i}]", v)
             if day is not None:
@@ -470,8 +470,8 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
             scoped_request_id(request.request_id), fingerprint(request), year, dates
         )
         resp = pb.SetSigningCalendarResponse()
-        for d in out:
-            date_to_proto(d, resp.signing_dates.add())
+        for day in out:
+            date_to_proto(day, resp.signing_dates.add())
         return resp
 
     async def ListOverduePayments(
@@ -648,7 +648,9 @@ class ClearingServicer(clearing_pb2_grpc.ClearingServiceServicer):
                     fund_total_fen=ln.line.fund_total_fen,
                     personal_account_fen=ln.line.personal_account_fen,
                     statement_id=ln.statement_id if ln.statement_status else "",
-                    statement_status=STATUS_OUT[ln.statement_status] if ln.statement_status else 0,
+                    statement_status=STATUS_OUT[ln.statement_status]
+                    if ln.statement_status
+                    else pb.STATEMENT_STATUS_UNSPECIFIED,
                 )
                 for ln in m.lines
             ],

@@ -12,9 +12,8 @@ from typing import Any, TypeVar
 from libs.core.errors import DomainError, Reason, invalid
 from libs.platform import idempotency
 from libs.platform.convert import CST
-from libs.platform.db import Database
 from libs.platform.logs import get_logger
-from services.clearing.adapters.db import DRAWN, ClearingRepository, idempotency_keys, rejected_split
+from services.clearing.application.ports import DRAWN, ClearingRepo, ClearingStore, rejected_split
 from services.clearing.domain import ledger, rules
 from services.clearing.domain.model import (
     NO_AMOUNTS,
@@ -149,7 +148,7 @@ def _verification(r: Any) -> Verification:
     )
 
 
-async def _verification_in(repo: ClearingRepository, vid: str) -> Verification:
+async def _verification_in(repo: ClearingRepo, vid: str) -> Verification:
     row = await repo.verification(vid)
     if row is None:
         raise DomainError(Reason.VERIFICATION_NOT_FOUND, f"no verification request {vid}")
@@ -157,8 +156,8 @@ async def _verification_in(repo: ClearingRepository, vid: str) -> Verification:
 
 
 class Funds:
-    def __init__(self, db: Database, clock: Callable[[], dt.datetime]) -> None:
-        self.db = db
+    def __init__(self, store: ClearingStore, clock: Callable[[], dt.datetime]) -> None:
+        self.store = store
         self._clock = clock
 
     def today(self) -> dt.date:
@@ -169,35 +168,36 @@ class Funds:
         request_id: str,
         op: str,
         fp: str,
-        work: Callable[[ClearingRepository, dt.datetime], Awaitable[str]],
-        answer: Callable[[ClearingRepository, str], Awaitable[T]],
+        work: Callable[[ClearingRepo, dt.datetime], Awaitable[str]],
+        answer: Callable[[ClearingRepo, str], Awaitable[T]],
     ) -> T:
         """``work`` validates and writes, ``answer`` reads the result: both in ONE transaction,
         before the commit, so a request whose answer cannot be computed writes nothing."""
 
         async def attempt() -> T:
-            async with self.db.transaction() as s:
-                if await idempotency.check(s, idempotency_keys, request_id, op, fp):
+            async with self.store.transaction() as repo:
+                if await repo.request_ref(request_id, op, fp):
                     raise idempotency.Replay(request_id)
-                repo = ClearingRepository(s)
                 ref = await work(repo, self._clock())
                 result = await answer(repo, ref)
-                await idempotency.record(s, idempotency_keys, request_id, op, fp, ref)
+                await repo.record_request(request_id, op, fp, ref)
             return result
 
         async def replayed(_: str) -> T:
-            async with self.db.read() as s:
-                row = await s.execute(idempotency_keys.select().where(idempotency_keys.c.request_id == request_id))
-                return await answer(ClearingRepository(s), str(row.first().result_ref))  # type: ignore[union-attr]
+            async with self.store.read() as repo:
+                ref = await repo.recorded_ref(request_id)
+                if ref is None:  # recorded in the transaction that raced this one: cannot happen
+                    raise DomainError(Reason.CONCURRENT_UPDATE, "request raced with a concurrent one; retry")
+                return await answer(repo, ref)
 
         return await idempotency.run_once(attempt, replayed)
 
     # -- prepayments ----------------------------------------------------------------------
     async def prepayment(self, ip: str, tp: str, year: int) -> PrepaymentView:
-        async with self.db.read() as s:
-            return await self._view(ClearingRepository(s), ip, tp, year)
+        async with self.store.read() as repo:
+            return await self._view(repo, ip, tp, year)
 
-    async def _view(self, repo: ClearingRepository, ip: str, tp: str, year: int) -> PrepaymentView:
+    async def _view(self, repo: ClearingRepo, ip: str, tp: str, year: int) -> PrepaymentView:
         row = await repo.prepayment(ip, tp, year)
         if row is None:
             raise DomainError(Reason.PREPAYMENT_NOT_FOUND, f"no prepayment {ip}->{tp} for {year}")
@@ -217,7 +217,7 @@ class Funds:
         """2 x the monthly average of the previous year's Q4 clearing (statements signed by both
         sides), set once per pair and year, and advanced by the insured province."""
 
-        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+        async def work(repo: ClearingRepo, now: dt.datetime) -> str:
             if await repo.prepayment(ip, tp, year) is not None:
                 raise DomainError(Reason.PREPAYMENT_ALREADY_SET, f"the {year} prepayment {ip}->{tp} is already set")
             q4 = await repo.clearing_sum(ip, tp, year - 1, rules.Q4_MONTHS, DRAWN)
@@ -227,17 +227,17 @@ class Funds:
             _log.info("prepayment_set", insured=ip, treatment=tp, year=year, amount_fen=amount)
             return f"{ip}-{tp}-{year}"
 
-        async def answer(repo: ClearingRepository, _: str) -> PrepaymentView:
+        async def answer(repo: ClearingRepo, _: str) -> PrepaymentView:
             return await self._view(repo, ip, tp, year)
 
         return await self._once(request_id, "prepayment", fp, work, answer)
 
     async def top_up_allowance(self, ip: str, tp: str, year: int, month: int) -> TopUpAllowance:
         """What the treatment province may still ask for the month, before it asks."""
-        async with self.db.read() as s:
-            return await self._allowance(ClearingRepository(s), ip, tp, year, month)
+        async with self.store.read() as repo:
+            return await self._allowance(repo, ip, tp, year, month)
 
-    async def _allowance(self, repo: ClearingRepository, ip: str, tp: str, year: int, month: int) -> TopUpAllowance:
+    async def _allowance(self, repo: ClearingRepo, ip: str, tp: str, year: int, month: int) -> TopUpAllowance:
         pre = await repo.prepayment(ip, tp, year)
         if pre is None:
             raise DomainError(Reason.PREPAYMENT_NOT_FOUND, f"no prepayment {ip}->{tp} for {year}")
@@ -260,7 +260,7 @@ class Funds:
         """At a monthly signing the treatment province may ask for an emergency increase; it is
         requested until the national operator reviews it, and moves money only when disbursed."""
 
-        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+        async def work(repo: ClearingRepo, now: dt.datetime) -> str:
             allowance = await self._allowance(repo, ip, tp, year, month)
             if not allowance.statement_closed:
                 raise DomainError(
@@ -274,7 +274,7 @@ class Funds:
             _log.info("top_up_requested", top_up_id=top_up_id, insured=ip, treatment=tp, amount_fen=amount_fen)
             return top_up_id
 
-        async def answer(repo: ClearingRepository, top_up_id: str) -> TopUpResult:
+        async def answer(repo: ClearingRepo, top_up_id: str) -> TopUpResult:
             allowance = await self._allowance(repo, ip, tp, year, month)
             return TopUpResult(
                 await self._view(repo, ip, tp, year),
@@ -289,7 +289,7 @@ class Funds:
     async def review_top_up(self, request_id: str, fp: str, top_up_id: str, approve: bool, note: str) -> TopUpView:
         """The national operator approves or refuses a requested top-up."""
 
-        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+        async def work(repo: ClearingRepo, now: dt.datetime) -> str:
             row = await self._top_up_row(repo, top_up_id)
             step = rules.TopUpStatus.APPROVED if approve else rules.TopUpStatus.REFUSED
             rules.next_top_up_status(rules.TopUpStatus(row.status), step)
@@ -306,7 +306,7 @@ class Funds:
     ) -> tuple[TopUpView, PrepaymentView]:
         """The insured province pays an approved top-up: the prepayment grows, cash moves."""
 
-        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+        async def work(repo: ClearingRepo, now: dt.datetime) -> str:
             row = await self._top_up_row(repo, top_up_id)
             rules.next_top_up_status(rules.TopUpStatus(row.status), rules.TopUpStatus.DISBURSED)
             if not await repo.move_top_up(top_up_id, row.status, {"status": "disbursed", "disbursement_date": on}):
@@ -316,25 +316,25 @@ class Funds:
             _log.info("top_up_disbursed", top_up_id=top_up_id, amount_fen=int(row.amount_fen))
             return top_up_id
 
-        async def answer(repo: ClearingRepository, ref: str) -> tuple[TopUpView, PrepaymentView]:
+        async def answer(repo: ClearingRepo, ref: str) -> tuple[TopUpView, PrepaymentView]:
             t = await self._top_up(repo, ref)
             return t, await self._view(repo, t.insured_province, t.treatment_province, t.year)
 
         return await self._once(request_id, "disburse_top_up", fp, work, answer)
 
     @staticmethod
-    async def _top_up_row(repo: ClearingRepository, top_up_id: str) -> Any:
+    async def _top_up_row(repo: ClearingRepo, top_up_id: str) -> Any:
         row = await repo.top_up(top_up_id, for_update=True)
         if row is None:
             raise DomainError(Reason.TOP_UP_NOT_FOUND, f"no emergency top-up {top_up_id}")
         return row
 
     async def top_up(self, top_up_id: str) -> TopUpView:
-        async with self.db.read() as s:
-            return await self._top_up(ClearingRepository(s), top_up_id)
+        async with self.store.read() as repo:
+            return await self._top_up(repo, top_up_id)
 
     @staticmethod
-    async def _top_up(repo: ClearingRepository, top_up_id: str) -> TopUpView:
+    async def _top_up(repo: ClearingRepo, top_up_id: str) -> TopUpView:
         r = await repo.top_up(top_up_id)
         if r is None:
             raise DomainError(Reason.TOP_UP_NOT_FOUND, f"no emergency top-up {top_up_id}")
@@ -355,13 +355,13 @@ class Funds:
     async def record_interest(self, request_id: str, fp: str, ip: str, tp: str, year: int, amount_fen: int) -> int:
         """Interest on a prepayment is the treatment place's income, never the insured fund's."""
 
-        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+        async def work(repo: ClearingRepo, now: dt.datetime) -> str:
             if await repo.prepayment(ip, tp, year) is None:
                 raise DomainError(Reason.PREPAYMENT_NOT_FOUND, f"no prepayment {ip}->{tp} for {year}")
             await repo.post(f"interest:{request_id}"[:64], ledger.prepayment_interest(tp, amount_fen), now)
             return tp
 
-        async def answer(repo: ClearingRepository, _: str) -> int:
+        async def answer(repo: ClearingRepo, _: str) -> int:
             return await repo.balance(f"province:{tp}:interest_income")
 
         return await self._once(request_id, "interest", fp, work, answer)
@@ -373,13 +373,13 @@ class Funds:
         account = f"institution:{institution}:receivable"
         found: dict[str, str] = {}
 
-        async def treatment_province(repo: ClearingRepository) -> str:
+        async def treatment_province(repo: ClearingRepo) -> str:
             tp = await repo.institution_province(institution)
             if tp is None:
                 raise DomainError(Reason.INSTITUTION_NOT_FOUND, f"clearing holds no settlement of {institution}")
             return tp
 
-        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+        async def work(repo: ClearingRepo, now: dt.datetime) -> str:
             tp = await treatment_province(repo)
             outstanding = -await repo.balance(account)
             if amount_fen > outstanding:
@@ -393,7 +393,7 @@ class Funds:
             found["tp"] = tp
             return institution
 
-        async def answer(repo: ClearingRepository, _: str) -> InstitutionPayment:
+        async def answer(repo: ClearingRepo, _: str) -> InstitutionPayment:
             tp = found.get("tp") or await treatment_province(repo)
             latest = await repo.latest_signed(tp)
             deadline = None
@@ -409,12 +409,12 @@ class Funds:
     async def set_calendar(self, request_id: str, fp: str, year: int, dates: list[dt.date]) -> list[dt.date]:
         """The national operator sets the year's monthly signing dates (one per month, in it)."""
 
-        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+        async def work(repo: ClearingRepo, now: dt.datetime) -> str:
             await repo.set_calendar(year, dates)
             _log.info("signing_calendar_set", year=year, dates=len(dates))
             return str(year)
 
-        async def answer(repo: ClearingRepository, _: str) -> list[dt.date]:
+        async def answer(repo: ClearingRepo, _: str) -> list[dt.date]:
             return await repo.calendar(year)
 
         return await self._once(request_id, "signing_calendar", fp, work, answer)
@@ -422,8 +422,7 @@ class Funds:
     async def overdue(self, as_of: dt.date) -> list[Overdue]:
         """Signed statements the insured place has not disbursed by their due date, and what the
         treatment place still owes an institution from statements whose due date has passed."""
-        async with self.db.read() as s:
-            repo = ClearingRepository(s)
+        async with self.store.read() as repo:
             out = [
                 Overdue("disbursement", st.statement_id, st.insured_province, st.due_date, st.amount_due_fen)
                 for st in await repo.signed_not_disbursed()
@@ -458,7 +457,7 @@ class Funds:
         refuses a caller who is not the settlement's insured province (checked inside the
         transaction, so a refusal writes nothing)."""
 
-        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+        async def work(repo: ClearingRepo, now: dt.datetime) -> str:
             row = await repo.cleared(settlement_id)
             if row is None:
                 raise DomainError(Reason.SETTLEMENT_NOT_FOUND, f"clearing holds no settlement {settlement_id}")
@@ -521,7 +520,7 @@ class Funds:
     ) -> Verification:
         """``may_act_for`` refuses a caller who is not the settlement's treatment province."""
 
-        async def work(repo: ClearingRepository, now: dt.datetime) -> str:
+        async def work(repo: ClearingRepo, now: dt.datetime) -> str:
             row = await repo.verification(vid)
             if row is None:
                 raise DomainError(Reason.VERIFICATION_NOT_FOUND, f"no verification request {vid}")
@@ -549,7 +548,7 @@ class Funds:
 
     @staticmethod
     async def _deduct(
-        repo: ClearingRepository, row: Any, answer: str, split: tuple[int, ...], now: dt.datetime, *, auto: bool = False
+        repo: ClearingRepo, row: Any, answer: str, split: tuple[int, ...], now: dt.datetime, *, auto: bool = False
     ) -> None:
         if not await repo.answer_verification(row.verification_id, answer, split, now, auto=auto):
             raise DomainError(Reason.VERIFICATION_ALREADY_ANSWERED, "the verification request was already answered")
@@ -557,7 +556,7 @@ class Funds:
             entries = ledger.rejection(row.insured_province, row.treatment_province, row.institution_code, split)
             await repo.post(f"rejected:{row.verification_id}", entries, now)
 
-    async def deduct_overdue(self, repo: ClearingRepository, today: dt.date, through: int, now: dt.datetime) -> int:
+    async def deduct_overdue(self, repo: ClearingRepo, today: dt.date, through: int, now: dt.datetime) -> int:
         """Unanswered requests past their deadline are deducted in full (the amount in question,
         within what the settlement's funds have left), inside the clearing run's transaction."""
         done = 0
@@ -578,9 +577,9 @@ class Funds:
         return done
 
     async def verification(self, vid: str) -> Verification:
-        async with self.db.read() as s:
-            return await _verification_in(ClearingRepository(s), vid)
+        async with self.store.read() as repo:
+            return await _verification_in(repo, vid)
 
     async def verifications(self) -> list[Verification]:
-        async with self.db.read() as s:
-            return [_verification(r) for r in await ClearingRepository(s).all_verifications()]
+        async with self.store.read() as repo:
+            return [_verification(r) for r in await repo.all_verifications()]

@@ -7,8 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from libs.platform.db import Database
-from services.clearing.adapters.db import ClearingRepository
+from services.clearing.application.ports import ClearingStore
 from services.clearing.domain.model import Category, StatementLine, StatementStatus, statement_id
 
 PAYMENT_POSTING = "institution_paid:"  # the ledger posting of RecordInstitutionPayment
@@ -57,12 +56,11 @@ class InstitutionPayments:
 
 
 class InstitutionViews:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, store: ClearingStore) -> None:
+        self.store = store
 
     async def month(self, institution: str, year: int, month: int) -> InstitutionMonth:
-        async with self.db.read() as s:
-            repo = ClearingRepository(s)
+        async with self.store.read() as repo:
             rows = await repo.institution_month(institution, year, month)
             ids = {
                 (r.insured_province, r.treatment_province): statement_id(
@@ -93,8 +91,7 @@ class InstitutionViews:
 
     async def payments(self, institution: str) -> InstitutionPayments:
         account = f"institution:{institution}:receivable"
-        async with self.db.read() as s:
-            repo = ClearingRepository(s)
+        async with self.store.read() as repo:
             rows = await repo.account_entries(account, PAYMENT_POSTING)
             balance = await repo.balance(account)
         payments = tuple(

@@ -10,9 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from libs.platform import idempotency
-from libs.platform.db import Database
 from libs.platform.logs import get_logger
-from services.clearing.adapters.db import ClearingRepository, idempotency_keys
+from services.clearing.application.ports import ClearingStore
 from services.clearing.domain.model import FUND_FIELDS, Category
 from services.clearing.domain.reconcile import (
     Difference,
@@ -63,8 +62,8 @@ def _load(text: str) -> Answer:
 
 
 class Reconciliation:
-    def __init__(self, db: Database, clock: Callable[[], dt.datetime]) -> None:
-        self.db = db
+    def __init__(self, store: ClearingStore, clock: Callable[[], dt.datetime]) -> None:
+        self.store = store
         self._clock = clock
 
     async def daily(
@@ -98,10 +97,9 @@ class Reconciliation:
         op = f"reconcile_{kind}"
 
         async def attempt() -> Answer:
-            async with self.db.transaction() as s:
-                if await idempotency.check(s, idempotency_keys, request_id, op, fp):
+            async with self.store.transaction() as repo:
+                if await repo.request_ref(request_id, op, fp):
                     raise idempotency.Replay(request_id)
-                repo = ClearingRepository(s)
                 per_cat = [
                     Totals(
                         Category(r.category),
@@ -127,13 +125,13 @@ class Reconciliation:
                 await repo.save_reconciliation(
                     request_id, kind, institution or province, day, answer.matched, _dump(answer), now
                 )
-                await idempotency.record(s, idempotency_keys, request_id, op, fp, request_id)
+                await repo.record_request(request_id, op, fp, request_id)
             _log.info("reconciled", kind=kind, submitter=institution or province, matched=answer.matched)
             return answer
 
         async def replay(ref: str) -> Answer:
-            async with self.db.read() as s:
-                row = await ClearingRepository(s).reconciliation(ref)
+            async with self.store.read() as repo:
+                row = await repo.reconciliation(ref)
             return _load(row.result)
 
         return await idempotency.run_once(attempt, replay)

@@ -13,9 +13,8 @@ from typing import Any
 from libs.core.errors import DomainError, Reason
 from libs.platform import idempotency, metrics
 from libs.platform.convert import CST
-from libs.platform.db import Database
 from libs.platform.logs import get_logger
-from services.clearing.adapters.db import ClearingRepository, idempotency_keys, rejected_split
+from services.clearing.application.ports import ClearingRepo, ClearingStore, rejected_split
 from services.clearing.domain import ledger
 from services.clearing.domain.model import (
     NO_AMOUNTS,
@@ -40,15 +39,15 @@ Clock = Callable[[], dt.datetime]
 
 
 class ClearingService:
-    def __init__(self, db: Database, *, clock: Clock | None = None) -> None:
+    def __init__(self, store: ClearingStore, *, clock: Clock | None = None) -> None:
         from services.clearing.application.funds import Funds
         from services.clearing.application.reconcile import Reconciliation
 
-        self.db = db
+        self.store = store
         self._clock: Clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.last_event_time: dt.datetime | None = None
-        self.funds = Funds(db, self._clock)
-        self.reconciliation = Reconciliation(db, self._clock)
+        self.funds = Funds(store, self._clock)
+        self.reconciliation = Reconciliation(store, self._clock)
 
     def today(self) -> dt.date:
         return self._clock().astimezone(CST).date()
@@ -61,8 +60,7 @@ class ClearingService:
         if not batch:
             return 0
         now = self._clock()
-        async with self.db.transaction() as s:
-            repo = ClearingRepository(s)
+        async with self.store.transaction() as repo:
             known = await repo.known([b.settlement_id for b in batch])
             fresh: list[FeedSettlement] = []
             for b in batch:
@@ -87,7 +85,7 @@ class ClearingService:
         return len(fresh)
 
     @staticmethod
-    async def _verifications_of_cancelled(repo: ClearingRepository, ids: Sequence[str], now: dt.datetime) -> None:
+    async def _verifications_of_cancelled(repo: ClearingRepo, ids: Sequence[str], now: dt.datetime) -> None:
         """A cancellation returns the whole payment: an open verification of it closes with
         nothing to deduct, and a deduction already answered is given back in the ledger (the
         statements give it back when it was taken: ``claim_reinstatements``)."""
@@ -106,8 +104,8 @@ class ClearingService:
                 await repo.post(f"reinstated:{v.verification_id}", entries, now)
 
     async def cursor(self) -> int:
-        async with self.db.read() as s:
-            return await ClearingRepository(s).cursor(FEED)
+        async with self.store.read() as repo:
+            return await repo.cursor(FEED)
 
     async def _ingest_reporting(self, batch: Sequence[FeedSettlement], *, caught_up: bool) -> None:
         await self.ingest(batch)
@@ -171,10 +169,9 @@ class ClearingService:
         of the next month run."""
 
         async def attempt() -> list[Statement]:
-            async with self.db.transaction() as s:
-                if await idempotency.check(s, idempotency_keys, request_id, "run_monthly", fp):
+            async with self.store.transaction() as repo:
+                if await repo.request_ref(request_id, "run_monthly", fp):
                     raise idempotency.Replay(f"{year}-{month}")
-                repo = ClearingRepository(s)
                 existing = await repo.lock_month(year, month)
                 closed = {sid: st for sid, st in existing.items() if isinstance(st, Statement)}
                 through = await repo.cursor(FEED)
@@ -208,7 +205,7 @@ class ClearingService:
                 for st in out.values():  # the answer's derived dates, computed before the commit
                     if st.signing_date is not None:
                         payment_deadline(st.signing_date)
-                await idempotency.record(s, idempotency_keys, request_id, "run_monthly", fp, f"{year}-{month}")
+                await repo.record_request(request_id, "run_monthly", fp, f"{year}-{month}")
             _log.info("monthly_clearing_ran", year=year, month=month, statements=len(out), through=through)
             return [out[k] for k in sorted(out)]
 
@@ -218,7 +215,7 @@ class ClearingService:
         return await idempotency.run_once(attempt, replay)
 
     async def confirm(self, request_id: str, fp: str, sid: str, side: Side) -> Statement:
-        async def change(repo: ClearingRepository, st: Statement, now: dt.datetime) -> Statement:
+        async def change(repo: ClearingRepo, st: Statement, now: dt.datetime) -> Statement:
             new = st.confirm(side, now, self.today())
             if side is Side.INSURED and new.signing_date is not None:
                 due = next_signing_date(await repo.calendar(), new.signing_date)
@@ -230,7 +227,7 @@ class ClearingService:
         return await self._transition(request_id, fp, f"confirm_{side.value}", sid, change)
 
     async def disburse(self, request_id: str, fp: str, sid: str, on: dt.date, bank_charge_fen: int) -> Statement:
-        async def change(repo: ClearingRepository, st: Statement, now: dt.datetime) -> Statement:
+        async def change(repo: ClearingRepo, st: Statement, now: dt.datetime) -> Statement:
             new = st.disburse(on, bank_charge_fen)
             entries = ledger.disbursement(
                 st.insured_province, st.treatment_province, st.amount_due_fen, bank_charge_fen
@@ -246,13 +243,12 @@ class ClearingService:
         fp: str,
         op: str,
         sid: str,
-        change: Callable[[ClearingRepository, Statement, dt.datetime], Awaitable[Statement]],
+        change: Callable[[ClearingRepo, Statement, dt.datetime], Awaitable[Statement]],
     ) -> Statement:
         async def attempt() -> Statement:
-            async with self.db.transaction() as s:
-                if await idempotency.check(s, idempotency_keys, request_id, op, fp):
+            async with self.store.transaction() as repo:
+                if await repo.request_ref(request_id, op, fp):
                     raise idempotency.Replay(sid)
-                repo = ClearingRepository(s)
                 st = await repo.statement(sid, for_update=True)
                 if st is None:
                     raise DomainError(Reason.STATEMENT_NOT_FOUND, f"no statement {sid}")
@@ -260,7 +256,7 @@ class ClearingService:
                 new = await change(repo, st, now)
                 if not await repo.save_statement(new, now, expect=st.status):
                     raise DomainError(Reason.CONCURRENT_UPDATE, f"statement {sid} changed meanwhile; retry")
-                await idempotency.record(s, idempotency_keys, request_id, op, fp, sid)
+                await repo.record_request(request_id, op, fp, sid)
             _log.info("statement_changed", statement_id=sid, status=new.status.value)
             return new
 
@@ -271,26 +267,25 @@ class ClearingService:
 
     # -- queries --------------------------------------------------------------------------
     async def statements(self, year: int, month: int, province: str = "") -> list[Statement]:
-        async with self.db.read() as s:
-            return await ClearingRepository(s).statements_of_month(year, month, province)
+        async with self.store.read() as repo:
+            return await repo.statements_of_month(year, month, province)
 
     async def statement(self, ip: str, tp: str, year: int, month: int) -> Statement:
         return await self.statement_by_id(statement_id(ip, tp, year, month))
 
     async def statement_by_id(self, sid: str) -> Statement:
-        async with self.db.read() as s:
-            st = await ClearingRepository(s).statement(sid)
+        async with self.store.read() as repo:
+            st = await repo.statement(sid)
         if st is None:
             raise DomainError(Reason.STATEMENT_NOT_FOUND, f"no statement {sid}; run the monthly clearing first")
         return st
 
     async def balances(self, prefix: str) -> list[tuple[str, int]]:
-        async with self.db.read() as s:
-            return await ClearingRepository(s).balances(prefix)
+        async with self.store.read() as repo:
+            return await repo.balances(prefix)
 
     async def ingest_status(self) -> tuple[int, int]:
-        async with self.db.read() as s:
-            repo = ClearingRepository(s)
+        async with self.store.read() as repo:
             return await repo.cursor(FEED), await repo.ingested_count()
 
 

@@ -1,8 +1,11 @@
-"""Eligibility tables and repository (SQLAlchemy Core). Repositories never commit."""
+"""Eligibility tables and repository (SQLAlchemy Core): the storage ports of
+``services.eligibility.application.ports``. Repositories never commit; the store's transaction does."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import (
@@ -18,10 +21,14 @@ from sqlalchemy import (
     Table,
     Text,
     select,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.platform import idempotency
+from libs.platform.db import Database, upsert
 from libs.platform.idempotency import idempotency_table
+from services.eligibility.application.ports import IssuedToken, RegistryRows
 from services.eligibility.domain.model import Institution, InsuredPerson, PersonStatus, Region, ServiceType
 
 metadata = MetaData()
@@ -186,3 +193,89 @@ async def identity_clash(session: AsyncConnection, p: InsuredPerson) -> str:
     ):
         return "card_number"
     return ""
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class EligibilityRepository:
+    """The eligibility tables inside one transaction or read (``EligibilityUnitOfWork``)."""
+
+    def __init__(self, session: AsyncConnection) -> None:
+        self.s = session
+
+    async def registry(self) -> RegistryRows:
+        return RegistryRows(*await load_all(self.s))
+
+    async def registry_changed_since(self, since: dt.datetime) -> RegistryRows:
+        return RegistryRows(*await changed_since(self.s, since))
+
+    async def revoked_tokens(self, expiring_after: dt.datetime) -> set[str]:
+        t = issued_tokens
+        rows = await self.s.execute(select(t.c.token_id).where(t.c.revoked.is_(True), t.c.expires_at > expiring_after))
+        return set(rows.scalars().all())
+
+    async def identity_clash(self, person: InsuredPerson) -> str:
+        return await identity_clash(self.s, person)
+
+    async def token(self, token_id: str) -> IssuedToken | None:
+        row = (await self.s.execute(select(issued_tokens).where(issued_tokens.c.token_id == token_id))).first()
+        if row is None:
+            return None
+        return IssuedToken(row.token_id, row.person_no, _utc(row.issued_at), _utc(row.expires_at), bool(row.revoked))
+
+    async def token_holder(self, token_id: str) -> str | None:
+        holder = (
+            await self.s.execute(select(issued_tokens.c.person_no).where(issued_tokens.c.token_id == token_id))
+        ).scalar()
+        return None if holder is None else str(holder)
+
+    async def put_region(self, region: Region, now: dt.datetime) -> None:
+        await upsert(self.s, regions, "region_code", region_row(region, now))
+
+    async def put_institution(self, institution: Institution, now: dt.datetime) -> None:
+        await upsert(self.s, institutions, "institution_code", institution_row(institution, now))
+
+    async def put_person(self, person: InsuredPerson, now: dt.datetime) -> None:
+        await upsert(self.s, persons, "person_no", person_row(person, now))
+
+    async def add_token(self, token: IssuedToken) -> None:
+        await self.s.execute(
+            issued_tokens.insert().values(
+                token_id=token.token_id,
+                person_no=token.person_no,
+                revoked=token.revoked,
+                issued_at=token.issued_at,
+                expires_at=token.expires_at,
+            )
+        )
+
+    async def revoke_token(self, token_id: str) -> bool:
+        result = await self.s.execute(
+            update(issued_tokens).where(issued_tokens.c.token_id == token_id).values(revoked=True)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def request_ref(self, request_id: str, operation: str, fingerprint: str) -> str | None:
+        return await idempotency.check(self.s, idempotency_keys, request_id, operation, fingerprint)
+
+    async def record_request(self, request_id: str, operation: str, fingerprint: str, ref: str) -> None:
+        await idempotency.record(self.s, idempotency_keys, request_id, operation, fingerprint, ref)
+
+
+class SqlEligibilityStore:
+    """The eligibility service's own database (``EligibilityStore``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[EligibilityRepository]:
+        async with self.db.transaction() as s:
+            yield EligibilityRepository(s)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[EligibilityRepository]:
+        async with self.db.read() as s:
+            yield EligibilityRepository(s)

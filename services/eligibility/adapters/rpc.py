@@ -26,14 +26,14 @@ from services.eligibility.domain.model import (
 )
 
 SERVICE_IN = {n: ServiceType(s) for n, s in enums.SERVICE_TYPES.items()}
-SERVICE_OUT = {v: k for k, v in SERVICE_IN.items()}
+SERVICE_OUT = {v: types_pb2.ServiceType.ValueType(k) for k, v in SERVICE_IN.items()}
 LEVEL_IN = enums.INSTITUTION_LEVELS
 LEVEL_OUT = {v: k for k, v in LEVEL_IN.items()}
 INSURANCE_IN = enums.INSURANCE_TYPES
-INSURANCE_OUT = {v: k for k, v in INSURANCE_IN.items()}
+INSURANCE_OUT = {v: types_pb2.InsuranceType.ValueType(k) for k, v in INSURANCE_IN.items()}
 PERSON_TYPE_IN = enums.PERSON_TYPES
-PERSON_TYPE_OUT = {v: k for k, v in PERSON_TYPE_IN.items()}
-FILING_TYPE_OUT = enums.inverse(enums.FILING_TYPES)
+PERSON_TYPE_OUT = {v: types_pb2.PersonType.ValueType(k) for k, v in PERSON_TYPE_IN.items()}
+FILING_TYPE_OUT = {v: types_pb2.FilingType.ValueType(k) for k, v in enums.FILING_TYPES.items()}
 STATUS_IN = {pb.PERSON_STATUS_ACTIVE: PersonStatus.ACTIVE, pb.PERSON_STATUS_SUSPENDED: PersonStatus.SUSPENDED}
 STATUS_OUT = {v: k for k, v in STATUS_IN.items()}
 
@@ -64,8 +64,8 @@ def person_to_proto(p: InsuredPerson) -> pb.InsuredPerson:
         id_number=p.id_number,
         name=p.name,
         insured_region_code=p.insured_region,
-        insurance_type=INSURANCE_OUT.get(p.insurance_type, 0),
-        person_type=PERSON_TYPE_OUT.get(p.person_type, 0),
+        insurance_type=INSURANCE_OUT.get(p.insurance_type, types_pb2.INSURANCE_TYPE_UNSPECIFIED),
+        person_type=PERSON_TYPE_OUT.get(p.person_type, types_pb2.PERSON_TYPE_UNSPECIFIED),
         status=STATUS_OUT[p.status],
         assistance_category=p.assistance_category,
         hardship=p.hardship,
@@ -88,7 +88,7 @@ def filing_view_to_proto(f: FilingView) -> filing_pb2.Filing:
         insured_region_code=f.insured_region,
         treatment_region_code=f.treatment_region,
         filing_type=FILING_TYPE_OUT[f.filing_type],
-        insurance_type=INSURANCE_OUT.get(f.insurance_type, 0),
+        insurance_type=INSURANCE_OUT.get(f.insurance_type, types_pb2.INSURANCE_TYPE_UNSPECIFIED),
         status=filing_pb2.FILING_STATUS_ACTIVE if f.active else filing_pb2.FILING_STATUS_UNSPECIFIED,
         retro=f.retro,
         special_diseases=[
@@ -166,8 +166,8 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         if d.person is not None:
             p = d.person
             out.person_no, out.insured_region_code = p.person_no, p.insured_region
-            out.insurance_type = INSURANCE_OUT.get(p.insurance_type, 0)
-            out.person_type = PERSON_TYPE_OUT.get(p.person_type, 0)
+            out.insurance_type = INSURANCE_OUT.get(p.insurance_type, types_pb2.INSURANCE_TYPE_UNSPECIFIED)
+            out.person_type = PERSON_TYPE_OUT.get(p.person_type, types_pb2.PERSON_TYPE_UNSPECIFIED)
             out.assistance_category, out.hardship = p.assistance_category, p.hardship
             out.has_personal_account, out.sex = p.has_personal_account, p.sex
             out.account_balance_fen = p.account_balance_fen

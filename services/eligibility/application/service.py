@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency
 from libs.platform.clock import CST
-from libs.platform.db import Database, upsert
 from libs.platform.logs import get_logger
-from services.eligibility.adapters import db as tables
+from services.eligibility.application.ports import (
+    EligibilityReader,
+    EligibilityStore,
+    EligibilityUnitOfWork,
+    IssuedToken,
+    RegistryRows,
+)
 from services.eligibility.domain.credentials import TokenClaims, TokenSigner, id_hash
 from services.eligibility.domain.model import (
     Decision,
@@ -105,7 +107,7 @@ PolicyVersionOf = Callable[[str, str, str, dt.date], str]
 class EligibilityService:
     def __init__(
         self,
-        db: Database,
+        store: EligibilityStore,
         signer: TokenSigner,
         *,
         token_ttl_seconds: int = 300,
@@ -113,7 +115,7 @@ class EligibilityService:
         rules: EligibilityRules | None = None,
         policy_version: PolicyVersionOf | None = None,
     ) -> None:
-        self.db = db
+        self.store = store
         self.signer = signer
         self.ttl = token_ttl_seconds
         self.registry = Registry()
@@ -124,23 +126,23 @@ class EligibilityService:
         self._last_refresh = dt.datetime.min.replace(tzinfo=dt.UTC)
 
     # -- loading and freshness ------------------------------------------------------------
-    async def _revoked_ids(self, s: AsyncConnection) -> set[str]:
+    async def _revoked_ids(self, repo: EligibilityReader) -> set[str]:
         """Revoked tokens that could still verify (expired ones are refused anyway)."""
-        t = tables.issued_tokens
-        cutoff = self._clock() - dt.timedelta(minutes=5)
-        rows = await s.execute(select(t.c.token_id).where(t.c.revoked.is_(True), t.c.expires_at > cutoff))
-        return set(rows.scalars().all())
+        return await repo.revoked_tokens(self._clock() - dt.timedelta(minutes=5))
+
+    def _apply(self, rows: RegistryRows) -> None:
+        for r in rows.regions:
+            self.registry.regions[r.region_code] = r
+        for i in rows.institutions:
+            self.registry.institutions[i.institution_code] = i
+        for p in rows.persons:
+            self.registry.put_person(p)
 
     async def load(self) -> None:
-        async with self.db.read() as s:
-            regs, insts, ps = await tables.load_all(s)
-            revoked = await self._revoked_ids(s)
-        for r in regs:
-            self.registry.regions[r.region_code] = r
-        for i in insts:
-            self.registry.institutions[i.institution_code] = i
-        for p in ps:
-            self.registry.put_person(p)
+        async with self.store.read() as repo:
+            rows = await repo.registry()
+            revoked = await self._revoked_ids(repo)
+        self._apply(rows)
         self._revoked = revoked
         self._last_refresh = self._clock()
 
@@ -148,15 +150,10 @@ class EligibilityService:
         """Picks up registry rows changed by other replicas (overlapping window, idempotent)."""
         since = self._last_refresh - dt.timedelta(seconds=5)
         now = self._clock()
-        async with self.db.read() as s:
-            regs, insts, ps = await tables.changed_since(s, since)
-            revoked = await self._revoked_ids(s)
-        for r in regs:
-            self.registry.regions[r.region_code] = r
-        for i in insts:
-            self.registry.institutions[i.institution_code] = i
-        for p in ps:
-            self.registry.put_person(p)
+        async with self.store.read() as repo:
+            rows = await repo.registry_changed_since(since)
+            revoked = await self._revoked_ids(repo)
+        self._apply(rows)
         self._revoked = revoked
         self._last_refresh = now
 
@@ -194,59 +191,47 @@ class EligibilityService:
 
     # -- admin writes ---------------------------------------------------------------------
     async def upsert_region(self, request_id: str, fp: str, region: Region) -> Region:
-        await self._write(
-            request_id,
-            fp,
-            "region",
-            region.region_code,
-            tables.regions,
-            "region_code",
-            tables.region_row(region, self._clock()),
-        )
+        async def put(repo: EligibilityUnitOfWork) -> None:
+            await repo.put_region(region, self._clock())
+
+        await self._write(request_id, fp, "region", region.region_code, put)
         self.registry.regions[region.region_code] = region
         return region
 
     async def upsert_institution(self, request_id: str, fp: str, inst: Institution) -> Institution:
-        await self._write(
-            request_id,
-            fp,
-            "institution",
-            inst.institution_code,
-            tables.institutions,
-            "institution_code",
-            tables.institution_row(inst, self._clock()),
-        )
+        async def put(repo: EligibilityUnitOfWork) -> None:
+            await repo.put_institution(inst, self._clock())
+
+        await self._write(request_id, fp, "institution", inst.institution_code, put)
         self.registry.institutions[inst.institution_code] = inst
         return inst
 
     async def upsert_person(self, request_id: str, fp: str, person: InsuredPerson) -> InsuredPerson:
-        async with self.db.read() as s:
-            clash = await tables.identity_clash(s, person)
+        async with self.store.read() as reader:
+            clash = await reader.identity_clash(person)
         if clash:
             raise DomainError(
                 Reason.PERSON_IDENTITY_CONFLICT,
                 f"the {clash} belongs to another insured person",
                 violations=[FieldViolation(f"person.{clash}", "belongs to another insured person")],
             )
-        await self._write(
-            request_id,
-            fp,
-            "person",
-            person.person_no,
-            tables.persons,
-            "person_no",
-            tables.person_row(person, self._clock()),
-        )
+
+        async def put(repo: EligibilityUnitOfWork) -> None:
+            await repo.put_person(person, self._clock())
+
+        await self._write(request_id, fp, "person", person.person_no, put)
         self.registry.put_person(person)
         return person
 
-    async def _write(self, request_id: str, fp: str, op: str, ref: str, table, key: str, row) -> None:  # type: ignore[no-untyped-def]
+    async def _write(
+        self, request_id: str, fp: str, op: str, ref: str, put: Callable[[EligibilityUnitOfWork], Awaitable[None]]
+    ) -> None:
         async def attempt() -> None:
-            async with self.db.transaction() as s:
-                if await idempotency.check(s, tables.idempotency_keys, request_id, op, fp):
+            async with self.store.transaction() as repo:
+                if await repo.request_ref(request_id, op, fp):
                     return
-                await upsert(s, table, key, row)
-                await idempotency.record(s, tables.idempotency_keys, request_id, op, fp, ref)
+                await put(repo)
+                await repo.record_request(request_id, op, fp, ref)
 
         async def replay(_: str) -> None:
             return None
@@ -263,36 +248,36 @@ class EligibilityService:
         if person.id_number.upper() != id_number.upper():
             raise DomainError(Reason.CREDENTIAL_PERSON_MISMATCH, "the ID number does not belong to the person")
         fp = id_hash(f"{person_no}|{id_number}")
-        t = tables.issued_tokens
 
         async def attempt() -> tuple[str, TokenClaims]:
             now = self._clock()
-            async with self.db.transaction() as s:
-                if ref := await idempotency.check(s, tables.idempotency_keys, request_id, "ecert", fp):
+            async with self.store.transaction() as repo:
+                if ref := await repo.request_ref(request_id, "ecert", fp):
                     raise idempotency.Replay(ref)
                 token, claims = self.signer.issue(person_no, id_number, int(now.timestamp()), self.ttl)
-                await s.execute(
-                    t.insert().values(
-                        token_id=claims.token_id,
-                        person_no=person_no,
-                        revoked=False,
-                        issued_at=dt.datetime.fromtimestamp(claims.issued_at, dt.UTC),
-                        expires_at=dt.datetime.fromtimestamp(claims.expires_at, dt.UTC),
+                await repo.add_token(
+                    IssuedToken(
+                        claims.token_id,
+                        person_no,
+                        dt.datetime.fromtimestamp(claims.issued_at, dt.UTC),
+                        dt.datetime.fromtimestamp(claims.expires_at, dt.UTC),
                     )
                 )
-                await idempotency.record(s, tables.idempotency_keys, request_id, "ecert", fp, claims.token_id)
+                await repo.record_request(request_id, "ecert", fp, claims.token_id)
             _log.info("ecert_issued", token_id=claims.token_id, expires_at=claims.expires_at)
             return token, claims
 
         async def replay(token_id: str) -> tuple[str, TokenClaims]:
-            async with self.db.read() as s:
-                row = (await s.execute(select(t).where(t.c.token_id == token_id))).one()
+            async with self.store.read() as reader:
+                row = await reader.token(token_id)
+            if row is None:  # recorded with its key in one transaction: cannot happen
+                raise DomainError(Reason.CREDENTIAL_INVALID, "no such e-certificate")
             claims = TokenClaims(
                 token_id,
                 row.person_no,
                 id_hash(id_number),
-                int(_utc(row.issued_at).timestamp()),
-                int(_utc(row.expires_at).timestamp()),
+                int(row.issued_at.timestamp()),
+                int(row.expires_at.timestamp()),
                 self.signer.kid,
             )
             return self.signer.sign(claims), claims
@@ -302,20 +287,13 @@ class EligibilityService:
     async def revoke_ecert(self, token_id: str, may_act_for: Callable[[str], None] = lambda _region: None) -> None:
         """Revokes an e-certificate; ``may_act_for`` refuses a caller who is not the bureau of the
         person's insured region (before anything is written)."""
-        async with self.db.transaction() as s:
-            holder = (
-                await s.execute(
-                    select(tables.issued_tokens.c.person_no).where(tables.issued_tokens.c.token_id == token_id)
-                )
-            ).scalar()
+        async with self.store.transaction() as repo:
+            holder = await repo.token_holder(token_id)
             if holder is None:
                 raise DomainError(Reason.CREDENTIAL_INVALID, "no such e-certificate")
-            person = self.registry.persons.get(str(holder))
+            person = self.registry.persons.get(holder)
             may_act_for(person.insured_region if person is not None else "")
-            result = await s.execute(
-                update(tables.issued_tokens).where(tables.issued_tokens.c.token_id == token_id).values(revoked=True)
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
+            if not await repo.revoke_token(token_id):
                 raise DomainError(Reason.CREDENTIAL_INVALID, "no such e-certificate")
         self._revoked.add(token_id)
 
@@ -403,7 +381,3 @@ class EligibilityService:
         if i is None:
             raise DomainError(Reason.INSTITUTION_NOT_FOUND, f"no institution {code}")
         return i
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

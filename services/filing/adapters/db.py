@@ -1,11 +1,15 @@
-"""Filing tables and repository (SQLAlchemy Core). Repositories never commit."""
+"""Filing tables and repository (SQLAlchemy Core): the storage ports of
+``services.filing.application.ports``. Repositories never commit; the store's transaction does."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -26,8 +30,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.platform import idempotency, outbox
+from libs.platform.db import Database
 from libs.platform.idempotency import idempotency_table
-from libs.platform.outbox import outbox_table
+from libs.platform.outbox import FeedNotifier, outbox_table
+from services.filing.application.ports import FilingEvent
 from services.filing.domain.model import Channel, Filing, FilingStatus, FilingType, SpecialDisease
 
 metadata = MetaData()
@@ -181,6 +188,15 @@ class FilingRepository:
         row = (await self.s.execute(q)).first()
         return from_row(row) if row else None
 
+    async def append_event(self, event_type: str, f: Filing) -> None:
+        await outbox.append(self.s, filing_events, event_type, f.filing_id, snapshot_json(f).encode())
+
+    async def request_ref(self, request_id: str, operation: str, fingerprint: str) -> str | None:
+        return await idempotency.check(self.s, idempotency_keys, request_id, operation, fingerprint)
+
+    async def record_request(self, request_id: str, operation: str, fingerprint: str, ref: str) -> None:
+        await idempotency.record(self.s, idempotency_keys, request_id, operation, fingerprint, ref)
+
     async def add(self, f: Filing, now: dt.datetime) -> None:
         await self.s.execute(insert(filings).values(**to_row(f)))
         await self._revision(f, now)
@@ -230,3 +246,31 @@ class FilingRepository:
             q = q.where(filings.c.filing_id > after_id)
         rows = (await self.s.execute(q.order_by(filings.c.filing_id).limit(limit))).all()
         return [from_row(r) for r in rows]
+
+
+class SqlFilingStore:
+    """The filing service's own database (``FilingStore``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FilingRepository]:
+        async with self.db.transaction() as s:
+            yield FilingRepository(s)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[FilingRepository]:
+        async with self.db.read() as s:
+            yield FilingRepository(s)
+
+    async def events(
+        self, after: int, notifier: FeedNotifier, stopping: asyncio.Event | None = None
+    ) -> AsyncGenerator[Sequence[FilingEvent], None]:
+        # outbox.follow is an async generator: closed with this one, its feed slot is freed at once
+        follow = cast(
+            AsyncGenerator[Sequence[Any], None], outbox.follow(self.db, filing_events, after, notifier, stopping)
+        )
+        async with contextlib.aclosing(follow) as batches:
+            async for rows in batches:
+                yield [FilingEvent(r.position, r.event_type, from_snapshot(r.payload.decode())) for r in rows]

@@ -13,6 +13,7 @@ from libs.platform import enums
 from libs.platform.convert import check_request_id, date_from_proto, date_to_proto, fingerprint, timestamp
 from libs.platform.host import Runtime
 from libs.platform.identity import Role, caller, scoped_request_id
+from medsettle.common.v1 import types_pb2
 from medsettle.filing.v1 import filing_pb2, filing_pb2_grpc
 from services.filing.application.service import CaughtUp, FilingService
 from services.filing.domain.model import (
@@ -26,7 +27,7 @@ from services.filing.domain.model import (
 )
 
 FILING_TYPE_IN = {n: FilingType(s) for n, s in enums.FILING_TYPES.items()}
-FILING_TYPE_OUT = {v: k for k, v in FILING_TYPE_IN.items()}
+FILING_TYPE_OUT = {v: types_pb2.FilingType.ValueType(k) for k, v in FILING_TYPE_IN.items()}
 CHANNEL_IN = {
     filing_pb2.CHANNEL_APP: Channel.APP,
     filing_pb2.CHANNEL_MINI_PROGRAM: Channel.MINI_PROGRAM,
@@ -41,7 +42,7 @@ STATUS_OUT = {
 }
 STATUS_IN = {v: k for k, v in STATUS_OUT.items()}
 INSURANCE_IN = enums.INSURANCE_TYPES
-INSURANCE_OUT = {v: k for k, v in INSURANCE_IN.items()}
+INSURANCE_OUT = {v: types_pb2.InsuranceType.ValueType(k) for k, v in INSURANCE_IN.items()}
 EVENT_OUT = {
     "created": filing_pb2.FILING_EVENT_TYPE_CREATED,
     "superseded": filing_pb2.FILING_EVENT_TYPE_SUPERSEDED,
@@ -102,7 +103,7 @@ def filing_to_proto(f: Filing) -> filing_pb2.Filing:
         insured_region_code=f.insured_region,
         treatment_region_code=f.treatment_region,
         filing_type=FILING_TYPE_OUT[f.filing_type],
-        insurance_type=INSURANCE_OUT.get(f.insurance_type, 0),
+        insurance_type=INSURANCE_OUT.get(f.insurance_type, types_pb2.INSURANCE_TYPE_UNSPECIFIED),
         channel=CHANNEL_OUT[f.channel],
         commitment_signed=f.commitment_signed,
         status=STATUS_OUT[f.status],

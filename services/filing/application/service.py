@@ -14,15 +14,8 @@ from typing import Protocol
 from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency, outbox
 from libs.platform.convert import today_cst
-from libs.platform.db import Database
 from libs.platform.logs import get_logger
-from services.filing.adapters.db import (
-    FilingRepository,
-    filing_events,
-    from_snapshot,
-    idempotency_keys,
-    snapshot_json,
-)
+from services.filing.application.ports import FilingEvent, FilingStore
 from services.filing.domain.model import (
     Filing,
     FilingStatus,
@@ -58,13 +51,6 @@ class NoInstitutionDirectory:
 
 
 @dataclass(frozen=True, slots=True)
-class FilingEvent:
-    position: int
-    event_type: str
-    filing: Filing
-
-
-@dataclass(frozen=True, slots=True)
 class CaughtUp:
     position: int
 
@@ -72,14 +58,14 @@ class CaughtUp:
 class FilingService:
     def __init__(
         self,
-        db: Database,
+        store: FilingStore,
         *,
         clock: Callable[[], dt.datetime] | None = None,
         today: Callable[[], dt.date] | None = None,
         min_period: MinPeriodRules | None = None,
         institutions: InstitutionDirectory | None = None,
     ) -> None:
-        self.db = db
+        self.store = store
         self.notifier = outbox.FeedNotifier()
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._today = today or today_cst
@@ -107,10 +93,9 @@ class FilingService:
         await self._check_institutions(new)
 
         async def attempt() -> Filing:
-            async with self.db.transaction() as s:
-                if ref := await idempotency.check(s, idempotency_keys, request_id, "create", fp):
+            async with self.store.transaction() as repo:
+                if ref := await repo.request_ref(request_id, "create", fp):
                     raise idempotency.Replay(ref)
-                repo = FilingRepository(s)
                 now = self._clock()
                 filing = self._new_filing(new, now)
                 old = await repo.active_for_person(new.person_no, for_update=True)
@@ -119,10 +104,10 @@ class FilingService:
                     self._check_replaces(old, new)
                     ended = supersede(old, filing.filing_id, new.start_date, now)
                     await repo.save(ended, now)
-                    await outbox.append(s, filing_events, "superseded", ended.filing_id, snapshot_json(ended).encode())
+                    await repo.append_event("superseded", ended)
                 await repo.add(filing, now)
-                await outbox.append(s, filing_events, "created", filing.filing_id, snapshot_json(filing).encode())
-                await idempotency.record(s, idempotency_keys, request_id, "create", fp, filing.filing_id)
+                await repo.append_event("created", filing)
+                await repo.record_request(request_id, "create", fp, filing.filing_id)
             _log.info(
                 "filing_created",
                 filing_id=filing.filing_id,
@@ -146,10 +131,9 @@ class FilingService:
         await self._check_institutions(new, "new_filing.")
 
         async def attempt() -> tuple[Filing, Filing]:
-            async with self.db.transaction() as s:
-                if ref := await idempotency.check(s, idempotency_keys, request_id, "change", fp):
+            async with self.store.transaction() as repo:
+                if ref := await repo.request_ref(request_id, "change", fp):
                     raise idempotency.Replay(ref)
-                repo = FilingRepository(s)
                 old = await repo.get(filing_id, for_update=True)
                 if old is None:
                     raise DomainError(Reason.FILING_NOT_FOUND, f"no filing {filing_id}")
@@ -166,10 +150,10 @@ class FilingService:
                 filing = self._new_filing(new, now)
                 ended = supersede(old, filing.filing_id, new.start_date, now)
                 await repo.save(ended, now)
-                await outbox.append(s, filing_events, "superseded", ended.filing_id, snapshot_json(ended).encode())
+                await repo.append_event("superseded", ended)
                 await repo.add(filing, now)
-                await outbox.append(s, filing_events, "created", filing.filing_id, snapshot_json(filing).encode())
-                await idempotency.record(s, idempotency_keys, request_id, "change", fp, filing.filing_id)
+                await repo.append_event("created", filing)
+                await repo.record_request(request_id, "change", fp, filing.filing_id)
             self.notifier.notify()
             return ended, filing
 
@@ -188,18 +172,17 @@ class FilingService:
             )
 
         async def attempt() -> Filing:
-            async with self.db.transaction() as s:
-                if ref := await idempotency.check(s, idempotency_keys, request_id, "cancel", fp):
+            async with self.store.transaction() as repo:
+                if ref := await repo.request_ref(request_id, "cancel", fp):
                     raise idempotency.Replay(ref)
-                repo = FilingRepository(s)
                 old = await repo.get(filing_id, for_update=True)
                 if old is None:
                     raise DomainError(Reason.FILING_NOT_FOUND, f"no filing {filing_id}")
                 now = self._clock()
                 ended = cancel(old, effective or self._today(), now, min_months=self._min_months(old.insured_region))
                 await repo.save(ended, now)
-                await outbox.append(s, filing_events, "cancelled", ended.filing_id, snapshot_json(ended).encode())
-                await idempotency.record(s, idempotency_keys, request_id, "cancel", fp, ended.filing_id)
+                await repo.append_event("cancelled", ended)
+                await repo.record_request(request_id, "cancel", fp, ended.filing_id)
             self.notifier.notify()
             return ended
 
@@ -241,8 +224,8 @@ class FilingService:
         return f
 
     async def get(self, filing_id: str) -> Filing | None:
-        async with self.db.read() as s:
-            return await FilingRepository(s).get(filing_id)
+        async with self.store.read() as repo:
+            return await repo.get(filing_id)
 
     async def get_required(self, filing_id: str) -> Filing:
         return await self._get_or_fail(filing_id)
@@ -257,8 +240,8 @@ class FilingService:
         limit: int,
         insured_region: str = "",
     ) -> builtins.list[Filing]:
-        async with self.db.read() as s:
-            return await FilingRepository(s).list(
+        async with self.store.read() as repo:
+            return await repo.list(
                 person_no=person_no,
                 treatment_region=treatment_region,
                 insured_region=insured_region,
@@ -268,8 +251,8 @@ class FilingService:
             )
 
     async def history(self, filing_id: str) -> builtins.list[Filing]:
-        async with self.db.read() as s:
-            revs = await FilingRepository(s).history(filing_id)
+        async with self.store.read() as repo:
+            revs = await repo.history(filing_id)
         if not revs:
             raise DomainError(Reason.FILING_NOT_FOUND, f"no filing {filing_id}")
         return revs
@@ -281,13 +264,11 @@ class FilingService:
         ``mark_caught_up``, one :class:`CaughtUp` follows the backlog (the reader is current)."""
         position = after
         marked = not mark_caught_up
-        async with contextlib.aclosing(
-            outbox.follow(self.db, filing_events, after, self.notifier, stopping)
-        ) as batches:
-            async for rows in batches:
-                for row in rows:
-                    position = row.position
-                    yield FilingEvent(row.position, row.event_type, from_snapshot(row.payload.decode()))
-                if not rows and not marked:
+        async with contextlib.aclosing(self.store.events(after, self.notifier, stopping)) as batches:
+            async for events in batches:
+                for event in events:
+                    position = event.position
+                    yield event
+                if not events and not marked:
                     marked = True
                     yield CaughtUp(position)
