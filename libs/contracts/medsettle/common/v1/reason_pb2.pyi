@@ -187,6 +187,10 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     or a follower fell too far behind; resume later from the last position received.
     ErrorInfo metadata: limit.
     """
+    REASON_REQUEST_UNPARSEABLE: _Reason.ValueType  # 130
+    """INVALID_ARGUMENT: the request's bytes do not parse as the method's request message (invalid
+    UTF-8 in a string field included). Do not retry unchanged. ErrorInfo metadata: none.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """The reason catalogue. Every error a medsettle service returns carries a
@@ -359,5 +363,9 @@ REASON_TOO_MANY_FOLLOWERS: Reason.ValueType  # 122
 """RESOURCE_EXHAUSTED: the server already holds as many feed streams (followers) as it allows,
 or a follower fell too far behind; resume later from the last position received.
 ErrorInfo metadata: limit.
+"""
+REASON_REQUEST_UNPARSEABLE: Reason.ValueType  # 130
+"""INVALID_ARGUMENT: the request's bytes do not parse as the method's request message (invalid
+UTF-8 in a string field included). Do not retry unchanged. ErrorInfo metadata: none.
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
