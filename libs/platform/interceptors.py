@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -102,8 +103,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _admit(self, context: grpc.aio.ServicerContext[Any, Any], method: str, raw: Any, parse: Any) -> Any:
         """The request parsed and within its bounds, from a caller the access table admits."""
         request = _parse(raw, parse)
-        _bind_request_id(request)
-        bounds.check(request)  # before access control, whose errors may name request fields
+        if isinstance(request, Message):  # (a method registered without a message type gets bytes)
+            _bind_request_id(request)
+            bounds.check(request)  # before access control, whose errors may name request fields
         set_caller(self._authorise(context, method, request))
         return request
 
