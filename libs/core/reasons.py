@@ -263,6 +263,9 @@ class Reason(StrEnum):
     # 122, RESOURCE_EXHAUSTED: The server already holds as many feed streams (followers) as it allows, or a follower
     # fell too far behind; resume later from the last position received. metadata limit.
     TOO_MANY_FOLLOWERS = "REASON_TOO_MANY_FOLLOWERS"
+    # 130, INVALID_ARGUMENT: The request's bytes do not parse as the method's request message (invalid UTF-8 in a
+    # string field included). Do not retry unchanged.
+    REQUEST_UNPARSEABLE = "REASON_REQUEST_UNPARSEABLE"
 
 
 class ReasonInfo(NamedTuple):
@@ -381,4 +384,5 @@ REASON_INFO: dict[Reason, ReasonInfo] = {
     Reason.COMMIT_OUTCOME_UNKNOWN: ReasonInfo(120, "UNAVAILABLE", ("dependency",)),
     Reason.SERVER_DRAINING: ReasonInfo(121, "UNAVAILABLE", ("service",)),
     Reason.TOO_MANY_FOLLOWERS: ReasonInfo(122, "RESOURCE_EXHAUSTED", ("limit",)),
+    Reason.REQUEST_UNPARSEABLE: ReasonInfo(130, "INVALID_ARGUMENT", ()),
 }

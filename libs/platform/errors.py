@@ -17,19 +17,31 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 CODE_OF: dict[Category, grpc.StatusCode] = {c: grpc.StatusCode[name] for c, name in CODE_NAME_OF.items()}
 
 INTERNAL_MESSAGE = "internal error; quote the trace id to support"
+# What an error may quote of anything: a client refuses trailers of more than a few KB, and an
+# error must never become a way to echo input back.
+MAX_MESSAGE_CHARS = 512
+MAX_METADATA_CHARS = 128
+MAX_VIOLATION_CHARS = 256
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def status_for(error: DomainError) -> tuple[grpc.StatusCode, status_pb2.Status]:
     code = CODE_OF[error.category]
-    message = INTERNAL_MESSAGE if error.category is Category.INTERNAL else error.message
-    info = error_details_pb2.ErrorInfo(reason=error.reason.value, domain=DOMAIN, metadata=error.metadata)
+    message = INTERNAL_MESSAGE if error.category is Category.INTERNAL else _clip(error.message, MAX_MESSAGE_CHARS)
+    metadata = {_clip(k, MAX_METADATA_CHARS): _clip(v, MAX_METADATA_CHARS) for k, v in error.metadata.items()}
+    info = error_details_pb2.ErrorInfo(reason=error.reason.value, domain=DOMAIN, metadata=metadata)
     details = [info]
     if error.violations:
         details.append(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in error.violations
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=_clip(v.field, MAX_VIOLATION_CHARS), description=_clip(v.description, MAX_VIOLATION_CHARS)
+                    )
+                    for v in error.violations[:50]
                 ]
             )
         )

@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+import structlog
+from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from libs.core.errors import Category, DomainError, Reason
-from libs.platform import identity, metrics
+from libs.platform import bounds, identity, metrics
 from libs.platform.access import OPEN_PREFIXES, authorise
 from libs.platform.db import is_unreachable
 from libs.platform.drain import Drain
@@ -61,16 +63,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
+        # The generated deserializer would answer bytes that do not parse (invalid UTF-8 in a
+        # string included) UNKNOWN without ErrorInfo, before any interceptor code runs: take the
+        # raw bytes instead and parse them inside the wrapper, where every error is translated.
+        parse = handler.request_deserializer
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, details.method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(handler.unary_unary, details.method, parse),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, details.method),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_stream(handler.unary_stream, details.method, parse),
+                request_deserializer=None,
                 response_serializer=handler.response_serializer,
             )
         return handler  # client/bidi streaming: none in the v1 contracts
@@ -94,6 +100,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
         return None
 
+    def _admit(self, context: grpc.aio.ServicerContext[Any, Any], method: str, raw: Any, parse: Any) -> Any:
+        """The request parsed and within its bounds, from a caller the access table admits."""
+        request = _parse(raw, parse)
+        if isinstance(request, Message):  # (a method registered without a message type gets bytes)
+            _bind_request_id(request)
+            bounds.check(request)  # before access control, whose errors may name request fields
+        set_caller(self._authorise(context, method, request))
+        return request
+
     def _authorise(self, context: grpc.aio.ServicerContext[Any, Any], method: str, request: Any) -> Principal:
         pairs = tuple(context.invocation_metadata() or ())
         principal = self._principal(context, pairs)
@@ -101,10 +116,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         assert principal is not None
         return principal
 
-    def _wrap_unary(self, behaviour: Any, method: str) -> Any:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    def _wrap_unary(self, behaviour: Any, method: str, parse: Any) -> Any:
+        async def wrapped(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             md = dict(context.invocation_metadata() or ())
             token = set_caller(None)
+            log_context = structlog.contextvars.bind_contextvars(rpc_method=method)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             with _tracer.start_as_current_span(
@@ -115,7 +131,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     if drain.refuses(trace_id):
                         raise _draining(method)
-                    set_caller(self._authorise(context, method, request))
+                    request = self._admit(context, method, raw, parse)
                     return await behaviour(request, context)
                 except DomainError as err:
                     code = CODE_OF[err.category]  # set before the abort, which raises
@@ -131,13 +147,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     _drained(drain, method, code, started)
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
                     reset_caller(token)
+                    structlog.contextvars.reset_contextvars(**log_context)
+                    structlog.contextvars.unbind_contextvars("request_id")
 
         return wrapped
 
-    def _wrap_stream(self, behaviour: Any, method: str) -> Any:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    def _wrap_stream(self, behaviour: Any, method: str, parse: Any) -> Any:
+        async def wrapped(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             md = dict(context.invocation_metadata() or ())
             token = set_caller(None)
+            log_context = structlog.contextvars.bind_contextvars(rpc_method=method)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             with _tracer.start_as_current_span(
@@ -148,7 +167,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     if drain.refuses(trace_id):
                         raise _draining(method)
-                    set_caller(self._authorise(context, method, request))
+                    request = self._admit(context, method, raw, parse)
                     async for item in behaviour(request, context):
                         yield item
                 except DomainError as err:
@@ -164,8 +183,28 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     _drained(drain, method, code, started)
                     metrics.observe_rpc(method, code.name, time.perf_counter() - started)
                     reset_caller(token)
+                    structlog.contextvars.reset_contextvars(**log_context)
+                    structlog.contextvars.unbind_contextvars("request_id")
 
         return wrapped
+
+
+def _parse(raw: Any, parse: Any) -> Any:
+    if parse is None or not isinstance(raw, bytes):
+        return raw  # already a message (a handler without a deserializer)
+    try:
+        return parse(raw)
+    except Exception as exc:
+        raise DomainError(
+            Reason.REQUEST_UNPARSEABLE, "the request does not parse as the method's request message"
+        ) from exc
+
+
+def _bind_request_id(request: Any) -> None:
+    """Every log line of the call names its request id (the caller's own, at most its bound)."""
+    request_id = getattr(request, "request_id", "")
+    if isinstance(request_id, str) and request_id:
+        structlog.contextvars.bind_contextvars(request_id=request_id[: bounds.BY_NAME["request_id"].chars])
 
 
 def _draining(method: str) -> DomainError:

@@ -66,22 +66,54 @@ def _trace_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+class _NoSqlValues(logging.Filter):
+    """No line carries SQL parameters or rows, whatever level a logger was given: aiosqlite logs
+    every statement with its parameters (and results) at DEBUG and INFO, SQLAlchemy's engine
+    logs result rows at DEBUG (its statements come with parameters hidden, ``hide_parameters``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        if name == "aiosqlite" or name.startswith("aiosqlite."):
+            return record.levelno >= logging.WARNING
+        if name.startswith("sqlalchemy.engine"):
+            return record.levelno >= logging.INFO
+        return True
+
+
 def configure_logging(level: str = "INFO", json: bool = True, stream: Any = None) -> None:
-    """Idempotent; called once by the composition root."""
+    """Idempotent; called once by the composition root, before anything else logs. The standard
+    library's records (alembic, SQLAlchemy, grpc, asyncio) are rendered like structlog's own: one
+    JSON object per line, with level, logger, timestamp, trace and the call's context."""
     out = stream or sys.stderr
-    logging.basicConfig(level=level, stream=out, format="%(message)s", force=True)
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _trace_processor,
+        _process_processor,
+        structlog.processors.format_exc_info,
+        _mask_processor,
+    ]
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    handler.addFilter(_NoSqlValues())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # statements (never their parameters) only at DEBUG; aiosqlite's lines never
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO if level == "DEBUG" else logging.WARNING)
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _trace_processor,
-            _process_processor,
-            structlog.processors.format_exc_info,
-            _mask_processor,
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,

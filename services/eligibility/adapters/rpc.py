@@ -142,7 +142,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             v.check(bool(request.special_disease_code), "special_disease_code", "required for chronic outpatient")
         v.raise_if_any()
         assert service is not None
-        d, policy_version = self.service.check(
+        d, policy_version = await self.service.check(
             credential_from_proto(request.credential),
             request.institution_code,
             service,

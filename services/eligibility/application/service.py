@@ -297,17 +297,37 @@ class EligibilityService:
                 raise DomainError(Reason.CREDENTIAL_INVALID, "no such e-certificate")
         self._revoked.add(token_id)
 
-    def identify(self, cred: CredentialInput, expected_person_no: str = "") -> InsuredPerson:
-        person = self._identify(cred)
+    async def _verified(self, cred: CredentialInput) -> TokenClaims | None:
+        """An e-certificate's claims once its signature, expiry and revocation are checked.
+        Revocation is read from the database on every check (one primary-key read), so a token
+        revoked through any replica is refused by every replica as soon as the revoking call has
+        returned; the in-memory set only answers the revocations already known without a read."""
+        if not cred.ecert_token:
+            return None
+        claims = self.signer.verify(cred.ecert_token, int(self._clock().timestamp()))
+        if claims.token_id not in self._revoked:
+            t = tables.issued_tokens
+            async with self.db.read() as s:
+                revoked = (await s.execute(select(t.c.revoked).where(t.c.token_id == claims.token_id))).scalar()
+            if revoked:
+                self._revoked.add(claims.token_id)
+        if claims.token_id in self._revoked:
+            raise DomainError(Reason.CREDENTIAL_REVOKED, "the e-certificate was revoked")
+        return claims
+
+    def identify(
+        self, cred: CredentialInput, expected_person_no: str = "", claims: TokenClaims | None = None
+    ) -> InsuredPerson:
+        person = self._identify(cred, claims)
         if expected_person_no and person.person_no != expected_person_no:
             raise DomainError(
                 Reason.CREDENTIAL_PERSON_MISMATCH, "the credential belongs to another person than the one registered"
             )
         return person
 
-    def _identify(self, cred: CredentialInput) -> InsuredPerson:
+    def _identify(self, cred: CredentialInput, verified: TokenClaims | None = None) -> InsuredPerson:
         if cred.ecert_token:
-            claims = self.signer.verify(cred.ecert_token, int(self._clock().timestamp()))
+            claims = verified or self.signer.verify(cred.ecert_token, int(self._clock().timestamp()))
             if claims.token_id in self._revoked:
                 raise DomainError(Reason.CREDENTIAL_REVOKED, "the e-certificate was revoked")
             person = self.registry.persons.get(claims.person_no)
@@ -327,7 +347,7 @@ class EligibilityService:
         raise DomainError(Reason.CREDENTIAL_INVALID, "credential: an e-certificate token or a card is required")
 
     # -- the hot query --------------------------------------------------------------------
-    def check(
+    async def check(
         self,
         cred: CredentialInput,
         institution_code: str,
@@ -339,8 +359,9 @@ class EligibilityService:
         trauma_declared: bool = False,
         expected_person_no: str = "",
     ) -> tuple[Decision, str]:
-        """The decision and the insured place's policy version. Answered from memory."""
-        person = self.identify(cred, expected_person_no)
+        """The decision and the insured place's policy version. Answered from memory, but for an
+        e-certificate's revocation (read from the database, see :meth:`_verified`)."""
+        person = self.identify(cred, expected_person_no, await self._verified(cred))
         institution = self.registry.institutions.get(institution_code)
         d = decide(
             person,

@@ -19,6 +19,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from libs.core.errors import DomainError, Reason
 
+# A token is about 300 characters; anything much longer is refused before it is decoded.
+MAX_TOKEN_CHARS = 1024
+SIGNATURE_BYTES = 64
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -46,6 +50,14 @@ class TokenClaims:
     key_id: str
 
 
+def _verifies(key: Ed25519PublicKey, sig: bytes, payload: bytes) -> bool:
+    try:
+        key.verify(sig, payload)
+    except InvalidSignature:
+        return False
+    return True
+
+
 class TokenSigner:
     def __init__(self, private: Ed25519PrivateKey, verify_keys: list[Ed25519PublicKey] | None = None) -> None:
         self._private = private
@@ -57,6 +69,12 @@ class TokenSigner:
     def issue(self, person_no: str, id_number: str, now: int, ttl: int) -> tuple[str, TokenClaims]:
         claims = TokenClaims(secrets.token_hex(12), person_no, id_hash(id_number), now, now + ttl, self.kid)
         return self.sign(claims), claims
+
+    def _signed_by(self, payload: bytes, sig: bytes) -> str | None:
+        """The id of the known key whose signature ``sig`` is over ``payload``, if any."""
+        if len(sig) != SIGNATURE_BYTES:
+            return None
+        return next((kid for kid, key in self._verify.items() if _verifies(key, sig, payload)), None)
 
     def sign(self, claims: TokenClaims) -> str:
         """Ed25519 is deterministic: the same claims always give the same token."""
@@ -76,21 +94,25 @@ class TokenSigner:
         return _b64(payload) + "." + _b64(self._private.sign(payload))
 
     def verify(self, token: str, now: int) -> TokenClaims:
-        """Signature first (tampered), then expiry. Revocation and person binding are the caller's."""
+        """Size, then signature (tampered), and only then the payload is parsed; then expiry.
+        Revocation and person binding are the caller's. Nothing of an unsigned token is parsed:
+        the signature is tried with each known key on the raw payload bytes."""
+        if len(token) > MAX_TOKEN_CHARS:
+            raise DomainError(Reason.CREDENTIAL_INVALID, f"the e-certificate token is longer than {MAX_TOKEN_CHARS}")
         try:
             payload_b64, sig_b64 = token.split(".")
             payload, sig = _unb64(payload_b64), _unb64(sig_b64)
-            data = json.loads(payload)
-            kid = str(data["kid"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:  # binascii.Error is a ValueError
             raise DomainError(Reason.CREDENTIAL_INVALID, "the e-certificate token is malformed") from exc
-        key = self._verify.get(kid)
-        if key is None:
+        kid = self._signed_by(payload, sig)
+        if kid is None:
             raise DomainError(Reason.CREDENTIAL_TAMPERED, "the e-certificate was not signed by a known key")
         try:
-            key.verify(sig, payload)
-        except InvalidSignature as exc:
-            raise DomainError(Reason.CREDENTIAL_TAMPERED, "the e-certificate signature does not verify") from exc
+            data = json.loads(payload)
+            if not isinstance(data, dict) or str(data["kid"]) != kid:
+                raise ValueError("not a claims object of the signing key")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise DomainError(Reason.CREDENTIAL_INVALID, "the e-certificate token is malformed") from exc
         try:
             claims = TokenClaims(
                 str(data["tid"]), str(data["pno"]), str(data["idh"]), int(data["iat"]), int(data["exp"]), kid

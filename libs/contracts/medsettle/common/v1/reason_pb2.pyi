@@ -355,6 +355,10 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """The server already holds as many feed streams (followers) as it allows, or a follower fell
     too far behind; resume later from the last position received. metadata limit.
     """
+    REASON_REQUEST_UNPARSEABLE: _Reason.ValueType  # 130
+    """The request's bytes do not parse as the method's request message (invalid UTF-8 in a string
+    field included). Do not retry unchanged.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """The reason catalogue. Every error a medsettle service returns carries a google.rpc.Status
@@ -718,5 +722,9 @@ another replica or after the restart. metadata service.
 REASON_TOO_MANY_FOLLOWERS: Reason.ValueType  # 122
 """The server already holds as many feed streams (followers) as it allows, or a follower fell
 too far behind; resume later from the last position received. metadata limit.
+"""
+REASON_REQUEST_UNPARSEABLE: Reason.ValueType  # 130
+"""The request's bytes do not parse as the method's request message (invalid UTF-8 in a string
+field included). Do not retry unchanged.
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
