@@ -306,10 +306,9 @@ class EligibilityService:
             return None
         claims = self.signer.verify(cred.ecert_token, int(self._clock().timestamp()))
         if claims.token_id not in self._revoked:
-            t = tables.issued_tokens
-            async with self.db.read() as s:
-                revoked = (await s.execute(select(t.c.revoked).where(t.c.token_id == claims.token_id))).scalar()
-            if revoked:
+            async with self.store.read() as reader:
+                token = await reader.token(claims.token_id)
+            if token is not None and token.revoked:
                 self._revoked.add(claims.token_id)
         if claims.token_id in self._revoked:
             raise DomainError(Reason.CREDENTIAL_REVOKED, "the e-certificate was revoked")

@@ -206,13 +206,13 @@ async def test_a_refusal_that_may_mean_a_missing_filing_waits_for_the_index(stor
     svc = await registered(store, clock)
     card = CredentialInput(card_number="C1", card_serial="S1")
     with pytest.raises(DomainError) as e:
-        svc.check(card, "H1", ServiceType.INPATIENT, DAY)
+        await svc.check(card, "H1", ServiceType.INPATIENT, DAY)
     assert e.value.reason is Reason.FILING_INDEX_NOT_READY
     svc.registry.filings_ready.set()
-    refused, version = svc.check(card, "H1", ServiceType.INPATIENT, DAY)
+    refused, version = await svc.check(card, "H1", ServiceType.INPATIENT, DAY)
     assert not refused.eligible and Reason.FILING_REQUIRED in refused.reasons and version == ""
     svc.registry.put_filing(FilingChange(1, FILING))
-    decision, version = svc.check(card, "H1", ServiceType.INPATIENT, DAY)
+    decision, version = await svc.check(card, "H1", ServiceType.INPATIENT, DAY)
     assert decision.eligible and decision.filing == FILING and version == "110100-employee-2026.1@abc"
 
 
