@@ -17,6 +17,8 @@ class Reason(StrEnum):
 
     # 1, INVALID_ARGUMENT: The request is malformed: a required field is missing, a value is out of its range or
     # malformed. The google.rpc.BadRequest detail names every bad field (field path and description); fix the request.
+    # metadata field: the first bad field, when a field beyond its bound (docs/bounds.md) was refused before the
+    # method's own checks.
     VALIDATION_FAILED = "REASON_VALIDATION_FAILED"
     # 2, ALREADY_EXISTS: The request_id was already used by the same caller for a request with another payload (or
     # another operation); the first request stands. Send a new request_id for a new request.
@@ -275,7 +277,7 @@ class ReasonInfo(NamedTuple):
 
 
 REASON_INFO: dict[Reason, ReasonInfo] = {
-    Reason.VALIDATION_FAILED: ReasonInfo(1, "INVALID_ARGUMENT", ()),
+    Reason.VALIDATION_FAILED: ReasonInfo(1, "INVALID_ARGUMENT", ("field",)),
     Reason.REQUEST_ID_REUSED: ReasonInfo(2, "ALREADY_EXISTS", ("operation",)),
     Reason.CONCURRENT_UPDATE: ReasonInfo(3, "ABORTED", ()),
     Reason.DEPENDENCY_UNAVAILABLE: ReasonInfo(4, "UNAVAILABLE", ("dependency",)),

@@ -307,8 +307,8 @@ class EligibilityService:
         claims = self.signer.verify(cred.ecert_token, int(self._clock().timestamp()))
         if claims.token_id not in self._revoked:
             async with self.store.read() as reader:
-                issued = await reader.token(claims.token_id)
-            if issued is not None and issued.revoked:
+                token = await reader.token(claims.token_id)
+            if token is not None and token.revoked:
                 self._revoked.add(claims.token_id)
         if claims.token_id in self._revoked:
             raise DomainError(Reason.CREDENTIAL_REVOKED, "the e-certificate was revoked")

@@ -29,7 +29,8 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
 
     The request is malformed: a required field is missing, a value is out of its range or
     malformed. The google.rpc.BadRequest detail names every bad field (field path and
-    description); fix the request.
+    description); fix the request. metadata field: the first bad field, when a field beyond its
+    bound (docs/bounds.md) was refused before the method's own checks.
     """
     REASON_REQUEST_ID_REUSED: _Reason.ValueType  # 2
     """The request_id was already used by the same caller for a request with another payload (or
@@ -397,7 +398,8 @@ REASON_VALIDATION_FAILED: Reason.ValueType  # 1
 
 The request is malformed: a required field is missing, a value is out of its range or
 malformed. The google.rpc.BadRequest detail names every bad field (field path and
-description); fix the request.
+description); fix the request. metadata field: the first bad field, when a field beyond its
+bound (docs/bounds.md) was refused before the method's own checks.
 """
 REASON_REQUEST_ID_REUSED: Reason.ValueType  # 2
 """The request_id was already used by the same caller for a request with another payload (or
