@@ -24,9 +24,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import Table, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -373,6 +373,30 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+R = TypeVar("R")
+
+
+class Store(Generic[R]):
+    """A service's store over its own database: ``transaction()`` and ``read()`` each hand out
+    the service's repository (``repository``, built on the unit's connection). A subclass names
+    its repository class and adds what else its port asks for."""
+
+    repository: Callable[[AsyncConnection], R]
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[R]:
+        async with self.db.transaction() as conn:
+            yield self.repository(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[R]:
+        async with self.db.read() as conn:
+            yield self.repository(conn)
 
 
 async def upsert(conn: AsyncConnection, table: Table, key: str, row: dict[str, Any]) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -34,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform import idempotency
-from libs.platform.db import Database, upsert
+from libs.platform.db import Store, upsert
 from libs.platform.idempotency import idempotency_table
 from services.clearing.application.ports import rejected_split
 from services.clearing.domain.ledger import Entry, check_balanced
@@ -997,18 +996,7 @@ def statement_from_row(r: Any) -> Statement:
     )
 
 
-class SqlClearingStore:
+class SqlClearingStore(Store[ClearingRepository]):
     """The clearing service's own database (``ClearingStore``)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[ClearingRepository]:
-        async with self.db.transaction() as s:
-            yield ClearingRepository(s)
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[ClearingRepository]:
-        async with self.db.read() as s:
-            yield ClearingRepository(s)
+    repository = ClearingRepository

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import (
@@ -26,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform import idempotency
-from libs.platform.db import Database, upsert
+from libs.platform.db import Store, upsert
 from libs.platform.idempotency import idempotency_table
 from services.eligibility.application.ports import IssuedToken, RegistryRows
 from services.eligibility.domain.model import Institution, InsuredPerson, PersonStatus, Region, ServiceType
@@ -264,18 +262,7 @@ class EligibilityRepository:
         await idempotency.record(self.s, idempotency_keys, request_id, operation, fingerprint, ref)
 
 
-class SqlEligibilityStore:
+class SqlEligibilityStore(Store[EligibilityRepository]):
     """The eligibility service's own database (``EligibilityStore``)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[EligibilityRepository]:
-        async with self.db.transaction() as s:
-            yield EligibilityRepository(s)
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[EligibilityRepository]:
-        async with self.db.read() as s:
-            yield EligibilityRepository(s)
+    repository = EligibilityRepository

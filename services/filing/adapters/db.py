@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform import idempotency, outbox
-from libs.platform.db import Database
+from libs.platform.db import Store
 from libs.platform.idempotency import idempotency_table
 from libs.platform.outbox import FeedNotifier, outbox_table
 from services.filing.application.ports import FilingEvent
@@ -248,21 +248,10 @@ class FilingRepository:
         return [from_row(r) for r in rows]
 
 
-class SqlFilingStore:
+class SqlFilingStore(Store[FilingRepository]):
     """The filing service's own database (``FilingStore``)."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[FilingRepository]:
-        async with self.db.transaction() as s:
-            yield FilingRepository(s)
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[FilingRepository]:
-        async with self.db.read() as s:
-            yield FilingRepository(s)
+    repository = FilingRepository
 
     async def events(
         self, after: int, notifier: FeedNotifier, stopping: asyncio.Event | None = None

@@ -8,8 +8,6 @@ order, for each the year row before the account row (the settle path locks the j
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -17,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.platform import idempotency
-from libs.platform.db import Database
+from libs.platform.db import Store
 from libs.policy import Accumulators
 from services.settlement.adapters.db import (
     accounts,
@@ -163,18 +161,7 @@ class DbHomeUnit(HomeRepository):
         await idempotency.record(self.s, idempotency_keys, request_id, OPERATION, fingerprint, ref)
 
 
-class DbHomeStore:
+class DbHomeStore(Store[DbHomeUnit]):
     """The HomeStore port on the settlement database."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[DbHomeUnit]:
-        async with self._db.transaction() as s:
-            yield DbHomeUnit(s)
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[DbHomeUnit]:
-        async with self._db.read() as s:
-            yield DbHomeUnit(s)
+    repository = DbHomeUnit

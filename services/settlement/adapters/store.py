@@ -7,30 +7,22 @@ feed is the transactional outbox (libs/platform/outbox.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from libs.platform import outbox
-from libs.platform.db import Database
+from libs.platform.db import Database, Store
 from services.settlement.adapters import hot
 from services.settlement.adapters.db import SettlementRepository, settlement_events
 from services.settlement.application.ports import BatchUnit, FeedRow, PreSettleReads
 
 
-class SqlStore:
+class SqlStore(Store[SettlementRepository]):
+    repository = SettlementRepository
+
     def __init__(self, db: Database, notifier: outbox.FeedNotifier | None = None) -> None:
-        self.db = db
+        super().__init__(db)
         self.notifier = notifier or outbox.FeedNotifier()
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[SettlementRepository]:
-        async with self.db.read() as s:
-            yield SettlementRepository(s)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SettlementRepository]:
-        async with self.db.transaction() as s:
-            yield SettlementRepository(s)
 
     def batch(self) -> AbstractAsyncContextManager[BatchUnit]:
         return hot.batch_unit(self.db)
