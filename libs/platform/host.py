@@ -63,6 +63,17 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+async def cancel_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """A module's background tasks stopped: each cancelled, then each waited for until it has
+    ended; the list is emptied."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+    tasks.clear()
+
+
 @dataclass
 class Runtime:
     """What a module learns once the server is bound."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import grpc
 
 from libs.platform.clock import Clock, system_clock
 from libs.platform.db import Database
-from libs.platform.host import Runtime
+from libs.platform.host import Runtime, cancel_tasks
 from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
 from medsettle.clearing.v1 import clearing_pb2
@@ -42,12 +41,7 @@ class ClearingModule:
             self._tasks.append(asyncio.create_task(self.service.follow(feed, runtime.stopping)))
 
     async def stop_tasks(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         if self._channel is not None:
             await self._channel.close()
 

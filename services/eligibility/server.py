@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import (
 from libs.platform import policies as policy_sources
 from libs.platform.clock import Clock, system_clock
 from libs.platform.db import Database
-from libs.platform.host import Runtime
+from libs.platform.host import Runtime, cancel_tasks
 from libs.platform.logs import get_logger
 from libs.platform.peers import open_channel
 from libs.platform.settings import Settings
@@ -132,12 +132,7 @@ class EligibilityModule:
 
     async def stop_tasks(self) -> None:
         await policy_sources.unwatch(self.policies)
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         if self._channel is not None:
             await self._channel.close()
 
