@@ -111,3 +111,12 @@ def domain_error_from_rpc(exc: grpc.aio.AioRpcError) -> DomainError:
             else Reason.INTERNAL_ERROR
         )
     return DomainError(reason, d.message, violations=d.violations, metadata=d.metadata)
+
+
+def peer_error(exc: grpc.aio.AioRpcError, dependency: str, unavailable: str) -> DomainError:
+    """A failed call to a peer service as our own error: the peer not answering in time
+    (UNAVAILABLE, DEADLINE_EXCEEDED) is DEPENDENCY_UNAVAILABLE naming ``dependency``, with
+    ``unavailable`` as its message; anything else keeps the peer's reason."""
+    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return DomainError(Reason.DEPENDENCY_UNAVAILABLE, unavailable, metadata={"dependency": dependency})
+    return domain_error_from_rpc(exc)

@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import grpc
 
-from libs.core.errors import DomainError, Reason
-from libs.platform.errors import domain_error_from_rpc
+from libs.platform.errors import peer_error
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2, eligibility_pb2_grpc
 from services.filing.domain.model import InstitutionInfo
@@ -33,13 +32,9 @@ class GrpcInstitutionDirectory:
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
                 return None
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise DomainError(
-                    Reason.DEPENDENCY_UNAVAILABLE,
-                    "the institution registry (eligibility) is unavailable; retry",
-                    metadata={"dependency": "eligibility"},
-                ) from exc
-            raise domain_error_from_rpc(exc) from exc
+            raise peer_error(
+                exc, "eligibility", "the institution registry (eligibility) is unavailable; retry"
+            ) from exc
         i = resp.institution
         return InstitutionInfo(
             institution_code=i.institution_code,

@@ -6,10 +6,9 @@ import datetime as dt
 
 import grpc
 
-from libs.core.errors import DomainError, Reason
 from libs.platform import enums
 from libs.platform.convert import date_to_proto
-from libs.platform.errors import domain_error_from_rpc
+from libs.platform.errors import peer_error
 from libs.policy import FilingType, InsuranceType, PersonType, ServiceType
 from medsettle.common.v1 import types_pb2
 from medsettle.eligibility.v1 import eligibility_pb2, eligibility_pb2_grpc
@@ -60,13 +59,7 @@ class GrpcEligibility:
         try:
             resp = await self._stub.CheckEligibility(req, timeout=TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise DomainError(
-                    Reason.DEPENDENCY_UNAVAILABLE,
-                    "eligibility is unavailable; retry",
-                    metadata={"dependency": "eligibility"},
-                ) from exc
-            raise domain_error_from_rpc(exc) from exc
+            raise peer_error(exc, "eligibility", "eligibility is unavailable; retry") from exc
         return decision_from_proto(resp.decision)
 
     async def filing_type_on(self, person_no: str, treatment_region: str, day: dt.date) -> FilingType | None:
@@ -75,13 +68,7 @@ class GrpcEligibility:
                 eligibility_pb2.GetInsuredPersonRequest(person_no=person_no), timeout=TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise DomainError(
-                    Reason.DEPENDENCY_UNAVAILABLE,
-                    "eligibility is unavailable; retry",
-                    metadata={"dependency": "eligibility"},
-                ) from exc
-            raise domain_error_from_rpc(exc) from exc
+            raise peer_error(exc, "eligibility", "eligibility is unavailable; retry") from exc
         for f in resp.active_filings:
             start = _date(f.start_date)
             treat = _date(f.treatment_start_date)
