@@ -15,7 +15,7 @@ from libs.core.errors import DomainError, FieldViolation, Reason
 from libs.platform import idempotency, outbox
 from libs.platform.convert import today_cst
 from libs.platform.logs import get_logger
-from services.filing.application.ports import FilingEvent, FilingStore
+from services.filing.application.ports import FilingEvent, FilingStore, FilingUnitOfWork
 from services.filing.domain.model import (
     Filing,
     FilingStatus,
@@ -102,11 +102,7 @@ class FilingService:
                 if old is not None:
                     # A new filing makes the old one expire automatically (history kept).
                     self._check_replaces(old, new)
-                    ended = supersede(old, filing.filing_id, new.start_date, now)
-                    await repo.save(ended, now)
-                    await repo.append_event("superseded", ended)
-                await repo.add(filing, now)
-                await repo.append_event("created", filing)
+                await self._add(repo, filing, old, now)
                 await repo.record_request(request_id, "create", fp, filing.filing_id)
             _log.info(
                 "filing_created",
@@ -148,11 +144,8 @@ class FilingService:
                 self._check_replaces(old, new, "new_filing.")
                 now = self._clock()
                 filing = self._new_filing(new, now)
-                ended = supersede(old, filing.filing_id, new.start_date, now)
-                await repo.save(ended, now)
-                await repo.append_event("superseded", ended)
-                await repo.add(filing, now)
-                await repo.append_event("created", filing)
+                ended = await self._add(repo, filing, old, now)
+                assert ended is not None
                 await repo.record_request(request_id, "change", fp, filing.filing_id)
             self.notifier.notify()
             return ended, filing
@@ -187,6 +180,19 @@ class FilingService:
             return ended
 
         return await idempotency.run_once(attempt, self._get_or_fail)
+
+    @staticmethod
+    async def _add(repo: FilingUnitOfWork, filing: Filing, old: Filing | None, now: dt.datetime) -> Filing | None:
+        """Stores a new filing with its "created" event; ``old``, when given, is superseded the
+        day the new one starts (saved with its "superseded" event first) and returned ended."""
+        ended = None
+        if old is not None:
+            ended = supersede(old, filing.filing_id, filing.start_date, now)
+            await repo.save(ended, now)
+            await repo.append_event("superseded", ended)
+        await repo.add(filing, now)
+        await repo.append_event("created", filing)
+        return ended
 
     def _check_replaces(self, old: Filing, new: NewFiling, prefix: str = "") -> None:
         check_replaces(old, new, prefix=prefix)
