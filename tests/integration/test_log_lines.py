@@ -125,3 +125,37 @@ async def test_every_line_of_a_call_names_its_request_id(suite: Host, captured: 
     assert opened and all(line["request_id"] == "rid-open-1" for line in opened), opened
     of_calls = [line for line in lines if str(line.get("rpc_method", "")).endswith(("/OpenVisit", "/CancelVisit"))]
     assert of_calls and all(line.get("request_id") in ("rid-open-1", "rid-cancel-1") for line in of_calls), of_calls
+
+
+async def test_a_settle_committed_in_a_group_commit_batch_names_its_request_id(
+    suite: Host, captured: io.StringIO
+) -> None:
+    """Settle calls arriving together commit in one batch, logged from the batch's own task: each
+    line still names its own call's request id."""
+    import asyncio
+
+    from tests.integration.settlement.helpers import lines, open_visit, upload
+
+    w = await setup_world(f"127.0.0.1:{suite.port}", file_resident=False)
+    visits = []
+    for i in range(6):
+        v = await open_visit(w, f"gl-open-{i}", service=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT)
+        await upload(w, f"gl-up-{i}", v.visit_id, lines(3, i + 1, w.day))
+        visits.append(v.visit_id)
+    configure_logging("INFO", json=True, stream=captured)
+    try:
+        settled = await asyncio.gather(
+            *(
+                w.c.settlement.Settle(
+                    st.SettleRequest(request_id=f"gl-settle-{i}", institution_code=HOSPITAL, visit_id=vid),
+                    metadata=md(),
+                )
+                for i, vid in enumerate(visits)
+            )
+        )
+    finally:
+        await w.c.close()
+    by_id = {s.settlement.settlement_id: s.settlement.request_id for s in settled}
+    committed = [line for line in _lines(captured) if line["event"] == "settlement_committed"]
+    assert len(committed) == len(visits)
+    assert all(line["request_id"] == by_id[line["settlement_id"]] for line in committed), committed

@@ -229,8 +229,8 @@ def settlement_to_proto(rec: SettlementRecord, result: SettlementResult, *, line
     return msg
 
 
-def _committed(c: Committed) -> pb.Settlement:
-    return settlement_to_proto(c.record, c.result)
+def _committed(c: Committed, *, lines: bool = True) -> pb.Settlement:
+    return settlement_to_proto(c.record, c.result, lines=lines)
 
 
 def split_line_to_proto(sl: queries.SplitLine) -> pb.LineSplit:
@@ -289,7 +289,13 @@ def _list_scope(request: pb.ListSettlementsRequest, v: Violations) -> queries.Sc
 
 def _request(request: Any) -> Request:
     """The idempotency key (scoped to the caller), the payload's fingerprint and the caller."""
-    return Request(scoped_request_id(request.request_id), fingerprint(request), caller_institution())
+    return Request(
+        scoped_request_id(request.request_id), fingerprint(request, ignore=_VIEW_FIELDS), caller_institution()
+    )
+
+
+# What a request asks to see, not what it asks to do: left out of the idempotency fingerprint.
+_VIEW_FIELDS = ("request_id", "include_lines")
 
 
 def accumulators_to_proto(a: Accumulators) -> pb.Accumulators:
@@ -390,7 +396,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         result = await self.service.settling.pre_settle(
             caller_institution(), request.visit_id, request.use_personal_account
         )
-        return pb.PreSettleResponse(breakdown=breakdown_to_proto(result))
+        return pb.PreSettleResponse(breakdown=breakdown_to_proto(result, lines=request.include_lines))
 
     async def Settle(self, request: pb.SettleRequest, context: Any) -> pb.SettleResponse:
         v = Violations()
@@ -409,7 +415,7 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
                 discharge_date=discharge,
             ),
         )
-        return pb.SettleResponse(settlement=_committed(c))
+        return pb.SettleResponse(settlement=_committed(c, lines=request.include_lines))
 
     async def CancelSettlement(self, request: pb.CancelSettlementRequest, context: Any) -> pb.CancelSettlementResponse:
         v = Violations()
@@ -447,7 +453,9 @@ class SettlementServicer(settlement_pb2_grpc.SettlementServiceServicer):
         c = await self.service.settling.settle_outpatient(
             _request(request), SettleOutpatientCommand(cmd, tuple(lines), use_account=request.use_personal_account)
         )
-        return pb.SettleOutpatientResponse(visit=visit_to_proto(c.visit), settlement=_committed(c))
+        return pb.SettleOutpatientResponse(
+            visit=visit_to_proto(c.visit), settlement=_committed(c, lines=request.include_lines)
+        )
 
     async def GetVisit(self, request: pb.GetVisitRequest, context: Any) -> pb.GetVisitResponse:
         visit, lines = await self.service.visits.get_visit(caller_institution(), request.visit_id)

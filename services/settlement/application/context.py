@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from libs.core.errors import DomainError, Reason
 from libs.platform.convert import CST
+from libs.platform.identity import unscoped_request_id
 from libs.platform.logs import get_logger
 from libs.policy import Accumulators, Catalogue, CatalogueBook, FeeLine, PolicyBook, SettlementResult, settle
 from libs.policy.loader import PolicySet
@@ -103,6 +104,9 @@ class SettlementContext:
         self.store.notify()
         _log.info(
             "settlement_committed",
+            # named here, not only through the call's log context: a group-commit batch logs
+            # from the batch's own task, where no call's context is bound
+            request_id=unscoped_request_id(c.record.request_id)[:128],
             settlement_id=c.record.settlement_id,
             kind=c.record.kind.value,
             visit_id=c.record.visit_id,

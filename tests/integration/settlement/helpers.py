@@ -146,10 +146,22 @@ async def upload(w: World, rid: str, visit_id: str, lines: list[st.FeeLine], ins
 
 
 async def settle(
-    w: World, rid: str, visit_id: str, *, interim: bool = False, account: bool = True, institution: str = HOSPITAL
+    w: World,
+    rid: str,
+    visit_id: str,
+    *,
+    interim: bool = False,
+    account: bool = True,
+    institution: str = HOSPITAL,
+    include_lines: bool = False,
 ) -> st.Settlement:
     req = st.SettleRequest(
-        request_id=rid, institution_code=institution, visit_id=visit_id, use_personal_account=account, interim=interim
+        request_id=rid,
+        institution_code=institution,
+        visit_id=visit_id,
+        use_personal_account=account,
+        interim=interim,
+        include_lines=include_lines,
     )
     if not interim:
         req.discharge_date.CopyFrom(date(w.day))

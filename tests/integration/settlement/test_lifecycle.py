@@ -54,12 +54,20 @@ async def test_inpatient_presettle_settle_cancel_and_resettle(suite: Host) -> No
             st.PreSettleRequest(visit_id=visit.visit_id, use_personal_account=True), metadata=md()
         )
     ).breakdown
-    s1 = await settle(w, "settle-1", visit.visit_id)
+    s1 = await settle(w, "settle-1", visit.visit_id, include_lines=True)
     identities(s1.breakdown)
     assert s1.breakdown.total_fen == pre.total_fen and s1.breakdown.fund_total_fen == pre.fund_total_fen
     assert s1.breakdown.personal_account_fen == 268_450  # the whole balance: the personal part is larger
     assert s1.breakdown.account_balance_after_fen == 0
     assert len(s1.breakdown.lines) == 12 and s1.breakdown.policy_version.startswith("110100-employee")
+    # the desk's answers carry no lines unless asked (UploadFees answered each line's split); the
+    # same request id without include_lines is the same settlement, not a reused id
+    assert not pre.lines and pre.funds
+    lean = await settle(w, "settle-1", visit.visit_id)
+    assert lean.settlement_id == s1.settlement_id and not lean.breakdown.lines
+    assert lean.breakdown.funds == s1.breakdown.funds and lean.breakdown.cash_fen == s1.breakdown.cash_fen
+    stored = await w.c.settlement.GetSettlement(st.GetSettlementRequest(settlement_id=s1.settlement_id), metadata=md())
+    assert stored.settlement.breakdown.lines == s1.breakdown.lines
 
     # settling again is refused: the visit is settled
     err = await rpc_error(settle(w, "settle-again", visit.visit_id))
@@ -104,7 +112,7 @@ async def test_interim_settlements_settle_each_line_once_and_deductible_once(sui
     visit = await open_visit(w, "open-i")
     first = lines(6, 3, w.day)
     await upload(w, "up-i1", visit.visit_id, first)
-    s1 = await settle(w, "settle-i1", visit.visit_id, interim=True, account=False)
+    s1 = await settle(w, "settle-i1", visit.visit_id, interim=True, account=False, include_lines=True)
     assert s1.interim and len(s1.breakdown.lines) == 6
     # a settled line cannot be replaced
     err = await rpc_error(upload(w, "up-i-bad", visit.visit_id, [first[0]]))
@@ -113,7 +121,7 @@ async def test_interim_settlements_settle_each_line_once_and_deductible_once(sui
     for i, ln in enumerate(second):
         ln.line_no = 100 + i
     await upload(w, "up-i2", visit.visit_id, second)
-    s2 = await settle(w, "settle-i2", visit.visit_id, account=False)
+    s2 = await settle(w, "settle-i2", visit.visit_id, account=False, include_lines=True)
     assert sorted(ln.line_no for ln in s2.breakdown.lines) == [100, 101, 102, 103]
     # one admission: the deductible is borne once across the stay
     assert s1.breakdown.deductible_fen > 0 and s2.breakdown.deductible_fen == 0
@@ -139,6 +147,7 @@ async def test_settle_outpatient_in_one_round_trip_and_refund_lines(suite: Host)
             service_type=types_pb2.SERVICE_TYPE_GENERAL_OUTPATIENT,
             visit_date=date(w.day),
             lines=[*fees, refund],
+            include_lines=True,
         ),
         metadata=md(),
     )

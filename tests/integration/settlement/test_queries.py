@@ -105,7 +105,9 @@ async def upload(w: World, rid: str, visit_id: str, fee: list[st.FeeLine]) -> st
 
 
 async def settle_on(w: World, rid: str, visit_id: str, day: dt.date, *, interim: bool = False) -> st.Settlement:
-    req = st.SettleRequest(request_id=rid, institution_code=HOSPITAL, visit_id=visit_id, interim=interim)
+    req = st.SettleRequest(
+        request_id=rid, institution_code=HOSPITAL, visit_id=visit_id, interim=interim, include_lines=True
+    )
     req.discharge_date.CopyFrom(date(day))
     return (await w.c.settlement.Settle(req, metadata=md())).settlement
 

@@ -503,7 +503,9 @@ class Breakdown(_message.Message):
     """Personal account balance after this settlement."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineSplit]:
-        """Every line's split (empty in ListSettlements unless include_lines)."""
+        """Every line's split: in GetSettlement, RecomputeSettlement and the feed always; in Settle,
+        SettleOutpatient, PreSettle and ListSettlements only with include_lines.
+        """
 
     @_builtins.property
     def funds(self) -> _containers.RepeatedCompositeFieldContainer[Global___FundDetail]:
@@ -826,20 +828,27 @@ class PreSettleRequest(_message.Message):
     INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
     VISIT_ID_FIELD_NUMBER: _builtins.int
     USE_PERSONAL_ACCOUNT_FIELD_NUMBER: _builtins.int
+    INCLUDE_LINES_FIELD_NUMBER: _builtins.int
     institution_code: _builtins.str
     visit_id: _builtins.str
     use_personal_account: _builtins.bool
     """As in Settle."""
+    include_lines: _builtins.bool
+    """With each line's split in the answer (breakdown.lines, as UploadFees answered them when the
+    lines were uploaded). Off by default: the desk needs the totals and fund details, and the lines
+    make the answer ten times larger.
+    """
     def __init__(
         self,
         *,
         institution_code: _builtins.str = ...,
         visit_id: _builtins.str = ...,
         use_personal_account: _builtins.bool = ...,
+        include_lines: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["institution_code", b"institution_code", "use_personal_account", b"use_personal_account", "visit_id", b"visit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_lines", b"include_lines", "institution_code", b"institution_code", "use_personal_account", b"use_personal_account", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -875,6 +884,7 @@ class SettleRequest(_message.Message):
     USE_PERSONAL_ACCOUNT_FIELD_NUMBER: _builtins.int
     INTERIM_FIELD_NUMBER: _builtins.int
     DISCHARGE_DATE_FIELD_NUMBER: _builtins.int
+    INCLUDE_LINES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The idempotency key, 1-128 characters, unique per caller."""
     institution_code: _builtins.str
@@ -884,6 +894,12 @@ class SettleRequest(_message.Message):
     """Pay the personal part from the person's personal account first (employees)."""
     interim: _builtins.bool
     """An interim settlement of a long stay; the visit stays open."""
+    include_lines: _builtins.bool
+    """With each line's split in the answer (breakdown.lines, as UploadFees answered them when the
+    lines were uploaded). Off by default: the desk needs the totals and fund details, and the lines
+    make the answer ten times larger. A view option, not part of the request: a retry with the
+    same request_id may ask otherwise and gets the same settlement.
+    """
     @_builtins.property
     def discharge_date(self) -> _types_pb2.Date:
         """For a final settlement of an inpatient stay: the discharge day; not before the admission date."""
@@ -897,10 +913,11 @@ class SettleRequest(_message.Message):
         use_personal_account: _builtins.bool = ...,
         interim: _builtins.bool = ...,
         discharge_date: _types_pb2.Date | None = ...,
+        include_lines: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["discharge_date", b"discharge_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["discharge_date", b"discharge_date", "institution_code", b"institution_code", "interim", b"interim", "request_id", b"request_id", "use_personal_account", b"use_personal_account", "visit_id", b"visit_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discharge_date", b"discharge_date", "include_lines", b"include_lines", "institution_code", b"institution_code", "interim", b"interim", "request_id", b"request_id", "use_personal_account", b"use_personal_account", "visit_id", b"visit_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1039,6 +1056,7 @@ class SettleOutpatientRequest(_message.Message):
     USE_PERSONAL_ACCOUNT_FIELD_NUMBER: _builtins.int
     EMERGENCY_FIELD_NUMBER: _builtins.int
     TRAUMA_NO_THIRD_PARTY_DECLARED_FIELD_NUMBER: _builtins.int
+    INCLUDE_LINES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     institution_code: _builtins.str
     hospital_visit_no: _builtins.str
@@ -1048,6 +1066,12 @@ class SettleOutpatientRequest(_message.Message):
     emergency: _builtins.bool
     trauma_no_third_party_declared: _builtins.bool
     """Required for a trauma diagnosis: the person declares no third party is liable."""
+    include_lines: _builtins.bool
+    """With each line's split in the answer (breakdown.lines, as UploadFees answered them when the
+    lines were uploaded). Off by default: the desk needs the totals and fund details, and the lines
+    make the answer ten times larger. A view option, not part of the request: a retry with the
+    same request_id may ask otherwise and gets the same settlement.
+    """
     @_builtins.property
     def credential(self) -> _types_pb2.Credential: ...
     @_builtins.property
@@ -1071,10 +1095,11 @@ class SettleOutpatientRequest(_message.Message):
         use_personal_account: _builtins.bool = ...,
         emergency: _builtins.bool = ...,
         trauma_no_third_party_declared: _builtins.bool = ...,
+        include_lines: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "visit_date", b"visit_date"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "diagnosis_codes", b"diagnosis_codes", "emergency", b"emergency", "hospital_visit_no", b"hospital_visit_no", "institution_code", b"institution_code", "lines", b"lines", "request_id", b"request_id", "service_type", b"service_type", "special_disease_code", b"special_disease_code", "trauma_no_third_party_declared", b"trauma_no_third_party_declared", "use_personal_account", b"use_personal_account", "visit_date", b"visit_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "diagnosis_codes", b"diagnosis_codes", "emergency", b"emergency", "hospital_visit_no", b"hospital_visit_no", "include_lines", b"include_lines", "institution_code", b"institution_code", "lines", b"lines", "request_id", b"request_id", "service_type", b"service_type", "special_disease_code", b"special_disease_code", "trauma_no_third_party_declared", b"trauma_no_third_party_declared", "use_personal_account", b"use_personal_account", "visit_date", b"visit_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
