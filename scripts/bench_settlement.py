@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -209,6 +210,23 @@ def verdicts(rows: list[tuple[str, float, str, float]]) -> None:
         print(f"  {name:<34}{ratio:6.2f}   target {op} {target:<5}  {'met' if ok else 'MISSED'}")
 
 
+def _profile(out: str | None, pid: int) -> subprocess.Popen[bytes] | None:
+    if not out:
+        return None
+    cmd = ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "-o", out, "--nonblocking"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the phase starts
+    return proc
+
+
+def _stop_profile(proc: subprocess.Popen[bytes] | None, out: str | None) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    print(f"  profile of the loaded Settle phase written to {out}")
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000
@@ -325,6 +343,12 @@ async def main() -> None:
         action="store_true",
         help="serve every service from one process (default: settlement in its own process, as deployed)",
     )
+    ap.add_argument(
+        "--profile",
+        metavar="OUT",
+        help="record the settlement process with py-spy (on PATH) during the loaded Settle phase, "
+        "as collapsed stacks (py-spy --format raw) in OUT",
+    )
     ap.add_argument("--workers", type=int, default=1, help="settlement worker processes (medsettle serve --workers N)")
     ap.add_argument("--pg", default=os.environ.get("MEDSETTLE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432"))
     args = ap.parse_args()
@@ -414,9 +438,11 @@ async def main() -> None:
             print("Settle (one call in flight)")
             report("Settle unloaded", rate, lat)
             unloaded = lat
+            profiler = _profile(args.profile, pid)
             rate_s, lat_s = await cpu.measure(
                 "Settle", pid, args.visits, lambda: drive(lambda i: settle_call(i, 300), args.visits, args.inflight)
             )
+            _stop_profile(profiler, args.profile)
             last = await stub.Settle(
                 st.SettleRequest(
                     request_id="bs-0", institution_code=HOSPITAL, visit_id=ids[0], use_personal_account=True
