@@ -523,7 +523,7 @@ async def checks(urls: dict[str, str], books: Books) -> dict[str, Any]:
     ack = books.acknowledged
     ledger = await fetch(urls["clearing"], "SELECT account, sum(amount_fen) AS s FROM ledger_entries GROUP BY account")
     ledger_total = sum(int(r["s"]) for r in ledger)
-    fund_expense = sum(int(r["s"]) for r in ledger if r["account"].endswith(":fund_expense"))
+    fund_expense = sum(int(r["s"]) for r in ledger if ":fund_expense:" in r["account"])  # one per fund
     policies, _ = default_books()
     over_caps: list[str] = []
     rows = await fetch(urls["settlement"], "SELECT * FROM person_year_accumulators")
