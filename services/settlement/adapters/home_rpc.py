@@ -7,9 +7,9 @@ from typing import Any
 
 import grpc
 
-from libs.core.errors import DomainError, Reason, Violations
+from libs.core.errors import Violations
 from libs.platform.convert import check_request_id, date_from_proto, fingerprint
-from libs.platform.identity import Role, require_caller, scoped_request_id
+from libs.platform.identity import scoped_request_id
 from medsettle.settlement.v1 import home_pb2 as pb
 from medsettle.settlement.v1 import home_pb2_grpc
 from services.settlement.adapters.rpc import accumulators_from_proto, accumulators_to_proto, is_region_code
@@ -26,14 +26,11 @@ _MOVEMENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 MAX_PERSON_NO = 40
 
 
-def _own_region(region: str, v: Violations) -> None:
-    """The request's region must be a region the calling bureau covers (the access rule checks
-    it too; this keeps the use case from ever running for another region)."""
+def _region_code(region: str, v: Violations) -> None:
+    """A well-formed region code. That it is the calling bureau's own is the access rule's to
+    check (``libs/platform/access.py``: ``insured="insured_region_code"``), before this runs."""
     v.check(is_region_code(region), "insured_region_code", "a 6-digit region code")
     v.raise_if_any()
-    p = require_caller()
-    if p.role is not Role.INSURED_BUREAU or not p.covers_region(region):
-        raise DomainError(Reason.NOT_AUTHORISED_FOR_REGION, "the region is not the calling bureau's")
 
 
 def _person_year_fields(person_no: str, year: int, at: str, v: Violations) -> None:
@@ -83,7 +80,7 @@ class HomeMovementServicer(home_pb2_grpc.HomeMovementServiceServicer):
         check_request_id(request.request_id, v)
         v.check(0 < len(request.movements) <= MAX_MOVEMENTS, "movements", f"1..{MAX_MOVEMENTS} movements")
         v.raise_if_any()
-        _own_region(request.insured_region_code, v)
+        _region_code(request.insured_region_code, v)
         movements = [movement_from_proto(m, f"movements[{i}]", v) for i, m in enumerate(request.movements)]
         v.raise_if_any()
         cmd = ReportHomeMovements(
@@ -104,7 +101,7 @@ class HomeMovementServicer(home_pb2_grpc.HomeMovementServiceServicer):
         v = Violations()
         _person_year_fields(request.person_no, request.year, "", v)
         v.raise_if_any()
-        _own_region(request.insured_region_code, v)
+        _region_code(request.insured_region_code, v)
         py = await self.use_cases.person_year(request.insured_region_code, request.person_no, request.year)
         out = pb.GetPersonYearResponse()
         _person_year_to_proto(py, out.person_year)

@@ -161,6 +161,13 @@ async def test_home_movements_count_once_and_away_settlements_start_from_them(su
     # another bureau cannot read or report the retiree: the person is settled here as Beijing's
     other_region = await rpc_error(person_year(w, "510100"))
     assert other_region.code() == grpc.StatusCode.PERMISSION_DENIED
+    # and a bureau cannot report for a region not its own (the access rule, before any handler)
+    chengdu = (("x-medsettle-principal", "urn:medsettle:bureau:insured:510100"),)
+    foreign = hm.ReportHomeMovementsRequest(
+        request_id="r-foreign", insured_region_code=BEIJING, movements=[movement("h-9", w, deductible=1, base=1)]
+    )
+    d = error_details(await rpc_error(w.c.home.ReportHomeMovements(foreign, metadata=chengdu)))
+    assert d.code == grpc.StatusCode.PERMISSION_DENIED and d.reason == "REASON_NOT_AUTHORISED_FOR_REGION", d
 
 
 async def deductible_limit_after_visit(w: World) -> int:
