@@ -41,10 +41,6 @@ from services.settlement.domain.model import (
     VisitStatus,
     check_owner,
     clearing_category,
-    require_direct,
-    require_eligible,
-    require_not_after_today,
-    require_trauma_declaration,
 )
 from services.settlement.domain.monitoring import Stay
 
@@ -403,15 +399,11 @@ class Settling:
     async def settle_outpatient(self, req: Request, cmd: SettleOutpatientCommand) -> Committed:
         ctx = self.ctx
         v = cmd.visit
-        check_owner(v.institution_code, req.caller)
-        require_not_after_today("visit_date", v.admission_date, ctx.today())
-        require_trauma_declaration(v.diagnosis_codes, v.trauma)
+        self.visits.check_new_visit(req.caller, v, "visit_date")
         async with ctx.store.read() as repo:
             if ref := await repo.check_key(req.request_id, "settle_outpatient", req.fp):
                 return await ctx.committed_or_fail(ref)
-        decision = await ctx.decide(v)
-        require_eligible(decision)
-        require_direct(decision)
+        decision = await self.visits.direct_decision(v)
         lines = list(cmd.lines)
 
         async def attempt() -> Committed:

@@ -39,17 +39,27 @@ class Visits:
     def __init__(self, ctx: SettlementContext) -> None:
         self.ctx = ctx
 
+    def check_new_visit(self, caller: str | None, cmd: OpenVisitCommand, date_field: str) -> None:
+        """A new visit (OpenVisit, SettleOutpatient): the caller's own institution, a date not
+        after today, the trauma declaration; checked before anything is read."""
+        check_owner(cmd.institution_code, caller)
+        require_not_after_today(date_field, cmd.admission_date, self.ctx.today())
+        require_trauma_declaration(cmd.diagnosis_codes, cmd.trauma)
+
+    async def direct_decision(self, cmd: OpenVisitCommand) -> Decision:
+        """The eligibility decision of a new visit, which must allow direct settlement."""
+        decision = await self.ctx.decide(cmd)
+        require_eligible(decision)
+        require_direct(decision)
+        return decision
+
     async def open_visit(self, req: Request, cmd: OpenVisitCommand) -> VisitRecord:
         ctx = self.ctx
-        check_owner(cmd.institution_code, req.caller)
-        require_not_after_today("admission_date", cmd.admission_date, ctx.today())
-        require_trauma_declaration(cmd.diagnosis_codes, cmd.trauma)
+        self.check_new_visit(req.caller, cmd, "admission_date")
         async with ctx.store.read() as repo:
             if ref := await repo.check_key(req.request_id, "open_visit", req.fp):
                 return await ctx.visit_or_fail(ref)
-        decision = await ctx.decide(cmd)
-        require_eligible(decision)
-        require_direct(decision)
+        decision = await self.direct_decision(cmd)
         self.require_rules_on(decision, cmd)
 
         async def attempt() -> VisitRecord:
