@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from libs.core.errors import DomainError, Reason
 from libs.policy import Accumulators
-from services.settlement.application.home import HomeMovements, ReportHomeMovements
+from services.settlement.application.home import OPERATION, HomeMovements, ReportHomeMovements
 from services.settlement.domain.home import TOTAL_FIELDS, HomeMovement, MovementKind, movement_violations
+from tests.unit.fakes import Keys
 
 DAY = dt.date(2026, 7, 1)
 NOW = dt.datetime(2026, 7, 1, 2, 0, tzinfo=dt.UTC)
@@ -24,22 +25,18 @@ NOW = dt.datetime(2026, 7, 1, 2, 0, tzinfo=dt.UTC)
 
 class FakeHomeUnit:
     """The HomeUnit port over dicts; a transaction works on a copy that replaces the store's state
-    only when the block ends without an error (as a database rolls back)."""
+    only when the block ends without an error (as a database rolls back). Request ids are kept
+    by the shared fake of the idempotency table (tests/unit/fakes.py)."""
 
-    def __init__(self, state: dict[str, dict]) -> None:  # type: ignore[type-arg]
+    def __init__(self, state: dict[str, dict], keys: Keys) -> None:  # type: ignore[type-arg]
         self.state = state
+        self.keys = keys
 
     async def check_key(self, request_id: str, fingerprint: str) -> str | None:
-        found = self.state["keys"].get(request_id)
-        if found is None:
-            return None
-        if found[0] != fingerprint:
-            raise DomainError(Reason.REQUEST_ID_REUSED, "request_id reused")
-        return str(found[1])
+        return self.keys.check(request_id, OPERATION, fingerprint)
 
     async def record_key(self, request_id: str, fingerprint: str, ref: str) -> None:
-        assert request_id not in self.state["keys"]
-        self.state["keys"][request_id] = (fingerprint, ref)
+        self.keys.record(request_id, OPERATION, fingerprint, ref)
 
     async def movements(self, region: str, ids: list[str]) -> dict[str, str]:
         return {i: self.state["movements"][(region, i)] for i in ids if (region, i) in self.state["movements"]}
@@ -80,19 +77,21 @@ class FakeHomeUnit:
 
 class FakeHomeStore:
     def __init__(self) -> None:
-        self.state: dict[str, dict] = {"keys": {}, "movements": {}, "regions": {}, "totals": {}, "balances": {}}  # type: ignore[type-arg]
+        self.state: dict[str, dict] = {"movements": {}, "regions": {}, "totals": {}, "balances": {}}  # type: ignore[type-arg]
+        self.keys = Keys()
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FakeHomeUnit]:
         async with self._lock:
-            work = {k: dict(v) for k, v in self.state.items()}
-            yield FakeHomeUnit(work)
+            work, keys = {k: dict(v) for k, v in self.state.items()}, self.keys.copy()
+            yield FakeHomeUnit(work, keys)
+            keys.merge_into(self.keys)
             self.state = work
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[FakeHomeUnit]:
-        yield FakeHomeUnit(self.state)
+        yield FakeHomeUnit(self.state, self.keys)
 
 
 def move(mid: str, **kw: object) -> HomeMovement:
@@ -137,6 +136,7 @@ async def test_refused_reports_change_nothing() -> None:
     uc, store = use_cases()
     await uc.report(cmd("r1", move("m1", account_delta_fen=-500, home_balance_after_fen=1_000)))
     before = {k: dict(v) for k, v in store.state.items()}
+    keys_before = dict(store.keys.rows)
     credit = move("m2", kind=MovementKind.ACCOUNT_CREDIT, delta=Accumulators(year=2026), account_delta_fen=10)
     debit = move("m3", kind=MovementKind.ACCOUNT_DEBIT, delta=Accumulators(year=2026), account_delta_fen=-1_011)
     with pytest.raises(DomainError) as e:
@@ -152,7 +152,7 @@ async def test_refused_reports_change_nothing() -> None:
     with pytest.raises(DomainError) as e:
         await uc.report(cmd("r5", move("m9"), region="510100"))
     assert e.value.reason is Reason.NOT_AUTHORISED_FOR_REGION
-    assert store.state == before
+    assert store.state == before and store.keys.rows == keys_before
 
 
 def test_a_movement_must_match_its_kind() -> None:
